@@ -1,0 +1,297 @@
+//! One blocking conversation with one client, from accept to close.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Instant;
+
+use zen_utils::frame::RequestTooLong;
+use zen_utils::protocol::{self, IDLE_TIMEOUT, OUTPUT_LIMIT, REQUEST_TOO_LONG};
+use zen_utils::shutdown::{SHUTDOWN_GRACE, TICK};
+use zen_utils::{listener, Config, Decoder, Shutdown, Stats};
+
+/// Serves one client until it leaves, breaks a limit, or the server shuts
+/// down; counts what happened in `stats` and logs it at `-v`.
+///
+/// The thread that calls it does nothing else meanwhile: every read and
+/// write blocks, for at most a [`TICK`] at a time so that the idle deadline
+/// and the shutdown flag are checked while the client is silent.
+pub fn converse(
+    stream: TcpStream,
+    peer: SocketAddr,
+    config: &Config,
+    shutdown: &Shutdown,
+    stats: &Stats,
+) {
+    if config.log_connections() {
+        eprintln!("accepted connection from {peer}");
+    }
+    let mut conversation = Conversation::new(stream, config);
+    let end = conversation.run(shutdown, stats);
+    if !conversation.decoder.partial().is_empty() && matches!(end, End::ClientClosed) {
+        stats.dropped();
+    }
+    if let End::Failed(_) = end {
+        stats.error(1);
+    }
+    if config.log_connections() {
+        let partial = conversation.decoder.partial().len();
+        let dropped = if partial > 0 {
+            format!(", dropped an incomplete question of {partial} bytes")
+        } else {
+            String::new()
+        };
+        eprintln!("connection from {peer} closed: {end}{dropped}");
+    }
+}
+
+/// Why a conversation ended.
+enum End {
+    /// The client closed its side, and every complete question was answered.
+    ClientClosed,
+    /// `--max-request` bytes with no `?`.
+    TooLong,
+    /// No question completed for `--idle-timeout`.
+    IdleTimeout,
+    /// The server is shutting down.
+    Shutdown,
+    /// A read or write failed (a reset, say).
+    Failed(io::Error),
+}
+
+/// The state of one conversation: all of it lives on the serving thread's
+/// stack.
+struct Conversation<'a> {
+    stream: TcpStream,
+    decoder: Decoder,
+    /// Answers not yet written; written whenever the input is used up,
+    /// before any work, and whenever it reaches [`OUTPUT_LIMIT`].
+    out: Vec<u8>,
+    config: &'a Config,
+    /// When the idle timeout closes the connection unless a question
+    /// completes first; `None` when the timeout is off.
+    idle_deadline: Option<Instant>,
+    /// When the shutdown was first seen: from then on, writes may block for
+    /// at most [`SHUTDOWN_GRACE`] in all.
+    shutdown_seen: Option<Instant>,
+}
+
+/// How a blocked read or write came back without moving any byte.
+enum Stalled {
+    /// The tick passed; check deadlines and try again.
+    Tick,
+    /// The connection failed.
+    Failed(io::Error),
+}
+
+impl<'a> Conversation<'a> {
+    fn new(stream: TcpStream, config: &'a Config) -> Self {
+        Self {
+            stream,
+            decoder: Decoder::new(config.max_request),
+            out: Vec::new(),
+            config,
+            idle_deadline: config.idle_timeout.map(|timeout| Instant::now() + timeout),
+            shutdown_seen: None,
+        }
+    }
+
+    fn run(&mut self, shutdown: &Shutdown, stats: &Stats) -> End {
+        if let Err(error) = self.setup() {
+            return End::Failed(error);
+        }
+        loop {
+            // Answer every complete question received so far, then send all
+            // the answers at once: a pipelining client costs one read and
+            // one write per batch, not per question.
+            let too_long = match self.answer_buffered(stats, shutdown) {
+                Ok(too_long) => too_long,
+                Err(error) => return End::Failed(error),
+            };
+            if let Err(error) = self.flush(shutdown) {
+                return End::Failed(error);
+            }
+            if too_long {
+                self.say_last(REQUEST_TOO_LONG, stats);
+                return End::TooLong;
+            }
+            if self
+                .idle_deadline
+                .is_some_and(|deadline| Instant::now() >= deadline)
+            {
+                self.say_last(IDLE_TIMEOUT, stats);
+                return End::IdleTimeout;
+            }
+            if shutdown.is_triggered() && self.shutdown_seen.is_none() {
+                self.shutdown_seen = Some(Instant::now());
+            }
+            let read = if self.shutdown_seen.is_some() {
+                // Shutting down: take only what has already arrived.
+                match self.read_arrived() {
+                    Ok(0) => return End::Shutdown,
+                    read => read,
+                }
+            } else {
+                self.read_tick()
+            };
+            match read {
+                Ok(0) => return End::ClientClosed,
+                Ok(n) => self.decoder.filled(n),
+                Err(Stalled::Tick) => {}
+                Err(Stalled::Failed(error)) => return End::Failed(error),
+            }
+        }
+    }
+
+    fn setup(&self) -> io::Result<()> {
+        listener::prepare_accepted(&self.stream)?;
+        self.stream.set_write_timeout(Some(TICK))
+    }
+
+    /// Answers the complete questions in the decoder, doing `--work` for
+    /// each. Returns whether the request that follows them is too long.
+    fn answer_buffered(&mut self, stats: &Stats, shutdown: &Shutdown) -> io::Result<bool> {
+        let (mut answers, mut errors) = (0, 0);
+        let result = loop {
+            let reply = match self.decoder.next_question() {
+                Ok(Some(question)) => protocol::answer(question),
+                Ok(None) => break Ok(false),
+                Err(RequestTooLong { .. }) => break Ok(true),
+            };
+            if let Some(work) = self.config.work {
+                // Answers already made go out before the work begins, so a
+                // pipelining client gets each one as soon as it is ready.
+                if let Err(error) = self.flush(shutdown) {
+                    break Err(error);
+                }
+                work.run_blocking();
+            }
+            self.out.extend_from_slice(reply);
+            answers += 1;
+            errors += u64::from(protocol::is_error(reply));
+            if self.out.len() >= OUTPUT_LIMIT {
+                if let Err(error) = self.flush(shutdown) {
+                    break Err(error);
+                }
+            }
+        };
+        if answers > 0 {
+            stats.answered(answers, errors);
+            self.idle_deadline = self
+                .config
+                .idle_timeout
+                .map(|timeout| Instant::now() + timeout);
+        }
+        result
+    }
+
+    /// Writes every pending answer. A client that does not read makes this
+    /// block, which is the backpressure: no more is read from it meanwhile.
+    /// Gives up when the client has not read for the idle timeout, or when
+    /// the shutdown grace has passed.
+    fn flush(&mut self, shutdown: &Shutdown) -> io::Result<()> {
+        let mut written = 0;
+        let result = loop {
+            if written == self.out.len() {
+                break Ok(());
+            }
+            match self.stream.write(&self.out[written..]) {
+                Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => written += n,
+                Err(error) => match stalled(error) {
+                    Stalled::Tick => {
+                        if let Err(error) = self.check_write_deadlines(shutdown) {
+                            break Err(error);
+                        }
+                    }
+                    Stalled::Failed(error) => break Err(error),
+                },
+            }
+        };
+        self.out.clear();
+        result
+    }
+
+    fn check_write_deadlines(&mut self, shutdown: &Shutdown) -> io::Result<()> {
+        let now = Instant::now();
+        if shutdown.is_triggered() {
+            let seen = *self.shutdown_seen.get_or_insert(now);
+            if now >= seen + SHUTDOWN_GRACE {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the client did not read its answers before shutdown",
+                ));
+            }
+        }
+        if self.idle_deadline.is_some_and(|deadline| now >= deadline) {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client did not read its answers for the idle timeout",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Sends a final error answer, best effort: the connection closes next
+    /// whatever happens, so a failure to send it changes nothing.
+    fn say_last(&mut self, error: &[u8], stats: &Stats) {
+        stats.error(1);
+        let _ = self.stream.write_all(error);
+    }
+
+    /// Blocks until bytes arrive, for at most a tick or until the idle
+    /// deadline, whichever is sooner.
+    fn read_tick(&mut self) -> Result<usize, Stalled> {
+        let mut wait = TICK;
+        if let Some(deadline) = self.idle_deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            // A zero timeout would mean "forever"; the deadline check at
+            // the top of the loop handles an expired one.
+            wait = wait.min(left).max(std::time::Duration::from_millis(1));
+        }
+        self.stream
+            .set_read_timeout(Some(wait))
+            .map_err(Stalled::Failed)?;
+        self.stream.read(self.decoder.read_buf()).map_err(stalled)
+    }
+
+    /// Reads what has already arrived without waiting; `Ok(0)` when nothing
+    /// has (or the client closed).
+    fn read_arrived(&mut self) -> Result<usize, Stalled> {
+        let set = |nonblocking| {
+            self.stream
+                .set_nonblocking(nonblocking)
+                .map_err(Stalled::Failed)
+        };
+        set(true)?;
+        let read = match self.stream.read(self.decoder.read_buf()) {
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => Ok(0),
+            read => read.map_err(Stalled::Failed),
+        };
+        self.stream
+            .set_nonblocking(false)
+            .map_err(Stalled::Failed)?;
+        read
+    }
+}
+
+/// Sorts a read or write error: a timeout is a tick, not a failure.
+fn stalled(error: io::Error) -> Stalled {
+    match error.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted => {
+            Stalled::Tick
+        }
+        _ => Stalled::Failed(error),
+    }
+}
+
+impl std::fmt::Display for End {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::ClientClosed => f.write_str("client closed"),
+            Self::TooLong => f.write_str("request too long"),
+            Self::IdleTimeout => f.write_str("idle timeout"),
+            Self::Shutdown => f.write_str("server shutting down"),
+            Self::Failed(error) => write!(f, "error: {error}"),
+        }
+    }
+}

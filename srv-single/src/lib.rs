@@ -1,0 +1,81 @@
+//! srv-single: one thread, one conversation at a time, blocking I/O.
+//!
+//! ```text
+//!   main thread:  accept() ──► converse with client A until it leaves ──► accept() ──► client B …
+//!                                 read() ─► answer all ─► write() ─┐
+//!                                    ▲─────────────────────────────┘
+//!   client B meanwhile: connected (the kernel queued it), never answered
+//! ```
+//!
+//! - **Threads:** one. It does everything, in order.
+//! - **What blocks:** everything. `accept()` blocks until a client comes;
+//!   then `read()` and `write()` block on that client alone. While one
+//!   client is connected, every other waits in the kernel's backlog, which
+//!   is why a single slow or idle client starves them all.
+//! - **Per-connection state:** the local variables of [`converse`]: a
+//!   framing decoder and an output buffer, on the stack of the one thread.
+//! - **What limits concurrency:** the model itself: exactly one client is
+//!   served at a time, so `--max-conns` can never be reached.
+//! - **Shutdown:** blocking calls wait at most a [`TICK`](zen_utils::shutdown::TICK)
+//!   (a socket timeout), so the thread notices the shutdown flag within a
+//!   tick even while blocked in `accept()` or `read()`; it then answers the
+//!   questions already received, closes, and returns the summary.
+//!
+//! [`converse`] is the whole blocking conversation; srv-threaded runs the
+//! very same function on many threads.
+//!
+//! ```text
+//! cargo run --release -p srv-single -- -p 1060
+//! ```
+
+mod conversation;
+
+use std::io;
+use std::net::TcpListener;
+
+use socket2::SockRef;
+use zen_utils::listener::{AcceptFailure, ACCEPT_BACKOFF};
+use zen_utils::shutdown::TICK;
+use zen_utils::{Config, Shutdown, Stats, Summary};
+
+pub use conversation::converse;
+
+/// Serves clients one at a time on `listener` until `shutdown` is
+/// triggered, then returns the summary.
+pub fn serve(listener: TcpListener, config: Config, shutdown: Shutdown) -> io::Result<Summary> {
+    let stats = Stats::new();
+    // accept() honours SO_RCVTIMEO on Linux: the wait for a client is cut
+    // into ticks so that a shutdown is noticed while nobody connects.
+    SockRef::from(&listener).set_read_timeout(Some(TICK))?;
+    while !shutdown.is_triggered() {
+        match listener.accept() {
+            Ok((stream, peer)) => {
+                stats.connection();
+                // The one conversation: nothing else happens until it ends.
+                converse(stream, peer, &config, &shutdown, &stats);
+            }
+            Err(error) => on_accept_error(&error, &config),
+        }
+    }
+    Ok(stats.summary())
+}
+
+/// Logs a failed `accept()` and, when descriptors or memory ran out, pauses
+/// so that the loop does not spin while nothing can change. The server goes
+/// on serving either way. srv-threaded's workers use it too.
+pub fn on_accept_error(error: &io::Error, config: &Config) {
+    match AcceptFailure::of(error) {
+        AcceptFailure::Retry => {}
+        AcceptFailure::ConnectionLost => {
+            if config.log_connections() {
+                eprintln!("accept: connection lost before it was accepted: {error}");
+            }
+        }
+        AcceptFailure::OutOfResources => {
+            if config.log_warnings() {
+                eprintln!("warning: accept failed: {error}; pausing {ACCEPT_BACKOFF:?}");
+            }
+            std::thread::sleep(ACCEPT_BACKOFF);
+        }
+    }
+}

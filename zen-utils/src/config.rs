@@ -1,0 +1,318 @@
+//! The command-line flags every server shares (SPEC.md's contract), and the
+//! configuration they produce.
+
+use std::fmt;
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::time::Duration;
+
+use clap::Args;
+use thiserror::Error;
+
+use crate::listener;
+use crate::work::Work;
+
+/// The book's port.
+pub const DEFAULT_PORT: u16 = 1060;
+/// Enough for the C10K experiment's 10,000 idle connections plus busy ones;
+/// the file-descriptor limit is raised at start so that they fit.
+pub const DEFAULT_MAX_CONNS: usize = 20_000;
+/// SPEC.md's default bound on one question.
+pub const DEFAULT_MAX_REQUEST: usize = 1024;
+/// SPEC.md's default idle timeout.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Deep enough for a burst of thousands of connections arriving at once.
+pub const DEFAULT_BACKLOG: i32 = 1024;
+
+/// The flags of SPEC.md's command-line contract; each server flattens them
+/// into its own command with `#[command(flatten)]`.
+#[derive(Args, Debug, Clone)]
+pub struct ServerArgs {
+    /// Address to listen on: an IP address or a host name
+    #[arg(default_value = "127.0.0.1")]
+    pub host: String,
+
+    /// TCP port to listen on; 0 asks the OS for a free one
+    #[arg(short, long, default_value_t = DEFAULT_PORT)]
+    pub port: u16,
+
+    /// Most connections served at once; one more is answered
+    /// "Error: server busy." and closed
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNS,
+          value_parser = parse_positive)]
+    pub max_conns: usize,
+
+    /// Close a connection when no question completed for this long
+    /// (e.g. 500ms, 60s; 0 turns it off)
+    #[arg(long, value_name = "DUR", default_value = "60s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// Longest question in bytes, `?` included; a longer one is answered
+    /// "Error: request too long." and the connection closes
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_REQUEST,
+          value_parser = parse_positive)]
+    pub max_request: usize,
+
+    /// Simulated work per answer: wait:DUR (a slow backend, waited the
+    /// model's way), cpu:DUR (a busy loop) or block:DUR (a blocking sleep,
+    /// even in an event loop)
+    #[arg(long, value_name = "KIND:DUR")]
+    pub work: Option<Work>,
+
+    /// Length of the kernel's queue of connections not yet accepted
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_BACKLOG)]
+    pub backlog: i32,
+
+    /// Log every connection (accepted, closed, errors)
+    #[arg(short, long, conflicts_with = "quiet")]
+    pub verbose: bool,
+
+    /// Log only errors
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// What a server needs to know besides its listener: the parsed limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Most connections open at once.
+    pub max_conns: usize,
+    /// How long a connection may go without completing a question; `None` is forever.
+    pub idle_timeout: Option<Duration>,
+    /// Longest question in bytes.
+    pub max_request: usize,
+    /// Simulated work per answer.
+    pub work: Option<Work>,
+    /// How much to log.
+    pub verbosity: Verbosity,
+}
+
+/// How much a server logs to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Verbosity {
+    /// `-q`: errors only.
+    Quiet,
+    /// The default: start, warnings and the summary.
+    Normal,
+    /// `-v`: every connection too.
+    Verbose,
+}
+
+/// Why a server could not start listening.
+#[derive(Debug, Error)]
+pub enum BindError {
+    /// The host name did not resolve.
+    #[error("cannot resolve {host}: {source}")]
+    Resolve {
+        /// The name as given.
+        host: String,
+        /// What the resolver said.
+        source: std::io::Error,
+    },
+    /// The socket could not be bound or could not listen.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address tried.
+        addr: SocketAddr,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+}
+
+impl ServerArgs {
+    /// The limits these flags set.
+    pub fn config(&self) -> Config {
+        Config {
+            max_conns: self.max_conns,
+            idle_timeout: Some(self.idle_timeout).filter(|timeout| !timeout.is_zero()),
+            max_request: self.max_request,
+            work: self.work,
+            verbosity: match (self.verbose, self.quiet) {
+                (true, _) => Verbosity::Verbose,
+                (_, true) => Verbosity::Quiet,
+                _ => Verbosity::Normal,
+            },
+        }
+    }
+
+    /// Resolves `HOST` and binds a listener on the first address found.
+    ///
+    /// `reuse_port` lets several listeners share the port (srv-hybrid's
+    /// per-core runtimes); each server binds once, without it, first.
+    pub fn bind(&self, reuse_port: bool) -> Result<TcpListener, BindError> {
+        let addr = self.addr()?;
+        listener::bind(addr, self.backlog, reuse_port)
+            .map_err(|source| BindError::Listen { addr, source })
+    }
+
+    /// `HOST:PORT` resolved to the first address found.
+    pub fn addr(&self) -> Result<SocketAddr, BindError> {
+        let resolve_error = |source| BindError::Resolve {
+            host: self.host.clone(),
+            source,
+        };
+        (self.host.as_str(), self.port)
+            .to_socket_addrs()
+            .map_err(resolve_error)?
+            .next()
+            .ok_or_else(|| resolve_error(std::io::ErrorKind::NotFound.into()))
+    }
+}
+
+impl Default for Config {
+    /// The limits a server has when started with no flags.
+    fn default() -> Self {
+        Self {
+            max_conns: DEFAULT_MAX_CONNS,
+            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+            max_request: DEFAULT_MAX_REQUEST,
+            work: None,
+            verbosity: Verbosity::Normal,
+        }
+    }
+}
+
+impl Config {
+    /// Whether to log each connection's events (`-v`).
+    pub fn log_connections(&self) -> bool {
+        self.verbosity >= Verbosity::Verbose
+    }
+
+    /// Whether to log warnings and the summary (not `-q`).
+    pub fn log_warnings(&self) -> bool {
+        self.verbosity >= Verbosity::Normal
+    }
+}
+
+/// A `DUR` that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("invalid duration `{0}`: expected a number and a unit, e.g. 250us, 10ms, 2s, 1m")]
+pub struct DurationError(String);
+
+/// Parses SPEC.md's `DUR`: a number and a unit (`ns`, `us`, `ms`, `s`, `m`),
+/// e.g. `250us`, `10ms`, `1.5s`. A bare `0` is zero.
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
+    let error = || DurationError(text.to_owned());
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(error)?;
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().map_err(|_| error())?;
+    let seconds_per_unit = match unit {
+        "ns" => 1e-9,
+        "us" | "µs" => 1e-6,
+        "ms" => 1e-3,
+        "s" => 1.0,
+        "m" => 60.0,
+        _ => return Err(error()),
+    };
+    Duration::try_from_secs_f64(number * seconds_per_unit).map_err(|_| error())
+}
+
+/// Formats a duration the way [`parse_duration`] reads it, in the largest
+/// unit that keeps it whole (`250us`, `10ms`, `2s`).
+pub fn format_duration(duration: Duration) -> String {
+    let nanos = duration.as_nanos();
+    let units = [(1_000_000_000, "s"), (1_000_000, "ms"), (1_000, "us")];
+    units
+        .iter()
+        .find(|(size, _)| nanos % size == 0 && nanos > 0)
+        .map_or_else(
+            || format!("{nanos}ns"),
+            |(size, unit)| format!("{}{unit}", nanos / size),
+        )
+}
+
+fn parse_positive(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
+impl fmt::Display for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let idle = self
+            .idle_timeout
+            .map_or_else(|| "off".to_owned(), format_duration);
+        write!(
+            f,
+            "max-conns {}, idle-timeout {idle}, max-request {}",
+            self.max_conns, self.max_request
+        )?;
+        if let Some(work) = self.work {
+            write!(f, ", work {work}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        server: ServerArgs,
+    }
+
+    #[test]
+    fn verify_cli() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_durations_with_units() {
+        assert_eq!(parse_duration("250us"), Ok(Duration::from_micros(250)));
+        assert_eq!(parse_duration("10ms"), Ok(Duration::from_millis(10)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        for bad in ["", "10", "ms", "10 ms", "-1s", "1h", "1e3s", "1.2.3s"] {
+            assert!(parse_duration(bad).is_err(), "{bad} should not parse");
+        }
+    }
+
+    #[test]
+    fn formats_durations_as_they_parse() {
+        for text in ["250us", "10ms", "2s", "7ns"] {
+            assert_eq!(format_duration(parse_duration(text).unwrap()), text);
+        }
+    }
+
+    #[test]
+    fn defaults_match_the_spec() {
+        let cli = Cli::try_parse_from(["srv"]).unwrap();
+        assert_eq!(cli.server.host, "127.0.0.1");
+        assert_eq!(cli.server.port, 1060);
+        assert_eq!(cli.server.config(), Config::default());
+    }
+
+    #[test]
+    fn zero_idle_timeout_turns_it_off() {
+        let cli = Cli::try_parse_from(["srv", "--idle-timeout", "0", "-v"]).unwrap();
+        let config = cli.server.config();
+        assert_eq!(config.idle_timeout, None);
+        assert!(config.log_connections());
+    }
+
+    #[test]
+    fn rejects_bad_flags() {
+        for args in [
+            &["srv", "--max-conns", "0"][..],
+            &["srv", "--max-request", "0"],
+            &["srv", "--idle-timeout", "60"],
+            &["srv", "--work", "sleep:1s"],
+            &["srv", "-v", "-q"],
+            &["srv", "-p", "70000"],
+        ] {
+            assert!(Cli::try_parse_from(args).is_err(), "{args:?} should fail");
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! The framing decoder: bytes in any chunking in, complete questions out.
+//!
+//! It performs no I/O. A server reads from its socket straight into
+//! [`Decoder::read_buf`], reports how much arrived with [`Decoder::filled`],
+//! then takes questions with [`Decoder::next_question`] until it returns
+//! `Ok(None)`. The same decoder serves the blocking, the polling and the
+//! async servers, so the framing rules live in exactly one place.
+
+use thiserror::Error;
+
+/// How much room [`Decoder::read_buf`] offers beyond one maximal question.
+///
+/// Questions are about 25 bytes, so one 4 KiB read carries a deep pipeline
+/// while an idle connection's buffer stays small.
+pub const READ_CHUNK: usize = 4096;
+
+/// `--max-request` bytes arrived with no `?`: the client is answered
+/// `Error: request too long.` and the connection closes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[error("request too long: no `?` within {max_request} bytes")]
+pub struct RequestTooLong {
+    /// The limit that was reached.
+    pub max_request: usize,
+}
+
+/// Splits a byte stream into questions: every byte up to and including the
+/// first `?`, after skipping ASCII whitespace (space, tab, CR, LF).
+///
+/// It never holds more than `max_request + READ_CHUNK` bytes, and it
+/// allocates that buffer only when the first read comes, so an idle
+/// connection costs no buffer at all.
+#[derive(Debug)]
+pub struct Decoder {
+    /// Bytes `start..end` are received and not yet decoded.
+    buf: Box<[u8]>,
+    start: usize,
+    end: usize,
+    /// Bytes `start..start + searched` are known to hold no `?`, so a
+    /// question trickling in byte by byte is not scanned again each time.
+    searched: usize,
+    max_request: usize,
+}
+
+impl Decoder {
+    /// A decoder that rejects questions longer than `max_request` bytes
+    /// (the `?` included). A `max_request` of 0 is taken as 1.
+    pub fn new(max_request: usize) -> Self {
+        Self {
+            buf: Box::default(),
+            start: 0,
+            end: 0,
+            searched: 0,
+            max_request: max_request.max(1),
+        }
+    }
+
+    /// The free space to read into; never empty once every complete
+    /// question has been taken with [`next_question`](Self::next_question).
+    ///
+    /// The undecoded tail is moved to the front first, so the buffer never
+    /// grows: a partial question is at most `max_request - 1` bytes, and the
+    /// rest of the buffer is room for the next read.
+    pub fn read_buf(&mut self) -> &mut [u8] {
+        if self.buf.is_empty() {
+            self.buf = vec![0; self.max_request + READ_CHUNK].into_boxed_slice();
+        }
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        &mut self.buf[self.end..]
+    }
+
+    /// Records that `n` bytes were written at the front of [`read_buf`](Self::read_buf).
+    ///
+    /// # Panics
+    /// If `n` is more than the space `read_buf` offered.
+    pub fn filled(&mut self, n: usize) {
+        assert!(self.end + n <= self.buf.len(), "filled past read_buf");
+        self.end += n;
+    }
+
+    /// The next complete question, if one has arrived.
+    ///
+    /// `Ok(None)` means more bytes are needed. After `Err`, the connection
+    /// must be closed: what follows can no longer be framed.
+    pub fn next_question(&mut self) -> Result<Option<&[u8]>, RequestTooLong> {
+        if self.searched == 0 {
+            while self.start < self.end && self.buf[self.start].is_ascii_whitespace() {
+                self.start += 1;
+            }
+        }
+        let window_end = self.end.min(self.start + self.max_request);
+        let from = self.start + self.searched;
+        match self.buf[from..window_end].iter().position(|&b| b == b'?') {
+            Some(offset) => {
+                let question = self.start..from + offset + 1;
+                self.start = question.end;
+                self.searched = 0;
+                Ok(Some(&self.buf[question]))
+            }
+            None if window_end - self.start == self.max_request => Err(RequestTooLong {
+                max_request: self.max_request,
+            }),
+            None => {
+                self.searched = window_end - self.start;
+                Ok(None)
+            }
+        }
+    }
+
+    /// The bytes of a question that has begun but not ended (whitespace
+    /// before it excluded); what is dropped if the client closes now.
+    pub fn partial(&self) -> &[u8] {
+        let undecoded = &self.buf[self.start..self.end];
+        let first = undecoded.iter().position(|b| !b.is_ascii_whitespace());
+        first.map_or(&[], |first| &undecoded[first..])
+    }
+
+    /// Whether bytes are waiting that were not decoded yet (a partial
+    /// question, or complete ones the server has not taken).
+    pub fn has_undecoded(&self) -> bool {
+        self.start < self.end
+    }
+
+    /// The bytes this decoder holds in memory (its capacity, 0 until the first read).
+    pub fn capacity(&self) -> usize {
+        self.buf.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `stream` in pieces of the given sizes and collects what comes out.
+    pub(crate) fn decode_in_pieces(
+        stream: &[u8],
+        pieces: &[usize],
+        max_request: usize,
+    ) -> (Vec<Vec<u8>>, Option<RequestTooLong>) {
+        let mut decoder = Decoder::new(max_request);
+        let mut questions = Vec::new();
+        let mut rest = stream;
+        let mut sizes = pieces.iter().copied().cycle();
+        while !rest.is_empty() {
+            let room = decoder.read_buf();
+            assert!(!room.is_empty(), "read_buf must offer room once drained");
+            let n = sizes
+                .next()
+                .unwrap_or(1)
+                .clamp(1, room.len())
+                .min(rest.len());
+            room[..n].copy_from_slice(&rest[..n]);
+            decoder.filled(n);
+            rest = &rest[n..];
+            loop {
+                match decoder.next_question() {
+                    Ok(Some(question)) => questions.push(question.to_vec()),
+                    Ok(None) => break,
+                    Err(error) => return (questions, Some(error)),
+                }
+                assert!(decoder.capacity() <= max_request.max(1) + READ_CHUNK);
+            }
+        }
+        (questions, None)
+    }
+
+    #[test]
+    fn skips_whitespace_between_questions() {
+        let (questions, error) = decode_in_pieces(
+            b" \r\n\tNow is better than?\nFlat is better than?\r\n",
+            &[64],
+            1024,
+        );
+        assert_eq!(
+            questions,
+            vec![
+                b"Now is better than?".to_vec(),
+                b"Flat is better than?".to_vec()
+            ]
+        );
+        assert_eq!(error, None);
+    }
+
+    #[test]
+    fn keeps_whitespace_inside_a_question() {
+        let (questions, _) = decode_in_pieces(b"  a b\t?", &[1], 1024);
+        assert_eq!(questions, vec![b"a b\t?".to_vec()]);
+    }
+
+    #[test]
+    fn a_question_of_exactly_max_request_bytes_is_accepted() {
+        let (questions, error) = decode_in_pieces(b"abc?abcd?", &[1], 4);
+        assert_eq!(questions, vec![b"abc?".to_vec()]);
+        assert_eq!(error, Some(RequestTooLong { max_request: 4 }));
+    }
+
+    #[test]
+    fn reports_too_long_once_max_request_bytes_have_no_question_mark() {
+        let mut decoder = Decoder::new(3);
+        decoder.read_buf()[..2].copy_from_slice(b"ab");
+        decoder.filled(2);
+        assert_eq!(decoder.next_question(), Ok(None));
+        assert_eq!(decoder.partial(), b"ab");
+        decoder.read_buf()[0] = b'c';
+        decoder.filled(1);
+        assert_eq!(
+            decoder.next_question(),
+            Err(RequestTooLong { max_request: 3 })
+        );
+    }
+
+    #[test]
+    fn partial_ignores_leading_whitespace() {
+        let mut decoder = Decoder::new(100);
+        assert_eq!(decoder.partial(), b"");
+        decoder.read_buf()[..6].copy_from_slice(b"x? \nBe");
+        decoder.filled(6);
+        assert_eq!(decoder.next_question(), Ok(Some(&b"x?"[..])));
+        assert_eq!(decoder.next_question(), Ok(None));
+        assert_eq!(decoder.partial(), b"Be");
+        assert!(decoder.has_undecoded());
+    }
+
+    #[test]
+    fn allocates_nothing_until_the_first_read() {
+        let decoder = Decoder::new(1024);
+        assert_eq!(decoder.capacity(), 0);
+    }
+}

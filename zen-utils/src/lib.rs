@@ -1,0 +1,38 @@
+//! What every zen server shares, so that the five servers differ only in
+//! their concurrency model.
+//!
+//! - [`protocol`]: the aphorism table and the fixed answers, exact bytes.
+//! - [`frame`]: the framing decoder. It never touches a socket: bytes in,
+//!   questions out, the same for blocking, polling and async servers.
+//! - [`config`]: SPEC.md's shared flags as one clap [`ServerArgs`] struct,
+//!   `DUR` parsing, and the [`Config`] a server runs with.
+//! - [`work`]: `--work wait|cpu|block:DUR`.
+//! - [`listener`]: socket2 listener setup, `RLIMIT_NOFILE`, accept errors.
+//! - [`stats`]: relaxed-atomic counters and the one-line [`Summary`].
+//! - [`shutdown`]: the [`Shutdown`] trigger and SIGINT/SIGTERM handling.
+//! - [`server`]: the `main` that every server binary shares.
+//! - `testkit` (feature `testkit`): the one conformance suite, stamped out
+//!   in each server crate by [`conformance_suite!`].
+//!
+//! Every server crate exposes the same entry point,
+//! `serve(listener, config, shutdown) -> io::Result<Summary>`, which is what
+//! lets the tests, the benches and `client compare` start any of them alike.
+
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod frame;
+pub mod listener;
+pub mod protocol;
+pub mod server;
+pub mod shutdown;
+pub mod stats;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+pub mod work;
+
+pub use config::{Config, ServerArgs, Verbosity};
+pub use frame::Decoder;
+pub use shutdown::Shutdown;
+pub use stats::{Stats, Summary};
+pub use work::{Work, WorkKind};

@@ -1,0 +1,128 @@
+//! Graceful shutdown: one trigger, seen by every thread, loop and task.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+/// How long connections may still take, after shutdown begins, to send the
+/// answers to questions already received. A client that stops reading
+/// cannot hold the server past it: SPEC.md wants the exit within a few
+/// seconds even if clients stay connected.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// How often a blocked thread looks up to check for shutdown and for its
+/// idle deadline: blocking calls in the threaded servers wait at most this
+/// long, so a shutdown reaches a thread stuck in `accept()` or `read()`.
+pub const TICK: Duration = Duration::from_millis(50);
+
+type Waker = Box<dyn Fn() + Send + Sync>;
+
+/// A cloneable handle that starts a server's graceful shutdown.
+///
+/// Blocking servers poll [`is_triggered`](Self::is_triggered) every
+/// [`TICK`]; event loops register a waker with
+/// [`on_trigger`](Self::on_trigger) (`Poller::notify`, a tokio `Notify`)
+/// so that they wake at once.
+#[derive(Clone, Default)]
+pub struct Shutdown {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    triggered: AtomicBool,
+    wakers: Mutex<Vec<Waker>>,
+}
+
+impl Shutdown {
+    /// A shutdown not triggered yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Starts the shutdown: sets the flag and runs every waker. Calling it
+    /// again does nothing.
+    pub fn trigger(&self) {
+        if !self.inner.triggered.swap(true, Ordering::SeqCst) {
+            let wakers = self
+                .inner
+                .wakers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            for wake in wakers.iter() {
+                wake();
+            }
+        }
+    }
+
+    /// Whether the shutdown has started.
+    pub fn is_triggered(&self) -> bool {
+        self.inner.triggered.load(Ordering::SeqCst)
+    }
+
+    /// Runs `wake` when the shutdown starts, or now if it already has.
+    pub fn on_trigger(&self, wake: impl Fn() + Send + Sync + 'static) {
+        let mut wakers = self
+            .inner
+            .wakers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // Checked under the lock that `trigger` takes, so `wake` runs exactly once.
+        if self.is_triggered() {
+            wake();
+        } else {
+            wakers.push(Box::new(wake));
+        }
+    }
+
+    /// Triggers this shutdown on SIGINT or SIGTERM, from a thread of its own
+    /// (a signal handler may do almost nothing; a thread may do anything).
+    pub fn trigger_on_signals(&self) -> std::io::Result<()> {
+        let mut signals = Signals::new([SIGINT, SIGTERM])?;
+        let shutdown = self.clone();
+        std::thread::Builder::new()
+            .name("signals".to_owned())
+            .spawn(move || {
+                if signals.forever().next().is_some() {
+                    shutdown.trigger();
+                }
+            })?;
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for Shutdown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shutdown")
+            .field("triggered", &self.is_triggered())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    #[test]
+    fn wakers_run_once_whenever_they_are_registered() {
+        let shutdown = Shutdown::new();
+        let woken = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&woken);
+        shutdown.on_trigger(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+        });
+        assert!(!shutdown.is_triggered());
+        shutdown.clone().trigger();
+        shutdown.trigger();
+        assert!(shutdown.is_triggered());
+        let counter = Arc::clone(&woken);
+        shutdown.on_trigger(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+        });
+        assert_eq!(woken.load(Ordering::SeqCst), 2);
+    }
+}

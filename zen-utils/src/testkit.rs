@@ -1,0 +1,295 @@
+//! The conformance suite: every behaviour of SPEC.md, written once and run
+//! against every server.
+//!
+//! A server crate runs the whole suite against itself with one macro call
+//! in `tests/conformance.rs`:
+//!
+//! ```ignore
+//! zen_utils::conformance_suite!(serve: srv_single::serve, model: Model::OneAtATime);
+//! zen_utils::binary_suite!(bin: env!("CARGO_BIN_EXE_srv-single"));
+//! ```
+//!
+//! The tests start the server in-process on `127.0.0.1:0`, talk to it over
+//! real sockets, and assert exact bytes. They never assert how fast
+//! anything is, only what arrives and in which order; where a test must
+//! wait for something that should *not* happen, the wait is bounded and the
+//! failure is the thing arriving.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown as Direction, SocketAddr, TcpListener, TcpStream};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::{listener, Config, Shutdown, Summary};
+
+pub mod binary;
+pub mod cases;
+
+/// How long a test client waits for bytes that must come before it calls
+/// the server broken. Generous: machines running tests are shared and slow.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// What the suite expects of a server's concurrency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Model {
+    /// One conversation at a time (srv-single): a second client is not
+    /// answered while the first is connected.
+    OneAtATime,
+    /// Many conversations at once: every other server.
+    Concurrent,
+}
+
+/// A server running in-process on `127.0.0.1:0`, on a thread of its own,
+/// for one test. Dropping it stops it.
+pub struct TestServer {
+    addr: SocketAddr,
+    shutdown: Shutdown,
+    thread: Option<JoinHandle<io::Result<Summary>>>,
+}
+
+impl TestServer {
+    /// Binds `127.0.0.1:0` and runs `serve` on it with `config`.
+    pub fn start<F>(serve: F, config: Config) -> Self
+    where
+        F: FnOnce(TcpListener, Config, Shutdown) -> io::Result<Summary> + Send + 'static,
+    {
+        let listener = listener::bind("127.0.0.1:0".parse().unwrap(), 1024, false)
+            .expect("bind a test listener");
+        let addr = listener.local_addr().expect("test listener address");
+        let shutdown = Shutdown::new();
+        let server_shutdown = shutdown.clone();
+        let thread = std::thread::Builder::new()
+            .name("test-server".to_owned())
+            .spawn(move || serve(listener, config, server_shutdown))
+            .expect("spawn the test server");
+        Self {
+            addr,
+            shutdown,
+            thread: Some(thread),
+        }
+    }
+
+    /// The address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Connects a new test client.
+    pub fn connect(&self) -> Client {
+        Client::connect(self.addr)
+    }
+
+    /// Starts the graceful shutdown without waiting for it.
+    pub fn trigger_shutdown(&self) {
+        self.shutdown.trigger();
+    }
+
+    /// Shuts the server down and returns its summary.
+    ///
+    /// # Panics
+    /// If `serve` returned an error or panicked.
+    pub fn stop(mut self) -> Summary {
+        self.shutdown.trigger();
+        let thread = self.thread.take().expect("stopped once");
+        thread
+            .join()
+            .expect("the server panicked")
+            .expect("serve failed")
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+        if let Some(thread) = self.thread.take() {
+            // A test that already failed must not also panic here.
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A blocking test client whose reads give up after [`PATIENCE`], so that
+/// a broken server fails a test instead of hanging it.
+pub struct Client {
+    stream: TcpStream,
+    /// Bytes read past the last answer returned.
+    unread: Vec<u8>,
+}
+
+impl Client {
+    /// Connects to `addr`, with `TCP_NODELAY` so that each send leaves at once.
+    pub fn connect(addr: SocketAddr) -> Self {
+        let stream = TcpStream::connect(addr).expect("connect to the test server");
+        stream.set_nodelay(true).unwrap();
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        Self {
+            stream,
+            unread: Vec::new(),
+        }
+    }
+
+    /// Sends bytes, all of them.
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream
+            .write_all(bytes)
+            .expect("send to the test server");
+    }
+
+    /// Sends a question and returns its answer.
+    pub fn ask(&mut self, question: &[u8]) -> Vec<u8> {
+        self.send(question);
+        self.answer()
+    }
+
+    /// Reads one answer: every byte up to and including the next `.`.
+    ///
+    /// # Panics
+    /// If the connection closes or nothing comes within [`PATIENCE`].
+    pub fn answer(&mut self) -> Vec<u8> {
+        self.answer_within(PATIENCE).unwrap_or_else(|| {
+            panic!(
+                "no answer within {PATIENCE:?}; got {:?}",
+                self.unread_text()
+            )
+        })
+    }
+
+    /// Reads one answer if it comes within `wait`; `None` if it does not
+    /// or the connection closes first.
+    pub fn answer_within(&mut self, wait: Duration) -> Option<Vec<u8>> {
+        self.stream.set_read_timeout(Some(wait)).unwrap();
+        let answer = loop {
+            if let Some(end) = self.unread.iter().position(|&b| b == b'.') {
+                break Some(self.unread.drain(..=end).collect());
+            }
+            let mut chunk = [0; 4096];
+            match self.stream.read(&mut chunk) {
+                Ok(0) | Err(_) => break None,
+                Ok(n) => self.unread.extend_from_slice(&chunk[..n]),
+            }
+        };
+        self.stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        answer
+    }
+
+    /// Reads `n` answers and returns them concatenated.
+    pub fn answers(&mut self, n: usize) -> Vec<u8> {
+        (0..n).flat_map(|_| self.answer()).collect()
+    }
+
+    /// Reads until the server closes the connection (a reset counts as a
+    /// close) and returns every byte that came.
+    ///
+    /// # Panics
+    /// If the connection is still open after [`PATIENCE`].
+    pub fn read_to_close(&mut self) -> Vec<u8> {
+        let mut bytes = std::mem::take(&mut self.unread);
+        let mut chunk = [0; 16 * 1024];
+        loop {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return bytes,
+                Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+                Err(error) if is_reset(&error) => return bytes,
+                Err(error) => panic!(
+                    "the server did not close the connection ({error}); got {:?}",
+                    String::from_utf8_lossy(&bytes)
+                ),
+            }
+        }
+    }
+
+    /// Shuts down the sending side: the server sees end of input.
+    pub fn half_close(&mut self) {
+        self.stream.shutdown(Direction::Write).expect("half-close");
+    }
+
+    /// Closes the connection with a reset (`SO_LINGER` 0) instead of a FIN.
+    pub fn reset(self) {
+        listener::set_linger(&self.stream, Some(Duration::ZERO)).unwrap();
+    }
+
+    /// A second handle to the socket, for a writer thread.
+    pub fn try_clone_stream(&self) -> TcpStream {
+        self.stream.try_clone().unwrap()
+    }
+
+    fn unread_text(&self) -> String {
+        String::from_utf8_lossy(&self.unread).into_owned()
+    }
+}
+
+fn is_reset(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+    )
+}
+
+/// Stamps out the whole conformance suite, one `#[test]` per case, against
+/// the server that `serve` starts.
+///
+/// `serve` is anything callable as `serve(listener, config, shutdown)`:
+/// a crate's `serve` function, or a closure that adds model options.
+#[macro_export]
+macro_rules! conformance_suite {
+    (serve: $serve:expr, model: $model:expr $(,)?) => {
+        fn start(config: $crate::Config) -> $crate::testkit::TestServer {
+            $crate::testkit::TestServer::start($serve, config)
+        }
+        $crate::conformance_suite!(@cases $model;
+            answers_every_aphorism,
+            answers_a_question_split_byte_by_byte,
+            answers_many_questions_in_one_write_in_order,
+            skips_whitespace_between_questions,
+            answers_unknown_questions_and_keeps_the_connection,
+            closes_a_request_that_is_too_long_after_answering_what_came_before,
+            accepts_a_question_of_exactly_max_request_bytes,
+            survives_a_half_question_and_a_hang_up,
+            answers_everything_before_closing_on_half_close,
+            survives_a_reset_in_the_middle_of_a_stream,
+            loses_nothing_when_a_huge_pipeline_is_sent_without_reading,
+            limits_the_connections_it_serves,
+            closes_an_idle_connection,
+            keeps_a_connection_that_keeps_asking,
+            closes_a_connection_that_trickles_bytes_without_a_question,
+            overlaps_waiting_work_across_clients_when_concurrent,
+            answers_in_flight_questions_on_graceful_shutdown,
+            closes_idle_clients_on_graceful_shutdown,
+            counts_answers_and_errors_in_the_summary,
+        );
+    };
+    (@cases $model:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                $crate::testkit::cases::$case(&start, $model);
+            }
+        )*
+    };
+}
+
+/// Stamps out the tests of a server binary's command-line contract:
+/// `listening on IP:PORT`, a busy port, a bad flag, `--help`, SIGTERM.
+/// `args` are extra arguments passed on every start.
+#[macro_export]
+macro_rules! binary_suite {
+    (bin: $bin:expr $(, args: [$($arg:expr),* $(,)?])? $(,)?) => {
+        $crate::binary_suite!(@cases $bin, &[$($($arg),*)?];
+            prints_listening_on_the_bound_address_first,
+            fails_in_one_line_on_a_busy_port,
+            fails_in_one_line_on_a_bad_flag,
+            explains_every_flag_in_help,
+            exits_cleanly_with_a_summary_on_sigterm,
+        );
+    };
+    (@cases $bin:expr, $args:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                $crate::testkit::binary::$case($bin, $args);
+            }
+        )*
+    };
+}

@@ -1,0 +1,111 @@
+//! `--work KIND:DUR`: the simulated work of answering a question.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+
+use crate::config::{format_duration, parse_duration};
+
+/// The simulated work of answering one question.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Work {
+    /// How the work is done.
+    pub kind: WorkKind,
+    /// How long it takes.
+    pub duration: Duration,
+}
+
+/// The three kinds of work of SPEC.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkKind {
+    /// Waiting on something slow outside the server, each model its own
+    /// way: a sleeping thread, a timer in the poll loop, an async sleep.
+    Wait,
+    /// Computation: a busy loop on the thread that serves the connection.
+    Cpu,
+    /// A blocking `std::thread::sleep` on the serving thread in every
+    /// model, event loops included: the classic mistake, kept to measure it.
+    Block,
+}
+
+/// A `--work` value that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("invalid work `{0}`: expected wait:DUR, cpu:DUR or block:DUR, e.g. wait:10ms")]
+pub struct WorkError(String);
+
+impl Work {
+    /// Does this work on the calling thread the way a thread-per-connection
+    /// server does it: `wait` and `block` sleep, `cpu` spins.
+    pub fn run_blocking(self) {
+        match self.kind {
+            WorkKind::Wait | WorkKind::Block => std::thread::sleep(self.duration),
+            WorkKind::Cpu => spin(self.duration),
+        }
+    }
+}
+
+/// Keeps the CPU busy for `duration`, as real computation would.
+pub fn spin(duration: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < duration {
+        std::hint::spin_loop();
+    }
+}
+
+impl FromStr for Work {
+    type Err = WorkError;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let error = || WorkError(text.to_owned());
+        let (kind, duration) = text.split_once(':').ok_or_else(error)?;
+        let kind = match kind {
+            "wait" => WorkKind::Wait,
+            "cpu" => WorkKind::Cpu,
+            "block" => WorkKind::Block,
+            _ => return Err(error()),
+        };
+        let duration = parse_duration(duration).map_err(|_| error())?;
+        Ok(Self { kind, duration })
+    }
+}
+
+impl fmt::Display for Work {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.kind {
+            WorkKind::Wait => "wait",
+            WorkKind::Cpu => "cpu",
+            WorkKind::Block => "block",
+        };
+        write!(f, "{kind}:{}", format_duration(self.duration))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_each_kind() {
+        let work: Work = "wait:10ms".parse().unwrap();
+        assert_eq!(
+            work,
+            Work {
+                kind: WorkKind::Wait,
+                duration: Duration::from_millis(10)
+            }
+        );
+        assert_eq!("cpu:200us".parse::<Work>().unwrap().kind, WorkKind::Cpu);
+        assert_eq!("block:1s".parse::<Work>().unwrap().to_string(), "block:1s");
+        for bad in ["wait", "wait:", "sleep:1s", "cpu:fast", ":1s"] {
+            assert!(bad.parse::<Work>().is_err(), "{bad} should not parse");
+        }
+    }
+
+    #[test]
+    fn spin_takes_at_least_its_duration() {
+        let start = Instant::now();
+        spin(Duration::from_millis(2));
+        assert!(start.elapsed() >= Duration::from_millis(2));
+    }
+}
