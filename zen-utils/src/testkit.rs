@@ -55,6 +55,15 @@ impl TestServer {
     {
         let listener = listener::bind("127.0.0.1:0".parse().unwrap(), 1024, false)
             .expect("bind a test listener");
+        Self::start_on(listener, serve, config)
+    }
+
+    /// Runs `serve` on a listener the test bound itself, for a test that
+    /// needs a fixed address (a server restarted on the same port, say).
+    pub fn start_on<F>(listener: TcpListener, serve: F, config: Config) -> Self
+    where
+        F: FnOnce(TcpListener, Config, Shutdown) -> io::Result<Summary> + Send + 'static,
+    {
         let addr = listener.local_addr().expect("test listener address");
         let shutdown = Shutdown::new();
         let server_shutdown = shutdown.clone();
