@@ -1,0 +1,367 @@
+//! One connection, from accept to close, as one async task.
+
+use std::future::{pending, Future};
+use std::io::{self, Read};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::time::Duration;
+
+use socket2::SockRef;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::{sleep, sleep_until, Instant, Sleep};
+use zen_utils::frame::RequestTooLong;
+use zen_utils::protocol::{self, IDLE_TIMEOUT, OUTPUT_LIMIT, REQUEST_TOO_LONG};
+use zen_utils::{work, Decoder, Work, WorkKind};
+
+use crate::{Shared, Stop};
+
+/// How long a final error answer (`request too long`, `idle timeout`) may
+/// take to send. It is best effort: the connection closes next whatever
+/// happens, so a client that does not read cannot hold it open longer.
+const LAST_WORD_PATIENCE: Duration = Duration::from_millis(100);
+
+/// Serves one client until it leaves, breaks a limit, or the server shuts
+/// down; counts what happened in `shared`'s stats and logs it at `-v`.
+///
+/// Every wait is an `.await`, so the thread serves other connections
+/// meanwhile, except during `--work cpu|block`, which hold the thread.
+pub async fn handle_connection(stream: TcpStream, peer: SocketAddr, shared: &Shared, stop: &Stop) {
+    let config = &shared.config;
+    if config.log_connections() {
+        eprintln!("accepted connection from {peer}");
+    }
+    let mut connection = Connection::new(stream, shared, stop);
+    let end = connection.run().await;
+    let partial = connection.decoder.partial().len();
+    if partial > 0 && matches!(end, End::ClientClosed) {
+        shared.stats.dropped();
+    }
+    if let End::Failed(_) = end {
+        shared.stats.error(1);
+    }
+    if config.log_connections() {
+        let dropped = if partial > 0 {
+            format!(", dropped an incomplete question of {partial} bytes")
+        } else {
+            String::new()
+        };
+        eprintln!("connection from {peer} closed: {end}{dropped}");
+    }
+}
+
+/// Why a connection ended.
+enum End {
+    /// The client closed its side, and every complete question was answered.
+    ClientClosed,
+    /// `--max-request` bytes with no `?`.
+    TooLong,
+    /// No question completed for `--idle-timeout`.
+    IdleTimeout,
+    /// The server is shutting down.
+    Shutdown,
+    /// A read or write failed, or a client did not read its answers in time.
+    Failed(io::Error),
+}
+
+/// The state of one connection: all of it lives in the task's future.
+struct Connection<'a> {
+    stream: TcpStream,
+    decoder: Decoder,
+    /// Answers not yet written: written once per batch of questions, before
+    /// any `--work`, and whenever they reach [`OUTPUT_LIMIT`].
+    out: Vec<u8>,
+    shared: &'a Shared,
+    /// Fires when no question has completed for `--idle-timeout`: pushed
+    /// back each time answers are sent; `None` when the timeout is off.
+    /// One timer for the connection's life, reset in place, not a new one
+    /// per read.
+    idle: Option<Pin<Box<Sleep>>>,
+    shutdown: ShutdownWatch<'a>,
+}
+
+/// How a connection learns of the shutdown, and its deadline once it has.
+struct ShutdownWatch<'a> {
+    stop: &'a Stop,
+    /// Resolves when the shutdown begins. Made once per connection, so the
+    /// task stays registered with the `Notify` instead of registering anew
+    /// on every read; never polled again once it has resolved.
+    begins: Pin<Box<dyn Future<Output = ()> + Send + 'a>>,
+    /// When the connection must be done, once the shutdown was seen. From
+    /// then on it reads only bytes that already arrived.
+    grace: Option<Instant>,
+}
+
+/// Why an await was abandoned.
+enum GaveUp {
+    /// The shutdown grace ran out.
+    Grace,
+    /// The client did not read its answers for the idle timeout.
+    Idle,
+}
+
+impl<'a> Connection<'a> {
+    fn new(stream: TcpStream, shared: &'a Shared, stop: &'a Stop) -> Self {
+        let idle = shared
+            .config
+            .idle_timeout
+            .map(|timeout| Box::pin(sleep(timeout)));
+        Self {
+            stream,
+            decoder: Decoder::new(shared.config.max_request),
+            out: Vec::new(),
+            shared,
+            idle,
+            shutdown: ShutdownWatch {
+                stop,
+                begins: Box::pin(stop.stopped()),
+                grace: None,
+            },
+        }
+    }
+
+    async fn run(&mut self) -> End {
+        // TCP_NODELAY, as `zen_utils::listener::prepare_accepted` sets it on
+        // a std socket: answers are tiny and must leave at once.
+        if let Err(error) = self.stream.set_nodelay(true) {
+            return End::Failed(error);
+        }
+        loop {
+            // Answer every complete question received so far, then send all
+            // the answers with one write: a pipelining client costs one
+            // read and one write per batch, not per question.
+            let too_long = match self.answer_buffered().await {
+                Ok(too_long) => too_long,
+                Err(end) => return end,
+            };
+            if let Err(end) = self.flush().await {
+                return end;
+            }
+            if too_long {
+                self.say_last(REQUEST_TOO_LONG).await;
+                return End::TooLong;
+            }
+            if let Some(grace) = self.shutdown.grace {
+                // Shutting down: take only what has already arrived, and
+                // stop when nothing more has or the grace is over.
+                if Instant::now() >= grace {
+                    return End::Shutdown;
+                }
+                match self.read_arrived() {
+                    Ok(0) => return End::ClientClosed,
+                    Ok(n) => self.decoder.filled(n),
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                        return End::Shutdown
+                    }
+                    Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                    Err(error) => return End::Failed(error),
+                }
+                continue;
+            }
+            // Wait for whichever comes first: bytes, the shutdown, the idle
+            // deadline. The read is cancel-safe: when another branch wins,
+            // no byte has been taken from the socket.
+            tokio::select! {
+                biased;
+                read = read_some(&mut self.stream, &mut self.decoder) => match read {
+                    Ok(0) => return End::ClientClosed,
+                    Ok(n) => self.decoder.filled(n),
+                    Err(error) if is_retry(&error) => {}
+                    Err(error) => return End::Failed(error),
+                },
+                () = self.shutdown.begins() => {}
+                () = expired(self.idle.as_mut().map(Pin::as_mut)) => {
+                    self.say_last(IDLE_TIMEOUT).await;
+                    return End::IdleTimeout;
+                }
+            }
+        }
+    }
+
+    /// Answers the complete questions in the decoder, doing `--work` for
+    /// each. Returns whether the request that follows them is too long.
+    async fn answer_buffered(&mut self) -> Result<bool, End> {
+        let (mut answers, mut errors) = (0, 0);
+        let result = loop {
+            // The answer is a `&'static [u8]`: taking a question allocates
+            // nothing, and the decoder's borrow ends here.
+            let reply = match self.decoder.next_question() {
+                Ok(Some(question)) => protocol::answer(question),
+                Ok(None) => break Ok(false),
+                Err(RequestTooLong { .. }) => break Ok(true),
+            };
+            if let Some(work) = self.shared.config.work {
+                // Answers already made go out before the work begins, so a
+                // pipelining client gets each one as soon as it is ready.
+                if let Err(end) = self.flush().await {
+                    break Err(end);
+                }
+                if let Err(end) = self.work(work).await {
+                    break Err(end);
+                }
+            }
+            self.out.extend_from_slice(reply);
+            answers += 1;
+            errors += u64::from(protocol::is_error(reply));
+            if self.out.len() >= OUTPUT_LIMIT {
+                // The bound on unsent answers: stop taking questions and
+                // write. A client that does not read makes this write wait,
+                // and nothing more is read from it meanwhile: that is the
+                // backpressure.
+                if let Err(end) = self.flush().await {
+                    break Err(end);
+                }
+            }
+        };
+        if answers > 0 {
+            self.shared.stats.answered(answers, errors);
+        }
+        result
+    }
+
+    /// Does the simulated work of one answer.
+    async fn work(&mut self, work: Work) -> Result<(), End> {
+        match work.kind {
+            // The async way to wait: the task sleeps on a timer and the
+            // thread serves other connections meanwhile.
+            WorkKind::Wait => guarded(sleep(work.duration), &mut self.shutdown, None)
+                .await
+                .map_err(|_: GaveUp| End::Shutdown),
+            // Both hold the runtime's thread: no other task of this runtime
+            // runs until they finish. Kept inline on purpose, to measure
+            // what blocking an event loop costs.
+            WorkKind::Cpu => {
+                work::spin(work.duration);
+                Ok(())
+            }
+            WorkKind::Block => {
+                std::thread::sleep(work.duration);
+                Ok(())
+            }
+        }
+    }
+
+    /// Writes every unsent answer. Gives up when the client has not read for
+    /// the idle timeout, or when the shutdown grace has passed.
+    async fn flush(&mut self) -> Result<(), End> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        // Questions were just answered: the idle clock starts again.
+        if let (Some(idle), Some(timeout)) = (&mut self.idle, self.shared.config.idle_timeout) {
+            idle.as_mut().reset(Instant::now() + timeout);
+        }
+        let idle = self.idle.as_mut().map(Pin::as_mut);
+        let written = guarded(self.stream.write_all(&self.out), &mut self.shutdown, idle).await;
+        self.out.clear();
+        let late = |why: &str| End::Failed(io::Error::new(io::ErrorKind::TimedOut, why));
+        match written {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(End::Failed(error)),
+            Err(GaveUp::Grace) => Err(late("the client did not read its answers before shutdown")),
+            Err(GaveUp::Idle) => Err(late(
+                "the client did not read its answers for the idle timeout",
+            )),
+        }
+    }
+
+    /// Sends a final error answer, best effort, and counts it.
+    async fn say_last(&mut self, error: &'static [u8]) {
+        self.shared.stats.error(1);
+        let _ = tokio::time::timeout(LAST_WORD_PATIENCE, self.stream.write_all(error)).await;
+    }
+
+    /// One non-blocking read straight on the socket: whatever has arrived,
+    /// or `WouldBlock`. It bypasses tokio on purpose: tokio's `try_read`
+    /// trusts the readiness the I/O driver last reported, and would miss
+    /// bytes that arrived after it.
+    fn read_arrived(&mut self) -> io::Result<usize> {
+        let socket = SockRef::from(&self.stream);
+        (&*socket).read(self.decoder.read_buf())
+    }
+}
+
+impl ShutdownWatch<'_> {
+    /// Resolves when the shutdown begins, and records the grace deadline.
+    /// Never resolves again after that.
+    async fn begins(&mut self) {
+        if self.grace.is_some() {
+            return pending().await;
+        }
+        self.begins.as_mut().await;
+        self.grace = Some(self.stop.grace_deadline());
+    }
+
+    /// Resolves when the shutdown has begun and its grace has run out.
+    async fn grace_over(&mut self) {
+        let grace = match self.grace {
+            Some(grace) => grace,
+            None => {
+                self.begins.as_mut().await;
+                *self.grace.insert(self.stop.grace_deadline())
+            }
+        };
+        sleep_until(grace).await;
+    }
+}
+
+/// Awaits `future` unless the connection must give up first: the shutdown
+/// grace ran out or, if `idle` is given, the idle deadline passed. A
+/// shutdown alone does not interrupt it (in-flight answers are still
+/// delivered); it only starts the grace clock.
+async fn guarded<T>(
+    future: impl Future<Output = T>,
+    shutdown: &mut ShutdownWatch<'_>,
+    idle: Option<Pin<&mut Sleep>>,
+) -> Result<T, GaveUp> {
+    tokio::select! {
+        // The work itself first: a write that can finish at once never
+        // touches the timers.
+        biased;
+        output = future => Ok(output),
+        () = shutdown.grace_over() => Err(GaveUp::Grace),
+        () = expired(idle) => Err(GaveUp::Idle),
+    }
+}
+
+/// Reads what has arrived into the decoder, waiting for it if need be.
+async fn read_some(stream: &mut TcpStream, decoder: &mut Decoder) -> io::Result<usize> {
+    if decoder.capacity() == 0 {
+        // Until the first bytes come, wait for readability without a
+        // buffer: `read_buf` allocates the decoder's buffer, and an idle
+        // connection should not pay for one.
+        stream.readable().await?;
+    }
+    // `read` (not `try_read`) also tells tokio that a short read drained
+    // the socket, so the next read waits for epoll instead of trying a
+    // read that would fail with `WouldBlock`: one syscall less per batch.
+    stream.read(decoder.read_buf()).await
+}
+
+/// Resolves when the idle timer fires; never, when there is none.
+async fn expired(idle: Option<Pin<&mut Sleep>>) {
+    match idle {
+        Some(timer) => timer.await,
+        None => pending().await,
+    }
+}
+
+/// Whether a read error only means "try again".
+fn is_retry(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+    )
+}
+
+impl std::fmt::Display for End {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::ClientClosed => f.write_str("client closed"),
+            Self::TooLong => f.write_str("request too long"),
+            Self::IdleTimeout => f.write_str("idle timeout"),
+            Self::Shutdown => f.write_str("server shutting down"),
+            Self::Failed(error) => write!(f, "error: {error}"),
+        }
+    }
+}

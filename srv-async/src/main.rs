@@ -1,0 +1,31 @@
+//! The srv-async binary: parse flags, bind, print `listening on`, serve.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use zen_utils::ServerArgs;
+
+/// The zen aphorism server on one thread, a tokio task per connection: the
+/// book's asyncio server. Many clients at once, one core.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Cli {
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    zen_utils::server::run("srv-async", &cli.server, false, srv_async::serve)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn verify_cli() {
+        Cli::command().debug_assert();
+    }
+}
