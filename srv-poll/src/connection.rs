@@ -1,0 +1,522 @@
+//! One client of the loop: its buffers, and what it does each time the loop
+//! tells it that its socket is ready or its timer is due.
+//!
+//! Nothing here blocks. Every read and write is non-blocking, and
+//! `WouldBlock` is not an error: it means "not now", and the connection
+//! asks the loop (through [`Connection::wanted_interest`]) to be told when
+//! to try again. All of its state lives in this struct, in the loop's slab:
+//! there is no stack to hold it between events.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Instant;
+
+use zen_utils::protocol::{self, OUTPUT_LIMIT, REQUEST_TOO_LONG};
+use zen_utils::{Config, Decoder, Stats, Work, WorkKind};
+
+use crate::timers::Timers;
+
+/// An output buffer that grew past this is freed once drained, so that a
+/// connection that once had a burst of answers (up to [`OUTPUT_LIMIT`])
+/// does not keep it while idle. A usual batch of answers fits below it and
+/// keeps its buffer: no allocation per batch.
+const OUTPUT_KEEP: usize = 4096;
+
+/// Which connection a timer is for. The slab reuses keys, so the key alone
+/// could name a newer connection; the generation tells them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct ConnId {
+    pub(crate) key: usize,
+    pub(crate) generation: u64,
+}
+
+/// What the loop's timer queue holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Timer {
+    /// A `--work wait` is over: the connection's pending answer is ready.
+    Answer(ConnId),
+    /// Time to close connections whose idle deadline passed (RawServer's
+    /// `scan_for_timeouts`).
+    IdleScan,
+    /// The accept backoff after running out of descriptors is over.
+    ResumeAccepting,
+}
+
+/// Readiness a connection asks the poller for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Interest {
+    pub(crate) readable: bool,
+    pub(crate) writable: bool,
+}
+
+impl Interest {
+    pub(crate) const NONE: Self = Self {
+        readable: false,
+        writable: false,
+    };
+    pub(crate) const READABLE: Self = Self {
+        readable: true,
+        writable: false,
+    };
+}
+
+/// What a connection needs from the loop while it advances.
+pub(crate) struct Context<'a> {
+    pub(crate) config: &'a Config,
+    pub(crate) stats: &'a Stats,
+    pub(crate) timers: &'a mut Timers<Timer>,
+    /// Whether a short read may be taken to mean "nothing more to read".
+    /// True for level-triggered and oneshot registrations: the poller
+    /// reports bytes still in the socket (or arriving later) at the next
+    /// wait, so reading again now would only earn a `WouldBlock`, one
+    /// system call per answer. An edge-triggered registration reports only
+    /// *new* bytes, so there reading must go on until `WouldBlock`.
+    pub(crate) short_read_drains: bool,
+}
+
+/// Why a connection ended.
+#[derive(Debug)]
+pub(crate) enum End {
+    /// The client closed its side, and every complete question was answered.
+    ClientClosed,
+    /// `--max-request` bytes with no `?`.
+    TooLong,
+    /// No question completed for `--idle-timeout`.
+    IdleTimeout,
+    /// The server shut down.
+    Shutdown,
+    /// A read or write failed (a reset, say), or the client did not read
+    /// its answers within the shutdown grace.
+    Failed(io::Error),
+}
+
+/// One client, in the slab, from accept to close.
+pub(crate) struct Connection {
+    pub(crate) stream: TcpStream,
+    pub(crate) peer: SocketAddr,
+    pub(crate) id: ConnId,
+    /// The interest registered with the poller now. The loop calls
+    /// `modify` only when [`wanted_interest`](Self::wanted_interest)
+    /// differs from it: in level-triggered mode interest changes only at
+    /// backpressure, pending output and `--work wait`, not per event.
+    pub(crate) registered: Interest,
+    /// Received bytes not yet decoded. Its buffer is allocated at the first
+    /// read, so a connection that never sends costs no buffer.
+    decoder: Decoder,
+    /// Answers not yet sent: `out[written..]`. Empty (no allocation) while
+    /// idle; the connection stops reading while it holds [`OUTPUT_LIMIT`].
+    out: Vec<u8>,
+    written: usize,
+    /// The poller said readable and no read has returned `WouldBlock` since:
+    /// there may be bytes to read. Readiness is remembered rather than
+    /// re-asked, so a connection that stopped reading at the output bound
+    /// resumes as soon as its answers drain, without waiting for an event.
+    read_ready: bool,
+    /// A write returned `WouldBlock` and the poller has not said writable
+    /// since: trying again now would only fail again.
+    write_blocked: bool,
+    /// The answer to the question being worked on under `--work wait`.
+    /// Questions are answered in order: while it waits, the questions
+    /// behind it stay in the decoder.
+    waiting: Option<&'static [u8]>,
+    /// When the idle scan closes this connection unless a question
+    /// completes first; `None` when the timeout is off.
+    idle_deadline: Option<Instant>,
+    /// The client closed its sending side (a read returned 0).
+    input_closed: bool,
+    /// The server is shutting down: no more reads, finish what was read.
+    shutting_down: bool,
+    /// A request too long was answered with its error: close once sent.
+    too_long: bool,
+    /// A read or write failed: close now.
+    failed: Option<io::Error>,
+}
+
+impl Connection {
+    /// A connection just accepted, registered as `READABLE`.
+    pub(crate) fn new(stream: TcpStream, peer: SocketAddr, id: ConnId, config: &Config) -> Self {
+        Self {
+            stream,
+            peer,
+            id,
+            registered: Interest::READABLE,
+            decoder: Decoder::new(config.max_request),
+            out: Vec::new(),
+            written: 0,
+            read_ready: false,
+            write_blocked: false,
+            waiting: None,
+            idle_deadline: idle_deadline(config),
+            input_closed: false,
+            shutting_down: false,
+            too_long: false,
+            failed: None,
+        }
+    }
+
+    /// The poller reported readiness. `unasked` is readiness that was not
+    /// registered: epoll reports a hang-up or an error even to a socket
+    /// with no interest, and in level-triggered mode it would report it
+    /// again at every wait, so the error is collected now.
+    pub(crate) fn on_ready(&mut self, ready: Interest, unasked: bool) {
+        self.read_ready |= ready.readable;
+        self.write_blocked &= !ready.writable;
+        if unasked {
+            if let Ok(Some(error)) | Err(error) = self.stream.take_error() {
+                self.failed.get_or_insert(error);
+            }
+        }
+    }
+
+    /// The `--work wait` timer of the question in progress is due: its
+    /// answer joins the output, and the questions behind it may proceed.
+    pub(crate) fn on_answer_ready(&mut self, config: &Config, stats: &Stats) {
+        if let Some(reply) = self.waiting.take() {
+            self.out.extend_from_slice(reply);
+            stats.answered(1, u64::from(protocol::is_error(reply)));
+            self.idle_deadline = idle_deadline(config);
+        }
+    }
+
+    /// Does everything that can be done now without blocking: send pending
+    /// answers, answer complete questions, read more. Returns why the
+    /// connection is over, if it is.
+    ///
+    /// Each step can unblock another (sent answers make room under the
+    /// output bound, so more questions can be answered, so more can be
+    /// read), so the three repeat until none of them makes progress.
+    pub(crate) fn advance(&mut self, ctx: &mut Context<'_>) -> Option<End> {
+        while self.failed.is_none() {
+            let sent = self.flush();
+            let answered = self.answer_buffered(ctx);
+            let read = self.read(ctx);
+            if !(sent || answered || read) {
+                break;
+            }
+        }
+        self.end()
+    }
+
+    /// Sends pending answers until they are all sent or the socket's buffer
+    /// is full. A short write is not an error: the rest stays in `out` and
+    /// goes when the poller says writable. Returns whether any byte went.
+    fn flush(&mut self) -> bool {
+        let mut sent = false;
+        while self.written < self.out.len() && !self.write_blocked {
+            match self.stream.write(&self.out[self.written..]) {
+                Ok(0) => self.fail(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.written += n;
+                    sent = true;
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    self.write_blocked = true;
+                }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => self.fail(error),
+            }
+        }
+        if self.written == self.out.len() && self.written > 0 {
+            self.written = 0;
+            if self.out.capacity() > OUTPUT_KEEP {
+                self.out = Vec::new();
+            } else {
+                self.out.clear();
+            }
+        }
+        sent
+    }
+
+    /// Answers the complete questions in the decoder, in order, while the
+    /// output is under its bound and no answer is waiting on a timer.
+    /// Returns whether it answered (or began working on) any.
+    fn answer_buffered(&mut self, ctx: &mut Context<'_>) -> bool {
+        let (mut answers, mut errors) = (0, 0);
+        let mut began_wait = false;
+        while self.waiting.is_none() && !self.too_long && self.pending_output() < OUTPUT_LIMIT {
+            let reply = match self.decoder.next_question() {
+                Ok(Some(question)) => protocol::answer(question),
+                Ok(None) => break,
+                Err(_) => {
+                    // What came before is answered; the error goes after it,
+                    // and the connection closes once it is sent.
+                    self.out.extend_from_slice(REQUEST_TOO_LONG);
+                    self.too_long = true;
+                    ctx.stats.error(1);
+                    break;
+                }
+            };
+            match ctx.config.work {
+                Some(Work {
+                    kind: WorkKind::Wait,
+                    duration,
+                }) => {
+                    // The loop's way to wait: a timer. The thread goes back
+                    // to the other connections, and this one resumes in
+                    // `on_answer_ready` when the timer is due.
+                    self.waiting = Some(reply);
+                    ctx.timers
+                        .add(Instant::now() + duration, Timer::Answer(self.id));
+                    began_wait = true;
+                    break;
+                }
+                Some(work) => {
+                    // cpu and block run right here, on the loop's only
+                    // thread: every other connection waits meanwhile.
+                    // That is the lesson of `--work block`. Answers made
+                    // so far go out first.
+                    self.flush();
+                    work.run_blocking();
+                }
+                None => {}
+            }
+            self.out.extend_from_slice(reply);
+            answers += 1;
+            errors += u64::from(protocol::is_error(reply));
+        }
+        if answers > 0 {
+            ctx.stats.answered(answers, errors);
+            self.idle_deadline = idle_deadline(ctx.config);
+        }
+        answers > 0 || began_wait
+    }
+
+    /// Reads once, if this connection wants input and the socket may have
+    /// some. Returns whether anything happened (bytes, end of input, an
+    /// error).
+    fn read(&mut self, ctx: &Context<'_>) -> bool {
+        if !(self.read_ready && self.wants_read()) {
+            return false;
+        }
+        let room = self.decoder.read_buf();
+        let capacity = room.len();
+        if capacity == 0 {
+            // Cannot happen while `wants_read` holds (complete questions
+            // are taken before reading); reading into nothing would look
+            // like the end of input.
+            return false;
+        }
+        match self.stream.read(room) {
+            Ok(0) => self.input_closed = true,
+            Ok(n) => {
+                self.decoder.filled(n);
+                if n < capacity && ctx.short_read_drains {
+                    self.read_ready = false;
+                }
+            }
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                self.read_ready = false;
+                return false;
+            }
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => self.fail(error),
+        }
+        true
+    }
+
+    /// Whether to read more from the client now. Not past the output
+    /// bound (backpressure: a client that does not read its answers is not
+    /// read from), not while the decoder still holds questions that wait
+    /// their turn, and never again once the input ended or the server
+    /// shuts down.
+    fn wants_read(&self) -> bool {
+        !(self.input_closed || self.shutting_down || self.too_long)
+            && self.failed.is_none()
+            && self.pending_output() < OUTPUT_LIMIT
+            && (self.waiting.is_none() || !self.decoder.has_undecoded())
+    }
+
+    /// The interest to register now: readable while it wants input,
+    /// writable only while answers are pending (asking for writable with
+    /// nothing to send would wake the loop for nothing, constantly in
+    /// level-triggered mode).
+    pub(crate) fn wanted_interest(&self) -> Interest {
+        Interest {
+            readable: self.wants_read(),
+            writable: self.pending_output() > 0,
+        }
+    }
+
+    /// Why the connection is over, if it is: an error at once; otherwise
+    /// only when nothing is left to send and no answer is being worked on.
+    fn end(&mut self) -> Option<End> {
+        if let Some(error) = self.failed.take() {
+            return Some(End::Failed(error));
+        }
+        if self.pending_output() > 0 || self.waiting.is_some() {
+            return None;
+        }
+        // Output is empty and nothing waits, so `answer_buffered` stopped
+        // because the decoder holds no complete question: all are answered.
+        if self.too_long {
+            Some(End::TooLong)
+        } else if self.input_closed {
+            Some(End::ClientClosed)
+        } else if self.shutting_down {
+            Some(End::Shutdown)
+        } else {
+            None
+        }
+    }
+
+    /// The server begins its shutdown. The caller advances the connection
+    /// once with `read_ready` set (a last read of what already arrived),
+    /// then calls [`stop_reading`](Self::stop_reading).
+    pub(crate) fn last_read(&mut self) {
+        self.read_ready = true;
+    }
+
+    /// No more reads: the connection ends once its answers are sent.
+    pub(crate) fn stop_reading(&mut self) {
+        self.shutting_down = true;
+    }
+
+    /// Whether the idle deadline has passed. A connection whose answer is
+    /// being worked on is not idle: the server owes it that answer.
+    pub(crate) fn idle_expired(&self, now: Instant) -> bool {
+        self.waiting.is_none() && self.idle_deadline.is_some_and(|deadline| now >= deadline)
+    }
+
+    /// Sends a last error answer, best effort: after what is pending, with
+    /// whatever room the socket has now. The connection closes next, so a
+    /// failure here changes nothing.
+    pub(crate) fn say_last(&mut self, error: &[u8]) {
+        self.out.extend_from_slice(error);
+        self.write_blocked = false;
+        self.flush();
+    }
+
+    /// The bytes of a question that has begun but not ended: what is
+    /// dropped if the connection closes now.
+    pub(crate) fn partial_question(&self) -> usize {
+        self.decoder.partial().len()
+    }
+
+    fn pending_output(&self) -> usize {
+        self.out.len() - self.written
+    }
+
+    fn fail(&mut self, error: io::Error) {
+        self.failed.get_or_insert(error);
+    }
+
+    /// Bytes this connection holds in the server's memory: the struct in
+    /// the slab plus its buffers.
+    #[cfg(test)]
+    fn memory(&self) -> usize {
+        size_of::<Self>() + self.decoder.capacity() + self.out.capacity()
+    }
+}
+
+fn idle_deadline(config: &Config) -> Option<Instant> {
+    config.idle_timeout.map(|timeout| Instant::now() + timeout)
+}
+
+impl std::fmt::Display for End {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::ClientClosed => f.write_str("client closed"),
+            Self::TooLong => f.write_str("request too long"),
+            Self::IdleTimeout => f.write_str("idle timeout"),
+            Self::Shutdown => f.write_str("server shutting down"),
+            Self::Failed(error) => write!(f, "error: {error}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use socket2::SockRef;
+    use std::net::TcpListener;
+
+    /// The C10K budget: at most 2 KiB of server memory per idle connection.
+    const IDLE_BUDGET: usize = 2048;
+
+    fn accepted_pair() -> (Connection, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (stream, peer) = listener.accept().unwrap();
+        stream.set_nonblocking(true).unwrap();
+        let id = ConnId {
+            key: 0,
+            generation: 0,
+        };
+        (
+            Connection::new(stream, peer, id, &Config::default()),
+            client,
+        )
+    }
+
+    #[test]
+    fn an_idle_connection_stays_small() {
+        let (connection, _client) = accepted_pair();
+        assert_eq!(connection.decoder.capacity(), 0, "no buffer before a read");
+        assert_eq!(connection.out.capacity(), 0, "no output buffer while idle");
+        assert!(
+            connection.memory() <= IDLE_BUDGET / 4,
+            "{} bytes",
+            connection.memory()
+        );
+    }
+
+    #[test]
+    fn a_burst_of_answers_does_not_stay_allocated() {
+        const QUESTIONS: usize = 20_000;
+        let (mut connection, mut client) = accepted_pair();
+        // Small socket buffers, so that answers back up in `out` while the
+        // client does not read.
+        SockRef::from(&connection.stream)
+            .set_send_buffer_size(4096)
+            .unwrap();
+        SockRef::from(&client).set_recv_buffer_size(4096).unwrap();
+        let mut writer = client.try_clone().unwrap();
+        let sender = std::thread::spawn(move || {
+            writer
+                .write_all(&b"Now is better than?".repeat(QUESTIONS))
+                .unwrap();
+        });
+        let (config, stats, mut timers) = (Config::default(), Stats::new(), Timers::new());
+        let mut ctx = Context {
+            config: &config,
+            stats: &stats,
+            timers: &mut timers,
+            short_read_drains: true,
+        };
+        let both = Interest {
+            readable: true,
+            writable: true,
+        };
+        let mut step = |connection: &mut Connection| {
+            connection.on_ready(both, false);
+            assert!(connection.advance(&mut ctx).is_none());
+            std::thread::yield_now();
+        };
+        // The client does not read: the output grows to its bound.
+        let mut steps = 0;
+        while connection.pending_output() < OUTPUT_LIMIT {
+            step(&mut connection);
+            steps += 1;
+            assert!(steps < 10_000_000, "the output never reached its bound");
+        }
+        assert!(connection.out.capacity() > OUTPUT_KEEP);
+        // Now it reads every answer; the output drains and is freed.
+        let want = b"never.".repeat(QUESTIONS);
+        let mut got = Vec::new();
+        client.set_nonblocking(true).unwrap();
+        while got.len() < want.len() {
+            step(&mut connection);
+            let mut chunk = [0; 16 * 1024];
+            if let Ok(n) = client.read(&mut chunk) {
+                got.extend_from_slice(&chunk[..n]);
+            }
+            steps += 1;
+            assert!(steps < 10_000_000, "the answers never all came");
+        }
+        sender.join().unwrap();
+        assert!(got == want, "every answer, in order");
+        assert_eq!(connection.pending_output(), 0);
+        assert!(connection.out.capacity() <= OUTPUT_KEEP);
+        assert_eq!(stats.summary().answered, QUESTIONS as u64);
+    }
+}

@@ -1,0 +1,118 @@
+//! The loop's timer queue: the BitTorrent RawServer's `add_task`, with a
+//! binary heap instead of a sorted list.
+//!
+//! The loop never sleeps on a timer: it asks the queue how long until the
+//! next one is due and hands that to `Poller::wait` as its timeout, so a
+//! socket event and a timer wake the same single thread.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::time::{Duration, Instant};
+
+/// Tasks due at instants, earliest first. Ties come out in the tasks' own
+/// order, which keeps the queue deterministic.
+///
+/// A task cannot be cancelled: whoever pops it checks that it still
+/// applies (a connection's generation, say), which keeps both `add` and
+/// `pop_due` at O(log n).
+#[derive(Debug)]
+pub(crate) struct Timers<T> {
+    heap: BinaryHeap<Reverse<(Instant, T)>>,
+}
+
+impl<T: Ord> Timers<T> {
+    pub(crate) fn new() -> Self {
+        Self {
+            heap: BinaryHeap::new(),
+        }
+    }
+
+    /// Schedules `task` for `at` (RawServer's `add_task`).
+    pub(crate) fn add(&mut self, at: Instant, task: T) {
+        self.heap.push(Reverse((at, task)));
+    }
+
+    /// How long the loop may wait for I/O before the next task is due:
+    /// zero if one is already due, `None` (wait for I/O alone) if there
+    /// are no tasks.
+    pub(crate) fn time_to_next(&self, now: Instant) -> Option<Duration> {
+        self.heap
+            .peek()
+            .map(|Reverse((at, _))| at.saturating_duration_since(now))
+    }
+
+    /// The earliest task due at or before `now`, removed from the queue.
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<T> {
+        match self.heap.peek() {
+            Some(Reverse((at, _))) if *at <= now => self.heap.pop().map(|Reverse((_, task))| task),
+            _ => None,
+        }
+    }
+
+    /// How many tasks are scheduled.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.heap.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn pops_due_tasks_earliest_first() {
+        let start = Instant::now();
+        let mut timers = Timers::new();
+        timers.add(start + ms(30), "c");
+        timers.add(start + ms(10), "a");
+        timers.add(start + ms(20), "b");
+        let now = start + ms(25);
+        assert_eq!(timers.pop_due(now), Some("a"));
+        assert_eq!(timers.pop_due(now), Some("b"));
+        assert_eq!(timers.pop_due(now), None, "c is not due yet");
+        assert_eq!(timers.len(), 1);
+        assert_eq!(timers.pop_due(start + ms(30)), Some("c"));
+        assert_eq!(timers.pop_due(start + ms(1000)), None);
+    }
+
+    #[test]
+    fn a_task_is_due_exactly_at_its_instant() {
+        let at = Instant::now() + ms(5);
+        let mut timers = Timers::new();
+        timers.add(at, 1);
+        assert_eq!(timers.pop_due(at - Duration::from_nanos(1)), None);
+        assert_eq!(timers.pop_due(at), Some(1));
+    }
+
+    #[test]
+    fn the_wait_timeout_is_the_time_to_the_next_task() {
+        let start = Instant::now();
+        let mut timers = Timers::new();
+        assert_eq!(timers.time_to_next(start), None, "no task: wait for I/O");
+        timers.add(start + ms(50), 2);
+        timers.add(start + ms(20), 1);
+        assert_eq!(timers.time_to_next(start), Some(ms(20)));
+        assert_eq!(timers.time_to_next(start + ms(15)), Some(ms(5)));
+        assert_eq!(
+            timers.time_to_next(start + ms(40)),
+            Some(Duration::ZERO),
+            "overdue: do not wait at all"
+        );
+    }
+
+    #[test]
+    fn ties_come_out_in_task_order() {
+        let at = Instant::now();
+        let mut timers = Timers::new();
+        for task in [(3, 1), (1, 9), (2, 0)] {
+            timers.add(at, task);
+        }
+        let popped: Vec<_> = std::iter::from_fn(|| timers.pop_due(at)).collect();
+        assert_eq!(popped, [(1, 9), (2, 0), (3, 1)]);
+    }
+}
