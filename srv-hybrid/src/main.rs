@@ -1,0 +1,92 @@
+//! The srv-hybrid binary: parse flags, bind, print `listening on`, serve.
+
+use std::num::NonZeroUsize;
+use std::process::ExitCode;
+
+use clap::Parser;
+use srv_hybrid::{HybridOptions, Runtime};
+use zen_utils::config::BindError;
+use zen_utils::ServerArgs;
+
+const NAME: &str = "srv-hybrid";
+
+/// The zen aphorism server on many threads: srv-async's tasks on tokio's
+/// work-stealing runtime, or on one single-threaded runtime per core.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Cli {
+    #[command(flatten)]
+    server: ServerArgs,
+
+    /// Threads that serve connections [default: the number of CPUs]
+    #[arg(long, value_name = "N")]
+    workers: Option<NonZeroUsize>,
+
+    /// How the threads share the connections
+    #[arg(long, value_enum, default_value_t = Runtime::WorkStealing)]
+    runtime: Runtime,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let per_core = cli.runtime == Runtime::PerCore;
+    if per_core {
+        if let Err(error) = probe_port(&cli.server) {
+            eprintln!("{NAME}: error: {error}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let options = HybridOptions {
+        workers: cli.workers.unwrap_or_else(srv_hybrid::default_workers),
+        runtime: cli.runtime,
+        backlog: cli.server.backlog,
+    };
+    // Per core, the first listener is bound with SO_REUSEPORT so that
+    // `serve` can add the others to its group.
+    zen_utils::server::run(
+        NAME,
+        &cli.server,
+        per_core,
+        move |listener, config, shutdown| srv_hybrid::serve(listener, config, shutdown, options),
+    )
+}
+
+/// Fails if something already listens on the address.
+///
+/// `SO_REUSEPORT` lets a socket of the same user join a port whose
+/// listeners all have it: a second `srv-hybrid --runtime per-core` on a
+/// busy port would silently join the first one's group and take a share of
+/// its connections, instead of failing with "address in use". A bind
+/// without `SO_REUSEPORT` cannot join a group, so it fails exactly when the
+/// port is held; the probe is closed at once. (A server that takes the port
+/// between the probe and the real bind still wins that race: the probe
+/// makes the common mistake loud, it cannot close the window.)
+fn probe_port(args: &ServerArgs) -> Result<(), BindError> {
+    // Port 0 asks the OS for a free port: nobody can be holding it.
+    if args.port != 0 {
+        drop(args.bind(false)?);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn verify_cli() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_to_work_stealing_on_every_cpu() {
+        let cli = Cli::try_parse_from([NAME]).unwrap();
+        assert_eq!(cli.runtime, Runtime::WorkStealing);
+        assert_eq!(cli.workers, None);
+        let cli = Cli::try_parse_from([NAME, "--runtime", "per-core", "--workers", "3"]).unwrap();
+        assert_eq!(cli.runtime, Runtime::PerCore);
+        assert_eq!(cli.workers, NonZeroUsize::new(3));
+        assert!(Cli::try_parse_from([NAME, "--workers", "0"]).is_err());
+    }
+}
