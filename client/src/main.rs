@@ -2,13 +2,19 @@
 //! request/reply TCP server) and reports what it saw.
 
 mod ask;
+mod event_loop;
+mod flags;
+mod hold;
+mod load;
+mod report;
 mod target;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Ask a zen server questions, the way the book's client does.
+/// Ask a zen server questions, load it and measure it, or hold idle
+/// connections to it.
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Cli {
@@ -21,15 +27,24 @@ enum Command {
     /// Ask N different random questions, one at a time, and print each
     /// question with its answer (the book's client)
     Ask(ask::AskArgs),
+    /// Keep CONNS connections busy asking questions, check every answer,
+    /// and report throughput, latency percentiles, errors and fairness
+    /// (exit code 1 if any error happened; the report is printed anyway)
+    Load(load::LoadArgs),
+    /// Open CONNS connections, keep them idle for DUR, and report what the
+    /// server did with them (kept, busy, idle timeout, closed)
+    Hold(hold::HoldArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Ask(args) => ask::run(&args),
+        Command::Ask(args) => ask::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Load(args) => load::run(&args),
+        Command::Hold(args) => hold::run(&args),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => {
             // One line, whatever went wrong: the chain of causes joined by ": ".
             eprintln!("client: {error:#}");

@@ -1,0 +1,207 @@
+//! `client hold`: the slow client. It opens many connections, says nothing
+//! on any of them, and watches what the server does: keep them, turn them
+//! away as busy, or close them for being idle.
+//!
+//! One thread and one epoll loop watch every connection, so thousands cost
+//! a socket and a few bytes each: all the connects are started at once
+//! (non-blocking), then the loop waits for whatever the server says.
+
+use std::io::{self, Read};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context as _};
+use clap::Args;
+use zen_utils::config::parse_duration;
+use zen_utils::protocol::{IDLE_TIMEOUT, SERVER_BUSY};
+
+use crate::event_loop::{connect_all, nanos, now_ns, Interest, Poller};
+use crate::flags::positive;
+use crate::report::{ConnectFailures, HoldReport, IdleCloses};
+use crate::target::Target;
+
+/// The most a held connection keeps of what the server sends: enough for
+/// either message it may say before closing.
+const HEARD: usize = 32;
+
+#[derive(Args, Debug)]
+pub(crate) struct HoldArgs {
+    #[command(flatten)]
+    target: Target,
+
+    /// Connections to open and keep idle
+    #[arg(short = 'c', long = "connections", value_name = "CONNS", value_parser = positive)]
+    connections: usize,
+
+    /// How long to keep them (e.g. 500ms, 10s)
+    #[arg(short = 'd', long = "duration", value_name = "DUR", value_parser = parse_duration)]
+    duration: Duration,
+
+    /// Give up on a connect that has not completed after this long
+    #[arg(long, value_name = "DUR", default_value = "10s", value_parser = parse_duration)]
+    timeout: Duration,
+
+    /// Print the report as one JSON object
+    #[arg(long)]
+    json: bool,
+}
+
+/// One held connection.
+struct Held {
+    stream: Option<std::net::TcpStream>,
+    connected_at: u64,
+    /// The first bytes the server sent on it.
+    heard: [u8; HEARD],
+    heard_len: usize,
+    fate: Fate,
+}
+
+/// What became of a connection.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Fate {
+    Open,
+    Busy,
+    /// Closed with `Error: idle timeout.`, this many nanoseconds after its
+    /// connect.
+    IdleTimeout(u64),
+    Closed,
+}
+
+/// Holds the connections for the duration and prints the report. Exits 1
+/// with one line only if no connection could be opened at all: what the
+/// server did with the others is the report, not an error.
+pub(crate) fn run(args: &HoldArgs) -> anyhow::Result<ExitCode> {
+    let _ = zen_utils::listener::raise_fd_limit();
+    let addr = args.target.addrs()?[0];
+    let results = connect_all(&vec![addr; args.connections], args.timeout)
+        .context("cannot start connecting")?;
+    let mut failed = ConnectFailures::default();
+    let mut first_error = None;
+    let mut held = Vec::with_capacity(results.len());
+    for result in results {
+        match result {
+            Ok((stream, connected_at)) => held.push(Held {
+                stream: Some(stream),
+                connected_at,
+                heard: [0; HEARD],
+                heard_len: 0,
+                fate: Fate::Open,
+            }),
+            Err(error) => {
+                match error.kind() {
+                    io::ErrorKind::ConnectionRefused => failed.refused += 1,
+                    io::ErrorKind::TimedOut => failed.timeout += 1,
+                    _ => failed.other += 1,
+                }
+                first_error.get_or_insert(error);
+            }
+        }
+    }
+    if held.is_empty() {
+        let error = first_error.expect("at least one connection");
+        return Err(anyhow!("cannot connect to {addr}: {error}"));
+    }
+
+    watch(&mut held, args.duration)?;
+
+    let mut idle_after: Vec<u64> = Vec::new();
+    let mut report = HoldReport {
+        connections: args.connections,
+        seconds: args.duration.as_secs_f64(),
+        connected: held.len(),
+        open: 0,
+        busy: 0,
+        idle_timeout: IdleCloses::default(),
+        closed: 0,
+        connect_failed: failed,
+        target: addr.to_string(),
+    };
+    for conn in &held {
+        match conn.fate {
+            Fate::Open => report.open += 1,
+            Fate::Busy => report.busy += 1,
+            Fate::IdleTimeout(after) => idle_after.push(after),
+            Fate::Closed => report.closed += 1,
+        }
+    }
+    idle_after.sort_unstable();
+    if let (Some(first), Some(last)) = (idle_after.first(), idle_after.last()) {
+        let seconds = |ns: u64| ns as f64 / 1e9;
+        report.idle_timeout = IdleCloses {
+            count: idle_after.len(),
+            after_min: seconds(*first),
+            after_median: seconds(idle_after[(idle_after.len() - 1) / 2]),
+            after_max: seconds(*last),
+        };
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{report}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Watches every connection for `duration`, noting what the server says
+/// and when it closes each one.
+fn watch(held: &mut [Held], duration: Duration) -> io::Result<()> {
+    let mut poller = Poller::new(1024)?;
+    for (key, conn) in held.iter().enumerate() {
+        if let Some(stream) = &conn.stream {
+            poller.add(stream, key as u64, Interest::Read)?;
+        }
+    }
+    let end = now_ns().saturating_add(nanos(duration));
+    let mut open = held.len();
+    let mut buf = [0; 4096];
+    while open > 0 && now_ns() < end {
+        poller.wait(Some(end))?;
+        for e in 0..poller.len() {
+            let conn = &mut held[poller.event(e).key as usize];
+            if hear(conn, &mut buf) {
+                open -= 1;
+            }
+        }
+    }
+    for conn in held.iter_mut().filter(|conn| conn.fate == Fate::Open) {
+        // A message that came without its close yet still tells the fate.
+        conn.fate = match &conn.heard[..conn.heard_len] {
+            heard if heard == SERVER_BUSY => Fate::Busy,
+            _ => Fate::Open,
+        };
+    }
+    Ok(())
+}
+
+/// Reads what the server sent on `conn`; returns whether it closed.
+fn hear(conn: &mut Held, buf: &mut [u8]) -> bool {
+    let Some(stream) = &conn.stream else {
+        return false;
+    };
+    let closed = loop {
+        match (&*stream).read(buf) {
+            Ok(0) => break true,
+            Ok(n) => {
+                let keep = n.min(HEARD - conn.heard_len);
+                conn.heard[conn.heard_len..conn.heard_len + keep].copy_from_slice(&buf[..keep]);
+                conn.heard_len += keep;
+            }
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => break false,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            // A reset is a close too; what came before it tells why.
+            Err(_) => break true,
+        }
+    };
+    if closed {
+        let heard = &conn.heard[..conn.heard_len];
+        conn.fate = if heard == SERVER_BUSY {
+            Fate::Busy
+        } else if heard == IDLE_TIMEOUT {
+            Fate::IdleTimeout(now_ns() - conn.connected_at)
+        } else {
+            Fate::Closed
+        };
+        conn.stream = None;
+    }
+    closed
+}

@@ -1,0 +1,437 @@
+//! `client load`: a load generator worth trusting, because every comparison
+//! in zen rests on it.
+//!
+//! ```text
+//!  main thread: connect all ─► spawn ─► progress line, stall check ─► merge ─► report
+//!                                 │
+//!        ┌────────────────────────┴─────────────────────────┐
+//!   load thread 0                                      load thread T-1
+//!   epoll loop over connections 0, T, 2T, …            connections T-1, 2T-1, …
+//!   read answers ─► check ─► record ─► write as many     (the same)
+//!   its own histograms and counters                     its own
+//! ```
+//!
+//! - **Threads:** `--threads` event loops (default: one per core, see
+//!   [`default_threads`]), the connections dealt out among them, plus the
+//!   main thread, which only draws the progress line.
+//! - **The hot path** ([`worker`]): one `read` per batch of answers, each
+//!   checked against the exact bytes expected without copying; one `write`
+//!   of the next questions, sliced from bytes built before the run. No
+//!   allocation and no lock per request: send times live in a fixed ring
+//!   per connection, latencies in an HDR histogram per thread, merged at
+//!   the end.
+//! - **Closed loop** (default): each connection keeps `--pipeline`
+//!   questions in flight; each time k answers arrive, it asks k more.
+//! - **Open loop** (`--rate`): questions are due at a constant total rate
+//!   whether or not the server keeps up, and latency runs from when each
+//!   question was *due*, not from when it could be sent (wrk2's correction
+//!   for coordinated omission). Both latencies are reported, side by side.
+//! - **Failures:** a connection that fails is counted by kind and
+//!   reconnected with back-off (10 ms doubling to 1 s); its unanswered
+//!   questions are asked again on the new connection (questions are
+//!   idempotent), so a restarted server loses no answer.
+//! - **The end:** after `-d`, or once `-n` questions are answered, every
+//!   connection shuts its sending side and reads until the server closes,
+//!   so that the server sees clean closes, not resets.
+
+mod conn;
+mod tally;
+mod worker;
+mod workload;
+
+use std::io::IsTerminal as _;
+use std::net::{SocketAddr, ToSocketAddrs as _};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context as _};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use zen_utils::config::parse_duration;
+
+use crate::event_loop::{connect_all, nanos, now_ns};
+use crate::flags::{positive, positive_duration, positive_rate, positive_u64};
+use crate::report::{ErrorCounts, Fairness, LoadReport};
+use crate::target::Target;
+use conn::Conn;
+use tally::{percentiles, Failure, Tally};
+use worker::{Outcome, Shared, Worker};
+use workload::Workload;
+
+/// redis-benchmark's default, and the "many clients" of zen's experiments.
+const DEFAULT_CONNECTIONS: usize = 50;
+/// Long enough for a steady state, short enough to run often.
+const DEFAULT_DURATION: &str = "5s";
+/// As long as `client ask` waits for an answer.
+const DEFAULT_TIMEOUT: &str = "10s";
+/// A deeper pipeline than this is not a client any more; it also bounds
+/// the memory of each connection's ring of send times.
+const MAX_PIPELINE: usize = 65_536;
+/// How often the progress line is redrawn and the stall check made.
+const TICK: Duration = Duration::from_millis(250);
+
+#[derive(Args, Debug)]
+pub(crate) struct LoadArgs {
+    #[command(flatten)]
+    target: Target,
+
+    /// Connections to keep busy
+    #[arg(short = 'c', long = "connections", value_name = "CONNS",
+          default_value_t = DEFAULT_CONNECTIONS, value_parser = positive)]
+    connections: usize,
+
+    /// How long to measure, after the warmup (e.g. 500ms, 10s)
+    #[arg(short = 'd', long = "duration", value_name = "DUR",
+          default_value = DEFAULT_DURATION, value_parser = positive_duration)]
+    duration: Duration,
+
+    /// Ask exactly this many questions (all answered) instead of running
+    /// for a duration
+    #[arg(short = 'n', long = "requests", value_name = "REQUESTS",
+          conflicts_with = "duration", value_parser = positive_u64)]
+    requests: Option<u64>,
+
+    /// Questions in flight per connection
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = pipeline_depth)]
+    pipeline: usize,
+
+    /// Open loop: ask at this constant total rate (requests per second),
+    /// and measure latency from when each question was due
+    #[arg(long, value_name = "RPS", value_parser = positive_rate)]
+    rate: Option<f64>,
+
+    /// Ask only this question (default: the whole table, in turn)
+    #[arg(long, value_name = "Q")]
+    question: Option<String>,
+
+    /// Load any request/reply server: send these bytes as each request
+    /// (escapes: \r \n \\)
+    #[arg(
+        long,
+        value_name = "BYTES",
+        requires = "expect",
+        conflicts_with = "question"
+    )]
+    send: Option<String>,
+
+    /// ... and expect exactly these bytes as each reply
+    #[arg(long, value_name = "BYTES", requires = "send")]
+    expect: Option<String>,
+
+    /// A server to load, HOST:PORT; repeat it to spread the connections
+    /// across several servers, round robin (replaces HOST and -p)
+    #[arg(long = "server", value_name = "HOST:PORT", conflicts_with_all = ["host", "port"])]
+    servers: Vec<String>,
+
+    /// Load the server this long before measuring (e.g. 1s)
+    #[arg(long, value_name = "DUR", default_value = "0s", value_parser = parse_duration)]
+    warmup: Duration,
+
+    /// A connect or a question unanswered this long is a timeout: the
+    /// connection is closed and reconnected (with -n, the run also stops
+    /// when no answer at all comes for this long)
+    #[arg(long, value_name = "DUR", default_value = DEFAULT_TIMEOUT,
+          value_parser = positive_duration)]
+    timeout: Duration,
+
+    /// Event-loop threads (default: one per core, at most one per connection)
+    #[arg(long, value_name = "N", value_parser = positive)]
+    threads: Option<usize>,
+
+    /// Print the report as one JSON object
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs the load and prints the report. The exit code is 0 when the run
+/// completed with no error; with errors (or when it stopped early) the
+/// report is printed all the same and the exit code is 1.
+pub(crate) fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
+    let workload = args.workload()?;
+    let servers = args.servers()?;
+    // Thousands of connections need thousands of descriptors; if the limit
+    // cannot be raised, the connects that do not fit fail and are counted.
+    let _ = zen_utils::listener::raise_fd_limit();
+
+    let addrs: Vec<SocketAddr> = (0..args.connections)
+        .map(|slot| servers[slot % servers.len()])
+        .collect();
+    let mut initial_errors = Tally::new();
+    let mut conns = Vec::with_capacity(addrs.len());
+    let mut first_failure = None;
+    let connected = connect_all(&addrs, args.timeout).context("cannot start connecting")?;
+    for (slot, result) in connected.into_iter().enumerate() {
+        let mut conn = Conn::new(slot, addrs[slot], args.pipeline);
+        match result {
+            Ok((stream, _)) => conn.stream = Some(stream),
+            Err(error) => {
+                initial_errors.error(Failure::of(&error));
+                first_failure.get_or_insert((addrs[slot], error));
+            }
+        }
+        conns.push(conn);
+    }
+    if conns.iter().all(|conn| conn.stream.is_none()) {
+        let (addr, error) = first_failure.expect("at least one connection");
+        return Err(anyhow!("cannot connect to {addr}: {error}"));
+    }
+
+    let threads = args
+        .threads
+        .unwrap_or_else(default_threads)
+        .min(args.connections);
+    let start = now_ns();
+    let measure_start = start + nanos(args.warmup);
+    let shared = Arc::new(Shared {
+        workload,
+        pipeline: args.pipeline,
+        timeout: nanos(args.timeout),
+        rate: args.rate,
+        connections: args.connections,
+        start,
+        measure_start,
+        end: match args.requests {
+            Some(_) => None,
+            None => Some(measure_start + nanos(args.duration)),
+        },
+        stop: AtomicBool::new(false),
+    });
+
+    // Deal the connections out round robin, so that each thread has its
+    // share of every server; split the -n budget in proportion.
+    let mut shares: Vec<Vec<Conn>> = (0..threads).map(|_| Vec::new()).collect();
+    for conn in conns {
+        shares[conn.slot % threads].push(conn);
+    }
+    let (done_tx, done_rx) = mpsc::channel();
+    let mut handles = Vec::with_capacity(threads);
+    let mut progress = Vec::with_capacity(threads);
+    let mut budget_left = args.requests;
+    let mut conns_left = args.connections as u64;
+    for (t, share) in shares.into_iter().enumerate() {
+        let budget = budget_left.map(|left| {
+            let mine = (u128::from(left) * share.len() as u128 / u128::from(conns_left)) as u64;
+            budget_left = Some(left - mine);
+            mine
+        });
+        conns_left -= share.len() as u64;
+        let answers = Arc::new(AtomicU64::new(0));
+        progress.push(Arc::clone(&answers));
+        let shared = Arc::clone(&shared);
+        let done = done_tx.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("load-{t}"))
+            .spawn(move || {
+                let outcome = Worker::new(shared, share, budget, answers).and_then(Worker::run);
+                let _ = done.send(());
+                outcome
+            })
+            .context("cannot start a load thread")?;
+        handles.push(handle);
+    }
+    drop(done_tx);
+
+    let stopped_early = watch(args, &shared, &progress, &done_rx, threads);
+
+    let mut tally = initial_errors;
+    let mut answers_per_conn = vec![0; args.connections];
+    for handle in handles {
+        let outcome: Outcome = handle
+            .join()
+            .map_err(|_| anyhow!("a load thread panicked"))?
+            .context("a load thread failed")?;
+        tally.merge(&outcome.tally);
+        for (slot, answers) in outcome.answers_per_conn {
+            answers_per_conn[slot] = answers;
+        }
+    }
+    let stopped_at = now_ns();
+    let report = args.report(
+        &shared,
+        &tally,
+        &answers_per_conn,
+        &servers,
+        threads,
+        {
+            let ended = match (shared.end, &stopped_early) {
+                (Some(end), None) => end,
+                (Some(end), Some(_)) => stopped_at.min(end),
+                (None, _) if tally.last_answer > 0 => tally.last_answer,
+                (None, _) => stopped_at,
+            };
+            ended.saturating_sub(measure_start)
+        },
+        stopped_early,
+    );
+
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{report}");
+    }
+    Ok(if report.errors == 0 && report.stopped_early.is_none() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// One thread per core: the load threads must never be the bottleneck.
+/// On a machine that also runs the server, pass `--threads` to leave it
+/// cores of its own.
+pub(crate) fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// The main thread's job during the run: draw the progress line on a
+/// terminal, stop the run on Ctrl-C, and with `-n` stop it when no answer
+/// has come for `--timeout` (a server gone for good would otherwise keep
+/// it reconnecting for ever). Returns why the run stopped early, if it did.
+fn watch(
+    args: &LoadArgs,
+    shared: &Shared,
+    progress: &[Arc<AtomicU64>],
+    done: &mpsc::Receiver<()>,
+    threads: usize,
+) -> Option<String> {
+    let interrupted = Arc::new(AtomicBool::new(false));
+    // A first Ctrl-C ends the run with a report; a second one kills it.
+    // Registered in this order, the shutdown sees the flag still unset on
+    // the first signal and set on the second.
+    let sigint = signal_hook::consts::SIGINT;
+    let _ = signal_hook::flag::register_conditional_shutdown(sigint, 130, Arc::clone(&interrupted));
+    let _ = signal_hook::flag::register(sigint, Arc::clone(&interrupted));
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(4));
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar
+    });
+    let started = Instant::now();
+    let (mut last_total, mut last_time, mut last_progress) = (0, started, started);
+    let mut finished = 0;
+    let mut stopped = None;
+    while finished < threads {
+        match done.recv_timeout(TICK) {
+            Ok(()) => {
+                finished += 1;
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        let total: u64 = progress.iter().map(|a| a.load(Ordering::Relaxed)).sum();
+        let now = Instant::now();
+        if let Some(bar) = &bar {
+            let rate = (total - last_total) as f64 / (now - last_time).as_secs_f64();
+            bar.set_message(format!(
+                "{:.1}s  {total} answers  {rate:.0}/s",
+                started.elapsed().as_secs_f64()
+            ));
+            bar.tick();
+        }
+        if total != last_total {
+            last_progress = now;
+        }
+        (last_total, last_time) = (total, now);
+        if stopped.is_none() {
+            if interrupted.load(Ordering::Relaxed) {
+                stopped = Some("interrupted".to_owned());
+            } else if args.requests.is_some() && now - last_progress > args.timeout {
+                stopped = Some(format!(
+                    "no answer for {}",
+                    zen_utils::config::format_duration(args.timeout)
+                ));
+            }
+            if stopped.is_some() {
+                shared.stop.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    stopped
+}
+
+impl LoadArgs {
+    fn workload(&self) -> anyhow::Result<Workload> {
+        match (&self.question, &self.send, &self.expect) {
+            (_, Some(send), Some(expect)) => Workload::fixed(send, expect, self.pipeline),
+            (Some(question), _, _) => Workload::question(question, self.pipeline),
+            _ => Ok(Workload::table(self.pipeline)),
+        }
+    }
+
+    /// The servers: every `--server`, or else `HOST:PORT`.
+    fn servers(&self) -> anyhow::Result<Vec<SocketAddr>> {
+        if self.servers.is_empty() {
+            return Ok(vec![self.target.addrs()?[0]]);
+        }
+        self.servers
+            .iter()
+            .map(|server| {
+                server
+                    .to_socket_addrs()
+                    .with_context(|| format!("cannot resolve --server {server}"))?
+                    .next()
+                    .ok_or_else(|| anyhow!("cannot resolve --server {server}: no address"))
+            })
+            .collect()
+    }
+
+    #[allow(clippy::too_many_arguments)] // One call site; the parts of one report.
+    fn report(
+        &self,
+        shared: &Shared,
+        tally: &Tally,
+        answers_per_conn: &[u64],
+        servers: &[SocketAddr],
+        threads: usize,
+        window: u64,
+        stopped_early: Option<String>,
+    ) -> LoadReport {
+        let seconds = window as f64 / 1e9;
+        let errors: ErrorCounts = tally.errors;
+        let rate = shared.rate;
+        LoadReport {
+            connections: self.connections,
+            requests: tally.answers,
+            seconds,
+            rps: if seconds > 0.0 {
+                tally.answers as f64 / seconds
+            } else {
+                0.0
+            },
+            errors: errors.total(),
+            served_conns: answers_per_conn.iter().filter(|&&n| n > 0).count(),
+            latency_us: percentiles(if rate.is_some() {
+                &tally.corrected
+            } else {
+                &tally.latency
+            }),
+            uncorrected_latency_us: rate.map(|_| percentiles(&tally.latency)),
+            errors_by_kind: errors,
+            fairness: Fairness::of(answers_per_conn),
+            reconnects: tally.reconnects,
+            pipeline: self.pipeline,
+            threads,
+            rate,
+            warmup_seconds: self.warmup.as_secs_f64(),
+            workload: shared.workload.description().to_owned(),
+            targets: servers.iter().map(SocketAddr::to_string).collect(),
+            stopped_early,
+        }
+    }
+}
+
+fn pipeline_depth(text: &str) -> Result<usize, String> {
+    match positive(text)? {
+        n if n > MAX_PIPELINE => Err(format!("must be at most {MAX_PIPELINE}")),
+        n => Ok(n),
+    }
+}

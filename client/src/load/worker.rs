@@ -1,0 +1,629 @@
+//! One load thread: an epoll loop over its share of the connections.
+//!
+//! The hot path, per connection and per batch of answers: one `read` into
+//! the thread's buffer, a check of each answer against the bytes expected
+//! (no copy), one clock reading, one histogram record per answer, and one
+//! `write` of the next questions straight from the pre-built script. No
+//! allocation, no lock, no atomic shared with another thread except one
+//! relaxed store of the answer count for the progress line.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::io::{self, Read, Write};
+use std::net::Shutdown as Direction;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::event_loop::{finish_connect, now_ns, start_connect, Interest, Poller, Started, Timer};
+
+use super::conn::{Conn, Phase, BACKOFF_MAX, BACKOFF_MIN};
+use super::tally::{Failure, Tally};
+use super::workload::{Verdict, Workload};
+
+/// The read buffer, one per thread: big enough for a burst of answers
+/// from every connection's pipeline, and reused for all of them.
+const READ_BUFFER: usize = 64 * 1024;
+/// How often the loop looks at every connection for timeouts, due
+/// reconnects and finished closes. The back-off starts at 10 ms, so a
+/// reconnect is at most this late.
+const SCAN_INTERVAL: u64 = 5_000_000;
+/// How long connections get, after the run, to close cleanly: the client
+/// shuts its sending side and reads until the server closes, so that the
+/// server counts a normal close rather than a reset.
+const CLOSE_GRACE: u64 = 1_000_000_000;
+/// The most events one wait returns.
+const EVENTS: usize = 1024;
+/// The poller key of the open loop's timer.
+const TIMER_KEY: u64 = u64::MAX;
+
+/// What every thread of one run shares, read-only but for `stop`.
+pub(crate) struct Shared {
+    pub(crate) workload: Workload,
+    pub(crate) pipeline: usize,
+    /// A question unanswered this long (nanoseconds) fails its connection.
+    pub(crate) timeout: u64,
+    /// Open loop: the total rate, requests per second.
+    pub(crate) rate: Option<f64>,
+    /// All connections of the run, for the open loop's schedule.
+    pub(crate) connections: usize,
+    /// When the run started (monotonic nanoseconds): the schedule's zero.
+    pub(crate) start: u64,
+    /// When the warmup ends: answers to questions sent before are not
+    /// counted.
+    pub(crate) measure_start: u64,
+    /// `-d`: when the measured window ends.
+    pub(crate) end: Option<u64>,
+    /// Set by the main thread to end the run early.
+    pub(crate) stop: AtomicBool,
+}
+
+impl Shared {
+    /// When question `k` of connection `slot` is due in the open loop.
+    /// The connections take turns: the run's `k * connections + slot`th
+    /// question is due that many rate intervals after the start.
+    fn due(&self, slot: usize, k: u64) -> u64 {
+        let Some(rate) = self.rate else {
+            return 0;
+        };
+        let sequence = k as f64 * self.connections as f64 + slot as f64;
+        self.start + (sequence * 1e9 / rate) as u64
+    }
+}
+
+/// What a thread hands back at the end.
+pub(crate) struct Outcome {
+    pub(crate) tally: Tally,
+    /// `(slot, answers)` for each of its connections.
+    pub(crate) answers_per_conn: Vec<(usize, u64)>,
+}
+
+/// One thread's loop and everything it owns.
+pub(crate) struct Worker {
+    shared: Arc<Shared>,
+    poller: Poller,
+    /// Open loop only.
+    timer: Option<Timer>,
+    conns: Vec<Conn>,
+    buf: Box<[u8]>,
+    tally: Tally,
+    /// `-n`: questions this thread may still ask.
+    budget: Option<u64>,
+    /// Questions in flight on all its connections.
+    outstanding: usize,
+    /// Open loop: connections waiting for their next due time, soonest
+    /// first. Capacity for every connection, so pushing never allocates.
+    schedule: BinaryHeap<Reverse<(u64, usize)>>,
+    next_scan: u64,
+    /// Answers counted so far, for the main thread's progress line.
+    progress: Arc<AtomicU64>,
+}
+
+impl Worker {
+    /// A thread's loop over `conns` (open or failed already), allowed
+    /// `budget` questions with `-n`.
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        conns: Vec<Conn>,
+        budget: Option<u64>,
+        progress: Arc<AtomicU64>,
+    ) -> io::Result<Self> {
+        let poller = Poller::new(EVENTS)?;
+        let timer = match shared.rate {
+            Some(_) => {
+                let timer = Timer::new()?;
+                poller.add(timer.fd(), TIMER_KEY, Interest::Read)?;
+                Some(timer)
+            }
+            None => None,
+        };
+        let schedule = BinaryHeap::with_capacity(conns.len());
+        Ok(Self {
+            shared,
+            poller,
+            timer,
+            conns,
+            buf: vec![0; READ_BUFFER].into_boxed_slice(),
+            tally: Tally::new(),
+            budget,
+            outstanding: 0,
+            schedule,
+            next_scan: 0,
+            progress,
+        })
+    }
+
+    /// Runs until the end of the run, then closes every connection.
+    pub(crate) fn run(mut self) -> io::Result<Outcome> {
+        let now = now_ns();
+        for i in 0..self.conns.len() {
+            if self.conns[i].stream.is_some() {
+                let conn = &mut self.conns[i];
+                if let Some(stream) = &conn.stream {
+                    self.poller.add(stream, i as u64, Interest::Read)?;
+                }
+                conn.phase = Phase::Open;
+                conn.next_due = self.shared.due(conn.slot, 0);
+                self.top_up(i, now);
+            } else {
+                // Its connect failed before the run (the main thread
+                // counted that): it tries again after the back-off.
+                self.conns[i].phase = Phase::Waiting {
+                    until: now + BACKOFF_MIN,
+                };
+                self.conns[i].next_due = self.shared.due(self.conns[i].slot, 0);
+            }
+        }
+        loop {
+            let now = now_ns();
+            if self.shared.stop.load(Ordering::Relaxed)
+                || self.shared.end.is_some_and(|end| now >= end)
+                || self.finished()
+            {
+                break;
+            }
+            if now >= self.next_scan {
+                self.scan(now);
+                self.next_scan = now + SCAN_INTERVAL;
+            }
+            if self.timer.is_some() {
+                self.send_due(now);
+            }
+            let wake = self.next_wake()?;
+            self.poller.wait(Some(wake))?;
+            for e in 0..self.poller.len() {
+                let ready = self.poller.event(e);
+                if ready.key == TIMER_KEY {
+                    if let Some(timer) = &mut self.timer {
+                        timer.fired();
+                    }
+                    continue;
+                }
+                let i = ready.key as usize;
+                match self.conns[i].phase {
+                    Phase::Connecting { .. } => self.on_connected(i),
+                    Phase::Open => {
+                        if ready.writable && self.conns[i].writing {
+                            self.flush(i, now_ns());
+                        }
+                        if ready.readable && self.conns[i].phase == Phase::Open {
+                            self.on_readable(i);
+                        }
+                    }
+                    Phase::Draining { .. } => self.drain(i),
+                    Phase::Waiting { .. } | Phase::Done => {}
+                }
+            }
+        }
+        self.close_all()?;
+        let answers_per_conn = self
+            .conns
+            .iter()
+            .map(|conn| (conn.slot, conn.answers))
+            .collect();
+        Ok(Outcome {
+            tally: self.tally,
+            answers_per_conn,
+        })
+    }
+
+    /// `-n`: every question of the budget asked and answered.
+    fn finished(&self) -> bool {
+        self.budget == Some(0) && self.outstanding == 0
+    }
+
+    /// When the loop must wake even if no socket is ready: the next scan,
+    /// the end of the run, or (through the precise timer) the next
+    /// question due in the open loop.
+    fn next_wake(&mut self) -> io::Result<u64> {
+        let mut wake = self.next_scan;
+        if let Some(end) = self.shared.end {
+            wake = wake.min(end);
+        }
+        // The timer is armed for the next due question even when the scan
+        // comes first: epoll's own timeout is rounded up to a millisecond,
+        // and a question due just after the scan would be sent that late.
+        if let (Some(timer), Some(Reverse((due, _)))) = (&mut self.timer, self.schedule.peek()) {
+            timer.arm(*due)?;
+        }
+        Ok(wake)
+    }
+
+    /// Reads every answer that has arrived on connection `i`, then asks
+    /// as many new questions as were answered (closed loop) or as are due
+    /// (open loop).
+    fn on_readable(&mut self, i: usize) {
+        let shared = &*self.shared;
+        let workload = &shared.workload;
+        let conn = &mut self.conns[i];
+        let mut answered = 0;
+        let mut now;
+        loop {
+            let Some(stream) = &conn.stream else { return };
+            let n = match (&*stream).read(&mut self.buf) {
+                Ok(0) => return self.fail(i, Failure::Closed, now_ns()),
+                Ok(n) => n,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    now = now_ns();
+                    break;
+                }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(error) => return self.fail(i, Failure::of(&error), now_ns()),
+            };
+            // The answers were received now: one clock reading per read,
+            // used for every answer in it and for the questions sent next.
+            now = now_ns();
+            let mut rest = &self.buf[..n];
+            while !rest.is_empty() {
+                let expected = (conn.inflight.len() > 0).then_some(conn.head);
+                let Ok(step) = workload.take_answer(&mut conn.check, expected, rest) else {
+                    // No answer is this long: the stream can no longer be
+                    // framed, so the connection starts over.
+                    return self.fail(i, Failure::WrongAnswer, now);
+                };
+                rest = &rest[step.consumed..];
+                let Some(verdict) = step.verdict else {
+                    continue;
+                };
+                match verdict {
+                    Verdict::Right => {}
+                    Verdict::ErrorAnswer => self.tally.error(Failure::ErrorAnswer),
+                    Verdict::Wrong => self.tally.error(Failure::WrongAnswer),
+                }
+                // An answer to nothing (the server spoke unasked) is an
+                // error and nothing more.
+                let Some((sent, intended)) = conn.inflight.pop() else {
+                    continue;
+                };
+                conn.head = (conn.head + 1) % workload.cycle();
+                answered += 1;
+                // Counted if asked after the warmup and answered before
+                // the end of the window.
+                if sent >= shared.measure_start && shared.end.is_none_or(|end| now <= end) {
+                    self.tally.latency.saturating_record(now - sent);
+                    if shared.rate.is_some() {
+                        self.tally.corrected.saturating_record(now - intended);
+                    }
+                    self.tally.answers += 1;
+                    self.tally.last_answer = now;
+                    conn.answers += 1;
+                }
+            }
+            // A read that did not fill the buffer took everything there
+            // was: reading again would only hear "would block".
+            if n < self.buf.len() {
+                break;
+            }
+        }
+        if answered == 0 {
+            return;
+        }
+        self.outstanding -= answered;
+        conn.backoff = BACKOFF_MIN;
+        self.progress.store(self.tally.answers, Ordering::Relaxed);
+        if self.timer.is_some() {
+            self.schedule(i, now);
+        } else {
+            self.ask(i, answered, now);
+        }
+        let conn = &self.conns[i];
+        if self.budget == Some(0) && conn.inflight.len() == 0 && conn.phase == Phase::Open {
+            self.begin_close(i, now);
+        }
+    }
+
+    /// Fills connection `i`'s pipeline: all of it in the closed loop,
+    /// what is due in the open loop.
+    fn top_up(&mut self, i: usize, now: u64) {
+        if self.timer.is_some() {
+            self.schedule(i, now);
+        } else {
+            let room = self.shared.pipeline - self.conns[i].inflight.len();
+            self.ask(i, room, now);
+        }
+    }
+
+    /// Closed loop: asks up to `count` more questions on connection `i`,
+    /// in one write.
+    fn ask(&mut self, i: usize, count: usize, now: u64) {
+        let count = self.claim(count, now);
+        if count == 0 {
+            return;
+        }
+        let conn = &mut self.conns[i];
+        for _ in 0..count {
+            conn.inflight.push(now, now);
+        }
+        conn.unsent += count;
+        self.outstanding += count;
+        self.flush(i, now);
+    }
+
+    /// Open loop: asks every question of connection `i` that is due and
+    /// fits in its pipeline, with its due time as its intended send time,
+    /// then puts the connection back in the schedule for its next one.
+    fn schedule(&mut self, i: usize, now: u64) {
+        if self.conns[i].phase != Phase::Open {
+            return;
+        }
+        let mut asked = 0;
+        while !self.conns[i].inflight.is_full() && self.conns[i].next_due <= now {
+            if self.claim(1, now) == 0 {
+                break;
+            }
+            let conn = &mut self.conns[i];
+            conn.inflight.push(now, conn.next_due);
+            conn.issued += 1;
+            conn.next_due = self.shared.due(conn.slot, conn.issued);
+            asked += 1;
+        }
+        if asked > 0 {
+            self.conns[i].unsent += asked;
+            self.outstanding += asked;
+            self.flush(i, now);
+        }
+        let conn = &mut self.conns[i];
+        if conn.phase == Phase::Open
+            && !conn.inflight.is_full()
+            && !conn.in_heap
+            && self.budget != Some(0)
+        {
+            self.schedule.push(Reverse((conn.next_due, i)));
+            conn.in_heap = true;
+        }
+    }
+
+    /// Open loop: serves every connection whose next question is due.
+    fn send_due(&mut self, now: u64) {
+        while let Some(&Reverse((due, i))) = self.schedule.peek() {
+            if due > now {
+                break;
+            }
+            self.schedule.pop();
+            self.conns[i].in_heap = false;
+            self.schedule(i, now);
+        }
+    }
+
+    /// Takes up to `count` questions from the `-n` budget. Questions asked
+    /// during the warmup are not counted, so they are free.
+    fn claim(&mut self, count: usize, now: u64) -> usize {
+        match &mut self.budget {
+            Some(left) if now >= self.shared.measure_start => {
+                let count = count.min(usize::try_from(*left).unwrap_or(usize::MAX));
+                *left -= count as u64;
+                count
+            }
+            _ => count,
+        }
+    }
+
+    /// Writes connection `i`'s unsent questions: one `write` of one slice.
+    /// A short write leaves the rest for when the socket has room.
+    fn flush(&mut self, i: usize, now: u64) {
+        let workload = &self.shared.workload;
+        let conn = &mut self.conns[i];
+        if conn.unsent == 0 {
+            return;
+        }
+        let Some(stream) = &conn.stream else { return };
+        let first = conn.first_unsent(workload.cycle());
+        let bytes = &workload.questions(first, conn.unsent)[conn.unsent_skip..];
+        let written = match (&*stream).write(bytes) {
+            Ok(n) => n,
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                0
+            }
+            Err(error) => return self.fail(i, Failure::of(&error), now),
+        };
+        let all_written = written == bytes.len();
+        if all_written {
+            conn.unsent = 0;
+            conn.unsent_skip = 0;
+        } else {
+            // Rare: the socket buffer is full. Count off the questions
+            // that did go out, whole.
+            let mut left = written + conn.unsent_skip;
+            let mut question = first;
+            while left >= workload.question_len(question) {
+                left -= workload.question_len(question);
+                conn.unsent -= 1;
+                question = (question + 1) % workload.cycle();
+            }
+            conn.unsent_skip = left;
+        }
+        // Watch for room to write only while something is left to write.
+        if conn.writing == all_written {
+            let interest = if all_written {
+                Interest::Read
+            } else {
+                Interest::ReadWrite
+            };
+            if let Err(error) = self.poller.modify(stream, i as u64, interest) {
+                return self.fail(i, Failure::of(&error), now);
+            }
+            conn.writing = !all_written;
+        }
+    }
+
+    /// Counts the failure of connection `i`, closes it, and schedules a
+    /// reconnect after the back-off. Its questions in flight stay in its
+    /// ring: they are asked again, in order, on the new connection.
+    fn fail(&mut self, i: usize, failure: Failure, now: u64) {
+        self.tally.error(failure);
+        let budget_spent = self.budget == Some(0);
+        let conn = &mut self.conns[i];
+        conn.stream = None;
+        conn.writing = false;
+        conn.check.reset();
+        conn.unsent = conn.inflight.len();
+        conn.unsent_skip = 0;
+        conn.phase = if budget_spent && conn.inflight.len() == 0 {
+            Phase::Done
+        } else {
+            Phase::Waiting {
+                until: now + conn.backoff,
+            }
+        };
+        conn.backoff = (conn.backoff * 2).min(BACKOFF_MAX);
+    }
+
+    /// Looks at every connection: questions or connects past the timeout,
+    /// reconnects that are due, closes that took too long.
+    fn scan(&mut self, now: u64) {
+        for i in 0..self.conns.len() {
+            let conn = &self.conns[i];
+            match conn.phase {
+                Phase::Open => {
+                    let waiting_since = conn
+                        .inflight
+                        .oldest_sent()
+                        .map(|sent| sent.max(conn.resent_at));
+                    if waiting_since.is_some_and(|since| now - since > self.shared.timeout) {
+                        self.fail(i, Failure::Timeout, now);
+                    }
+                }
+                Phase::Connecting { since } if now - since > self.shared.timeout => {
+                    self.fail(i, Failure::Timeout, now);
+                }
+                Phase::Waiting { until } if now >= until => {
+                    if self.budget == Some(0) && conn.inflight.len() == 0 {
+                        self.conns[i].phase = Phase::Done;
+                    } else {
+                        self.reconnect(i, now);
+                    }
+                }
+                Phase::Draining { since } if now - since > CLOSE_GRACE => {
+                    self.conns[i].stream = None;
+                    self.conns[i].phase = Phase::Done;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Starts connection `i`'s reconnect, to the same server.
+    fn reconnect(&mut self, i: usize, now: u64) {
+        let started = start_connect(self.conns[i].server).and_then(|started| {
+            let (stream, interest) = match &started {
+                Started::Done(stream) => (stream, Interest::Read),
+                Started::InProgress(stream) => (stream, Interest::ReadWrite),
+            };
+            self.poller.add(stream, i as u64, interest)?;
+            Ok(started)
+        });
+        match started {
+            Ok(Started::Done(stream)) => {
+                self.conns[i].stream = Some(stream);
+                self.on_open(i, now);
+            }
+            Ok(Started::InProgress(stream)) => {
+                let conn = &mut self.conns[i];
+                conn.stream = Some(stream);
+                conn.phase = Phase::Connecting { since: now };
+            }
+            Err(error) => self.fail(i, Failure::of(&error), now),
+        }
+    }
+
+    /// A connect in progress on connection `i` has finished.
+    fn on_connected(&mut self, i: usize) {
+        let now = now_ns();
+        let Some(stream) = &self.conns[i].stream else {
+            return;
+        };
+        let result = finish_connect(stream)
+            .and_then(|()| self.poller.modify(stream, i as u64, Interest::Read));
+        match result {
+            Ok(()) => self.on_open(i, now),
+            Err(error) => self.fail(i, Failure::of(&error), now),
+        }
+    }
+
+    /// Connection `i` is connected again: it asks its unanswered questions
+    /// again (they keep their first send time, so their latency includes
+    /// the outage), then fills its pipeline.
+    fn on_open(&mut self, i: usize, now: u64) {
+        self.tally.reconnects += 1;
+        let conn = &mut self.conns[i];
+        conn.phase = Phase::Open;
+        conn.writing = false;
+        conn.resent_at = now;
+        self.flush(i, now);
+        self.top_up(i, now);
+    }
+
+    /// `-n`: connection `i` has nothing more to ask; it shuts its sending
+    /// side and waits for the server to close.
+    fn begin_close(&mut self, i: usize, now: u64) {
+        let conn = &mut self.conns[i];
+        match &conn.stream {
+            Some(stream) if stream.shutdown(Direction::Write).is_ok() => {
+                conn.phase = Phase::Draining { since: now };
+            }
+            _ => {
+                conn.stream = None;
+                conn.phase = Phase::Done;
+            }
+        }
+    }
+
+    /// Reads and discards what a closing connection still receives, until
+    /// the server closes it.
+    fn drain(&mut self, i: usize) {
+        let conn = &mut self.conns[i];
+        let Some(stream) = &conn.stream else { return };
+        loop {
+            match (&*stream).read(&mut self.buf) {
+                Ok(n) if n > 0 => continue,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                _ => {
+                    conn.stream = None;
+                    conn.phase = Phase::Done;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The end of the run: every open connection shuts its sending side and
+    /// reads until the server closes it, for at most [`CLOSE_GRACE`];
+    /// whatever else is left is closed at once.
+    fn close_all(&mut self) -> io::Result<()> {
+        let now = now_ns();
+        for i in 0..self.conns.len() {
+            match self.conns[i].phase {
+                Phase::Open => self.begin_close(i, now),
+                Phase::Draining { .. } => {}
+                _ => {
+                    self.conns[i].stream = None;
+                    self.conns[i].phase = Phase::Done;
+                }
+            }
+        }
+        let deadline = now + CLOSE_GRACE;
+        while now_ns() < deadline
+            && self
+                .conns
+                .iter()
+                .any(|conn| matches!(conn.phase, Phase::Draining { .. }))
+        {
+            self.poller.wait(Some(deadline))?;
+            for e in 0..self.poller.len() {
+                let key = self.poller.event(e).key;
+                if key != TIMER_KEY {
+                    self.drain(key as usize);
+                }
+            }
+        }
+        for conn in &mut self.conns {
+            conn.stream = None;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,356 @@
+//! What `client load` and `client hold` report: one type each, printed as
+//! a table for people or as one JSON object (`--json`) for tools.
+//!
+//! Both types deserialize as well as serialize, so that `client compare`
+//! can run `client load --json` and read the report back.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// The report of one `client load` run.
+///
+/// The first seven fields are SPEC.md's contract; the rest say how the run
+/// was made and what went wrong.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct LoadReport {
+    /// Connections the client kept open (`-c`).
+    pub(crate) connections: usize,
+    /// Questions answered within the measured window (after the warmup),
+    /// right or wrong; a wrong one is also counted in `errors`.
+    pub(crate) requests: u64,
+    /// Length of the measured window: `-d`, or with `-n` the time from the
+    /// start to the last answer.
+    pub(crate) seconds: f64,
+    /// `requests / seconds`.
+    pub(crate) rps: f64,
+    /// All errors: the sum of `errors_by_kind`.
+    pub(crate) errors: u64,
+    /// Connections that got at least one answer.
+    pub(crate) served_conns: usize,
+    /// Latency percentiles in microseconds. With `--rate`, measured from
+    /// when each question should have been sent (corrected for coordinated
+    /// omission); otherwise from when it was sent.
+    pub(crate) latency_us: Percentiles,
+    /// With `--rate` only: the same latencies measured from when each
+    /// question was actually sent, which hides the server's stalls.
+    pub(crate) uncorrected_latency_us: Option<Percentiles>,
+    /// `errors`, by kind.
+    pub(crate) errors_by_kind: ErrorCounts,
+    /// How evenly the answers were spread across the connections.
+    pub(crate) fairness: Fairness,
+    /// Connections re-established after a failure.
+    pub(crate) reconnects: u64,
+    /// Questions in flight per connection (`--pipeline`).
+    pub(crate) pipeline: usize,
+    /// Event-loop threads the connections were split across.
+    pub(crate) threads: usize,
+    /// The open loop's total rate in requests per second (`--rate`);
+    /// `None` for the closed loop.
+    pub(crate) rate: Option<f64>,
+    /// Seconds of warmup before the measured window (`--warmup`).
+    pub(crate) warmup_seconds: f64,
+    /// What was asked: the table, one question, or a fixed request.
+    pub(crate) workload: String,
+    /// The servers, `HOST:PORT` each; connections are spread across them
+    /// round robin.
+    pub(crate) targets: Vec<String>,
+    /// Why the run ended before its `-d` or `-n` was reached, if it did.
+    pub(crate) stopped_early: Option<String>,
+}
+
+/// Latency percentiles, in microseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub(crate) struct Percentiles {
+    pub(crate) p50: f64,
+    pub(crate) p90: f64,
+    pub(crate) p99: f64,
+    pub(crate) p999: f64,
+    pub(crate) max: f64,
+}
+
+/// Errors by kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub(crate) struct ErrorCounts {
+    /// Answers that were not the answer to the question asked.
+    pub(crate) wrong_answer: u64,
+    /// Answers `Error: ...` (server busy, idle timeout, unknown aphorism)
+    /// where an answer was expected.
+    pub(crate) error_answer: u64,
+    /// Connects refused (nothing listening): one per attempt.
+    pub(crate) refused: u64,
+    /// Connections reset by the server.
+    pub(crate) reset: u64,
+    /// Connections the server closed while the client was using them.
+    pub(crate) closed: u64,
+    /// Connects, or questions, not answered within `--timeout`.
+    pub(crate) timeout: u64,
+    /// Any other I/O error.
+    pub(crate) other: u64,
+}
+
+/// Answers per connection, across all connections (served or not).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub(crate) struct Fairness {
+    pub(crate) min: u64,
+    pub(crate) median: u64,
+    pub(crate) max: u64,
+    /// Jain's fairness index, `(Σx)² / (n·Σx²)`: 1 when every connection
+    /// got as many answers as every other, `1/n` when one got them all;
+    /// 0 when none got any.
+    pub(crate) jain: f64,
+}
+
+/// The report of one `client hold` run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct HoldReport {
+    /// Connections attempted (`-c`).
+    pub(crate) connections: usize,
+    /// How long they were held (`-d`).
+    pub(crate) seconds: f64,
+    /// Connects that succeeded.
+    pub(crate) connected: usize,
+    /// Connections still open at the end: connected and never closed.
+    pub(crate) open: usize,
+    /// Connections answered `Error: server busy.` (then closed).
+    pub(crate) busy: usize,
+    /// Connections closed with `Error: idle timeout.`, and when.
+    pub(crate) idle_timeout: IdleCloses,
+    /// Connections the server closed without either message.
+    pub(crate) closed: usize,
+    /// Connects that failed, by kind.
+    pub(crate) connect_failed: ConnectFailures,
+    /// The server, `HOST:PORT`.
+    pub(crate) target: String,
+}
+
+/// Idle-timeout closes, and how long after its connect each came.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub(crate) struct IdleCloses {
+    pub(crate) count: usize,
+    /// Seconds from connect to close; all 0 when `count` is 0.
+    pub(crate) after_min: f64,
+    pub(crate) after_median: f64,
+    pub(crate) after_max: f64,
+}
+
+/// Connects that failed, by kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub(crate) struct ConnectFailures {
+    pub(crate) refused: usize,
+    /// Not connected within `--timeout` (a server that never accepts and
+    /// whose backlog is full).
+    pub(crate) timeout: usize,
+    pub(crate) other: usize,
+}
+
+impl ErrorCounts {
+    /// The sum of every kind.
+    pub(crate) fn total(&self) -> u64 {
+        self.kinds().iter().map(|(_, count)| count).sum()
+    }
+
+    /// Adds `other`'s counts to these.
+    pub(crate) fn add(&mut self, other: &Self) {
+        self.wrong_answer += other.wrong_answer;
+        self.error_answer += other.error_answer;
+        self.refused += other.refused;
+        self.reset += other.reset;
+        self.closed += other.closed;
+        self.timeout += other.timeout;
+        self.other += other.other;
+    }
+
+    fn kinds(&self) -> [(&'static str, u64); 7] {
+        [
+            ("wrong answer", self.wrong_answer),
+            ("error answer", self.error_answer),
+            ("refused", self.refused),
+            ("reset", self.reset),
+            ("closed by server", self.closed),
+            ("timeout", self.timeout),
+            ("other", self.other),
+        ]
+    }
+}
+
+impl ConnectFailures {
+    /// The sum of every kind.
+    pub(crate) fn total(&self) -> usize {
+        self.refused + self.timeout + self.other
+    }
+}
+
+impl Fairness {
+    /// The fairness of these per-connection answer counts.
+    pub(crate) fn of(counts: &[u64]) -> Self {
+        if counts.is_empty() {
+            return Self::default();
+        }
+        let mut sorted = counts.to_vec();
+        sorted.sort_unstable();
+        let sum: f64 = sorted.iter().map(|&x| x as f64).sum();
+        let squares: f64 = sorted.iter().map(|&x| (x as f64) * (x as f64)).sum();
+        Self {
+            min: sorted[0],
+            median: sorted[(sorted.len() - 1) / 2],
+            max: sorted[sorted.len() - 1],
+            jain: if squares > 0.0 {
+                sum * sum / (sorted.len() as f64 * squares)
+            } else {
+                0.0
+            },
+        }
+    }
+}
+
+impl fmt::Display for LoadReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let plural = |n: usize| if n == 1 { "" } else { "s" };
+        writeln!(f, "target        {}", self.targets.join(", "))?;
+        writeln!(f, "workload      {}", self.workload)?;
+        let threads = self.threads;
+        let looping = match self.rate {
+            Some(rate) => format!("open loop at {rate} requests/s"),
+            None => "closed loop".to_owned(),
+        };
+        writeln!(
+            f,
+            "connections   {} on {threads} thread{}, pipeline {}, {looping}",
+            self.connections,
+            plural(threads),
+            self.pipeline,
+        )?;
+        let warmup = if self.warmup_seconds > 0.0 {
+            format!(" (after {:.2}s of warmup)", self.warmup_seconds)
+        } else {
+            String::new()
+        };
+        writeln!(
+            f,
+            "requests      {} in {:.2}s = {:.0} per second{warmup}",
+            self.requests, self.seconds, self.rps
+        )?;
+        write!(f, "errors        {}", self.errors)?;
+        let kinds: Vec<String> = self
+            .errors_by_kind
+            .kinds()
+            .iter()
+            .filter(|(_, count)| *count > 0)
+            .map(|(kind, count)| format!("{kind} {count}"))
+            .collect();
+        if !kinds.is_empty() {
+            write!(f, " ({})", kinds.join(", "))?;
+        }
+        writeln!(f)?;
+        writeln!(f, "reconnects    {}", self.reconnects)?;
+        writeln!(
+            f,
+            "served conns  {} of {}; answers per connection: min {}, median {}, max {}; \
+             Jain's index {:.3}",
+            self.served_conns,
+            self.connections,
+            self.fairness.min,
+            self.fairness.median,
+            self.fairness.max,
+            self.fairness.jain
+        )?;
+        writeln!(
+            f,
+            "latency (us)  {:>10} {:>10} {:>10} {:>10} {:>10}",
+            "p50", "p90", "p99", "p99.9", "max"
+        )?;
+        let row = |f: &mut fmt::Formatter<'_>, name: &str, p: &Percentiles| {
+            writeln!(
+                f,
+                "  {name:<11} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>10.1}",
+                p.p50, p.p90, p.p99, p.p999, p.max
+            )
+        };
+        match &self.uncorrected_latency_us {
+            Some(uncorrected) => {
+                row(f, "corrected", &self.latency_us)?;
+                row(f, "uncorrected", uncorrected)?;
+            }
+            None => row(f, "", &self.latency_us)?,
+        }
+        if let Some(reason) = &self.stopped_early {
+            writeln!(f, "stopped early: {reason}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for HoldReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "target          {}", self.target)?;
+        writeln!(
+            f,
+            "connections     {} held idle for {:.2}s",
+            self.connections, self.seconds
+        )?;
+        writeln!(f, "connected       {}", self.connected)?;
+        writeln!(
+            f,
+            "open at end     {} (connected and never closed)",
+            self.open
+        )?;
+        writeln!(f, "server busy     {}", self.busy)?;
+        write!(f, "idle timeout    {}", self.idle_timeout.count)?;
+        if self.idle_timeout.count > 0 {
+            write!(
+                f,
+                " (after {:.3}s min, {:.3}s median, {:.3}s max)",
+                self.idle_timeout.after_min,
+                self.idle_timeout.after_median,
+                self.idle_timeout.after_max
+            )?;
+        }
+        writeln!(f)?;
+        writeln!(
+            f,
+            "closed          {} (by the server, without a message)",
+            self.closed
+        )?;
+        let failed = &self.connect_failed;
+        writeln!(
+            f,
+            "connect failed  {} (refused {}, timeout {}, other {})",
+            failed.total(),
+            failed.refused,
+            failed.timeout,
+            failed.other
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jain_is_one_when_fair_and_one_over_n_when_one_gets_all() {
+        let fair = Fairness::of(&[5, 5, 5, 5]);
+        assert!((fair.jain - 1.0).abs() < 1e-9);
+        assert_eq!((fair.min, fair.median, fair.max), (5, 5, 5));
+        let unfair = Fairness::of(&[0, 0, 0, 8]);
+        assert!((unfair.jain - 0.25).abs() < 1e-9);
+        assert_eq!((unfair.min, unfair.median, unfair.max), (0, 0, 8));
+        assert_eq!(Fairness::of(&[0, 0]).jain, 0.0);
+        assert_eq!(Fairness::of(&[]), Fairness::default());
+    }
+
+    #[test]
+    fn error_kinds_add_up() {
+        let mut errors = ErrorCounts {
+            reset: 2,
+            timeout: 1,
+            ..ErrorCounts::default()
+        };
+        errors.add(&ErrorCounts {
+            wrong_answer: 3,
+            ..ErrorCounts::default()
+        });
+        assert_eq!(errors.total(), 6);
+    }
+}

@@ -1,0 +1,113 @@
+//! What the `load` and `hold` tests share: running the client binary, and
+//! small fake servers that misbehave on purpose.
+
+// Each test file uses its own part of this module.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+
+use serde_json::Value;
+use zen_utils::protocol::answer;
+use zen_utils::Decoder;
+
+/// Runs `client <args>` to its end.
+pub(crate) fn client(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_client"))
+        .args(args)
+        .output()
+        .expect("run the client")
+}
+
+/// `--server HOST:PORT` or `HOST -p PORT` arguments for `addr`.
+pub(crate) fn target(addr: SocketAddr) -> Vec<String> {
+    vec![
+        addr.ip().to_string(),
+        "-p".to_owned(),
+        addr.port().to_string(),
+    ]
+}
+
+/// Runs `client <command> <addr> <args> --json` and parses its one line.
+pub(crate) fn json(command: &str, addr: SocketAddr, args: &[&str]) -> (Value, Output) {
+    let mut all = vec![command.to_owned()];
+    all.extend(target(addr));
+    all.extend(args.iter().map(|arg| (*arg).to_owned()));
+    all.push("--json".to_owned());
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
+    let output = client(&all);
+    let stdout = String::from_utf8(output.stdout.clone()).unwrap();
+    assert_eq!(stdout.lines().count(), 1, "one JSON line: {output:?}");
+    let report = serde_json::from_str(&stdout).expect("valid JSON");
+    (report, output)
+}
+
+/// A number from a JSON report.
+pub(crate) fn num(report: &Value, path: &str) -> f64 {
+    path.split('.')
+        .fold(report, |value, key| &value[key])
+        .as_f64()
+        .unwrap_or_else(|| panic!("{path} is not a number in {report}"))
+}
+
+/// A thread-per-connection fake server: `handle(stream, n)` serves the
+/// n-th connection (from 0) on a thread of its own. The server lives as
+/// long as the test process.
+pub(crate) fn fake_server<F>(handle: F) -> SocketAddr
+where
+    F: Fn(TcpStream, usize) + Send + Sync + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handle = Arc::new(handle);
+    let count = AtomicUsize::new(0);
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let n = count.fetch_add(1, Ordering::SeqCst);
+            let handle = Arc::clone(&handle);
+            thread::spawn(move || handle(stream, n));
+        }
+    });
+    addr
+}
+
+/// Serves zen questions, answering each with `reply(question)`, all the
+/// answers of one read in one write; closes after `limit` answers, if any.
+pub(crate) fn answer_questions(
+    mut stream: TcpStream,
+    reply: impl Fn(&[u8]) -> &'static [u8],
+    limit: Option<usize>,
+) {
+    stream.set_nodelay(true).unwrap();
+    let mut decoder = Decoder::new(1024);
+    let mut answered = 0;
+    let mut out = Vec::new();
+    loop {
+        let n = match stream.read(decoder.read_buf()) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        decoder.filled(n);
+        while let Ok(Some(question)) = decoder.next_question() {
+            if limit.is_some_and(|limit| answered == limit) {
+                let _ = stream.write_all(&out);
+                return;
+            }
+            out.extend_from_slice(reply(question));
+            answered += 1;
+        }
+        if stream.write_all(&out).is_err() {
+            return;
+        }
+        out.clear();
+    }
+}
+
+/// A concurrent zen server that answers right.
+pub(crate) fn zen_server() -> SocketAddr {
+    fake_server(|stream, _| answer_questions(stream, answer, None))
+}
