@@ -16,8 +16,9 @@ use serde::{Deserialize, Serialize};
 pub(crate) struct LoadReport {
     /// Connections the client kept open (`-c`).
     pub(crate) connections: usize,
-    /// Questions answered within the measured window (after the warmup),
-    /// right or wrong; a wrong one is also counted in `errors`.
+    /// Questions answered right within the measured window (asked after
+    /// the warmup, answered before the end); wrong answers are only
+    /// counted in `errors`, so garbage cannot inflate the rate.
     pub(crate) requests: u64,
     /// Length of the measured window: `-d`, or with `-n` the time from the
     /// start to the last answer.
@@ -26,9 +27,10 @@ pub(crate) struct LoadReport {
     pub(crate) rps: f64,
     /// All errors: the sum of `errors_by_kind`.
     pub(crate) errors: u64,
-    /// Connections that got at least one answer.
+    /// Connections that got at least one right answer (an `Error: server
+    /// busy.` is not being served).
     pub(crate) served_conns: usize,
-    /// Latency percentiles in microseconds. With `--rate`, measured from
+    /// Latency percentiles of the right answers, in microseconds. With `--rate`, measured from
     /// when each question should have been sent (corrected for coordinated
     /// omission); otherwise from when it was sent.
     pub(crate) latency_us: Percentiles,
@@ -89,7 +91,7 @@ pub(crate) struct ErrorCounts {
     pub(crate) other: u64,
 }
 
-/// Answers per connection, across all connections (served or not).
+/// Right answers per connection, across all connections (served or not).
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 pub(crate) struct Fairness {
     pub(crate) min: u64,

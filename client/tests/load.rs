@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::{answer_questions, client, fake_server, json, num, target, zen_server};
 use serde_json::Value;
-use zen_utils::protocol::{answer, APHORISMS};
+use zen_utils::protocol::{answer, APHORISMS, SERVER_BUSY};
 use zen_utils::testkit::TestServer;
 use zen_utils::{listener, Config};
 
@@ -200,7 +200,9 @@ fn wrong_answers_are_counted_and_fail_the_run_after_the_report() {
     let addr = fake_server(|stream, _| answer_questions(stream, |_| b"wrong.", None));
     let (report, output) = load(addr, &["-c", "2", "-n", "40"]);
     assert_eq!(output.status.code(), Some(1), "{output:?}");
-    assert_eq!(num(&report, "requests"), 40.0);
+    // Only right answers are requests: garbage does not make a rate.
+    assert_eq!(num(&report, "requests"), 0.0);
+    assert_eq!(num(&report, "served_conns"), 0.0);
     assert_eq!(num(&report, "errors"), 40.0);
     assert_eq!(num(&report, "errors_by_kind.wrong_answer"), 40.0);
     assert_eq!(error_kinds(&report), ["wrong_answer"]);
@@ -219,6 +221,27 @@ fn error_answers_are_counted_as_their_own_kind() {
     let (report, output) = load(addr, &["-c", "1", "-n", "10", "--question", "Why?"]);
     assert!(output.status.success(), "{output:?}");
     assert_eq!(num(&report, "errors"), 0.0);
+}
+
+#[test]
+fn connections_turned_away_as_busy_are_errors_not_served() {
+    // The first connection is served; every later one is told the server
+    // is busy and closed, as a server at its --max-conns does.
+    let addr = fake_server(|mut stream, n| {
+        if n == 0 {
+            answer_questions(stream, answer, None);
+        } else {
+            let _ = stream.write_all(SERVER_BUSY);
+        }
+    });
+    let (report, output) = load(addr, &["-c", "3", "-d", "300ms"]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(num(&report, "requests") > 0.0);
+    assert_eq!(num(&report, "served_conns"), 1.0, "{report}");
+    assert!(
+        num(&report, "errors_by_kind.error_answer") >= 2.0,
+        "{report}"
+    );
 }
 
 #[test]

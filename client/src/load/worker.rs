@@ -70,6 +70,17 @@ impl Shared {
     }
 }
 
+/// What a thread publishes while it runs, for the main thread: two
+/// relaxed stores per batch of answers, on a cache line of its own.
+#[derive(Default)]
+#[repr(align(128))]
+pub(crate) struct Progress {
+    /// Right answers counted in the measured window.
+    pub(crate) right: AtomicU64,
+    /// Answers of any kind: a server answering wrong is not stalled.
+    pub(crate) heard: AtomicU64,
+}
+
 /// What a thread hands back at the end.
 pub(crate) struct Outcome {
     pub(crate) tally: Tally,
@@ -94,8 +105,10 @@ pub(crate) struct Worker {
     /// first. Capacity for every connection, so pushing never allocates.
     schedule: BinaryHeap<Reverse<(u64, usize)>>,
     next_scan: u64,
-    /// Answers counted so far, for the main thread's progress line.
-    progress: Arc<AtomicU64>,
+    /// Answers so far, for the main thread's progress line and stall check.
+    progress: Arc<Progress>,
+    /// Answers of any kind so far, counted or not.
+    heard: u64,
 }
 
 impl Worker {
@@ -105,7 +118,7 @@ impl Worker {
         shared: Arc<Shared>,
         conns: Vec<Conn>,
         budget: Option<u64>,
-        progress: Arc<AtomicU64>,
+        progress: Arc<Progress>,
     ) -> io::Result<Self> {
         let poller = Poller::new(EVENTS)?;
         let timer = match shared.rate {
@@ -129,6 +142,7 @@ impl Worker {
             schedule,
             next_scan: 0,
             progress,
+            heard: 0,
         })
     }
 
@@ -235,7 +249,9 @@ impl Worker {
         let shared = &*self.shared;
         let workload = &shared.workload;
         let conn = &mut self.conns[i];
-        let mut answered = 0;
+        // Answers of any kind (each frees a place in the pipeline), and
+        // right ones.
+        let (mut answered, mut right) = (0, 0);
         let mut now;
         loop {
             let Some(stream) = &conn.stream else { return };
@@ -264,18 +280,25 @@ impl Worker {
                 let Some(verdict) = step.verdict else {
                     continue;
                 };
-                match verdict {
-                    Verdict::Right => {}
-                    Verdict::ErrorAnswer => self.tally.error(Failure::ErrorAnswer),
-                    Verdict::Wrong => self.tally.error(Failure::WrongAnswer),
-                }
                 // An answer to nothing (the server spoke unasked) is an
                 // error and nothing more.
-                let Some((sent, intended)) = conn.inflight.pop() else {
-                    continue;
+                let popped = conn.inflight.pop();
+                if popped.is_some() {
+                    conn.head = (conn.head + 1) % workload.cycle();
+                    answered += 1;
+                }
+                let (sent, intended) = match (verdict, popped) {
+                    (Verdict::Right, Some(times)) => times,
+                    (Verdict::ErrorAnswer, _) => {
+                        self.tally.error(Failure::ErrorAnswer);
+                        continue;
+                    }
+                    _ => {
+                        self.tally.error(Failure::WrongAnswer);
+                        continue;
+                    }
                 };
-                conn.head = (conn.head + 1) % workload.cycle();
-                answered += 1;
+                right += 1;
                 // Counted if asked after the warmup and answered before
                 // the end of the window.
                 if sent >= shared.measure_start && shared.end.is_none_or(|end| now <= end) {
@@ -298,8 +321,16 @@ impl Worker {
             return;
         }
         self.outstanding -= answered;
-        conn.backoff = BACKOFF_MIN;
-        self.progress.store(self.tally.answers, Ordering::Relaxed);
+        // Only a right answer proves the server is serving: a connection
+        // turned away with `Error: server busy.` keeps backing off.
+        if right > 0 {
+            conn.backoff = BACKOFF_MIN;
+        }
+        self.heard += answered as u64;
+        self.progress
+            .right
+            .store(self.tally.answers, Ordering::Relaxed);
+        self.progress.heard.store(self.heard, Ordering::Relaxed);
         if self.timer.is_some() {
             self.schedule(i, now);
         } else {
