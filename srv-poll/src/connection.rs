@@ -202,7 +202,7 @@ impl Connection {
     /// goes when the poller says writable. Returns whether any byte went.
     fn flush(&mut self) -> bool {
         let mut sent = false;
-        while self.written < self.out.len() && !self.write_blocked {
+        while self.written < self.out.len() && !self.write_blocked && self.failed.is_none() {
             match self.stream.write(&self.out[self.written..]) {
                 Ok(0) => self.fail(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
@@ -233,7 +233,11 @@ impl Connection {
     fn answer_buffered(&mut self, ctx: &mut Context<'_>) -> bool {
         let (mut answers, mut errors) = (0, 0);
         let mut began_wait = false;
-        while self.waiting.is_none() && !self.too_long && self.pending_output() < OUTPUT_LIMIT {
+        while self.waiting.is_none()
+            && !self.too_long
+            && self.failed.is_none()
+            && self.pending_output() < OUTPUT_LIMIT
+        {
             let reply = match self.decoder.next_question() {
                 Ok(Some(question)) => protocol::answer(question),
                 Ok(None) => break,
