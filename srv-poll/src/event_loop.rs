@@ -105,8 +105,9 @@ impl EventLoop {
                     break;
                 }
             }
-            // The only place the thread ever sleeps: until a socket is
-            // ready, the next timer is due, or `notify` wakes it.
+            // The one place the loop waits (`--work block` aside, on
+            // purpose): until a socket is ready, the next timer is due, or
+            // `notify` wakes it for the shutdown.
             let now = Instant::now();
             let timeout = [
                 self.timers.time_to_next(now),
@@ -138,7 +139,7 @@ impl EventLoop {
         let asked = conn.registered;
         if self.mode == PollMode::Oneshot {
             // The kernel disabled the registration when it delivered this
-            // event: `settle` must re-arm it, one more `epoll_ctl`.
+            // event: `settle_interest` re-arms it, one more `epoll_ctl`.
             conn.registered = Interest::NONE;
         }
         let ready = Interest {
