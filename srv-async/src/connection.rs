@@ -327,10 +327,12 @@ async fn guarded<T>(
 /// Reads what has arrived into the decoder, waiting for it if need be.
 async fn read_some(stream: &mut TcpStream, decoder: &mut Decoder) -> io::Result<usize> {
     if decoder.capacity() == 0 {
-        // Until the first bytes come, wait for readability without a
-        // buffer: `read_buf` allocates the decoder's buffer, and an idle
-        // connection should not pay for one.
-        stream.readable().await?;
+        // Until the first bytes come, wait for them without a buffer:
+        // `read_buf` allocates the decoder's buffer, and an idle connection
+        // should not pay for one. Peeking at one byte waits for epoll and
+        // takes nothing; `readable()` would not wait, because tokio assumes
+        // a just-accepted socket readable so as to try its first read at once.
+        stream.peek(&mut [0; 1]).await?;
     }
     // `read` (not `try_read`) also tells tokio that a short read drained
     // the socket, so the next read waits for epoll instead of trying a

@@ -301,8 +301,8 @@ fn turn_away(stream: &TcpStream, peer: SocketAddr, shared: &Shared) {
     shared.stats.error(1);
     // A fresh socket's send buffer is empty, so one non-blocking send takes
     // the whole message or fails (the client is gone); either way nothing
-    // waits. It goes straight to the socket: tokio's `try_write` would
-    // refuse until the I/O driver has reported the new socket writable.
+    // waits. It goes straight to the socket, whatever readiness tokio has
+    // recorded for it: no task will ever wait on this one.
     let _ = SockRef::from(stream).send(SERVER_BUSY);
     if shared.config.log_connections() {
         let max = shared.config.max_conns;
