@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 use tokio::time::{sleep, sleep_until, Instant, Sleep};
 use zen_utils::frame::RequestTooLong;
 use zen_utils::protocol::{self, IDLE_TIMEOUT, OUTPUT_LIMIT, REQUEST_TOO_LONG};
-use zen_utils::{work, Decoder, Work, WorkKind};
+use zen_utils::{listener, work, Decoder, Work, WorkKind};
 
 use crate::{Shared, Stop};
 
@@ -121,9 +121,8 @@ impl<'a> Connection<'a> {
     }
 
     async fn run(&mut self) -> End {
-        // TCP_NODELAY, as `zen_utils::listener::prepare_accepted` sets it on
-        // a std socket: answers are tiny and must leave at once.
-        if let Err(error) = self.stream.set_nodelay(true) {
+        // TCP_NODELAY: answers are tiny and must leave at once.
+        if let Err(error) = listener::prepare_accepted(&self.stream) {
             return End::Failed(error);
         }
         loop {

@@ -2,6 +2,7 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsFd;
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
@@ -28,8 +29,10 @@ pub fn bind(addr: SocketAddr, backlog: i32, reuse_port: bool) -> io::Result<TcpL
 
 /// Prepares an accepted connection: `TCP_NODELAY`, because answers are a
 /// few bytes each and must not wait for Nagle's algorithm to batch them.
-pub fn prepare_accepted(stream: &TcpStream) -> io::Result<()> {
-    stream.set_nodelay(true)
+/// It takes any socket (std, tokio, ...), so that every model prepares its
+/// connections alike.
+pub fn prepare_accepted(stream: &impl AsFd) -> io::Result<()> {
+    SockRef::from(stream).set_nodelay(true)
 }
 
 /// Sets the `SO_LINGER` of a socket; `Some(ZERO)` makes close send a reset.
