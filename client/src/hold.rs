@@ -134,11 +134,7 @@ pub(crate) fn run(args: &HoldArgs) -> anyhow::Result<ExitCode> {
             after_max: seconds(*last),
         };
     }
-    if args.json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
-        print!("{report}");
-    }
+    crate::report::print(&report, args.json)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -197,7 +193,7 @@ fn hear(conn: &mut Held, buf: &mut [u8]) -> bool {
         conn.fate = if heard == SERVER_BUSY {
             Fate::Busy
         } else if heard == IDLE_TIMEOUT {
-            Fate::IdleTimeout(now_ns() - conn.connected_at)
+            Fate::IdleTimeout(now_ns().saturating_sub(conn.connected_at))
         } else {
             Fate::Closed
         };

@@ -5,8 +5,26 @@
 //! can run `client load --json` and read the report back.
 
 use std::fmt;
+use std::io::Write as _;
 
+use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
+
+/// Prints a report on stdout: one line of JSON, or the table. A closed
+/// stdout (`| head`) is an error to report, not a panic.
+pub(crate) fn print<R: Serialize + fmt::Display>(report: &R, json: bool) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    let written = if json {
+        serde_json::to_writer(&mut stdout, report)
+            .map_err(std::io::Error::from)
+            .and_then(|()| writeln!(stdout))
+    } else {
+        write!(stdout, "{report}")
+    };
+    written
+        .and_then(|()| stdout.flush())
+        .context("cannot print the report")
+}
 
 /// The report of one `client load` run.
 ///

@@ -302,9 +302,13 @@ impl Worker {
                 // Counted if asked after the warmup and answered before
                 // the end of the window.
                 if sent >= shared.measure_start && shared.end.is_none_or(|end| now <= end) {
-                    self.tally.latency.saturating_record(now - sent);
+                    self.tally
+                        .latency
+                        .saturating_record(now.saturating_sub(sent));
                     if shared.rate.is_some() {
-                        self.tally.corrected.saturating_record(now - intended);
+                        self.tally
+                            .corrected
+                            .saturating_record(now.saturating_sub(intended));
                     }
                     self.tally.answers += 1;
                     self.tally.last_answer = now;
@@ -514,11 +518,13 @@ impl Worker {
                         .inflight
                         .oldest_sent()
                         .map(|sent| sent.max(conn.resent_at));
-                    if waiting_since.is_some_and(|since| now - since > self.shared.timeout) {
+                    if waiting_since
+                        .is_some_and(|since| now.saturating_sub(since) > self.shared.timeout)
+                    {
                         self.fail(i, Failure::Timeout, now);
                     }
                 }
-                Phase::Connecting { since } if now - since > self.shared.timeout => {
+                Phase::Connecting { since } if now.saturating_sub(since) > self.shared.timeout => {
                     self.fail(i, Failure::Timeout, now);
                 }
                 Phase::Waiting { until } if now >= until => {
@@ -528,7 +534,7 @@ impl Worker {
                         self.reconnect(i, now);
                     }
                 }
-                Phase::Draining { since } if now - since > CLOSE_GRACE => {
+                Phase::Draining { since } if now.saturating_sub(since) > CLOSE_GRACE => {
                     self.conns[i].stream = None;
                     self.conns[i].phase = Phase::Done;
                 }
