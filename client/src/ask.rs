@@ -42,11 +42,10 @@ pub(crate) fn run(args: &AskArgs) -> anyhow::Result<()> {
         let (question, _) = APHORISMS[0];
         let half = &question[..question.len() / 2];
         stream.write_all(half).context("cannot send")?;
-        println!(
+        return say(format_args!(
             "sent half a question ({:?}) and hung up",
             String::from_utf8_lossy(half)
-        );
-        return Ok(());
+        ));
     }
     for question in random_questions(args.count) {
         stream.write_all(question).context("cannot send")?;
@@ -63,13 +62,22 @@ pub(crate) fn run(args: &AskArgs) -> anyhow::Result<()> {
                 String::from_utf8_lossy(&reply)
             );
         }
-        println!(
+        say(format_args!(
             "{} {}",
             String::from_utf8_lossy(question),
             String::from_utf8_lossy(&reply)
-        );
+        ))?;
     }
     Ok(())
+}
+
+/// Prints one line on stdout. A closed stdout (`| head -1`) is an error to
+/// report, not a panic as `println!` would make it.
+fn say(line: std::fmt::Arguments<'_>) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{line}")
+        .and_then(|()| stdout.flush())
+        .context("cannot write to stdout")
 }
 
 /// `count` questions from the table in random order, all different until
