@@ -2,7 +2,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use zen_utils::frame::RequestTooLong;
 use zen_utils::protocol::{self, IDLE_TIMEOUT, OUTPUT_LIMIT, REQUEST_TOO_LONG};
@@ -73,6 +73,8 @@ struct Conversation<'a> {
     /// When the shutdown was first seen: from then on, writes may block for
     /// at most [`SHUTDOWN_GRACE`] in all.
     shutdown_seen: Option<Instant>,
+    /// The socket's read timeout as last set (zero: not set yet).
+    read_timeout: Duration,
 }
 
 /// How a blocked read or write came back without moving any byte.
@@ -92,6 +94,7 @@ impl<'a> Conversation<'a> {
             config,
             idle_deadline: config.idle_timeout.map(|timeout| Instant::now() + timeout),
             shutdown_seen: None,
+            read_timeout: Duration::ZERO,
         }
     }
 
@@ -246,11 +249,16 @@ impl<'a> Conversation<'a> {
             let left = deadline.saturating_duration_since(Instant::now());
             // A zero timeout would mean "forever"; the deadline check at
             // the top of the loop handles an expired one.
-            wait = wait.min(left).max(std::time::Duration::from_millis(1));
+            wait = wait.min(left).max(Duration::from_millis(1));
         }
-        self.stream
-            .set_read_timeout(Some(wait))
-            .map_err(Stalled::Failed)?;
+        // Setting the timeout is a system call; it is almost always the
+        // same tick, so it is set only when it changes.
+        if self.read_timeout != wait {
+            self.stream
+                .set_read_timeout(Some(wait))
+                .map_err(Stalled::Failed)?;
+            self.read_timeout = wait;
+        }
         self.stream.read(self.decoder.read_buf()).map_err(stalled)
     }
 
