@@ -14,7 +14,7 @@ use zen_utils::frame::RequestTooLong;
 use zen_utils::protocol::{self, IDLE_TIMEOUT, OUTPUT_LIMIT, REQUEST_TOO_LONG};
 use zen_utils::{listener, work, Decoder, Work, WorkKind};
 
-use crate::{Shared, Stop};
+use crate::{precise_sleep, Shared, Stop};
 
 /// How long a final error answer (`request too long`, `idle timeout`) may
 /// take to send. It is best effort: the connection closes next whatever
@@ -222,10 +222,15 @@ impl<'a> Connection<'a> {
     async fn work(&mut self, work: Work) -> Result<(), End> {
         match work.kind {
             // The async way to wait: the task sleeps on a timer and the
-            // thread serves other connections meanwhile.
-            WorkKind::Wait => guarded(sleep(work.duration), &mut self.shutdown, None)
-                .await
-                .map_err(|_: GaveUp| End::Shutdown),
+            // thread serves other connections meanwhile. The timer is a
+            // precise one: tokio's own rounds up to whole milliseconds.
+            WorkKind::Wait => guarded(
+                precise_sleep::sleep(work.duration),
+                &mut self.shutdown,
+                None,
+            )
+            .await
+            .map_err(|_: GaveUp| End::Shutdown),
             // Both hold the runtime's thread: no other task of this runtime
             // runs until they finish. Kept inline on purpose, to measure
             // what blocking an event loop costs.

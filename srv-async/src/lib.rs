@@ -51,6 +51,7 @@
 //! ```
 
 mod connection;
+mod precise_sleep;
 
 use std::io;
 use std::net::SocketAddr;
