@@ -7,6 +7,7 @@
 //! (non-blocking), then the loop waits for whatever the server says.
 
 use std::io::{self, Read};
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -73,69 +74,105 @@ enum Fate {
 pub(crate) fn run(args: &HoldArgs) -> anyhow::Result<ExitCode> {
     let _ = zen_utils::listener::raise_fd_limit();
     let addr = args.target.addrs()?[0];
-    let results = connect_all(&vec![addr; args.connections], args.timeout)
-        .context("cannot start connecting")?;
-    let mut failed = ConnectFailures::default();
-    let mut first_error = None;
-    let mut held = Vec::with_capacity(results.len());
-    for result in results {
-        match result {
-            Ok((stream, connected_at)) => held.push(Held {
-                stream: Some(stream),
-                connected_at,
-                heard: [0; HEARD],
-                heard_len: 0,
-                fate: Fate::Open,
-            }),
-            Err(error) => {
-                match error.kind() {
-                    io::ErrorKind::ConnectionRefused => failed.refused += 1,
-                    io::ErrorKind::TimedOut => failed.timeout += 1,
-                    _ => failed.other += 1,
-                }
-                first_error.get_or_insert(error);
-            }
-        }
-    }
-    if held.is_empty() {
-        let error = first_error.expect("at least one connection");
-        return Err(anyhow!("cannot connect to {addr}: {error}"));
-    }
-
-    watch(&mut held, args.duration)?;
-
-    let mut idle_after: Vec<u64> = Vec::new();
-    let mut report = HoldReport {
-        connections: args.connections,
-        seconds: args.duration.as_secs_f64(),
-        connected: held.len(),
-        open: 0,
-        busy: 0,
-        idle_timeout: IdleCloses::default(),
-        closed: 0,
-        connect_failed: failed,
-        target: addr.to_string(),
-    };
-    for conn in &held {
-        match conn.fate {
-            Fate::Open => report.open += 1,
-            Fate::Busy => report.busy += 1,
-            Fate::IdleTimeout(after) => idle_after.push(after),
-            Fate::Closed => report.closed += 1,
-        }
-    }
-    idle_after.sort_unstable();
-    if let (Some(first), Some(last)) = (idle_after.first(), idle_after.last()) {
-        let seconds = |ns: u64| ns as f64 / 1e9;
-        report.idle_timeout = IdleCloses {
-            count: idle_after.len(),
-            after_min: seconds(*first),
-            after_median: seconds(idle_after[(idle_after.len() - 1) / 2]),
-            after_max: seconds(*last),
-        };
-    }
+    let report = Holding::connect(addr, args.connections, args.timeout)?.hold(args.duration)?;
     crate::report::print(&report, args.json)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Idle connections, open and not yet watched: `client compare` opens
+/// them, measures the server, then holds them while it loads the server.
+pub(crate) struct Holding {
+    addr: SocketAddr,
+    connections: usize,
+    held: Vec<Held>,
+    failed: ConnectFailures,
+}
+
+impl Holding {
+    /// Opens `connections` connections to `addr`, all at once. Fails only
+    /// if none could be opened.
+    pub(crate) fn connect(
+        addr: SocketAddr,
+        connections: usize,
+        timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        let results =
+            connect_all(&vec![addr; connections], timeout).context("cannot start connecting")?;
+        let mut failed = ConnectFailures::default();
+        let mut first_error = None;
+        let mut held = Vec::with_capacity(results.len());
+        for result in results {
+            match result {
+                Ok((stream, connected_at)) => held.push(Held {
+                    stream: Some(stream),
+                    connected_at,
+                    heard: [0; HEARD],
+                    heard_len: 0,
+                    fate: Fate::Open,
+                }),
+                Err(error) => {
+                    match error.kind() {
+                        io::ErrorKind::ConnectionRefused => failed.refused += 1,
+                        io::ErrorKind::TimedOut => failed.timeout += 1,
+                        _ => failed.other += 1,
+                    }
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        if held.is_empty() {
+            let error = first_error.expect("at least one connection");
+            return Err(anyhow!("cannot connect to {addr}: {error}"));
+        }
+        Ok(Self {
+            addr,
+            connections,
+            held,
+            failed,
+        })
+    }
+
+    /// Connections that connected.
+    pub(crate) fn connected(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Keeps the connections idle for `duration`, watching what the server
+    /// does with them, then closes them and reports.
+    pub(crate) fn hold(mut self, duration: Duration) -> anyhow::Result<HoldReport> {
+        watch(&mut self.held, duration)?;
+        let mut idle_after: Vec<u64> = Vec::new();
+        let mut report = HoldReport {
+            connections: self.connections,
+            seconds: duration.as_secs_f64(),
+            connected: self.held.len(),
+            open: 0,
+            busy: 0,
+            idle_timeout: IdleCloses::default(),
+            closed: 0,
+            connect_failed: self.failed,
+            target: self.addr.to_string(),
+        };
+        for conn in &self.held {
+            match conn.fate {
+                Fate::Open => report.open += 1,
+                Fate::Busy => report.busy += 1,
+                Fate::IdleTimeout(after) => idle_after.push(after),
+                Fate::Closed => report.closed += 1,
+            }
+        }
+        idle_after.sort_unstable();
+        if let (Some(first), Some(last)) = (idle_after.first(), idle_after.last()) {
+            let seconds = |ns: u64| ns as f64 / 1e9;
+            report.idle_timeout = IdleCloses {
+                count: idle_after.len(),
+                after_min: seconds(*first),
+                after_median: seconds(idle_after[(idle_after.len() - 1) / 2]),
+                after_max: seconds(*last),
+            };
+        }
+        Ok(report)
+    }
 }
 
 /// Watches every connection for `duration`, noting what the server says

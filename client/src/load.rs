@@ -130,8 +130,9 @@ pub(crate) struct LoadArgs {
     #[arg(long = "server", value_name = "HOST:PORT", conflicts_with_all = ["host", "port"])]
     servers: Vec<String>,
 
-    /// Load the server this long before measuring (e.g. 1s); questions
-    /// asked during the warmup are not counted
+    /// Load the server this long before measuring (e.g. 1s); answers
+    /// received during the warmup (with -n: to questions asked during it)
+    /// are not counted
     #[arg(long, value_name = "DUR", default_value = DEFAULT_WARMUP, value_parser = parse_duration)]
     warmup: Duration,
 
@@ -156,6 +157,63 @@ pub(crate) struct LoadArgs {
 /// completed with no error; with errors (or when it stopped early) the
 /// report is printed all the same and the exit code is 1.
 pub(crate) fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
+    let interrupted = interrupt_flag();
+    let report = measure(
+        args,
+        &mut Watch {
+            interrupted: &interrupted,
+            progress_line: true,
+            on_window: &mut |_| {},
+        },
+    )?;
+    crate::report::print(&report, args.json)?;
+    Ok(if report.errors == 0 && report.stopped_early.is_none() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// What the caller of [`measure`] sees of a run while it goes on, and how
+/// it can end it.
+pub(crate) struct Watch<'a> {
+    /// Set (by a signal handler, see [`interrupt_flag`]) to end the run
+    /// early; the report is made all the same.
+    pub(crate) interrupted: &'a AtomicBool,
+    /// Draw the progress line on stderr, when stderr is a terminal.
+    pub(crate) progress_line: bool,
+    /// Called as the measured window opens and as it closes, within a
+    /// fraction of a millisecond: `client compare` reads the server's CPU
+    /// time there, so that the warmup is not charged to the answers.
+    pub(crate) on_window: &'a mut dyn FnMut(Window),
+}
+
+/// An edge of the measured window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Window {
+    /// The warmup is over: answers count from now.
+    Open,
+    /// The window is over (at `-d`, or when the run ended).
+    Close,
+}
+
+/// A flag that the first Ctrl-C sets, to end a run with its report; a
+/// second Ctrl-C exits at once (status 130). Register it once per process.
+pub(crate) fn interrupt_flag() -> Arc<AtomicBool> {
+    let interrupted = Arc::new(AtomicBool::new(false));
+    // Registered in this order, the shutdown sees the flag still unset on
+    // the first signal and set on the second.
+    let sigint = signal_hook::consts::SIGINT;
+    let _ = signal_hook::flag::register_conditional_shutdown(sigint, 130, Arc::clone(&interrupted));
+    let _ = signal_hook::flag::register(sigint, Arc::clone(&interrupted));
+    interrupted
+}
+
+/// Runs the load described by `args` and returns its report: `client
+/// load` without the printing, for `client compare` to call in-process.
+/// An error means the run could not be made at all (no connection could
+/// be opened); what went wrong during the run is in the report.
+pub(crate) fn measure(args: &LoadArgs, watching: &mut Watch<'_>) -> anyhow::Result<LoadReport> {
     let workload = args.workload()?;
     let servers = args.servers()?;
     // Thousands of connections need thousands of descriptors; if the limit
@@ -240,7 +298,7 @@ pub(crate) fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
     }
     drop(done_tx);
 
-    let stopped_early = watch(args, &shared, &progress, &done_rx, threads);
+    let stopped_early = watch(args, watching, &shared, &progress, &done_rx, threads);
 
     let mut tally = initial_errors;
     let mut answers_per_conn = vec![0; args.connections];
@@ -255,7 +313,7 @@ pub(crate) fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let stopped_at = now_ns();
-    let report = args.report(
+    Ok(args.report(
         &shared,
         &tally,
         &answers_per_conn,
@@ -271,14 +329,7 @@ pub(crate) fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
             ended.saturating_sub(measure_start)
         },
         stopped_early,
-    );
-
-    crate::report::print(&report, args.json)?;
-    Ok(if report.errors == 0 && report.stopped_early.is_none() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    ))
 }
 
 /// Half the cores, at least one: zen's servers are loaded over loopback,
@@ -296,24 +347,19 @@ pub(crate) fn default_threads() -> usize {
 }
 
 /// The main thread's job during the run: draw the progress line on a
-/// terminal, stop the run on Ctrl-C, and with `-n` stop it when no answer
-/// has come for `--timeout` (a server gone for good would otherwise keep
-/// it reconnecting for ever). Returns why the run stopped early, if it did.
+/// terminal, stop the run when interrupted, and with `-n` stop it when no
+/// answer has come for `--timeout` (a server gone for good would otherwise
+/// keep it reconnecting for ever); call `on_window` at the edges of the
+/// measured window. Returns why the run stopped early, if it did.
 fn watch(
     args: &LoadArgs,
+    watching: &mut Watch<'_>,
     shared: &Shared,
     progress: &[Arc<Progress>],
     done: &mpsc::Receiver<()>,
     threads: usize,
 ) -> Option<String> {
-    let interrupted = Arc::new(AtomicBool::new(false));
-    // A first Ctrl-C ends the run with a report; a second one kills it.
-    // Registered in this order, the shutdown sees the flag still unset on
-    // the first signal and set on the second.
-    let sigint = signal_hook::consts::SIGINT;
-    let _ = signal_hook::flag::register_conditional_shutdown(sigint, 130, Arc::clone(&interrupted));
-    let _ = signal_hook::flag::register(sigint, Arc::clone(&interrupted));
-    let bar = std::io::stderr().is_terminal().then(|| {
+    let bar = (watching.progress_line && std::io::stderr().is_terminal()).then(|| {
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(4));
         bar.set_style(
             ProgressStyle::with_template("{spinner} {msg}")
@@ -321,13 +367,19 @@ fn watch(
         );
         bar
     });
+    let mut window = WindowEdges::new(shared);
     let started = Instant::now();
     let (mut last_total, mut last_time) = (0, started);
     let (mut last_heard, mut last_progress) = (0, started);
     let mut finished = 0;
     let mut stopped = None;
     while finished < threads {
-        match done.recv_timeout(TICK) {
+        let wait = window.next().map_or(TICK, |at| {
+            TICK.min(Duration::from_nanos(at.saturating_sub(now_ns())))
+        });
+        let received = done.recv_timeout(wait);
+        window.pass(now_ns(), watching.on_window);
+        match received {
             Ok(()) => {
                 finished += 1;
                 continue;
@@ -357,7 +409,7 @@ fn watch(
             (last_heard, last_progress) = (heard, now);
         }
         if stopped.is_none() {
-            if interrupted.load(Ordering::Relaxed) {
+            if watching.interrupted.load(Ordering::Relaxed) {
                 stopped = Some("interrupted".to_owned());
             } else if args.requests.is_some() && now - last_progress > args.timeout {
                 stopped = Some(format!(
@@ -370,10 +422,61 @@ fn watch(
             }
         }
     }
+    window.finish(watching.on_window);
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
     stopped
+}
+
+/// The edges of the measured window, and how many have been passed.
+struct WindowEdges {
+    open_at: u64,
+    /// With `-n` the close has no time: it comes when the run ends.
+    close_at: Option<u64>,
+    passed: u8,
+}
+
+impl WindowEdges {
+    fn new(shared: &Shared) -> Self {
+        Self {
+            open_at: shared.measure_start,
+            close_at: shared.end,
+            passed: 0,
+        }
+    }
+
+    /// When the next edge is due, if its time is known.
+    fn next(&self) -> Option<u64> {
+        match self.passed {
+            0 => Some(self.open_at),
+            1 => self.close_at,
+            _ => None,
+        }
+    }
+
+    /// Reports every edge due by `now`, in order.
+    fn pass(&mut self, now: u64, on_window: &mut dyn FnMut(Window)) {
+        if self.passed == 0 && now >= self.open_at {
+            self.passed = 1;
+            on_window(Window::Open);
+        }
+        if self.passed == 1 && self.close_at.is_some_and(|close| now >= close) {
+            self.passed = 2;
+            on_window(Window::Close);
+        }
+    }
+
+    /// The run is over: reports the edges it did not reach.
+    fn finish(&mut self, on_window: &mut dyn FnMut(Window)) {
+        if self.passed == 0 {
+            on_window(Window::Open);
+        }
+        if self.passed < 2 {
+            on_window(Window::Close);
+        }
+        self.passed = 2;
+    }
 }
 
 impl LoadArgs {

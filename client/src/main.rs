@@ -2,6 +2,7 @@
 //! request/reply TCP server) and reports what it saw.
 
 mod ask;
+mod compare;
 mod event_loop;
 mod flags;
 mod hold;
@@ -34,6 +35,13 @@ enum Command {
     /// Open CONNS connections, keep them idle for DUR, and report what the
     /// server did with them (kept, busy, idle timeout, closed)
     Hold(hold::HoldArgs),
+    /// Run every server through the nine experiments (one client, many
+    /// clients, slow backend, CPU-bound, blocking, pipelining, slow
+    /// clients, C10K, work stealing) and report them side by side: a table
+    /// per experiment, and results.json, report.md and SVG charts in --out.
+    /// --quick takes about a minute on 2 cores, the full run about four
+    #[command(verbatim_doc_comment)]
+    Compare(compare::CompareArgs),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +50,7 @@ fn main() -> ExitCode {
         Command::Ask(args) => ask::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Load(args) => load::run(&args),
         Command::Hold(args) => hold::run(&args),
+        Command::Compare(args) => compare::run(&args),
     };
     match result {
         Ok(code) => code,

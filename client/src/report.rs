@@ -34,9 +34,10 @@ pub(crate) fn print<R: Serialize + fmt::Display>(report: &R, json: bool) -> anyh
 pub(crate) struct LoadReport {
     /// Connections the client kept open (`-c`).
     pub(crate) connections: usize,
-    /// Questions answered right within the measured window (asked after
-    /// the warmup, answered before the end); wrong answers are only
-    /// counted in `errors`, so garbage cannot inflate the rate.
+    /// Questions answered right within the measured window (with `-d`,
+    /// answers received between the warmup and the end; with `-n`, the
+    /// answers to the questions asked after the warmup); wrong answers are
+    /// only counted in `errors`, so garbage cannot inflate the rate.
     pub(crate) requests: u64,
     /// Length of the measured window: `-d`, or with `-n` the time from the
     /// start to the last answer.

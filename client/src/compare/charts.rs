@@ -1,0 +1,437 @@
+//! The charts, drawn with plotters as SVG: one panel per experiment, a
+//! row per server, the same colour for a server in every panel.
+//!
+//! - `throughput.svg`: answers per second, a bar per server, each panel on
+//!   its own scale (the experiments differ by a factor of a thousand).
+//! - `latency.svg`: p50, p99 and p99.9 per server on a log scale, joined by
+//!   a line: where the marks sit is the typical wait, how far they spread
+//!   is the tail.
+
+use plotters::coord::ranged1d::SegmentedCoord;
+use plotters::coord::types::RangedCoordi32;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+use super::results::{ExperimentResult, Results, RunResult};
+
+/// Panels per row of a figure.
+const COLUMNS: usize = 3;
+/// One panel's size in pixels: room for eight rows and their labels.
+const PANEL: (u32, u32) = (640, 330);
+/// The band above the panels: title and legend.
+const HEADER: u32 = 92;
+/// Room for the server names left of each panel.
+const NAMES: u32 = 215;
+const FONT: &str = "sans-serif";
+
+/// Every contender's colour (Tableau 10), by id; redis in grey.
+const COLOURS: [(&str, RGBColor); 8] = [
+    ("srv-single", RGBColor(214, 39, 40)),
+    ("srv-threaded-pool", RGBColor(255, 127, 14)),
+    ("srv-threaded-per-conn", RGBColor(140, 86, 75)),
+    ("srv-poll", RGBColor(31, 119, 180)),
+    ("srv-async", RGBColor(44, 160, 44)),
+    ("srv-hybrid-ws", RGBColor(148, 103, 189)),
+    ("srv-hybrid-per-core", RGBColor(227, 119, 194)),
+    ("redis-server", RGBColor(110, 110, 110)),
+];
+
+type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
+type Outcome = Result<(), Box<dyn std::error::Error>>;
+
+/// The charts of `results`, as `(file name, SVG)`; none if nothing was
+/// measured. A chart that cannot be drawn is left out with a warning:
+/// the tables and the JSON matter more.
+pub(crate) fn draw(results: &Results) -> Vec<(String, String)> {
+    let panels: Vec<&ExperimentResult> = results
+        .experiments
+        .iter()
+        .filter(|experiment| experiment.runs.iter().any(|run| run.measured().is_some()))
+        .collect();
+    if panels.is_empty() {
+        return Vec::new();
+    }
+    let subtitle = format!(
+        "{}, {} cores, Linux {}; {} s per run, load generator on the same machine",
+        results.machine.date,
+        results.machine.cores,
+        results.machine.kernel,
+        results.settings.duration_seconds
+    );
+    let mut charts = Vec::new();
+    for (name, figure) in [
+        ("throughput.svg", Figure::Throughput),
+        ("latency.svg", Figure::Latency),
+    ] {
+        match render(&panels, figure, &subtitle) {
+            Ok(svg) => charts.push((name.to_owned(), svg)),
+            Err(error) => eprintln!("client compare: warning: cannot draw {name}: {error}"),
+        }
+    }
+    charts
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Figure {
+    Throughput,
+    Latency,
+}
+
+fn render(
+    panels: &[&ExperimentResult],
+    figure: Figure,
+    subtitle: &str,
+) -> Result<String, Box<dyn std::error::Error>> {
+    let columns = panels.len().min(COLUMNS);
+    let rows = panels.len().div_ceil(COLUMNS);
+    let size = (PANEL.0 * columns as u32, HEADER + PANEL.1 * rows as u32);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
+        root.fill(&WHITE)?;
+        let (header, body) = root.split_vertically(HEADER);
+        let title = match figure {
+            Figure::Throughput => "Throughput: answers per second, higher is better",
+            Figure::Latency => {
+                "Latency: p50, p99 and p99.9 per server (log scale), lower is better"
+            }
+        };
+        draw_header(&header, title, subtitle, panels, figure)?;
+        let areas = body.split_evenly((rows, COLUMNS));
+        for (panel, area) in panels.iter().zip(&areas) {
+            match figure {
+                Figure::Throughput => throughput_panel(area, panel)?,
+                Figure::Latency => latency_panel(area, panel)?,
+            }
+        }
+        root.present()?;
+    }
+    Ok(svg)
+}
+
+/// Title, subtitle, and the legend: a colour per server (and for
+/// latency, a mark per percentile).
+fn draw_header(
+    area: &Area<'_>,
+    title: &str,
+    subtitle: &str,
+    panels: &[&ExperimentResult],
+    figure: Figure,
+) -> Outcome {
+    area.draw(&Text::new(
+        title,
+        (16, 10),
+        (FONT, 22).into_font().style(FontStyle::Bold),
+    ))?;
+    area.draw(&Text::new(
+        subtitle,
+        (16, 38),
+        (FONT, 14).into_font().color(&RGBColor(90, 90, 90)),
+    ))?;
+    let mut seen: Vec<(&str, &str)> = Vec::new();
+    for run in panels.iter().flat_map(|panel| &panel.runs) {
+        if !seen.iter().any(|(id, _)| *id == run.server) {
+            seen.push((&run.server, &run.label));
+        }
+    }
+    let mut x = 16;
+    let y = 66;
+    let label = (FONT, 14).into_font();
+    for (id, name) in seen {
+        area.draw(&Rectangle::new(
+            [(x, y), (x + 14, y + 14)],
+            colour(id).filled(),
+        ))?;
+        area.draw(&Text::new(name.to_owned(), (x + 19, y), label.clone()))?;
+        x += 19 + text_width(name, 14) + 22;
+    }
+    if figure == Figure::Latency {
+        let black = BLACK.filled();
+        x += 10;
+        for (mark, name) in [
+            (Mark::P50, "p50"),
+            (Mark::P99, "p99"),
+            (Mark::P999, "p99.9"),
+        ] {
+            mark.draw_at(area, (x + 7, y + 7), black)?;
+            area.draw(&Text::new(name, (x + 17, y), label.clone()))?;
+            x += 17 + text_width(name, 14) + 18;
+        }
+    }
+    Ok(())
+}
+
+/// Rough width of `text` at `size` px, as plotters estimates it for SVG.
+fn text_width(text: &str, size: u32) -> i32 {
+    (f64::from(size) * 0.6 * text.chars().count() as f64).round() as i32
+}
+
+fn colour(id: &str) -> RGBColor {
+    COLOURS
+        .iter()
+        .find(|(known, _)| *known == id)
+        .map_or(RGBColor(0, 0, 0), |(_, colour)| *colour)
+}
+
+/// The rows of a panel, top to bottom.
+fn rows(panel: &ExperimentResult) -> Vec<&RunResult> {
+    panel.runs.iter().collect()
+}
+
+/// A row's name in a chart: short enough for the label column.
+fn row_label(run: &RunResult) -> String {
+    run.label.trim_end_matches(" (reference)").to_owned()
+}
+
+fn throughput_panel(area: &Area<'_>, panel: &ExperimentResult) -> Outcome {
+    let runs = rows(panel);
+    let n = runs.len() as i32;
+    let top = runs
+        .iter()
+        .filter_map(|run| run.measured())
+        .map(|load| load.rps)
+        .fold(0.0, f64::max)
+        .max(1.0);
+    let mut chart = ChartBuilder::on(area)
+        .caption(
+            format!("{}. {}", panel.number, panel.title),
+            (FONT, 17).into_font().style(FontStyle::Bold),
+        )
+        .margin(10)
+        .margin_right(24)
+        .x_label_area_size(42)
+        .y_label_area_size(NAMES)
+        // Room right of the longest bar for its number.
+        .build_cartesian_2d(0.0..top * 1.3, segments(n))?;
+    let names: Vec<String> = runs.iter().map(|run| row_label(run)).collect();
+    let name_of = |value: &SegmentValue<i32>| match value {
+        SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => usize::try_from(n - 1 - i)
+            .ok()
+            .and_then(|row| names.get(row).cloned())
+            .unwrap_or_default(),
+        SegmentValue::Last => String::new(),
+    };
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .y_labels(runs.len())
+        .y_label_formatter(&name_of)
+        .x_labels(5)
+        .x_label_formatter(&|value| per_second(*value))
+        .x_desc("answers per second")
+        .label_style((FONT, 13))
+        .axis_desc_style((FONT, 13))
+        .light_line_style(RGBColor(235, 235, 235))
+        .bold_line_style(RGBColor(215, 215, 215))
+        .draw()?;
+    for (row, run) in runs.iter().enumerate() {
+        let y = n - 1 - row as i32;
+        let value_style =
+            TextStyle::from((FONT, 13).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
+        match run.measured() {
+            Some(load) => {
+                let mut bar = Rectangle::new(
+                    [
+                        (0.0, SegmentValue::Exact(y)),
+                        (load.rps, SegmentValue::Exact(y + 1)),
+                    ],
+                    colour(&run.server).filled(),
+                );
+                bar.set_margin(4, 4, 0, 0);
+                chart.draw_series([bar])?;
+                chart.draw_series([EmptyElement::at((load.rps, SegmentValue::CenterOf(y)))
+                    + Text::new(group(load.rps), (5, 0), value_style.clone())])?;
+            }
+            None => {
+                let why = match run.status {
+                    super::results::Status::Skipped => "not run",
+                    _ => "failed",
+                };
+                chart.draw_series([EmptyElement::at((0.0, SegmentValue::CenterOf(y)))
+                    + Text::new(why, (5, 0), value_style.color(&RGBColor(120, 120, 120)))])?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn latency_panel(area: &Area<'_>, panel: &ExperimentResult) -> Outcome {
+    let runs = rows(panel);
+    let n = runs.len() as i32;
+    let answered: Vec<_> = runs
+        .iter()
+        .filter_map(|run| run.measured())
+        .filter(|load| load.requests > 0)
+        .collect();
+    let low = answered
+        .iter()
+        .map(|load| load.latency_us.p50)
+        .fold(f64::INFINITY, f64::min);
+    let high = answered
+        .iter()
+        .map(|load| load.latency_us.p999)
+        .fold(0.0, f64::max);
+    let (low, high) = if answered.is_empty() {
+        (1.0, 1e6)
+    } else {
+        (
+            decade_below(low.max(1.0)),
+            decade_above(high.max(low * 10.0)),
+        )
+    };
+    let mut chart = ChartBuilder::on(area)
+        .caption(
+            format!("{}. {}", panel.number, panel.title),
+            (FONT, 17).into_font().style(FontStyle::Bold),
+        )
+        .margin(10)
+        .margin_right(24)
+        .x_label_area_size(42)
+        .y_label_area_size(NAMES)
+        .build_cartesian_2d((low..high).log_scale(), segments(n))?;
+    let names: Vec<String> = runs.iter().map(|run| row_label(run)).collect();
+    let name_of = |value: &SegmentValue<i32>| match value {
+        SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => usize::try_from(n - 1 - i)
+            .ok()
+            .and_then(|row| names.get(row).cloned())
+            .unwrap_or_default(),
+        SegmentValue::Last => String::new(),
+    };
+    chart
+        .configure_mesh()
+        .y_labels(runs.len())
+        .y_label_formatter(&name_of)
+        .x_label_formatter(&|value| duration_label(*value))
+        .x_desc("latency (log scale)")
+        .label_style((FONT, 13))
+        .axis_desc_style((FONT, 13))
+        .light_line_style(RGBColor(240, 240, 240))
+        .bold_line_style(RGBColor(215, 215, 215))
+        .draw()?;
+    let note = TextStyle::from((FONT, 13).into_font())
+        .pos(Pos::new(HPos::Left, VPos::Center))
+        .color(&RGBColor(120, 120, 120));
+    for (row, run) in runs.iter().enumerate() {
+        let row = n - 1 - row as i32;
+        let y = || SegmentValue::CenterOf(row);
+        let Some(load) = run.measured().filter(|load| load.requests > 0) else {
+            let why = match run.measured() {
+                Some(_) => "no answers",
+                None if run.status == super::results::Status::Skipped => "not run",
+                None => "failed",
+            };
+            chart.draw_series([
+                EmptyElement::at((low, y())) + Text::new(why, (5, 0), note.clone())
+            ])?;
+            continue;
+        };
+        let colour = colour(&run.server);
+        let p = &load.latency_us;
+        let clamp = |value: f64| value.clamp(low, high);
+        chart.draw_series([PathElement::new(
+            vec![(clamp(p.p50), y()), (clamp(p.p999), y())],
+            colour.stroke_width(2),
+        )])?;
+        let style = colour.filled();
+        chart
+            .draw_series([EmptyElement::at((clamp(p.p50), y())) + Circle::new((0, 0), 5, style)])?;
+        chart.draw_series([
+            EmptyElement::at((clamp(p.p99), y())) + TriangleMarker::new((0, 0), 6, style)
+        ])?;
+        chart.draw_series([
+            EmptyElement::at((clamp(p.p999), y())) + Rectangle::new([(-4, -4), (4, 4)], style)
+        ])?;
+    }
+    Ok(())
+}
+
+/// One band per row: plotters' integer ranges include their end, so
+/// `0..n - 1` is `n` rows.
+fn segments(n: i32) -> SegmentedCoord<RangedCoordi32> {
+    (0..(n - 1).max(1)).into_segmented()
+}
+
+/// How each percentile is marked.
+#[derive(Debug, Clone, Copy)]
+enum Mark {
+    P50,
+    P99,
+    P999,
+}
+
+impl Mark {
+    fn draw_at(self, area: &Area<'_>, (x, y): (i32, i32), style: ShapeStyle) -> Outcome {
+        match self {
+            Self::P50 => area.draw(&Circle::new((x, y), 5, style))?,
+            Self::P99 => area.draw(&TriangleMarker::new((x, y), 6, style))?,
+            Self::P999 => area.draw(&Rectangle::new([(x - 4, y - 4), (x + 4, y + 4)], style))?,
+        }
+        Ok(())
+    }
+}
+
+/// The power of ten at or below `value`.
+fn decade_below(value: f64) -> f64 {
+    10f64.powf(value.log10().floor())
+}
+
+/// The power of ten above `value`.
+fn decade_above(value: f64) -> f64 {
+    10f64.powf(value.log10().floor() + 1.0)
+}
+
+/// An axis label in answers per second: `0`, `50k`, `1.2M`.
+fn per_second(value: f64) -> String {
+    if value >= 1e6 {
+        format!("{:.1}M", value / 1e6)
+    } else if value >= 1e3 {
+        let k = value / 1e3;
+        if k.fract().abs() < 1e-9 {
+            format!("{k:.0}k")
+        } else {
+            format!("{k:.1}k")
+        }
+    } else {
+        format!("{value:.0}")
+    }
+}
+
+/// A bar's number: `12,345`.
+fn group(value: f64) -> String {
+    super::experiments::group_digits(value)
+}
+
+/// An axis label in time for a value in microseconds: `10µs`, `1ms`, `2s`.
+fn duration_label(us: f64) -> String {
+    let (value, unit) = if us >= 1e6 {
+        (us / 1e6, "s")
+    } else if us >= 1e3 {
+        (us / 1e3, "ms")
+    } else {
+        (us, "µs")
+    };
+    if value.fract().abs() < 1e-9 {
+        format!("{value:.0}{unit}")
+    } else {
+        format!("{value:.1}{unit}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn axis_labels() {
+        assert_eq!(per_second(0.0), "0");
+        assert_eq!(per_second(50_000.0), "50k");
+        assert_eq!(per_second(2_500.0), "2.5k");
+        assert_eq!(per_second(1_200_000.0), "1.2M");
+        assert_eq!(duration_label(10.0), "10µs");
+        assert_eq!(duration_label(1_000.0), "1ms");
+        assert_eq!(duration_label(2_000_000.0), "2s");
+        assert_eq!(decade_below(47.0), 10.0);
+        assert_eq!(decade_above(47.0), 100.0);
+    }
+}

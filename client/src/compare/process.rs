@@ -1,0 +1,394 @@
+//! A server under test as a child process: started on port 0, found by its
+//! `listening on IP:PORT` line, watched through /proc, stopped with
+//! SIGTERM, and checked to have exited 0 with its summary.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context as _};
+use rustix::process::{kill_process, Pid, Signal};
+use serde::Serialize;
+
+/// How long a server may take to print `listening on` (or, for redis, to
+/// accept a connection): a cold start under a busy machine, with margin.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a server may take to exit after SIGTERM. SPEC.md promises "a
+/// few seconds" (zen-utils' shutdown grace is 2 s); more than this is a
+/// server that did not stop, and it is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How many of the server's last log lines to keep for the report of a
+/// server that did not exit cleanly.
+const LOG_TAIL: usize = 20;
+
+/// A running server.
+pub(crate) struct Server {
+    child: Child,
+    pid: Pid,
+    addr: SocketAddr,
+    log: Arc<Mutex<Log>>,
+    readers: Vec<JoinHandle<()>>,
+    /// Whether it prints zen's summary line when it stops.
+    zen: bool,
+}
+
+/// What a server logged: the summary line, and the last lines.
+#[derive(Default)]
+struct Log {
+    summary: Option<String>,
+    tail: Vec<String>,
+}
+
+/// How a server ended.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Exit {
+    /// Exited 0 within [`STOP_TIMEOUT`] of SIGTERM, with its summary line
+    /// (zen servers).
+    pub(crate) clean: bool,
+    /// Its exit code, if it exited rather than being killed by a signal.
+    pub(crate) code: Option<i32>,
+    /// What went wrong, when it was not clean, with its last log lines.
+    pub(crate) problem: Option<String>,
+    /// The server's own counts, from its summary line.
+    pub(crate) summary: Option<ServerSummary>,
+}
+
+/// The numbers of a zen server's `summary:` line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub(crate) struct ServerSummary {
+    pub(crate) connections: u64,
+    pub(crate) answered: u64,
+    pub(crate) errors: u64,
+    pub(crate) dropped: u64,
+}
+
+/// A reading of a process's CPU time and memory from /proc.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Usage {
+    /// User plus system CPU time of all its threads, in seconds.
+    pub(crate) cpu_seconds: f64,
+    /// Resident memory now (`VmRSS`), KiB.
+    pub(crate) rss_kib: u64,
+    /// The most resident memory it ever had (`VmHWM`), KiB.
+    pub(crate) peak_rss_kib: u64,
+}
+
+impl Server {
+    /// Starts a zen server binary on 127.0.0.1 port 0 and waits for its
+    /// `listening on IP:PORT` line.
+    pub(crate) fn start_zen(bin: &Path, args: &[String]) -> anyhow::Result<Self> {
+        let mut child = Command::new(bin)
+            .args(["127.0.0.1", "-p", "0"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot start {}", bin.display()))?;
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let log = Arc::new(Mutex::new(Log::default()));
+        let mut readers = vec![read_log(stderr, Arc::clone(&log))];
+        // The first line tells the port; the rest (there should be none)
+        // is read and dropped, so that the server never blocks on a full
+        // pipe.
+        let (line_tx, line_rx) = mpsc::channel();
+        readers.push(thread::spawn(move || {
+            let mut stdout = BufReader::new(stdout);
+            let mut line = String::new();
+            let _ = line_tx.send(stdout.read_line(&mut line).map(|_| line));
+            let _ = std::io::copy(&mut stdout, &mut std::io::sink());
+        }));
+        let pid = pid_of(&child)?;
+        let mut server = Self {
+            child,
+            pid,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            log,
+            readers,
+            zen: true,
+        };
+        let line = match line_rx.recv_timeout(START_TIMEOUT) {
+            Ok(Ok(line)) => line,
+            Ok(Err(error)) => return Err(server.failed_to_start(&error.to_string())),
+            Err(_) => return Err(server.failed_to_start("no `listening on` line")),
+        };
+        server.addr = match line
+            .trim_end()
+            .strip_prefix("listening on ")
+            .and_then(|addr| addr.parse().ok())
+        {
+            Some(addr) => addr,
+            None => return Err(server.failed_to_start(&format!("printed {:?}", line.trim_end()))),
+        };
+        Ok(server)
+    }
+
+    /// Starts `redis-server` on a free port of 127.0.0.1, without saving
+    /// anything to disk, and waits until it accepts connections.
+    pub(crate) fn start_redis(bin: &Path) -> anyhow::Result<Self> {
+        // A port the OS just handed out and took back: free unless
+        // something grabs it in between, which would show as a failed start.
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let mut child = Command::new(bin)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot start {}", bin.display()))?;
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let log = Arc::new(Mutex::new(Log::default()));
+        let readers = vec![
+            read_log(stdout, Arc::clone(&log)),
+            read_log(stderr, Arc::clone(&log)),
+        ];
+        let pid = pid_of(&child)?;
+        let mut server = Self {
+            child,
+            pid,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            log,
+            readers,
+            zen: false,
+        };
+        let started = Instant::now();
+        loop {
+            if TcpStream::connect_timeout(&server.addr, Duration::from_secs(1)).is_ok() {
+                return Ok(server);
+            }
+            if started.elapsed() > START_TIMEOUT {
+                return Err(server.failed_to_start("it never accepted a connection"));
+            }
+            if let Ok(Some(status)) = server.child.try_wait() {
+                return Err(server.failed_to_start(&format!("it exited ({status})")));
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Where it listens.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Its CPU time and memory so far.
+    pub(crate) fn usage(&self) -> anyhow::Result<Usage> {
+        let pid = self.pid.as_raw_nonzero().get();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let ticks = cpu_ticks(&stat).ok_or_else(|| anyhow!("cannot read /proc/{pid}/stat"))?;
+        Ok(Usage {
+            cpu_seconds: ticks as f64 / rustix::param::clock_ticks_per_second() as f64,
+            rss_kib: status_kib(&status, "VmRSS:").unwrap_or(0),
+            peak_rss_kib: status_kib(&status, "VmHWM:").unwrap_or(0),
+        })
+    }
+
+    /// How many file descriptors it has open: a listener, a few of its
+    /// own, and one per connection it accepted.
+    pub(crate) fn open_fds(&self) -> usize {
+        let pid = self.pid.as_raw_nonzero().get();
+        std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
+    }
+
+    /// Stops it with SIGTERM and says how it ended. A server still running
+    /// after [`STOP_TIMEOUT`] is killed and reported.
+    pub(crate) fn stop(mut self) -> Exit {
+        let _ = kill_process(self.pid, Signal::TERM);
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        let status = loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => break Some(status),
+                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(5)),
+                _ => break None,
+            }
+        };
+        if status.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        // The pipes close with the process: the readers finish.
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
+        self.exit(status)
+    }
+
+    fn exit(&self, status: Option<ExitStatus>) -> Exit {
+        let log = self.log.lock().unwrap_or_else(|poison| poison.into_inner());
+        let summary = log.summary.as_deref().and_then(parse_summary);
+        let problem = match status {
+            None => Some(format!(
+                "did not exit within {}s of SIGTERM (killed)",
+                STOP_TIMEOUT.as_secs()
+            )),
+            Some(status) if !status.success() => Some(format!("exited with {status}")),
+            Some(_) if self.zen && summary.is_none() => Some("printed no summary".to_owned()),
+            Some(_) => None,
+        };
+        Exit {
+            clean: problem.is_none(),
+            code: status.and_then(|status| status.code()),
+            problem: problem.map(|problem| {
+                let tail = log.tail.join(" | ");
+                if tail.is_empty() {
+                    problem
+                } else {
+                    format!("{problem}; last log lines: {tail}")
+                }
+            }),
+            summary,
+        }
+    }
+
+    fn failed_to_start(&mut self, why: &str) -> anyhow::Error {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
+        let log = self.log.lock().unwrap_or_else(|poison| poison.into_inner());
+        anyhow!(
+            "the server did not start: {why}; it said: {}",
+            log.tail.join(" | ")
+        )
+    }
+}
+
+impl Drop for Server {
+    /// A server is never left running: if the comparison stops half way
+    /// (an error, a panic), its server goes with it.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn pid_of(child: &Child) -> anyhow::Result<Pid> {
+    i32::try_from(child.id())
+        .ok()
+        .and_then(Pid::from_raw)
+        .ok_or_else(|| anyhow!("bad process id {}", child.id()))
+}
+
+/// Reads a server's log as it comes (so that it never blocks on a full
+/// pipe), keeping the summary line and the last lines.
+fn read_log(pipe: impl Read + Send + 'static, log: Arc<Mutex<Log>>) -> JoinHandle<()> {
+    thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            let mut log = log.lock().unwrap_or_else(|poison| poison.into_inner());
+            if line.contains("summary: ") {
+                log.summary = Some(line.clone());
+            }
+            if log.tail.len() == LOG_TAIL {
+                log.tail.remove(0);
+            }
+            log.tail.push(line);
+        }
+    })
+}
+
+/// User plus system time, in clock ticks, from a `/proc/PID/stat` line.
+/// The command name (field 2) is in parentheses and may contain spaces,
+/// so the fields are counted from after its closing parenthesis.
+fn cpu_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the name come state (field 3) ... utime (14) and stime (15).
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// A `Key:   1234 kB` line of `/proc/PID/status`, in KiB.
+fn status_kib(status: &str, key: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(key))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+}
+
+/// The numbers of `...summary: 3 connections, 120 questions answered, 0
+/// errors, 0 incomplete questions dropped, uptime 1.2s` (zen-utils'
+/// `Summary` display).
+fn parse_summary(line: &str) -> Option<ServerSummary> {
+    let (_, rest) = line.split_once("summary: ")?;
+    let mut numbers = rest
+        .split(", ")
+        .map(|part| part.split(' ').next().and_then(|n| n.parse::<u64>().ok()));
+    Some(ServerSummary {
+        connections: numbers.next()??,
+        answered: numbers.next()??,
+        errors: numbers.next()??,
+        dropped: numbers.next()??,
+    })
+}
+
+/// Fails unless `bin` can be started: used for redis, whose absence is not
+/// an error but whose brokenness is.
+pub(crate) fn ensure_runs(bin: &Path) -> anyhow::Result<()> {
+    let status = Command::new(bin)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .with_context(|| format!("cannot run {}", bin.display()))?;
+    if !status.success() {
+        bail!("{} --version failed ({status})", bin.display());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_cpu_ticks_past_a_name_with_spaces() {
+        let stat = "4242 (srv poll) S 1 4242 4242 0 -1 4194304 100 0 0 0 \
+                    250 30 0 0 20 0 3 0 12345 1000000 500 18446744073709551615";
+        assert_eq!(cpu_ticks(stat), Some(280));
+        assert_eq!(cpu_ticks("garbage"), None);
+    }
+
+    #[test]
+    fn reads_memory_lines_in_kib() {
+        let status = "Name:\tsrv-poll\nVmHWM:\t    5120 kB\nVmRSS:\t    4096 kB\n";
+        assert_eq!(status_kib(status, "VmRSS:"), Some(4096));
+        assert_eq!(status_kib(status, "VmHWM:"), Some(5120));
+        assert_eq!(status_kib(status, "VmSwap:"), None);
+    }
+
+    #[test]
+    fn parses_zen_utils_summary_line() {
+        let summary = zen_utils::Summary {
+            connections: 3,
+            answered: 120,
+            errors: 1,
+            dropped: 2,
+            uptime: Duration::from_millis(1200),
+        };
+        let line = format!("srv-poll: {summary}");
+        assert_eq!(
+            parse_summary(&line),
+            Some(ServerSummary {
+                connections: 3,
+                answered: 120,
+                errors: 1,
+                dropped: 2
+            })
+        );
+        assert_eq!(parse_summary("srv-poll: serving on 127.0.0.1:1"), None);
+    }
+}

@@ -1,0 +1,197 @@
+//! What a comparison found, as written to `results.json`: the machine, the
+//! settings, and for every experiment every server's full load report,
+//! its CPU time and memory, and how it exited.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use super::process::Exit;
+use crate::report::{HoldReport, LoadReport};
+
+/// Everything `client compare` measured.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Results {
+    pub(crate) machine: Machine,
+    pub(crate) settings: Settings,
+    pub(crate) experiments: Vec<ExperimentResult>,
+    /// Stopped by Ctrl-C: the experiments after that are missing.
+    pub(crate) interrupted: bool,
+}
+
+/// Where and when it ran: ratios between servers carry over to other
+/// machines, absolute numbers do not.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Machine {
+    /// UTC, `2025-01-31 14:02 UTC`.
+    pub(crate) date: String,
+    pub(crate) unix_time: u64,
+    /// CPUs this process may run on.
+    pub(crate) cores: usize,
+    /// `uname -r`.
+    pub(crate) kernel: String,
+    /// The CPU's model name, from /proc/cpuinfo.
+    pub(crate) cpu: Option<String>,
+}
+
+/// How the comparison was run.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Settings {
+    pub(crate) quick: bool,
+    /// The measured window of each run, seconds.
+    pub(crate) duration_seconds: f64,
+    pub(crate) warmup_seconds: f64,
+    pub(crate) pool_workers: usize,
+    pub(crate) c10k_connections: usize,
+    /// Where the server binaries came from.
+    pub(crate) bin_dir: String,
+    /// The load generator's threads (on the same machine as the servers).
+    pub(crate) load_threads: usize,
+    /// `client load --timeout`: longer than any run, so that a connection
+    /// left waiting (by srv-single, by the pool) is reported unserved
+    /// rather than failed.
+    pub(crate) load_timeout_seconds: f64,
+}
+
+/// One experiment's runs.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct ExperimentResult {
+    pub(crate) number: usize,
+    pub(crate) key: String,
+    pub(crate) title: String,
+    pub(crate) lesson: String,
+    pub(crate) runs: Vec<RunResult>,
+}
+
+/// One server (one row) in one experiment.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct RunResult {
+    /// The contender's id: `srv-threaded-pool`.
+    pub(crate) server: String,
+    /// The row's name: `srv-threaded pool:16`.
+    pub(crate) label: String,
+    pub(crate) status: Status,
+    /// Why it was skipped, or what failed.
+    pub(crate) note: Option<String>,
+    /// The server's command line.
+    pub(crate) server_command: String,
+    /// The load's command line, less the target.
+    pub(crate) load_command: String,
+    /// `client load`'s full report.
+    pub(crate) load: Option<LoadReport>,
+    /// `client hold`'s report on the idle connections, if any were held.
+    pub(crate) hold: Option<HoldReport>,
+    pub(crate) server_usage: Option<ServerUsage>,
+    /// How the server ended after SIGTERM.
+    pub(crate) exit: Option<Exit>,
+}
+
+/// Whether a row was measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Status {
+    Ok,
+    Skipped,
+    Failed,
+}
+
+/// The server process's costs, from /proc.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub(crate) struct ServerUsage {
+    /// User plus system CPU time in the measured window, all threads.
+    pub(crate) cpu_seconds: f64,
+    /// `cpu_seconds` per answer the load counted, in microseconds; `None`
+    /// when nothing was answered.
+    pub(crate) cpu_us_per_answer: Option<f64>,
+    /// Peak resident memory (`VmHWM`) over the server's life, KiB.
+    pub(crate) peak_rss_kib: u64,
+    /// Resident memory at the end of the load (`VmRSS`), KiB.
+    pub(crate) rss_kib: u64,
+    /// With idle connections held for memory (C10K).
+    pub(crate) idle: Option<IdleMemory>,
+}
+
+/// What idle connections cost the server.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub(crate) struct IdleMemory {
+    /// Connections the server had accepted (its new file descriptors).
+    pub(crate) accepted: usize,
+    pub(crate) rss_before_kib: u64,
+    pub(crate) rss_after_kib: u64,
+    /// `(after - before) / accepted`, in bytes.
+    pub(crate) bytes_per_connection: Option<f64>,
+}
+
+impl Machine {
+    /// This machine, now.
+    pub(crate) fn now() -> Self {
+        let unix_time = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs());
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map_or_else(|_| "unknown".to_owned(), |text| text.trim().to_owned());
+        let cpu = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|info| {
+                info.lines()
+                    .find(|line| line.starts_with("model name"))
+                    .and_then(|line| line.split_once(':'))
+                    .map(|(_, name)| name.trim().to_owned())
+            });
+        Self {
+            date: utc_date(unix_time),
+            unix_time,
+            cores: std::thread::available_parallelism().map_or(1, usize::from),
+            kernel,
+            cpu,
+        }
+    }
+}
+
+/// `2025-01-31 14:02 UTC` for a Unix time (the proleptic Gregorian
+/// calendar, Howard Hinnant's `civil_from_days`).
+fn utc_date(unix_time: u64) -> String {
+    let days = (unix_time / 86_400) as i64;
+    let minutes = (unix_time % 86_400) / 60;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
+        minutes / 60,
+        minutes % 60
+    )
+}
+
+impl RunResult {
+    /// The row's name.
+    pub(crate) fn row_name(&self) -> String {
+        self.label.clone()
+    }
+
+    /// The load report of a measured row.
+    pub(crate) fn measured(&self) -> Option<&LoadReport> {
+        match self.status {
+            Status::Ok => self.load.as_ref(),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_in_utc() {
+        assert_eq!(utc_date(0), "1970-01-01 00:00 UTC");
+        assert_eq!(utc_date(951_782_400), "2000-02-29 00:00 UTC");
+        assert_eq!(utc_date(1_738_332_120), "2025-01-31 14:02 UTC");
+    }
+}

@@ -1,0 +1,343 @@
+//! The tables: one per experiment, the same Markdown on the terminal (with
+//! aligned columns) and in report.md, which adds the lessons, the charts
+//! and how to read them.
+
+use std::fmt::Write as _;
+
+use super::experiments::group_digits;
+use super::results::{ExperimentResult, Results, RunResult, Status};
+
+/// An experiment's table, with its title, for the terminal.
+pub(crate) fn for_terminal(experiment: &ExperimentResult) -> String {
+    format!(
+        "\n{}. {}\n{}",
+        experiment.number,
+        experiment.title,
+        markdown_table(experiment)
+    )
+}
+
+/// The whole report.md.
+pub(crate) fn report(results: &Results, charts: &[&str]) -> String {
+    let machine = &results.machine;
+    let settings = &results.settings;
+    let mut md = String::new();
+    let _ = writeln!(md, "# zen: five concurrency models, side by side\n");
+    let cpu = machine
+        .cpu
+        .as_deref()
+        .map_or_else(String::new, |cpu| format!(" ({cpu})"));
+    let _ = writeln!(
+        md,
+        "Measured on {}, {} cores{cpu}, Linux {}, by `client compare{}`: \
+         each run {} s after {} s of warmup, the load generator on {} thread{} \
+         of the same machine, over loopback. Every server was started fresh for \
+         every run. Ratios between rows carry over to other machines; the \
+         absolute numbers do not.\n",
+        machine.date,
+        machine.cores,
+        machine.kernel,
+        if settings.quick { " --quick" } else { "" },
+        settings.duration_seconds,
+        settings.warmup_seconds,
+        settings.load_threads,
+        if settings.load_threads == 1 { "" } else { "s" },
+    );
+    if results.interrupted {
+        let _ = writeln!(
+            md,
+            "**Interrupted:** the experiments after the last table did not run.\n"
+        );
+    }
+    for chart in charts {
+        let _ = writeln!(md, "![{chart}]({chart})\n");
+    }
+    md.push_str(HOW_TO_READ);
+    for experiment in &results.experiments {
+        let _ = writeln!(md, "\n## {}. {}\n", experiment.number, experiment.title);
+        let _ = writeln!(md, "{}\n", experiment.lesson);
+        if let Some(first) = experiment.runs.first() {
+            let _ = writeln!(
+                md,
+                "Load: `{}` (servers: `{}`, ...).\n",
+                first.load_command, first.server_command
+            );
+        }
+        md.push_str(&markdown_table(experiment));
+        for run in &experiment.runs {
+            if let Some(problem) = run.exit.as_ref().and_then(|exit| exit.problem.as_ref()) {
+                let _ = writeln!(
+                    md,
+                    "\n- **{}** did not stop cleanly: {problem}",
+                    run.row_name()
+                );
+            }
+        }
+    }
+    md
+}
+
+const HOW_TO_READ: &str = "\
+## How to read the tables
+
+- **answers/s**: right answers per second in the measured window (errors
+  are never counted as answers).
+- **p50 / p99 / p99.9 / max**: latency of those answers, from question sent
+  to answer read, in µs (ms, s where marked).
+- **served**: connections that got at least one answer, of all the client
+  opened. Fewer than all means clients left waiting for the whole run.
+- **fairness**: Jain's index of the answers per connection: 1.00 when every
+  connection got as many as every other, 1/n when one got them all.
+- **CPU/answer**: the server's CPU time (user + system, all threads, from
+  /proc) in the measured window, divided by the answers.
+- **peak RSS**: the server's peak resident memory (VmHWM).
+- **notes**: errors seen by the client, idle connections closed by the
+  server, and anything that did not go as planned.
+";
+
+/// The columns every table has, then the experiment's own.
+fn markdown_table(experiment: &ExperimentResult) -> String {
+    let held = experiment.runs.iter().any(|run| run.hold.is_some());
+    let idle_memory = experiment.runs.iter().any(|run| {
+        run.server_usage
+            .as_ref()
+            .is_some_and(|usage| usage.idle.is_some())
+    });
+    let mut header = vec![
+        "server",
+        "answers/s",
+        "p50",
+        "p99",
+        "p99.9",
+        "max",
+        "served",
+        "fairness",
+        "CPU/answer",
+        "peak RSS",
+    ];
+    if idle_memory {
+        header.extend(["idle conns", "RSS/idle conn"]);
+    }
+    header.push("notes");
+    let rows: Vec<Vec<String>> = experiment
+        .runs
+        .iter()
+        .map(|run| row(run, held, idle_memory))
+        .collect();
+    align(&header, &rows)
+}
+
+fn row(run: &RunResult, held: bool, idle_memory: bool) -> Vec<String> {
+    let dash = || "–".to_owned();
+    let mut cells = vec![run.row_name()];
+    match run.measured() {
+        Some(load) => {
+            let answered = load.requests > 0;
+            let latency = |value: f64| if answered { micros(value) } else { dash() };
+            cells.extend([
+                group_digits(load.rps),
+                latency(load.latency_us.p50),
+                latency(load.latency_us.p99),
+                latency(load.latency_us.p999),
+                latency(load.latency_us.max),
+                format!("{}/{}", load.served_conns, load.connections),
+                format!("{:.2}", load.fairness.jain),
+            ]);
+        }
+        None => cells.extend((0..7).map(|_| dash())),
+    }
+    match &run.server_usage {
+        Some(usage) => {
+            cells.push(
+                usage
+                    .cpu_us_per_answer
+                    .map_or_else(dash, |us| format!("{us:.1} µs")),
+            );
+            cells.push(kib(usage.peak_rss_kib as f64));
+            if idle_memory {
+                match &usage.idle {
+                    Some(idle) => {
+                        cells.push(group_digits(idle.accepted as f64));
+                        cells.push(
+                            idle.bytes_per_connection
+                                .map_or_else(dash, |bytes| kib(bytes / 1024.0)),
+                        );
+                    }
+                    None => cells.extend([dash(), dash()]),
+                }
+            }
+        }
+        None => {
+            cells.extend([dash(), dash()]);
+            if idle_memory {
+                cells.extend([dash(), dash()]);
+            }
+        }
+    }
+    cells.push(notes(run, held));
+    cells
+}
+
+/// Errors, idle closes, skips, failures and unclean exits, briefly.
+fn notes(run: &RunResult, held: bool) -> String {
+    let mut notes = Vec::new();
+    match run.status {
+        Status::Skipped => notes.push(format!(
+            "not run: {}",
+            run.note.as_deref().unwrap_or("skipped")
+        )),
+        Status::Failed => notes.push(format!(
+            "FAILED: {}",
+            run.note.as_deref().unwrap_or("unknown error")
+        )),
+        Status::Ok => {}
+    }
+    if let Some(load) = run.measured() {
+        if load.errors > 0 {
+            let kinds = &load.errors_by_kind;
+            let named: Vec<String> = [
+                ("wrong", kinds.wrong_answer),
+                ("error answers", kinds.error_answer),
+                ("refused", kinds.refused),
+                ("reset", kinds.reset),
+                ("closed", kinds.closed),
+                ("timeout", kinds.timeout),
+                ("other", kinds.other),
+            ]
+            .iter()
+            .filter(|(_, count)| *count > 0)
+            .map(|(kind, count)| format!("{kind} {count}"))
+            .collect();
+            notes.push(format!("{} errors ({})", load.errors, named.join(", ")));
+        }
+        if let Some(reason) = &load.stopped_early {
+            notes.push(format!("stopped early: {reason}"));
+        }
+    }
+    if held {
+        if let Some(hold) = &run.hold {
+            let idle = &hold.idle_timeout;
+            if idle.count > 0 {
+                notes.push(format!(
+                    "{}/{} idle closed by timeout",
+                    idle.count, hold.connected
+                ));
+            } else {
+                notes.push(format!("{}/{} idle kept open", hold.open, hold.connected));
+            }
+            if hold.connected < hold.connections {
+                notes.push(format!(
+                    "{} idle did not connect",
+                    hold.connections - hold.connected
+                ));
+            }
+        }
+    }
+    if let Some(problem) = run.exit.as_ref().and_then(|exit| exit.problem.as_ref()) {
+        let short = problem.split(';').next().unwrap_or(problem);
+        notes.push(format!("server {short}"));
+    }
+    notes.join("; ")
+}
+
+/// A Markdown table whose columns line up in a terminal; numbers are
+/// right-aligned.
+fn align(header: &[&str], rows: &[Vec<String>]) -> String {
+    let width = |i: usize| {
+        rows.iter()
+            .map(|row| row[i].chars().count())
+            .chain([header[i].chars().count()])
+            .max()
+            .unwrap_or(0)
+    };
+    let widths: Vec<usize> = (0..header.len()).map(width).collect();
+    let numeric = |i: usize| i > 0 && header[i] != "notes";
+    let mut out = String::new();
+    let line = |out: &mut String, cells: &[String]| {
+        out.push('|');
+        for (i, cell) in cells.iter().enumerate() {
+            let pad = widths[i] - cell.chars().count();
+            if numeric(i) {
+                let _ = write!(out, " {}{cell} |", " ".repeat(pad));
+            } else {
+                let _ = write!(out, " {cell}{} |", " ".repeat(pad));
+            }
+        }
+        out.push('\n');
+    };
+    let header: Vec<String> = header.iter().map(|&h| h.to_owned()).collect();
+    line(&mut out, &header);
+    out.push('|');
+    for (i, width) in widths.iter().enumerate() {
+        let dashes = "-".repeat((*width).max(3));
+        if numeric(i) {
+            let _ = write!(out, " {}: |", &dashes[1..]);
+        } else {
+            let _ = write!(out, " {dashes} |");
+        }
+    }
+    out.push('\n');
+    for row in rows {
+        line(&mut out, row);
+    }
+    out
+}
+
+/// A latency in microseconds, in the unit that reads best.
+pub(crate) fn micros(us: f64) -> String {
+    if us >= 1e6 {
+        format!("{:.2} s", us / 1e6)
+    } else if us >= 10_000.0 {
+        format!("{:.0} ms", us / 1e3)
+    } else if us >= 1_000.0 {
+        format!("{:.1} ms", us / 1e3)
+    } else {
+        format!("{us:.0} µs")
+    }
+}
+
+/// A size in KiB, in the unit that reads best.
+fn kib(kib: f64) -> String {
+    if kib >= 10.0 * 1024.0 {
+        format!("{:.0} MiB", kib / 1024.0)
+    } else if kib >= 1024.0 {
+        format!("{:.1} MiB", kib / 1024.0)
+    } else if kib >= 10.0 {
+        format!("{kib:.0} KiB")
+    } else {
+        format!("{kib:.1} KiB")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units_that_read_best() {
+        assert_eq!(micros(48.3), "48 µs");
+        assert_eq!(micros(1234.0), "1.2 ms");
+        assert_eq!(micros(20_400.0), "20 ms");
+        assert_eq!(micros(2_030_000.0), "2.03 s");
+        assert_eq!(kib(2.5), "2.5 KiB");
+        assert_eq!(kib(300.0), "300 KiB");
+        assert_eq!(kib(2048.0), "2.0 MiB");
+        assert_eq!(kib(40_960.0), "40 MiB");
+    }
+
+    #[test]
+    fn columns_line_up() {
+        let table = align(
+            &["server", "answers/s", "notes"],
+            &[
+                vec!["srv-poll".to_owned(), "1,234".to_owned(), String::new()],
+                vec!["srv-single".to_owned(), "12".to_owned(), "x".to_owned()],
+            ],
+        );
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines[0], "| server     | answers/s | notes |");
+        assert_eq!(lines[1], "| ---------- | --------: | ----- |");
+        assert_eq!(lines[2], "| srv-poll   |     1,234 |       |");
+        assert_eq!(lines[3], "| srv-single |        12 | x     |");
+    }
+}
