@@ -1,0 +1,243 @@
+#!/usr/bin/env python3
+"""Reproduces the performance table of the README: every server against
+redis-server, measured with `client load` in the same run, as ratios.
+
+    python3 scripts/performance.py            # 3 rounds, medians (about 10 minutes)
+    python3 scripts/performance.py --rounds 1 --seconds 2   # a quick look
+
+It builds the workspace in release mode, installs redis-server with apt-get
+when it is missing (as root), compiles scripts/epoll-load.c (the C
+yardstick for the load generator), then runs each workload of DESIGN.md's
+table once per round and prints the median of the rounds. Everything runs
+on 127.0.0.1. Absolute rates vary between machines and runs; the ratios,
+taken within one round, are what the targets are about.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target", "release")
+QUESTION = "Beautiful is better than?"
+
+# (label, binary, extra flags)
+SERVERS = [
+    ("srv-single", "srv-single", []),
+    ("srv-threaded (64 workers)", "srv-threaded", ["--workers", "64"]),
+    ("srv-threaded (per connection)", "srv-threaded", ["--per-connection"]),
+    ("srv-poll", "srv-poll", []),
+    ("srv-async", "srv-async", []),
+    ("srv-hybrid (work stealing)", "srv-hybrid", ["--runtime", "work-stealing"]),
+    ("srv-hybrid (per core)", "srv-hybrid", ["--runtime", "per-core"]),
+]
+
+# The targets of DESIGN.md, per workload: label prefix -> minimum ratio.
+TARGETS = {
+    "1x1": {"": 0.95},
+    "50x1": {"srv-poll": 1.0, "srv-async": 1.0, "srv-hybrid": 0.8, "srv-threaded": 0.6},
+    "50x16": {"srv-poll": 1.0, "srv-async": 1.0, "srv-hybrid": 0.8},
+    "wait": {"srv-threaded": 0.95, "srv-poll": 0.95, "srv-async": 0.95, "srv-hybrid": 0.95},
+}
+
+
+def log(*parts):
+    print(*parts, file=sys.stderr, flush=True)
+
+
+def setup():
+    log("building (cargo build --release) ...")
+    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    if shutil.which("redis-server") is None:
+        if os.geteuid() != 0:
+            sys.exit("redis-server is missing: install it (apt-get install redis-server) and run again")
+        log("installing redis-server ...")
+        subprocess.run(["apt-get", "update", "-qq"], check=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "redis-server"], check=True,
+                       stdout=subprocess.DEVNULL)
+    epoll_load = os.path.join(tempfile.mkdtemp(prefix="zen-perf-"), "epoll-load")
+    subprocess.run(["cc", "-O2", "-o", epoll_load, os.path.join(ROOT, "scripts", "epoll-load.c")],
+                   check=True)
+    return epoll_load
+
+
+class Server:
+    """A server binary started on port 0, stopped with SIGTERM."""
+
+    def __init__(self, binary, flags):
+        self.proc = subprocess.Popen([os.path.join(BIN, binary), "-p", "0", "-q", *flags],
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        line = self.proc.stdout.readline()
+        if not line.startswith("listening on "):
+            raise RuntimeError(f"{binary} did not start: {line!r}")
+        self.port = int(line.rsplit(":", 1)[1])
+
+    def rss_kib(self):
+        with open(f"/proc/{self.proc.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+class Redis(Server):
+    def __init__(self):
+        port = free_port()
+        self.proc = subprocess.Popen(["redis-server", "--port", str(port), "--save", "",
+                                      "--appendonly", "no", "--bind", "127.0.0.1"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.port = port
+        for _ in range(100):
+            try:
+                import socket
+                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def load(port, conns, pipeline, seconds, extra=()):
+    out = subprocess.run([os.path.join(BIN, "client"), "load", "-p", str(port), "-c", str(conns),
+                          "--pipeline", str(pipeline), "-d", f"{seconds}s", "--warmup", "500ms",
+                          "--json", *extra], capture_output=True, text=True)
+    report = json.loads(out.stdout)
+    return report
+
+
+def ask_redis(port, conns, pipeline, seconds):
+    return load(port, conns, pipeline, seconds, ["--send", "PING\\r\\n", "--expect", "+PONG\\r\\n"])
+
+
+def one_round(seconds, epoll_load):
+    rates = {}  # (workload, label) -> value
+
+    for workload, conns, pipeline in [("1x1", 1, 1), ("50x1", 50, 1), ("50x16", 50, 16)]:
+        redis = Redis()
+        rates[(workload, "redis-server")] = ask_redis(redis.port, conns, pipeline, seconds)["rps"]
+        redis.stop()
+        for label, binary, flags in SERVERS:
+            if label == "srv-single" and workload != "1x1":
+                continue  # one client at a time: 49 connections would only wait
+            server = Server(binary, flags)
+            report = load(server.port, conns, pipeline, seconds)
+            rates[(workload, label)] = report["rps"] if report["errors"] == 0 else 0.0
+            server.stop()
+        log(f"  {workload} done")
+
+    for label, binary, flags in SERVERS[1:]:
+        server = Server(binary, [*flags, "--work", "wait:10ms"])
+        rates[("wait", label)] = load(server.port, 64, 1, seconds)["rps"]
+        server.stop()
+    log("  wait:10ms done")
+
+    for label, binary, flags in SERVERS[3:]:
+        server = Server(binary, flags)
+        before = server.rss_kib()
+        hold = subprocess.Popen([os.path.join(BIN, "client"), "hold", "-p", str(server.port),
+                                 "-c", "10000", "-d", f"{seconds + 6}s", "--json"],
+                                stdout=subprocess.PIPE, text=True)
+        time.sleep(4)  # the 10,000 connects are done well within this
+        busy = load(server.port, 4, 1, seconds)
+        during = server.rss_kib()
+        held = json.loads(hold.communicate()[0])
+        server.stop()
+        per_conn = (during - before) * 1024 / max(held["open"], 1)
+        rates[("c10k", label)] = per_conn
+        rates[("c10k-open", label)] = held["open"]
+        rates[("c10k-p99", label)] = busy["latency_us"]["p99"]
+    log("  C10K done")
+
+    server = Server("srv-poll", [])
+    ours = load(server.port, 50, 1, seconds, ["--question", QUESTION, "--threads", "1"])["rps"]
+    theirs = float(subprocess.run([epoll_load, "127.0.0.1", str(server.port), "50", str(seconds),
+                                   QUESTION, "ugly."], capture_output=True, text=True,
+                                  check=True).stdout)
+    server.stop()
+    rates[("loadgen", "client load")] = ours
+    rates[("loadgen", "epoll-load.c")] = theirs
+    log("  load generator done")
+    return rates
+
+
+def target_for(workload, label):
+    for prefix, target in TARGETS.get(workload, {}).items():
+        if label.startswith(prefix):
+            return target
+    return None
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3, help="rounds to take the median of")
+    parser.add_argument("--seconds", type=float, default=3, help="measured seconds per load")
+    parser.add_argument("--json", metavar="FILE", help="also write every round's figures here")
+    args = parser.parse_args()
+    epoll_load = setup()
+    rounds = []
+    for i in range(args.rounds):
+        log(f"round {i + 1} of {args.rounds}")
+        rounds.append(one_round(args.seconds, epoll_load))
+
+    def median(key):
+        return statistics.median(r[key] for r in rounds)
+
+    def ratio(workload, label, reference):
+        return statistics.median(r[(workload, label)] / r[reference] for r in rounds)
+
+    cores = os.cpu_count()
+    print(f"Measured {time.strftime('%Y-%m-%d')} on {cores} cores, loopback; "
+          f"median of {args.rounds} round(s), {args.seconds:g} s per load.\n")
+    print("| workload | server | answers/s | ratio | target | |")
+    print("|---|---|---:|---:|---:|---|")
+    names = {"1x1": "1 connection, 1 in flight", "50x1": "50 connections, 1 in flight",
+             "50x16": "50 connections, 16 in flight"}
+    for workload in ["1x1", "50x1", "50x16"]:
+        print(f"| {names[workload]} | redis-server | {median((workload, 'redis-server')):,.0f} | 1.00 | | |")
+        for label, _, _ in SERVERS:
+            if (workload, label) not in rounds[0]:
+                continue
+            r = ratio(workload, label, (workload, "redis-server"))
+            t = target_for(workload, label)
+            ok = "" if t is None else ("met" if r >= t else "**missed**")
+            print(f"| {names[workload]} | {label} | {median((workload, label)):,.0f} | {r:.2f} | "
+                  f"{'' if t is None else f'≥ {t:.2f}'} | {ok} |")
+    for label, _, _ in SERVERS[1:]:
+        rate = median(("wait", label))
+        t = target_for("wait", label)
+        print(f"| 64 connections, `--work wait:10ms` (ideal 6,400/s) | {label} | {rate:,.0f} | "
+              f"{rate / 6400:.2f} | ≥ {t:.2f} | {'met' if rate / 6400 >= t else '**missed**'} |")
+    for label, _, _ in SERVERS[3:]:
+        per_conn = median(("c10k", label))
+        print(f"| 10,000 idle connections: server RSS per connection | {label} | "
+              f"{per_conn:,.0f} B ({median(('c10k-open', label)):,.0f} held; busy p99 "
+              f"{median(('c10k-p99', label)):,.0f} µs) | | ≤ 2,048 B | "
+              f"{'met' if per_conn <= 2048 else '**missed**'} |")
+    r = ratio("loadgen", "client load", ("loadgen", "epoll-load.c"))
+    print(f"| load generator vs epoll-load.c (srv-poll, 50 connections) | client load | "
+          f"{median(('loadgen', 'client load')):,.0f} vs {median(('loadgen', 'epoll-load.c')):,.0f} | "
+          f"{r:.2f} | ≥ 0.90 | {'met' if r >= 0.9 else '**missed**'} |")
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump([{f"{w}/{l}": v for (w, l), v in r.items()} for r in rounds], out, indent=1)
+
+
+if __name__ == "__main__":
+    main()
