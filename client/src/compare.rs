@@ -60,6 +60,11 @@ const HOLD_CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a server gets to accept every idle connection of C10K before
 /// its memory is read anyway.
 const ACCEPT_TIMEOUT: Duration = Duration::from_secs(20);
+/// A server that accepted none of the idle connections still waiting for
+/// this long is taken to have accepted all it will. Connects that overflowed
+/// the accept queue come back with the kernel's SYN-ACK retries, after 1,
+/// 2, then 4 s, so this outlasts two of them.
+const ACCEPT_STALL: Duration = Duration::from_secs(5);
 /// After the last accept, a moment for the server to set up what each
 /// connection costs (a thread's stack, a task) before its memory is read.
 const SETTLE: Duration = Duration::from_millis(300);
@@ -333,13 +338,16 @@ fn measure(
         Some(hold) => {
             let fds_before = server.open_fds();
             let before = server.usage()?;
+            let connecting = Instant::now();
             let holding = Holding::connect(server.addr(), hold.connections, HOLD_CONNECT_TIMEOUT)
                 .context("cannot open the idle connections")?;
             if hold.measure_memory {
-                let accepted = wait_for_accepts(server, fds_before, holding.connected());
+                let (accepted, took) =
+                    wait_for_accepts(server, fds_before, holding.connected(), connecting);
                 let after = server.usage()?;
                 idle = Some(IdleMemory {
                     accepted,
+                    accept_seconds: took.as_secs_f64(),
                     rss_before_kib: before.rss_kib,
                     rss_after_kib: after.rss_kib,
                     bytes_per_connection: (accepted > 0).then(|| {
@@ -393,22 +401,30 @@ fn measure(
 }
 
 /// Waits until the server has accepted the `connected` idle connections
-/// (one new descriptor each), or until no more come; returns how many it
-/// accepted.
-fn wait_for_accepts(server: &Server, fds_before: usize, connected: usize) -> usize {
-    let started = Instant::now();
-    let mut last = (server.open_fds(), Instant::now());
-    while last.0 < fds_before + connected && started.elapsed() < ACCEPT_TIMEOUT {
-        thread::sleep(Duration::from_millis(50));
+/// (one new descriptor each), or until no more come for [`ACCEPT_STALL`];
+/// returns how many it accepted, and how long after `started` (the first
+/// connect) the last of them came.
+fn wait_for_accepts(
+    server: &Server,
+    fds_before: usize,
+    connected: usize,
+    started: Instant,
+) -> (usize, Duration) {
+    let waiting = Instant::now();
+    let mut last = (server.open_fds(), waiting);
+    while last.0 < fds_before + connected && waiting.elapsed() < ACCEPT_TIMEOUT {
+        thread::sleep(Duration::from_millis(20));
         let fds = server.open_fds();
         if fds != last.0 {
             last = (fds, Instant::now());
-        } else if last.1.elapsed() > Duration::from_secs(2) {
+        } else if last.1.elapsed() > ACCEPT_STALL {
             break;
         }
     }
+    let took = last.1 - started;
     thread::sleep(SETTLE);
-    server.open_fds().saturating_sub(fds_before).min(connected)
+    let accepted = server.open_fds().saturating_sub(fds_before).min(connected);
+    (accepted, took)
 }
 
 /// The server's flags: its mode's, then the experiment's.

@@ -14,8 +14,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Ask a zen server questions, load it and measure it, or hold idle
-/// connections to it.
+/// Ask a zen server questions, load it and measure it, hold idle
+/// connections to it, or compare every server side by side.
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Cli {
@@ -35,12 +35,16 @@ enum Command {
     /// Open CONNS connections, keep them idle for DUR, and report what the
     /// server did with them (kept, busy, idle timeout, closed)
     Hold(hold::HoldArgs),
-    /// Run every server through the nine experiments (one client, many
-    /// clients, slow backend, CPU-bound, blocking, pipelining, slow
-    /// clients, C10K, work stealing) and report them side by side: a table
-    /// per experiment, and results.json, report.md and SVG charts in --out.
-    /// --quick takes about a minute on 2 cores, the full run about four
-    #[command(verbatim_doc_comment)]
+    /// Run every server through the nine experiments side by side, and
+    /// write a report (--quick: about a minute on 2 cores; full: about
+    /// four minutes)
+    ///
+    /// The experiments: one client, many clients, slow backend, CPU-bound,
+    /// blocking in the event loop, pipelining, slow clients, C10K, and work
+    /// stealing vs runtime per core. Each server binary is started on port
+    /// 0, loaded in-process by `client load`'s engine, and stopped with
+    /// SIGTERM. A table per experiment is printed; results.json, report.md
+    /// and SVG charts are written into --out.
     Compare(compare::CompareArgs),
 }
 

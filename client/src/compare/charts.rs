@@ -83,7 +83,9 @@ fn render(
     figure: Figure,
     subtitle: &str,
 ) -> Result<String, Box<dyn std::error::Error>> {
-    let columns = panels.len().min(COLUMNS);
+    // Always three panels wide, so that the legend fits however few
+    // experiments were run.
+    let columns = COLUMNS;
     let rows = panels.len().div_ceil(COLUMNS);
     let size = (PANEL.0 * columns as u32, HEADER + PANEL.1 * rows as u32);
     let mut svg = String::new();
@@ -94,7 +96,7 @@ fn render(
         let title = match figure {
             Figure::Throughput => "Throughput: answers per second, higher is better",
             Figure::Latency => {
-                "Latency: p50, p99 and p99.9 per server (log scale), lower is better"
+                "Latency: p50, p99, p99.9 and max per server (log scale), lower is better"
             }
         };
         draw_header(&header, title, subtitle, panels, figure)?;
@@ -153,6 +155,7 @@ fn draw_header(
             (Mark::P50, "p50"),
             (Mark::P99, "p99"),
             (Mark::P999, "p99.9"),
+            (Mark::Max, "max"),
         ] {
             mark.draw_at(area, (x + 7, y + 7), black)?;
             area.draw(&Text::new(name, (x + 17, y), label.clone()))?;
@@ -270,7 +273,7 @@ fn latency_panel(area: &Area<'_>, panel: &ExperimentResult) -> Outcome {
         .fold(f64::INFINITY, f64::min);
     let high = answered
         .iter()
-        .map(|load| load.latency_us.p999)
+        .map(|load| load.latency_us.max)
         .fold(0.0, f64::max);
     let (low, high) = if answered.is_empty() {
         (1.0, 1e6)
@@ -302,7 +305,17 @@ fn latency_panel(area: &Area<'_>, panel: &ExperimentResult) -> Outcome {
         .configure_mesh()
         .y_labels(runs.len())
         .y_label_formatter(&name_of)
-        .x_label_formatter(&|value| duration_label(*value))
+        .x_label_formatter(&|value| {
+            // Over more than four decades, every other one is labelled, or
+            // the labels run into each other.
+            let decades = (high / low).log10().round() as i64;
+            let step = (value / low).log10().round() as i64;
+            if decades > 4 && step % 2 != 0 {
+                String::new()
+            } else {
+                duration_label(*value)
+            }
+        })
         .x_desc("latency (log scale)")
         .label_style((FONT, 13))
         .axis_desc_style((FONT, 13))
@@ -342,6 +355,9 @@ fn latency_panel(area: &Area<'_>, panel: &ExperimentResult) -> Outcome {
         chart.draw_series([
             EmptyElement::at((clamp(p.p999), y())) + Rectangle::new([(-4, -4), (4, 4)], style)
         ])?;
+        chart
+            .draw_series([EmptyElement::at((clamp(p.max), y()))
+                + Cross::new((0, 0), 4, colour.stroke_width(2))])?;
     }
     Ok(())
 }
@@ -358,6 +374,9 @@ enum Mark {
     P50,
     P99,
     P999,
+    /// The slowest answer, off the line: one answer may be an accident,
+    /// but in slow clients it is the wait for a freed thread.
+    Max,
 }
 
 impl Mark {
@@ -366,6 +385,7 @@ impl Mark {
             Self::P50 => area.draw(&Circle::new((x, y), 5, style))?,
             Self::P99 => area.draw(&TriangleMarker::new((x, y), 6, style))?,
             Self::P999 => area.draw(&Rectangle::new([(x - 4, y - 4), (x + 4, y + 4)], style))?,
+            Self::Max => area.draw(&Cross::new((x, y), 4, style.stroke_width(2)))?,
         }
         Ok(())
     }

@@ -246,7 +246,9 @@ pub(crate) fn all(sizes: &Sizes) -> Vec<Experiment> {
                 "{} idle connections held open, plus {BUSY} busy ones: what an idle \
                  connection costs in server memory (a thread and its stack, or a few \
                  hundred bytes of task or slab entry), and whether the busy clients are \
-                 still served fast.",
+                 still served fast. Starting a thread per connection is slow enough that \
+                 the accept queue overflows, and the kernel's retries bring the rest in \
+                 over seconds: see how many were accepted.",
                 group_digits(sizes.c10k as f64)
             ),
             server_flags: Vec::new(),
@@ -275,8 +277,9 @@ pub(crate) fn all(sizes: &Sizes) -> Vec<Experiment> {
                  worker stays busy and the connections get equal shares; per core, each \
                  connection stays on the core the kernel hashed it to, so one core has more \
                  to do than the other (or all of it): a lower Jain's index and a longer \
-                 tail, or less throughput. With even load (many clients, pipelining) per-core \
-                 shares nothing between threads and is the faster.",
+                 tail, or less throughput. The kernel's hash differs from run to run, and \
+                 so does the split. With even load (many clients, pipelining) per-core \
+                 shares nothing between threads and is at least as fast.",
             ),
             server_flags: flags(&["--work", "cpu:200us"]),
             load: load(uneven, 1),

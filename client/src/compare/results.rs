@@ -98,7 +98,8 @@ pub(crate) enum Status {
 /// The server process's costs, from /proc.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub(crate) struct ServerUsage {
-    /// User plus system CPU time in the measured window, all threads.
+    /// User plus system CPU time in the measured window, all threads
+    /// (counted by the kernel in clock ticks, usually 10 ms).
     pub(crate) cpu_seconds: f64,
     /// `cpu_seconds` per answer the load counted, in microseconds; `None`
     /// when nothing was answered.
@@ -116,6 +117,8 @@ pub(crate) struct ServerUsage {
 pub(crate) struct IdleMemory {
     /// Connections the server had accepted (its new file descriptors).
     pub(crate) accepted: usize,
+    /// How long from the first connect to the last accept seen.
+    pub(crate) accept_seconds: f64,
     pub(crate) rss_before_kib: u64,
     pub(crate) rss_after_kib: u64,
     /// `(after - before) / accepted`, in bytes.

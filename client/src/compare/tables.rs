@@ -89,11 +89,19 @@ const HOW_TO_READ: &str = "\
 - **fairness**: Jain's index of the answers per connection: 1.00 when every
   connection got as many as every other, 1/n when one got them all.
 - **CPU/answer**: the server's CPU time (user + system, all threads, from
-  /proc) in the measured window, divided by the answers.
+  /proc) in the measured window, divided by the answers; ≈0 when the
+  server used under 30 ms of CPU in the whole window (it was waiting).
 - **peak RSS**: the server's peak resident memory (VmHWM).
+- **idle accepted, RSS/idle conn** (C10K): how many of the idle connections
+  the server had accepted (and how long that took), and how much its
+  resident memory grew, divided by them.
 - **notes**: errors seen by the client, idle connections closed by the
   server, and anything that did not go as planned.
 ";
+
+/// Less CPU time than this in a window (three clock ticks) is shown as
+/// ≈0 per answer.
+const IDLE_CPU: f64 = 0.03;
 
 /// The columns every table has, then the experiment's own.
 fn markdown_table(experiment: &ExperimentResult) -> String {
@@ -116,7 +124,7 @@ fn markdown_table(experiment: &ExperimentResult) -> String {
         "peak RSS",
     ];
     if idle_memory {
-        header.extend(["idle conns", "RSS/idle conn"]);
+        header.extend(["idle accepted", "RSS/idle conn"]);
     }
     header.push("notes");
     let rows: Vec<Vec<String>> = experiment
@@ -148,11 +156,13 @@ fn row(run: &RunResult, held: bool, idle_memory: bool) -> Vec<String> {
     }
     match &run.server_usage {
         Some(usage) => {
-            cells.push(
-                usage
-                    .cpu_us_per_answer
-                    .map_or_else(dash, |us| format!("{us:.1} µs")),
-            );
+            cells.push(match usage.cpu_us_per_answer {
+                // Less than a few clock ticks in the whole window: the
+                // server was waiting, and the figure would be noise.
+                Some(_) if usage.cpu_seconds < IDLE_CPU => "≈0".to_owned(),
+                Some(us) => format!("{us:.1} µs"),
+                None => dash(),
+            });
             cells.push(kib(usage.peak_rss_kib as f64));
             if idle_memory {
                 match &usage.idle {
@@ -217,10 +227,21 @@ fn notes(run: &RunResult, held: bool) -> String {
     if held {
         if let Some(hold) = &run.hold {
             let idle = &hold.idle_timeout;
+            let accepted = run
+                .server_usage
+                .as_ref()
+                .and_then(|usage| usage.idle.as_ref());
             if idle.count > 0 {
                 notes.push(format!(
                     "{}/{} idle closed by timeout",
                     idle.count, hold.connected
+                ));
+            } else if let Some(accepted) = accepted {
+                notes.push(format!(
+                    "{} of {} idle accepted in {:.1} s",
+                    group_digits(accepted.accepted as f64),
+                    group_digits(hold.connected as f64),
+                    accepted.accept_seconds
                 ));
             } else {
                 notes.push(format!("{}/{} idle kept open", hold.open, hold.connected));
