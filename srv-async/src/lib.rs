@@ -64,7 +64,7 @@ use socket2::SockRef;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio::time::Instant;
-use zen_utils::listener::{AcceptFailure, ACCEPT_BACKOFF};
+use zen_utils::listener::{AcceptErrors, AcceptFailure, ACCEPT_BACKOFF};
 use zen_utils::protocol::SERVER_BUSY;
 use zen_utils::shutdown::SHUTDOWN_GRACE;
 use zen_utils::{Config, Shutdown, Stats, Summary};
@@ -158,7 +158,7 @@ pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                     None => turn_away(&stream, peer, &shared),
                 }
             }
-            Err(error) => on_accept_error(&error, &shared.config).await,
+            Err(error) => on_accept_error(&error, &shared).await,
         }
     }
 }
@@ -171,6 +171,9 @@ pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
 pub struct Shared {
     config: Config,
     stats: Stats,
+    /// Shared by every accept loop, so that an episode of failed accepts
+    /// is logged once a second for the server, not per runtime.
+    accept_errors: AcceptErrors,
     /// Connections open right now, across every thread and runtime of the
     /// server: `--max-conns` is checked against it at accept, and the
     /// drain at shutdown waits for it to reach zero. Each connection task
@@ -187,6 +190,7 @@ impl Shared {
         Arc::new(Self {
             config,
             stats: Stats::new(),
+            accept_errors: AcceptErrors::new(),
             open: AtomicUsize::new(0),
             closed: Notify::new(),
             shutdown,
@@ -311,22 +315,12 @@ fn turn_away(stream: &TcpStream, peer: SocketAddr, shared: &Shared) {
     }
 }
 
-/// Logs a failed `accept()` and, when descriptors or memory ran out,
-/// pauses accepting. The pause is a tokio timer, so the connection tasks
-/// keep running meanwhile; only accepting waits.
-async fn on_accept_error(error: &io::Error, config: &Config) {
-    match AcceptFailure::of(error) {
-        AcceptFailure::Retry => {}
-        AcceptFailure::ConnectionLost => {
-            if config.log_connections() {
-                eprintln!("accept: connection lost before it was accepted: {error}");
-            }
-        }
-        AcceptFailure::OutOfResources => {
-            if config.log_warnings() {
-                eprintln!("warning: accept failed: {error}; pausing {ACCEPT_BACKOFF:?}");
-            }
-            tokio::time::sleep(ACCEPT_BACKOFF).await;
-        }
+/// Logs a failed `accept()` (running out of resources at most once a
+/// second, server-wide) and, when descriptors or memory ran out, pauses
+/// accepting. The pause is a tokio timer, so the connection tasks keep
+/// running meanwhile; only accepting waits.
+async fn on_accept_error(error: &io::Error, shared: &Shared) {
+    if shared.accept_errors.on_error(error, &shared.config) == AcceptFailure::OutOfResources {
+        tokio::time::sleep(ACCEPT_BACKOFF).await;
     }
 }

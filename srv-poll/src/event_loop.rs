@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use polling::{Event, Events, PollMode, Poller};
 use slab::Slab;
-use zen_utils::listener::{self, AcceptFailure, ACCEPT_BACKOFF};
+use zen_utils::listener::{self, AcceptErrors, AcceptFailure, ACCEPT_BACKOFF};
 use zen_utils::protocol::{IDLE_TIMEOUT, SERVER_BUSY};
 use zen_utils::shutdown::SHUTDOWN_GRACE;
 use zen_utils::{Config, Shutdown, Stats, Summary};
@@ -44,6 +44,8 @@ pub(crate) struct EventLoop {
     timers: Timers<Timer>,
     config: Config,
     stats: Stats,
+    /// Logs failed accepts, running out of descriptors at most once a second.
+    accept_errors: AcceptErrors,
     shutdown: Shutdown,
     /// When the shutdown began: connections left at
     /// `+ SHUTDOWN_GRACE` are closed whatever they still owe.
@@ -87,6 +89,7 @@ impl EventLoop {
             timers,
             config,
             stats: Stats::new(),
+            accept_errors: AcceptErrors::new(),
             shutdown,
             shutdown_began: None,
         })
@@ -197,18 +200,14 @@ impl EventLoop {
                 Ok((stream, peer)) => self.admit(stream, peer),
                 // The backlog is empty: the poller will say when it is not.
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
-                Err(error) => match AcceptFailure::of(&error) {
-                    AcceptFailure::Retry => {}
-                    AcceptFailure::ConnectionLost => {
-                        if self.config.log_connections() {
-                            eprintln!("accept: connection lost before it was accepted: {error}");
-                        }
-                    }
-                    AcceptFailure::OutOfResources => {
-                        self.pause_accepting(&error);
+                Err(error) => {
+                    if self.accept_errors.on_error(&error, &self.config)
+                        == AcceptFailure::OutOfResources
+                    {
+                        self.pause_accepting();
                         return;
                     }
-                },
+                }
             }
         }
         if self.mode == PollMode::Oneshot {
@@ -220,10 +219,7 @@ impl EventLoop {
     /// the listener stays readable, and a level-triggered loop would spin on
     /// it. It stops listening for [`ACCEPT_BACKOFF`] (a timer turns it back
     /// on) and keeps serving the connections it has.
-    fn pause_accepting(&mut self, error: &io::Error) {
-        if self.config.log_warnings() {
-            eprintln!("warning: accept failed: {error}; pausing accepts for {ACCEPT_BACKOFF:?}");
-        }
+    fn pause_accepting(&mut self) {
         self.listen(false);
         self.timers
             .add(Instant::now() + ACCEPT_BACKOFF, Timer::ResumeAccepting);

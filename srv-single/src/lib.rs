@@ -34,7 +34,7 @@ use std::io;
 use std::net::TcpListener;
 
 use socket2::SockRef;
-use zen_utils::listener::{AcceptFailure, ACCEPT_BACKOFF};
+use zen_utils::listener::{AcceptErrors, AcceptFailure, ACCEPT_BACKOFF};
 use zen_utils::shutdown::TICK;
 use zen_utils::{Config, Shutdown, Stats, Summary};
 
@@ -44,6 +44,7 @@ pub use conversation::converse;
 /// triggered, then returns the summary.
 pub fn serve(listener: TcpListener, config: Config, shutdown: Shutdown) -> io::Result<Summary> {
     let stats = Stats::new();
+    let accept_errors = AcceptErrors::new();
     // accept() honours SO_RCVTIMEO on Linux: the wait for a client is cut
     // into ticks so that a shutdown is noticed while nobody connects.
     SockRef::from(&listener).set_read_timeout(Some(TICK))?;
@@ -54,28 +55,20 @@ pub fn serve(listener: TcpListener, config: Config, shutdown: Shutdown) -> io::R
                 // The one conversation: nothing else happens until it ends.
                 converse(stream, peer, &config, &shutdown, &stats);
             }
-            Err(error) => on_accept_error(&error, &config),
+            Err(error) => on_accept_error(&error, &config, &accept_errors),
         }
     }
     Ok(stats.summary())
 }
 
-/// Logs a failed `accept()` and, when descriptors or memory ran out, pauses
-/// so that the loop does not spin while nothing can change. The server goes
-/// on serving either way. srv-threaded's workers use it too.
-pub fn on_accept_error(error: &io::Error, config: &Config) {
-    match AcceptFailure::of(error) {
-        AcceptFailure::Retry => {}
-        AcceptFailure::ConnectionLost => {
-            if config.log_connections() {
-                eprintln!("accept: connection lost before it was accepted: {error}");
-            }
-        }
-        AcceptFailure::OutOfResources => {
-            if config.log_warnings() {
-                eprintln!("warning: accept failed: {error}; pausing {ACCEPT_BACKOFF:?}");
-            }
-            std::thread::sleep(ACCEPT_BACKOFF);
-        }
+/// Logs a failed `accept()` (warnings about running out of resources at
+/// most once per [`ACCEPT_WARNING_INTERVAL`](zen_utils::listener::ACCEPT_WARNING_INTERVAL),
+/// counted by `errors`, which every accepting thread shares) and, when
+/// descriptors or memory ran out, pauses so that the loop does not spin
+/// while nothing can change. The server goes on serving either way.
+/// srv-threaded's workers use it too.
+pub fn on_accept_error(error: &io::Error, config: &Config, errors: &AcceptErrors) {
+    if errors.on_error(error, config) == AcceptFailure::OutOfResources {
+        std::thread::sleep(ACCEPT_BACKOFF);
     }
 }

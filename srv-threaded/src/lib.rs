@@ -67,6 +67,7 @@ use std::io;
 use std::net::TcpListener;
 
 use socket2::SockRef;
+use zen_utils::listener::AcceptErrors;
 use zen_utils::shutdown::TICK;
 use zen_utils::{Config, Shutdown, Stats, Summary};
 
@@ -125,6 +126,7 @@ pub fn serve(
     let shared = Shared {
         open: OpenConnections::new(config.max_conns),
         stats: Stats::new(),
+        accept_errors: AcceptErrors::new(),
         config,
         shutdown,
     };
@@ -142,6 +144,9 @@ struct Shared {
     config: Config,
     shutdown: Shutdown,
     stats: Stats,
+    /// Shared by every accepting thread, so that an episode of failed
+    /// accepts is logged once a second for the server, not per thread.
+    accept_errors: AcceptErrors,
     /// The count behind `--max-conns`, taken after each accept.
     open: OpenConnections,
 }

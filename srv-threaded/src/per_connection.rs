@@ -17,6 +17,7 @@ pub(crate) fn run(listener: &TcpListener, shared: &Shared) {
         config,
         shutdown,
         stats,
+        accept_errors,
         open,
     } = shared;
     thread::scope(|scope| {
@@ -24,7 +25,7 @@ pub(crate) fn run(listener: &TcpListener, shared: &Shared) {
             let (stream, peer) = match listener.accept() {
                 Ok(accepted) => accepted,
                 Err(error) => {
-                    on_accept_error(&error, config);
+                    on_accept_error(&error, config, accept_errors);
                     continue;
                 }
             };

@@ -38,6 +38,7 @@ fn work(listener: &TcpListener, shared: &Shared) {
         config,
         shutdown,
         stats,
+        accept_errors,
         open,
     } = shared;
     while !shutdown.is_triggered() {
@@ -57,7 +58,7 @@ fn work(listener: &TcpListener, shared: &Shared) {
                     None => refuse(stream, peer, config, stats),
                 }
             }
-            Err(error) => on_accept_error(&error, config),
+            Err(error) => on_accept_error(&error, config, accept_errors),
         }
     }
 }

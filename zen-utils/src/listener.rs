@@ -3,14 +3,25 @@
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsFd;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
+
+use crate::Config;
 
 /// How long to pause accepting after the process ran out of file
 /// descriptors. Long enough that the loop does not spin the CPU while
 /// nothing can change, short enough that a freed descriptor is used soon.
 pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// The most often a server warns that `accept` keeps failing for lack of
+/// descriptors or memory. Such an episode fails every accept for as long as
+/// it lasts, once per [`ACCEPT_BACKOFF`] and accepting thread: 20 lines a
+/// second, 1,280 with srv-threaded's 64 workers. The first failure is
+/// logged at once; after it, one line per interval says how many more came,
+/// which tells the episode as well without burying every other line.
+pub const ACCEPT_WARNING_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Binds a TCP listener on `addr` with `SO_REUSEADDR` (a restarted server
 /// may reuse the port while old connections linger in TIME_WAIT) and, if
@@ -78,6 +89,102 @@ impl AcceptFailure {
     }
 }
 
+/// The accept-error policy of a whole server, shared by every thread or
+/// runtime that accepts: classify the error, log it, and rate-limit the
+/// warning about running out of resources to one per
+/// [`ACCEPT_WARNING_INTERVAL`], server-wide.
+///
+/// The pause itself is the caller's, because each model waits its own way:
+/// a sleep, a timer in the poll loop, an async sleep.
+#[derive(Debug)]
+pub struct AcceptErrors {
+    /// The origin of the instants below, which are kept as nanoseconds
+    /// since it so that they fit in atomics: accepting threads never wait
+    /// on each other to log.
+    epoch: Instant,
+    /// When the next warning may be printed (nanoseconds since `epoch`).
+    next_warning: AtomicU64,
+    /// Failures for lack of resources not logged since the last warning.
+    unlogged: AtomicU64,
+}
+
+impl AcceptErrors {
+    /// No failure yet: the first one is logged at once.
+    pub fn new() -> Self {
+        Self {
+            epoch: Instant::now(),
+            next_warning: AtomicU64::new(0),
+            unlogged: AtomicU64::new(0),
+        }
+    }
+
+    /// Classifies a failed `accept`, logs it as `config` allows (a lost
+    /// connection at `-v`; running out of resources as a rate-limited
+    /// warning), and returns what the caller should do: after
+    /// [`AcceptFailure::OutOfResources`], pause for [`ACCEPT_BACKOFF`].
+    pub fn on_error(&self, error: &io::Error, config: &Config) -> AcceptFailure {
+        let failure = AcceptFailure::of(error);
+        match failure {
+            AcceptFailure::Retry => {}
+            AcceptFailure::ConnectionLost => {
+                if config.log_connections() {
+                    eprintln!("accept: connection lost before it was accepted: {error}");
+                }
+            }
+            AcceptFailure::OutOfResources => {
+                let warning = self.warning(error, Instant::now());
+                if let (true, Some(warning)) = (config.log_warnings(), warning) {
+                    eprintln!("{warning}");
+                }
+            }
+        }
+        failure
+    }
+
+    /// The warning to print for one more failure for lack of resources at
+    /// `now`, or `None` if one was printed less than an interval ago (the
+    /// failure is then counted, and the next warning says how many).
+    fn warning(&self, error: &io::Error, now: Instant) -> Option<String> {
+        let at = nanos(now.saturating_duration_since(self.epoch));
+        let next = self.next_warning.load(Ordering::Relaxed);
+        let interval = nanos(ACCEPT_WARNING_INTERVAL);
+        // Of threads failing at the same moment, the one whose exchange
+        // succeeds logs; the others count.
+        if at < next
+            || self
+                .next_warning
+                .compare_exchange(
+                    next,
+                    at.saturating_add(interval),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_err()
+        {
+            self.unlogged.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        let more = match self.unlogged.swap(0, Ordering::Relaxed) {
+            0 => String::new(),
+            n => format!(" (and {n} more times since the last warning)"),
+        };
+        Some(format!(
+            "warning: accept failed: {error}{more}; pausing accepts for {ACCEPT_BACKOFF:?} \
+             each time, warning at most every {ACCEPT_WARNING_INTERVAL:?}"
+        ))
+    }
+}
+
+impl Default for AcceptErrors {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,5 +218,27 @@ mod tests {
     fn raises_the_soft_fd_limit_to_the_hard_limit() {
         let raised = raise_fd_limit().unwrap();
         assert_eq!(rlimit::Resource::NOFILE.get().unwrap(), (raised, raised));
+    }
+
+    #[test]
+    fn warns_of_the_first_accept_failure_then_once_an_interval_with_a_count() {
+        let errors = AcceptErrors::new();
+        let emfile = io::Error::from_raw_os_error(24);
+        let start = errors.epoch;
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let first = errors.warning(&emfile, at(0)).expect("the first is logged");
+        assert!(first.starts_with("warning: accept failed: "), "{first}");
+        assert!(!first.contains("more times"), "{first}");
+        // An episode: every 50 ms for 2.5 s, as a backing-off thread fails.
+        let logged: Vec<String> = (1..=50)
+            .filter_map(|step| errors.warning(&emfile, at(step * 50)))
+            .collect();
+        assert_eq!(logged.len(), 2, "{logged:?}");
+        assert!(logged[0].contains("(and 19 more times since the last warning)"));
+        assert!(logged[1].contains("(and 19 more times since the last warning)"));
+        // After a quiet spell, a new episode is logged at once, with the
+        // tail of the last one counted.
+        let again = errors.warning(&emfile, at(10_000)).unwrap();
+        assert!(again.contains("(and 10 more times"), "{again}");
     }
 }
