@@ -127,6 +127,15 @@ impl<'a> Conversation<'a> {
             if shutdown.is_triggered() && self.shutdown_seen.is_none() {
                 self.shutdown_seen = Some(Instant::now());
             }
+            // A client that never stops sending would otherwise keep the
+            // reads of what "has already arrived" going for ever: past the
+            // grace, the conversation ends with what it has answered.
+            if self
+                .shutdown_seen
+                .is_some_and(|seen| seen.elapsed() >= SHUTDOWN_GRACE)
+            {
+                return End::Shutdown;
+            }
             let read = if self.shutdown_seen.is_some() {
                 // Shutting down: take only what has already arrived.
                 match self.read_arrived() {
