@@ -22,6 +22,14 @@ use crate::timers::Timers;
 /// keeps its buffer: no allocation per batch.
 const OUTPUT_KEEP: usize = 4096;
 
+/// How many reads one connection may make per turn of the loop. A client
+/// that pipelines as fast as the server answers always has more to read,
+/// and reading it until `WouldBlock` would keep the only thread on that one
+/// client for as long as it goes on: every other client would starve. 16
+/// reads of up to `--max-request` + 4 KiB are some 3,000 questions, enough
+/// to amortise a turn, little enough that the others' turn comes soon.
+const READS_PER_TURN: usize = 16;
+
 /// Which connection a timer is for. The slab reuses keys, so the key alone
 /// could name a newer connection; the generation tells them apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -126,6 +134,16 @@ pub(crate) struct Connection {
     input_closed: bool,
     /// The server is shutting down: no more reads, finish what was read.
     shutting_down: bool,
+    /// The server is shutting down and this connection takes what has
+    /// already arrived: it reads until the socket has nothing more (over
+    /// as many turns as that takes), then stops reading.
+    draining: bool,
+    /// The connection used its whole turn ([`READS_PER_TURN`]) with more to
+    /// read: the loop advances it again once the others had their turn,
+    /// rather than wait for an event that, edge-triggered, may never come.
+    pub(crate) unfinished: bool,
+    /// The loop holds this connection in its list of unfinished ones.
+    pub(crate) queued: bool,
     /// A request too long was answered with its error: close once sent.
     too_long: bool,
     /// A read or write failed: close now.
@@ -149,6 +167,9 @@ impl Connection {
             idle_deadline: idle_deadline(config),
             input_closed: false,
             shutting_down: false,
+            draining: false,
+            unfinished: false,
+            queued: false,
             too_long: false,
             failed: None,
         }
@@ -184,12 +205,25 @@ impl Connection {
     ///
     /// Each step can unblock another (sent answers make room under the
     /// output bound, so more questions can be answered, so more can be
-    /// read), so the three repeat until none of them makes progress.
+    /// read), so the three repeat until none of them makes progress, or
+    /// until the connection has had its [`READS_PER_TURN`] (then it is
+    /// left [`unfinished`](Self::unfinished)).
     pub(crate) fn advance(&mut self, ctx: &mut Context<'_>) -> Option<End> {
+        let mut reads = 0;
+        self.unfinished = false;
         while self.failed.is_none() {
             let sent = self.flush();
             let answered = self.answer_buffered(ctx);
+            if reads == READS_PER_TURN {
+                self.unfinished = self.read_ready && self.wants_read();
+                break;
+            }
             let read = self.read(ctx);
+            reads += usize::from(read);
+            if self.draining && !self.read_ready {
+                // Everything that had arrived is read: no more reads.
+                self.shutting_down = true;
+            }
             if !(sent || answered || read) {
                 break;
             }
@@ -363,16 +397,14 @@ impl Connection {
         }
     }
 
-    /// The server begins its shutdown. The caller advances the connection
-    /// once with `read_ready` set (a last read of what already arrived),
-    /// then calls [`stop_reading`](Self::stop_reading).
+    /// The server begins its shutdown: the connection reads what has
+    /// already arrived (`read_ready` is set, so it tries at least once),
+    /// stops reading once a read finds the socket drained, and ends once
+    /// its answers are sent. A client that never stops sending keeps it
+    /// reading until the shutdown grace closes it.
     pub(crate) fn last_read(&mut self) {
         self.read_ready = true;
-    }
-
-    /// No more reads: the connection ends once its answers are sent.
-    pub(crate) fn stop_reading(&mut self) {
-        self.shutting_down = true;
+        self.draining = true;
     }
 
     /// Whether the idle deadline has passed. A connection whose answer is

@@ -42,6 +42,10 @@ pub(crate) struct EventLoop {
     /// Counts accepted connections, to tell a reused slab key apart.
     next_generation: u64,
     timers: Timers<Timer>,
+    /// Connections that used their whole turn with more to read, in the
+    /// order they did: advanced again after the next wait, which does not
+    /// block while any are listed.
+    unfinished: Vec<ConnId>,
     config: Config,
     stats: Stats,
     /// Logs failed accepts, running out of descriptors at most once a second.
@@ -87,6 +91,7 @@ impl EventLoop {
             connections: Slab::new(),
             next_generation: 0,
             timers,
+            unfinished: Vec::new(),
             config,
             stats: Stats::new(),
             accept_errors: AcceptErrors::new(),
@@ -113,6 +118,8 @@ impl EventLoop {
             // `notify` wakes it for the shutdown.
             let now = Instant::now();
             let timeout = [
+                // Unfinished connections are ready now: only look for events.
+                (!self.unfinished.is_empty()).then_some(Duration::ZERO),
                 self.timers.time_to_next(now),
                 grace_deadline.map(|deadline| deadline.saturating_duration_since(now)),
             ]
@@ -125,6 +132,7 @@ impl EventLoop {
                 self.on_event(event);
             }
             self.run_due_timers(Instant::now());
+            self.advance_unfinished();
         }
         self.close_remaining();
         Ok(self.stats.summary())
@@ -168,7 +176,27 @@ impl EventLoop {
         };
         match conn.advance(&mut ctx) {
             Some(end) => self.close(key, end),
-            None => self.settle_interest(key),
+            None => {
+                if conn.unfinished && !conn.queued {
+                    conn.queued = true;
+                    self.unfinished.push(conn.id);
+                }
+                self.settle_interest(key);
+            }
+        }
+    }
+
+    /// Gives each connection that was cut off at the end of its turn the
+    /// next one, after every other ready connection had its own.
+    fn advance_unfinished(&mut self) {
+        for id in std::mem::take(&mut self.unfinished) {
+            let Some(conn) = self.connections.get_mut(id.key).filter(|c| c.id == id) else {
+                continue;
+            };
+            conn.queued = false;
+            if conn.unfinished {
+                self.advance(id.key);
+            }
         }
     }
 
@@ -336,10 +364,6 @@ impl EventLoop {
         for key in keys {
             if let Some(conn) = self.connections.get_mut(key) {
                 conn.last_read();
-                self.advance(key);
-            }
-            if let Some(conn) = self.connections.get_mut(key) {
-                conn.stop_reading();
                 self.advance(key);
             }
         }

@@ -46,10 +46,16 @@
 //!   ignored. The next due task is `wait`'s timeout.
 //! - **Shutdown:** [`Shutdown::on_trigger`] calls `Poller::notify`, which
 //!   wakes `wait` at once. The loop deletes and closes the listener, reads
-//!   once more from every connection, answers every complete question it
-//!   holds (waiting out `--work wait` timers), closes each connection as
-//!   soon as its answers are sent (idle ones at once), and closes whatever
-//!   is left after [`SHUTDOWN_GRACE`](zen_utils::shutdown::SHUTDOWN_GRACE).
+//!   from every connection what has already arrived, answers every
+//!   complete question it holds (waiting out `--work wait` timers), closes
+//!   each connection as soon as its answers are sent (idle ones at once),
+//!   and closes whatever is left after
+//!   [`SHUTDOWN_GRACE`](zen_utils::shutdown::SHUTDOWN_GRACE).
+//! - **Fairness:** a connection makes at most 16 reads per turn of the
+//!   loop (`READS_PER_TURN`). A client that pipelines as fast as it is
+//!   answered always has more to read; without the cap it would hold the
+//!   only thread for as long as it kept going. One cut off with more to
+//!   read is advanced again after the next wait, which then does not block.
 //!
 //! ## Registration mode, in system calls per answer
 //!
