@@ -160,14 +160,29 @@ fn per_core(
     options: HybridOptions,
 ) -> io::Result<()> {
     let listeners = listener_group(listener, options)?;
+    // Every runtime is built before any core accepts. A runtime needs
+    // descriptors of its own (an epoll, an eventfd): built by each core as
+    // it starts, a flood of clients accepted by the first cores could take
+    // the last descriptors from a core still starting, and that core's
+    // failure would stop the whole server.
+    let runtimes = listeners
+        .iter()
+        .map(|_| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+        })
+        .collect::<io::Result<Vec<_>>>()?;
     thread::scope(|scope| {
         let mut result = Ok(());
         let mut cores = Vec::with_capacity(listeners.len());
-        for (core, listener) in listeners.into_iter().enumerate() {
+        for (core, (listener, runtime)) in listeners.into_iter().zip(runtimes).enumerate() {
             let shared = Arc::clone(shared);
             let spawned = thread::Builder::new()
                 .name(format!("zen-core-{core}"))
-                .spawn_scoped(scope, move || run_core(listener, shared, shutdown));
+                .spawn_scoped(scope, move || {
+                    run_core(&runtime, listener, shared, shutdown)
+                });
             match spawned {
                 Ok(thread) => cores.push(thread),
                 Err(error) => {
@@ -191,11 +206,13 @@ fn per_core(
 
 /// One core: a current-thread runtime accepting on its own listener, as
 /// srv-async does, until the shutdown and the drain.
-fn run_core(listener: TcpListener, shared: Arc<Shared>, shutdown: &Shutdown) -> io::Result<()> {
-    let served = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .and_then(|runtime| runtime.block_on(serve_listener(listener, shared)));
+fn run_core(
+    runtime: &tokio::runtime::Runtime,
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    shutdown: &Shutdown,
+) -> io::Result<()> {
+    let served = runtime.block_on(serve_listener(listener, shared));
     if served.is_err() {
         // Stop the other cores, so that `serve` returns this error.
         shutdown.trigger();
