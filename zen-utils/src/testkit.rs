@@ -222,12 +222,30 @@ impl Client {
         self.stream.try_clone().unwrap()
     }
 
+    /// The connection itself, for a test that takes it over.
+    pub fn into_stream(self) -> TcpStream {
+        self.stream
+    }
+
     fn unread_text(&self) -> String {
         String::from_utf8_lossy(&self.unread).into_owned()
     }
 }
 
-fn is_reset(error: &io::Error) -> bool {
+/// The resident memory of this process (`VmRSS` in `/proc/self/status`),
+/// in bytes. The test servers run in-process, so this includes theirs.
+pub fn resident_memory() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().strip_suffix("kB"))
+        .and_then(|kib| kib.trim().parse::<usize>().ok())
+        .expect("VmRSS in /proc/self/status")
+        * 1024
+}
+
+pub(crate) fn is_reset(error: &io::Error) -> bool {
     matches!(
         error.kind(),
         io::ErrorKind::ConnectionReset
@@ -263,10 +281,18 @@ macro_rules! conformance_suite {
             closes_an_idle_connection,
             keeps_a_connection_that_keeps_asking,
             closes_a_connection_that_trickles_bytes_without_a_question,
+            serves_others_while_slowloris_clients_trickle,
             overlaps_waiting_work_across_clients_when_concurrent,
             answers_in_flight_questions_on_graceful_shutdown,
             closes_idle_clients_on_graceful_shutdown,
             counts_answers_and_errors_in_the_summary,
+            bounds_the_memory_of_clients_that_never_read,
+            survives_a_client_killed_in_the_middle_of_a_write,
+            keeps_serving_through_a_burst_of_connections,
+            closes_a_request_of_many_megabytes_without_a_question_mark,
+            answers_in_order_until_shut_down_under_pipelined_load,
+            serves_others_while_a_client_floods_a_pipeline,
+            answers_random_byte_streams_as_the_spec_frames_them,
         );
     };
     (@cases $model:expr; $($case:ident),* $(,)?) => {
@@ -280,7 +306,8 @@ macro_rules! conformance_suite {
 }
 
 /// Stamps out the tests of a server binary's command-line contract:
-/// `listening on IP:PORT`, a busy port, a bad flag, `--help`, SIGTERM.
+/// `listening on IP:PORT`, a busy port, a bad flag, `--help`, SIGTERM,
+/// and running out of file descriptors (which needs the real process).
 /// `args` are extra arguments passed on every start.
 #[macro_export]
 macro_rules! binary_suite {
@@ -291,6 +318,7 @@ macro_rules! binary_suite {
             fails_in_one_line_on_a_bad_flag,
             explains_every_flag_in_help,
             exits_cleanly_with_a_summary_on_sigterm,
+            survives_running_out_of_file_descriptors,
         );
     };
     (@cases $bin:expr, $args:expr; $($case:ident),* $(,)?) => {

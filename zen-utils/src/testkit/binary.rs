@@ -3,10 +3,14 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use super::{Client, PATIENCE};
+use crate::listener::ACCEPT_WARNING_INTERVAL;
 
 /// A server binary started with `-p 0`, with the address it printed.
 pub struct Running {
@@ -21,9 +25,40 @@ impl Running {
     /// # Panics
     /// If that line is not exactly `listening on 127.0.0.1:PORT`.
     pub fn start(bin: &str, args: &[&str]) -> Self {
-        let mut child = Command::new(bin)
-            .args(["-p", "0"])
-            .args(args)
+        Self::spawn(Command::new(bin).args(["-p", "0"]).args(args))
+    }
+
+    /// Starts `bin` as [`start`](Self::start) does, limited to `max_fds`
+    /// file descriptors. Both the soft and the hard limit are set: a
+    /// server raises its soft limit to the hard one at start.
+    pub fn start_with_fd_limit(bin: &str, args: &[&str], max_fds: u64) -> Self {
+        let mut command = Command::new(bin);
+        command.args(["-p", "0"]).args(args);
+        let limit = libc::rlimit {
+            rlim_cur: max_fds,
+            rlim_max: max_fds,
+        };
+        // SAFETY: setrlimit is async-signal-safe, and the closure touches
+        // nothing else between fork and exec.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+        Self::spawn(&mut command)
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn spawn(command: &mut Command) -> Self {
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -81,7 +116,7 @@ fn wait_bounded(child: &mut Child) -> ExitStatus {
             let _ = child.kill();
             panic!("the server did not exit within {PATIENCE:?}");
         }
-        std::thread::sleep(Duration::from_millis(20));
+        thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -201,4 +236,106 @@ pub fn exits_cleanly_with_a_summary_on_sigterm(bin: &str, args: &[&str]) {
         "{stderr:?}"
     );
     assert_eq!(client.read_to_close(), b"");
+}
+
+/// Out of file descriptors: a server limited to 64 descriptors, against 200
+/// clients that all connect at once, keeps serving the connections it has,
+/// does not spin while `accept` fails (it uses well under a CPU-second per
+/// second of waiting: a bound on spinning, not a measure of speed), serves
+/// the others as clients leave, never exits for it, and warns at most once
+/// per [`ACCEPT_WARNING_INTERVAL`]. srv-single, one client at a time, never
+/// runs out, and serves them all in turn.
+pub fn survives_running_out_of_file_descriptors(bin: &str, args: &[&str]) {
+    const FD_LIMIT: u64 = 64;
+    const CLIENTS: usize = 200;
+    /// No new answer for this long: the server serves all it can.
+    const SETTLED: Duration = Duration::from_millis(500);
+    /// CPU time the waiting server may use per second. Spinning on a failed
+    /// `accept` would use a whole CPU-second; sleeping workers, idle scans
+    /// and backoffs use a few milliseconds.
+    const SPIN_BOUND: Duration = Duration::from_millis(300);
+    let started = Instant::now();
+    let server = Running::start_with_fd_limit(bin, args, FD_LIMIT);
+    // Clients wait here, once answered, until the test lets them leave.
+    let leave = Arc::new((Mutex::new(false), Condvar::new()));
+    let (answered, first_answers) = mpsc::channel();
+    let (left, gone) = mpsc::channel();
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            // Connected here, in order: the kernel queues what the server
+            // cannot accept.
+            let mut client = Client::connect(server.addr);
+            let (answered, left, leave) = (answered.clone(), left.clone(), Arc::clone(&leave));
+            thread::spawn(move || {
+                assert_eq!(client.ask(b"Now is better than?"), b"never.");
+                answered.send(()).unwrap();
+                let (may_leave, wake) = &*leave;
+                let mut may_leave = may_leave.lock().unwrap();
+                while !*may_leave {
+                    may_leave = wake.wait(may_leave).unwrap();
+                }
+                drop(may_leave);
+                assert_eq!(client.ask(b"Flat is better than?"), b"nested.");
+                drop(client);
+                left.send(()).unwrap();
+            })
+        })
+        .collect();
+    first_answers
+        .recv_timeout(PATIENCE)
+        .expect("no client was served");
+    let mut served = 1;
+    while first_answers.recv_timeout(SETTLED).is_ok() {
+        served += 1;
+    }
+    assert!(
+        served < CLIENTS,
+        "{served} clients served at once with {FD_LIMIT} descriptors"
+    );
+    let before = cpu_time(server.pid());
+    thread::sleep(Duration::from_secs(1));
+    let waiting = cpu_time(server.pid()) - before;
+    assert!(
+        waiting < SPIN_BOUND,
+        "the server used {waiting:?} of CPU in a second of waiting for descriptors"
+    );
+    // The served clients ask again (the server still serves them), then
+    // leave; the descriptors they free let the others in.
+    *leave.0.lock().unwrap() = true;
+    leave.1.notify_all();
+    for _ in 0..CLIENTS {
+        gone.recv_timeout(PATIENCE)
+            .expect("a client was not served after others left");
+    }
+    for client in clients {
+        client.join().unwrap();
+    }
+    let (status, stderr) = server.terminate();
+    assert!(status.success(), "{status:?}: {stderr}");
+    assert!(
+        stderr.contains("summary: 200 connections, 400 questions answered, 0 errors"),
+        "{stderr:?}"
+    );
+    let warnings = stderr.matches("accept failed").count();
+    let allowed =
+        2 + (started.elapsed().as_secs_f64() / ACCEPT_WARNING_INTERVAL.as_secs_f64()) as usize;
+    assert!(
+        warnings <= allowed,
+        "{warnings} warnings about accept in {:?}: {stderr}",
+        started.elapsed()
+    );
+}
+
+/// The CPU time (user and system) a process has used so far, from
+/// `/proc/PID/stat`.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/PID/stat");
+    // The fields after the command name, which is in parentheses and may
+    // hold spaces: state is the first, utime and stime the 12th and 13th.
+    let after_name = &stat[stat.rfind(')').expect("a command name") + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf only reads a configuration value.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    Duration::from_secs_f64(ticks as f64 / per_second as f64)
 }
