@@ -394,9 +394,14 @@ fn measure(
     };
     let report = report?;
     let end = server.usage()?;
-    let cpu_seconds = match (opened, closed) {
-        (Some(opened), Some(closed)) => (closed.cpu_seconds - opened.cpu_seconds).max(0.0),
-        _ => 0.0,
+    let (cpu_seconds, others_cpu_seconds) = match (opened, closed) {
+        (Some(opened), Some(closed)) => {
+            let server = (closed.cpu_seconds - opened.cpu_seconds).max(0.0);
+            let client = closed.client_cpu_seconds - opened.client_cpu_seconds;
+            let machine = closed.machine_cpu_seconds - opened.machine_cpu_seconds;
+            (server, (machine - server - client).max(0.0))
+        }
+        _ => (0.0, 0.0),
     };
     let usage = ServerUsage {
         cpu_seconds,
@@ -405,6 +410,7 @@ fn measure(
         peak_rss_kib: end.peak_rss_kib,
         rss_kib: end.rss_kib,
         idle,
+        others_cores: others_cpu_seconds / report.seconds.max(1e-9),
     };
     Ok((report, hold, usage))
 }

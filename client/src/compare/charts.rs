@@ -19,6 +19,10 @@ use super::results::{ExperimentResult, Results, RunResult};
 const COLUMNS: usize = 3;
 /// One panel's size in pixels: room for eight rows and their labels.
 const PANEL: (u32, u32) = (640, 330);
+/// A panel's height less its plotting area: caption, axis, margins.
+const PANEL_CHROME: u32 = 95;
+/// The thickest a bar is drawn, in pixels.
+const BAR: u32 = 26;
 /// The band above the panels: title and legend.
 const HEADER: u32 = 92;
 /// Room for the server names left of each panel.
@@ -228,6 +232,9 @@ fn throughput_panel(area: &Area<'_>, panel: &ExperimentResult) -> Outcome {
         .light_line_style(RGBColor(235, 235, 235))
         .bold_line_style(RGBColor(215, 215, 215))
         .draw()?;
+    // Bars at most BAR pixels thick, however few the rows.
+    let row_px = (PANEL.1 - PANEL_CHROME) / runs.len().max(1) as u32;
+    let bar_margin = (row_px.saturating_sub(BAR) / 2).max(4);
     for (row, run) in runs.iter().enumerate() {
         let y = n - 1 - row as i32;
         let value_style =
@@ -241,7 +248,7 @@ fn throughput_panel(area: &Area<'_>, panel: &ExperimentResult) -> Outcome {
                     ],
                     colour(&run.server).filled(),
                 );
-                bar.set_margin(4, 4, 0, 0);
+                bar.set_margin(bar_margin, bar_margin, 0, 0);
                 chart.draw_series([bar])?;
                 chart.draw_series([EmptyElement::at((load.rps, SegmentValue::CenterOf(y)))
                     + Text::new(group(load.rps), (5, 0), value_style.clone())])?;

@@ -71,6 +71,12 @@ pub(crate) struct ServerSummary {
 pub(crate) struct Usage {
     /// User plus system CPU time of all its threads, in seconds.
     pub(crate) cpu_seconds: f64,
+    /// At the same moment: user plus system CPU time of every process on
+    /// the machine, and of this client process, in seconds. What is left
+    /// once the server and the client are taken out is someone else's
+    /// load, which skews the figures.
+    pub(crate) machine_cpu_seconds: f64,
+    pub(crate) client_cpu_seconds: f64,
     /// Resident memory now (`VmRSS`), KiB.
     pub(crate) rss_kib: u64,
     /// The most resident memory it ever had (`VmHWM`), KiB.
@@ -184,8 +190,19 @@ impl Server {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
         let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
         let ticks = cpu_ticks(&stat).ok_or_else(|| anyhow!("cannot read /proc/{pid}/stat"))?;
+        let client = std::fs::read_to_string("/proc/self/stat")
+            .ok()
+            .and_then(|stat| cpu_ticks(&stat))
+            .unwrap_or(0);
+        let machine = std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|stat| machine_ticks(&stat))
+            .unwrap_or(0);
+        let seconds = |ticks: u64| ticks as f64 / rustix::param::clock_ticks_per_second() as f64;
         Ok(Usage {
-            cpu_seconds: ticks as f64 / rustix::param::clock_ticks_per_second() as f64,
+            cpu_seconds: seconds(ticks),
+            machine_cpu_seconds: seconds(machine),
+            client_cpu_seconds: seconds(client),
             rss_kib: status_kib(&status, "VmRSS:").unwrap_or(0),
             peak_rss_kib: status_kib(&status, "VmHWM:").unwrap_or(0),
         })
@@ -310,6 +327,21 @@ fn cpu_ticks(stat: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// User, nice and system time of all CPUs, in clock ticks, from the first
+/// line of `/proc/stat`: the same kinds of time as a process's utime and
+/// stime. Interrupt time is left out, as it is from every process's.
+fn machine_ticks(stat: &str) -> Option<u64> {
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .map(|field| field.parse().ok())
+        .collect::<Option<_>>()?;
+    // user, nice, system, idle, iowait, irq, softirq, steal, ...
+    Some(fields.first()? + fields.get(1)? + fields.get(2)?)
+}
+
 /// A `Key:   1234 kB` line of `/proc/PID/status`, in KiB.
 fn status_kib(status: &str, key: &str) -> Option<u64> {
     status
@@ -360,6 +392,13 @@ mod tests {
                     250 30 0 0 20 0 3 0 12345 1000000 500 18446744073709551615";
         assert_eq!(cpu_ticks(stat), Some(280));
         assert_eq!(cpu_ticks("garbage"), None);
+    }
+
+    #[test]
+    fn reads_the_machine_cpu_line() {
+        let stat = "cpu  100 5 50 9000 10 1 20 0 0 0\ncpu0 50 2 25 4500 5 0 10 0 0 0\n";
+        assert_eq!(machine_ticks(stat), Some(155));
+        assert_eq!(machine_ticks("intr 1 2 3"), None);
     }
 
     #[test]

@@ -110,6 +110,10 @@ pub(crate) struct ServerUsage {
     pub(crate) rss_kib: u64,
     /// With idle connections held for memory (C10K).
     pub(crate) idle: Option<IdleMemory>,
+    /// CPU used in the window by every other process on the machine (not
+    /// the server, not this client), in cores: near 0 on a quiet machine.
+    /// More than a few tenths means the run competed with something else.
+    pub(crate) others_cores: f64,
 }
 
 /// What idle connections cost the server.

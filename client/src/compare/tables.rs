@@ -96,8 +96,15 @@ const HOW_TO_READ: &str = "\
   the server had accepted (and how long that took), and how much its
   resident memory grew, divided by them.
 - **notes**: errors seen by the client, idle connections closed by the
-  server, and anything that did not go as planned.
+  server, other processes that used the CPU during the run (machine busy
+  elsewhere: that row's figures are skewed), and anything that did not go
+  as planned.
 ";
+
+/// Other processes using this many cores during a run are worth a note:
+/// the figures of that row competed with them. (Less is within the noise
+/// of comparing the machine's CPU counters with the processes' own.)
+const BUSY_ELSEWHERE: f64 = 0.3;
 
 /// Less CPU time than this in a window (three clock ticks) is shown as
 /// ≈0 per answer.
@@ -252,6 +259,14 @@ fn notes(run: &RunResult, held: bool) -> String {
                     hold.connections - hold.connected
                 ));
             }
+        }
+    }
+    if let Some(usage) = &run.server_usage {
+        if usage.others_cores >= BUSY_ELSEWHERE {
+            notes.push(format!(
+                "machine busy elsewhere: {:.1} cores",
+                usage.others_cores
+            ));
         }
     }
     if let Some(problem) = run.exit.as_ref().and_then(|exit| exit.problem.as_ref()) {
