@@ -37,7 +37,7 @@ enum Command {
     Hold(hold::HoldArgs),
     /// Run every server through the nine experiments side by side, and
     /// write a report (--quick: about a minute on 2 cores; full: about
-    /// four minutes)
+    /// three minutes)
     ///
     /// The experiments: one client, many clients, slow backend, CPU-bound,
     /// blocking in the event loop, pipelining, slow clients, C10K, and work
