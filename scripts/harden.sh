@@ -7,7 +7,7 @@
 # descriptor fault at full size, against the release binaries, and prints
 # their figures.
 #
-#   scripts/harden.sh                 # every server, full size (about 14 minutes)
+#   scripts/harden.sh                 # every server, full size (about 10 minutes)
 #   scripts/harden.sh --quick         # every server, small (about 4 minutes)
 #   scripts/harden.sh poll async      # some servers only
 #
@@ -34,11 +34,11 @@
 #     with SIGKILL after 3 s (a reset mid-write), and 2 slowloris (a byte
 #     every 100 ms, closed by the idle timeout). Checks: no wrong answer;
 #     server errors at most one per hostile client (and per connection a
-#     load abandoned after a timeout); RSS at the end within
-#     10% of RSS after the warm-up (WARMUP: 10 s; --quick 5 s; the medians
-#     of five one-second samples each); the server
-#     answers `client load -n 1000` right after. Client timeouts are shown
-#     but not failures: srv-single and the pool starve clients by design.
+#     load abandoned after a timeout); RSS at the end within 10% of RSS
+#     after the warm-up (WARMUP: 10 s; --quick 5 s; each the median of
+#     five one-second samples); the server answers `client load -n 1000`
+#     right after. Client timeouts are shown but not failures: srv-single
+#     and the pool starve clients by design.
 #  4. fd limit: the server under `prlimit --nofile=64:64`, a light load
 #     (4 connections, 400 answers/s) connected first, then `client hold`
 #     of 200 connections: the CPU the server uses per second while out of
