@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 use tokio::time::{sleep, sleep_until, Instant, Sleep};
 use zen_utils::frame::RequestTooLong;
 use zen_utils::protocol::{self, IDLE_TIMEOUT, OUTPUT_LIMIT, REQUEST_TOO_LONG};
-use zen_utils::{listener, work, Decoder, Work, WorkKind};
+use zen_utils::{listener, work, Decoder, End, Work, WorkKind};
 
 use crate::{precise_sleep, Shared, Stop};
 
@@ -33,35 +33,12 @@ pub async fn handle_connection(stream: TcpStream, peer: SocketAddr, shared: &Sha
     }
     let mut connection = Connection::new(stream, shared, stop);
     let end = connection.run().await;
-    let partial = connection.decoder.partial().len();
-    if partial > 0 && matches!(end, End::ClientClosed) {
-        shared.stats.dropped();
-    }
-    if let End::Failed(_) = end {
-        shared.stats.error(1);
-    }
-    if config.log_connections() {
-        let dropped = if partial > 0 {
-            format!(", dropped an incomplete question of {partial} bytes")
-        } else {
-            String::new()
-        };
-        eprintln!("connection from {peer} closed: {end}{dropped}");
-    }
-}
-
-/// Why a connection ended.
-enum End {
-    /// The client closed its side, and every complete question was answered.
-    ClientClosed,
-    /// `--max-request` bytes with no `?`.
-    TooLong,
-    /// No question completed for `--idle-timeout`.
-    IdleTimeout,
-    /// The server is shutting down.
-    Shutdown,
-    /// A read or write failed, or a client did not read its answers in time.
-    Failed(io::Error),
+    end.record(
+        peer,
+        connection.decoder.partial().len(),
+        config,
+        &shared.stats,
+    );
 }
 
 /// The state of one connection: all of it lives in the task's future.
@@ -358,16 +335,4 @@ fn is_retry(error: &io::Error) -> bool {
         error.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
     )
-}
-
-impl std::fmt::Display for End {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::ClientClosed => f.write_str("client closed"),
-            Self::TooLong => f.write_str("request too long"),
-            Self::IdleTimeout => f.write_str("idle timeout"),
-            Self::Shutdown => f.write_str("server shutting down"),
-            Self::Failed(error) => write!(f, "error: {error}"),
-        }
-    }
 }

@@ -12,7 +12,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Instant;
 
 use zen_utils::protocol::{self, OUTPUT_LIMIT, REQUEST_TOO_LONG};
-use zen_utils::{Config, Decoder, Stats, Work, WorkKind};
+use zen_utils::{Config, Decoder, End, Stats, Work, WorkKind};
 
 use crate::timers::Timers;
 
@@ -80,22 +80,6 @@ pub(crate) struct Context<'a> {
     /// system call per answer. An edge-triggered registration reports only
     /// *new* bytes, so there reading must go on until `WouldBlock`.
     pub(crate) short_read_drains: bool,
-}
-
-/// Why a connection ended.
-#[derive(Debug)]
-pub(crate) enum End {
-    /// The client closed its side, and every complete question was answered.
-    ClientClosed,
-    /// `--max-request` bytes with no `?`.
-    TooLong,
-    /// No question completed for `--idle-timeout`.
-    IdleTimeout,
-    /// The server shut down.
-    Shutdown,
-    /// A read or write failed (a reset, say), or the client did not read
-    /// its answers within the shutdown grace.
-    Failed(io::Error),
 }
 
 /// One client, in the slab, from accept to close.
@@ -446,18 +430,6 @@ impl Connection {
 
 fn idle_deadline(config: &Config) -> Option<Instant> {
     config.idle_timeout.map(|timeout| Instant::now() + timeout)
-}
-
-impl std::fmt::Display for End {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::ClientClosed => f.write_str("client closed"),
-            Self::TooLong => f.write_str("request too long"),
-            Self::IdleTimeout => f.write_str("idle timeout"),
-            Self::Shutdown => f.write_str("server shutting down"),
-            Self::Failed(error) => write!(f, "error: {error}"),
-        }
-    }
 }
 
 #[cfg(test)]

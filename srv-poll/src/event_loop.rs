@@ -13,9 +13,9 @@ use slab::Slab;
 use zen_utils::listener::{self, AcceptErrors, AcceptFailure, ACCEPT_BACKOFF};
 use zen_utils::protocol::{IDLE_TIMEOUT, SERVER_BUSY};
 use zen_utils::shutdown::SHUTDOWN_GRACE;
-use zen_utils::{Config, Shutdown, Stats, Summary};
+use zen_utils::{Config, End, Shutdown, Stats, Summary};
 
-use crate::connection::{ConnId, Connection, Context, End, Interest, Timer};
+use crate::connection::{ConnId, Connection, Context, Interest, Timer};
 use crate::timers::Timers;
 
 /// The poll key of the listener. Connections are keyed by their slab key,
@@ -386,20 +386,12 @@ impl EventLoop {
     fn close(&mut self, key: usize, end: End) {
         let conn = self.connections.remove(key);
         let _ = self.poller.delete(&conn.stream);
-        let partial = conn.partial_question();
-        match end {
-            End::ClientClosed if partial > 0 => self.stats.dropped(),
-            End::Failed(_) => self.stats.error(1),
-            _ => {}
-        }
-        if self.config.log_connections() {
-            let dropped = if partial > 0 {
-                format!(", dropped an incomplete question of {partial} bytes")
-            } else {
-                String::new()
-            };
-            eprintln!("connection from {} closed: {end}{dropped}", conn.peer);
-        }
+        end.record(
+            conn.peer,
+            conn.partial_question(),
+            &self.config,
+            &self.stats,
+        );
     }
 }
 

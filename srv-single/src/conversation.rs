@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use zen_utils::frame::RequestTooLong;
 use zen_utils::protocol::{self, IDLE_TIMEOUT, OUTPUT_LIMIT, REQUEST_TOO_LONG};
 use zen_utils::shutdown::{SHUTDOWN_GRACE, TICK};
-use zen_utils::{listener, Config, Decoder, Shutdown, Stats};
+use zen_utils::{listener, Config, Decoder, End, Shutdown, Stats};
 
 /// Serves one client until it leaves, breaks a limit, or the server shuts
 /// down; counts what happened in `stats` and logs it at `-v`.
@@ -27,35 +27,7 @@ pub fn converse(
     }
     let mut conversation = Conversation::new(stream, config);
     let end = conversation.run(shutdown, stats);
-    if !conversation.decoder.partial().is_empty() && matches!(end, End::ClientClosed) {
-        stats.dropped();
-    }
-    if let End::Failed(_) = end {
-        stats.error(1);
-    }
-    if config.log_connections() {
-        let partial = conversation.decoder.partial().len();
-        let dropped = if partial > 0 {
-            format!(", dropped an incomplete question of {partial} bytes")
-        } else {
-            String::new()
-        };
-        eprintln!("connection from {peer} closed: {end}{dropped}");
-    }
-}
-
-/// Why a conversation ended.
-enum End {
-    /// The client closed its side, and every complete question was answered.
-    ClientClosed,
-    /// `--max-request` bytes with no `?`.
-    TooLong,
-    /// No question completed for `--idle-timeout`.
-    IdleTimeout,
-    /// The server is shutting down.
-    Shutdown,
-    /// A read or write failed (a reset, say).
-    Failed(io::Error),
+    end.record(peer, conversation.decoder.partial().len(), config, stats);
 }
 
 /// The state of one conversation: all of it lives on the serving thread's
@@ -298,17 +270,5 @@ fn stalled(error: io::Error) -> Stalled {
             Stalled::Tick
         }
         _ => Stalled::Failed(error),
-    }
-}
-
-impl std::fmt::Display for End {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::ClientClosed => f.write_str("client closed"),
-            Self::TooLong => f.write_str("request too long"),
-            Self::IdleTimeout => f.write_str("idle timeout"),
-            Self::Shutdown => f.write_str("server shutting down"),
-            Self::Failed(error) => write!(f, "error: {error}"),
-        }
     }
 }

@@ -9,6 +9,7 @@
 //! - [`work`]: `--work wait|cpu|block:DUR`.
 //! - [`listener`]: socket2 listener setup, `RLIMIT_NOFILE`, accept errors.
 //! - [`stats`]: relaxed-atomic counters and the one-line [`Summary`].
+//! - [`end`]: why a connection ended, counted and logged alike everywhere.
 //! - [`shutdown`]: the [`Shutdown`] trigger and SIGINT/SIGTERM handling.
 //! - [`server`]: the `main` that every server binary shares.
 //! - `testkit` (feature `testkit`): the one conformance suite, stamped out
@@ -21,6 +22,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod end;
 pub mod frame;
 pub mod listener;
 pub mod protocol;
@@ -32,6 +34,7 @@ pub mod testkit;
 pub mod work;
 
 pub use config::{Config, ServerArgs, Verbosity};
+pub use end::End;
 pub use frame::Decoder;
 pub use shutdown::Shutdown;
 pub use stats::{Stats, Summary};
