@@ -114,7 +114,9 @@ impl<'a> Connection<'a> {
                 return end;
             }
             if too_long {
-                self.say_last(REQUEST_TOO_LONG).await;
+                // Boxed, like the work: the last word runs once, and inline
+                // its future would enlarge every idle connection.
+                Box::pin(self.say_last(REQUEST_TOO_LONG)).await;
                 return End::TooLong;
             }
             if let Some(grace) = self.shutdown.grace {
@@ -147,7 +149,7 @@ impl<'a> Connection<'a> {
                 },
                 () = self.shutdown.begins() => {}
                 () = expired(self.idle.as_mut().map(Pin::as_mut)) => {
-                    self.say_last(IDLE_TIMEOUT).await;
+                    Box::pin(self.say_last(IDLE_TIMEOUT)).await;
                     return End::IdleTimeout;
                 }
             }
@@ -172,7 +174,11 @@ impl<'a> Connection<'a> {
                 if let Err(end) = self.flush().await {
                     break Err(end);
                 }
-                if let Err(end) = self.work(work).await {
+                // Boxed: the work's future (a timer, its registration) is
+                // large, and kept inline it would make every connection's
+                // task that much larger for its whole life, idle or not.
+                // Boxing costs an allocation per question, only with --work.
+                if let Err(end) = Box::pin(self.work(work)).await {
                     break Err(end);
                 }
             }
