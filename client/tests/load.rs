@@ -130,8 +130,8 @@ fn prints_a_readable_report_without_json() {
     assert!(!stdout.contains("corrected"), "{stdout}");
 }
 
-#[test]
-fn asks_the_whole_table_in_turn_by_default() {
+/// A fake zen server that answers right and records every question asked.
+fn recording_server() -> (SocketAddr, Arc<Mutex<Vec<Vec<u8>>>>) {
     let asked = Arc::new(Mutex::new(Vec::new()));
     let record = Arc::clone(&asked);
     let addr = fake_server(move |stream, _| {
@@ -145,6 +145,12 @@ fn asks_the_whole_table_in_turn_by_default() {
             None,
         );
     });
+    (addr, asked)
+}
+
+#[test]
+fn asks_the_whole_table_in_turn_by_default() {
+    let (addr, asked) = recording_server();
     let (report, output) = load(addr, &["-c", "1", "-n", "70", "--pipeline", "3"]);
     assert!(output.status.success(), "{output:?}");
     assert_eq!(num(&report, "requests"), 70.0);
@@ -157,19 +163,7 @@ fn asks_the_whole_table_in_turn_by_default() {
 
 #[test]
 fn question_asks_only_that_question() {
-    let asked = Arc::new(Mutex::new(Vec::new()));
-    let record = Arc::clone(&asked);
-    let addr = fake_server(move |stream, _| {
-        let record = Arc::clone(&record);
-        answer_questions(
-            stream,
-            move |question| {
-                record.lock().unwrap().push(question.to_vec());
-                answer(question)
-            },
-            None,
-        );
-    });
+    let (addr, asked) = recording_server();
     let (report, output) = load(
         addr,
         &["-c", "2", "-n", "50", "--question", "Now is better than?"],

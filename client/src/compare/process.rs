@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -83,20 +83,30 @@ pub(crate) struct Usage {
     pub(crate) peak_rss_kib: u64,
 }
 
+/// Spawns a server with no stdin and its stdout and stderr piped to us.
+fn spawn_piped(
+    command: &mut Command,
+    bin: &Path,
+) -> anyhow::Result<(Child, ChildStdout, ChildStderr)> {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {}", bin.display()))?;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    Ok((child, stdout, stderr))
+}
+
 impl Server {
     /// Starts a zen server binary on 127.0.0.1 port 0 and waits for its
     /// `listening on IP:PORT` line.
     pub(crate) fn start_zen(bin: &Path, args: &[String]) -> anyhow::Result<Self> {
-        let mut child = Command::new(bin)
-            .args(["127.0.0.1", "-p", "0"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("cannot start {}", bin.display()))?;
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let stderr = child.stderr.take().expect("stderr is piped");
+        let (child, stdout, stderr) = spawn_piped(
+            Command::new(bin).args(["127.0.0.1", "-p", "0"]).args(args),
+            bin,
+        )?;
         let log = Arc::new(Mutex::new(Log::default()));
         let mut readers = vec![read_log(stderr, Arc::clone(&log))];
         // The first line tells the port; the rest (there should be none)
@@ -140,16 +150,12 @@ impl Server {
         // A port the OS just handed out and took back: free unless
         // something grabs it in between, which would show as a failed start.
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let mut child = Command::new(bin)
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("cannot start {}", bin.display()))?;
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let stderr = child.stderr.take().expect("stderr is piped");
+        let (child, stdout, stderr) = spawn_piped(
+            Command::new(bin)
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"]),
+            bin,
+        )?;
         let log = Arc::new(Mutex::new(Log::default()));
         let readers = vec![
             read_log(stdout, Arc::clone(&log)),

@@ -58,6 +58,27 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// While a hostile client holds a connection, another client is answered
+/// at once in a concurrent model; srv-single must not answer it yet (it
+/// has been sent `Flat is better than?`, answered once the hostile one leaves).
+fn others_are_served_meanwhile(other: &mut Client, model: Model) {
+    match model {
+        Model::Concurrent => {
+            for (question, reply) in APHORISMS {
+                assert_eq!(text(&other.ask(question)), text(reply));
+            }
+        }
+        Model::OneAtATime => {
+            other.send(b"Flat is better than?");
+            assert_eq!(
+                other.answer_within(QUIET_PERIOD),
+                None,
+                "served while another client was connected"
+            );
+        }
+    }
+}
+
 /// Every question of the table gets its exact answer, one at a time.
 pub fn answers_every_aphorism(start: Start<'_>, _: Model) {
     let server = start(quiet());
@@ -399,21 +420,7 @@ pub fn serves_others_while_slowloris_clients_trickle(start: Start<'_>, model: Mo
         }
     });
     let mut other = server.connect();
-    match model {
-        Model::Concurrent => {
-            for (question, reply) in APHORISMS {
-                assert_eq!(text(&other.ask(question)), text(reply));
-            }
-        }
-        Model::OneAtATime => {
-            other.send(b"Flat is better than?");
-            assert_eq!(
-                other.answer_within(QUIET_PERIOD),
-                None,
-                "served while a trickler was connected"
-            );
-        }
-    }
+    others_are_served_meanwhile(&mut other, model);
     finish.send(()).unwrap();
     trickle.join().unwrap();
     // Each trickler leaves once answered, so srv-single takes the next.
@@ -760,21 +767,7 @@ pub fn serves_others_while_a_client_floods_a_pipeline(start: Start<'_>, model: M
         flood
     });
     let mut other = server.connect();
-    match model {
-        Model::Concurrent => {
-            for (question, reply) in APHORISMS {
-                assert_eq!(text(&other.ask(question)), text(reply));
-            }
-        }
-        Model::OneAtATime => {
-            other.send(b"Flat is better than?");
-            assert_eq!(
-                other.answer_within(QUIET_PERIOD),
-                None,
-                "served while another client was connected"
-            );
-        }
-    }
+    others_are_served_meanwhile(&mut other, model);
     stop.store(true, Ordering::Relaxed);
     let flood = reader.join().unwrap();
     flood.stop();
