@@ -53,12 +53,6 @@ use results::{
 /// connection left waiting the whole run (srv-single's 63 others, the
 /// pool's queue) is reported as not served, never as a timeout error.
 const LOAD_TIMEOUT: Duration = Duration::from_secs(60);
-/// A pause between a server's `listening on` line and the first connect.
-/// The line means that the first listener is ready; srv-hybrid's per-core
-/// runtime binds its other `SO_REUSEPORT` listeners just after, and every
-/// connection made before they join the group lands on the first one, so
-/// that the whole run would be served by one core.
-const START_SETTLE: Duration = Duration::from_millis(100);
 /// How long the idle connections of C10K get to connect: thousands of
 /// connects at once overflow the accept queue, and the kernel's SYN
 /// retries take seconds to get them all in.
@@ -304,10 +298,7 @@ fn run_one(
         _ => Server::start_zen(program, &server_args(contender, experiment)),
     };
     let server = match started {
-        Ok(server) => {
-            thread::sleep(START_SETTLE);
-            server
-        }
+        Ok(server) => server,
         Err(error) => {
             run.status = Status::Failed;
             run.note = Some(format!("{error:#}"));

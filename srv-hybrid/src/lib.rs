@@ -62,8 +62,8 @@
 //! # The per-core listeners
 //!
 //! [`serve`] gets one listener. If it was bound with `SO_REUSEPORT` (the
-//! binary does so for `--runtime per-core`), `serve` binds N-1 more on the
-//! same address with `SO_REUSEPORT`: the kernel's group. If it was not
+//! binary does so for `--runtime per-core`), [`listeners`] binds N-1 more
+//! on the same address with `SO_REUSEPORT`: the kernel's group. If it was not
 //! (the conformance kit binds its listeners without it), no other socket
 //! can join its port, and rebinding is no option: closing it to bind anew
 //! would refuse connections meanwhile and could lose the port. So the N
@@ -123,17 +123,39 @@ pub fn serve(
     shutdown: Shutdown,
     options: HybridOptions,
 ) -> io::Result<Summary> {
+    let listeners = listeners(listener, options)?;
+    serve_listeners(listeners, config, shutdown, options)
+}
+
+/// The listeners that [`serve_listeners`] accepts on: `listener` alone for
+/// work stealing; per core, `listener` and `workers - 1` more for the same
+/// address (see the module doc). The binary calls this before it prints
+/// `listening on`, so that the whole group is ready when tools connect.
+pub fn listeners(listener: TcpListener, options: HybridOptions) -> io::Result<Vec<TcpListener>> {
+    match options.runtime {
+        Runtime::WorkStealing => Ok(vec![listener]),
+        Runtime::PerCore => listener_group(listener, options),
+    }
+}
+
+/// [`serve`] on listeners made by [`listeners`].
+pub fn serve_listeners(
+    listeners: Vec<TcpListener>,
+    config: Config,
+    shutdown: Shutdown,
+    options: HybridOptions,
+) -> io::Result<Summary> {
     let shared = Shared::new(config, shutdown.clone());
     match options.runtime {
-        Runtime::WorkStealing => work_stealing(listener, &shared, options.workers)?,
-        Runtime::PerCore => per_core(listener, &shared, &shutdown, options)?,
+        Runtime::WorkStealing => work_stealing(listeners, &shared, options.workers)?,
+        Runtime::PerCore => per_core(listeners, &shared, &shutdown)?,
     }
     Ok(shared.summary())
 }
 
 /// One multi-threaded runtime; srv-async's accept loop is one of its tasks.
 fn work_stealing(
-    listener: TcpListener,
+    listeners: Vec<TcpListener>,
     shared: &Arc<Shared>,
     workers: NonZeroUsize,
 ) -> io::Result<()> {
@@ -148,18 +170,25 @@ fn work_stealing(
     // thread in `block_on`: the connections it spawns then start in that
     // worker's own queue, where idle workers steal them, instead of all
     // passing through the runtime's shared injection queue.
-    let accepting = runtime.spawn(serve_listener(listener, Arc::clone(shared)));
-    runtime.block_on(accepting).map_err(io::Error::other)?
+    let accepting: Vec<_> = listeners
+        .into_iter()
+        .map(|listener| runtime.spawn(serve_listener(listener, Arc::clone(shared))))
+        .collect();
+    runtime.block_on(async {
+        let mut result = Ok(());
+        for accept_loop in accepting {
+            result = result.and(accept_loop.await.map_err(io::Error::other)?);
+        }
+        result
+    })
 }
 
-/// N threads, each running a current-thread runtime on its own listener.
+/// One thread per listener, each running a current-thread runtime on it.
 fn per_core(
-    listener: TcpListener,
+    listeners: Vec<TcpListener>,
     shared: &Arc<Shared>,
     shutdown: &Shutdown,
-    options: HybridOptions,
 ) -> io::Result<()> {
-    let listeners = listener_group(listener, options)?;
     // Every runtime is built before any core accepts. A runtime needs
     // descriptors of its own (an epoll, an eventfd): built by each core as
     // it starts, a flood of clients accepted by the first cores could take
@@ -221,7 +250,7 @@ fn run_core(
 }
 
 /// The per-core listeners: `listener` and `workers - 1` more accepting for
-/// the same address (see the module doc).
+/// the same address.
 fn listener_group(listener: TcpListener, options: HybridOptions) -> io::Result<Vec<TcpListener>> {
     let more = options.workers.get() - 1;
     let mut group = Vec::with_capacity(options.workers.get());

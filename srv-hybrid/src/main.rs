@@ -1,4 +1,5 @@
-//! The srv-hybrid binary: parse flags, bind, print `listening on`, serve.
+//! The srv-hybrid binary: parse flags, bind every listener, print
+//! `listening on`, serve.
 
 use std::num::NonZeroUsize;
 use std::process::ExitCode;
@@ -41,13 +42,16 @@ fn main() -> ExitCode {
         runtime: cli.runtime,
         backlog: cli.server.backlog,
     };
-    // Per core, the first listener is bound with SO_REUSEPORT so that
-    // `serve` can add the others to its group.
-    zen_utils::server::run(
+    // Per core, the first listener is bound with SO_REUSEPORT so that the
+    // others can join its group; all of them are bound before `listening on`.
+    zen_utils::server::run_prepared(
         NAME,
         &cli.server,
         per_core,
-        move |listener, config, shutdown| srv_hybrid::serve(listener, config, shutdown, options),
+        |listener| srv_hybrid::listeners(listener, options),
+        move |listeners, config, shutdown| {
+            srv_hybrid::serve_listeners(listeners, config, shutdown, options)
+        },
     )
 }
 

@@ -1,65 +1,43 @@
-//! Per core with a `SO_REUSEPORT` listener, as the binary binds it: `serve`
-//! adds listeners to the kernel's group, and the group serves. (The
-//! conformance kit binds without `SO_REUSEPORT`, so its per-core runs take
-//! the shared-listener path instead.)
+//! Per core, as the binary runs it: the first listener is bound with
+//! `SO_REUSEPORT`, the others join its group, and the whole group listens
+//! before `listening on` is printed. (The conformance kit binds without
+//! `SO_REUSEPORT`, so its per-core runs take the shared-listener path.)
 
 use std::fs;
-use std::num::NonZeroUsize;
-use std::thread;
-use std::time::{Duration, Instant};
 
-use srv_hybrid::{HybridOptions, Runtime};
-use zen_utils::config::DEFAULT_BACKLOG;
-use zen_utils::testkit::{Client, PATIENCE};
-use zen_utils::{listener, Config, Shutdown, Verbosity};
+use zen_utils::testkit::binary::Running;
+use zen_utils::testkit::Client;
 
 const WORKERS: usize = 4;
 const CLIENTS: usize = 40;
 
 #[test]
-fn per_core_joins_a_reuse_port_group_that_serves_every_client() {
-    let first = listener::bind("127.0.0.1:0".parse().unwrap(), DEFAULT_BACKLOG, true).unwrap();
-    let addr = first.local_addr().unwrap();
-    let shutdown = Shutdown::new();
-    let server = {
-        let shutdown = shutdown.clone();
-        let config = Config {
-            verbosity: Verbosity::Quiet,
-            ..Config::default()
-        };
-        let options = HybridOptions {
-            workers: NonZeroUsize::new(WORKERS).unwrap(),
-            runtime: Runtime::PerCore,
-            backlog: DEFAULT_BACKLOG,
-        };
-        thread::spawn(move || srv_hybrid::serve(first, config, shutdown, options))
-    };
-
-    // `serve` binds the rest of the group on its own thread: wait, bounded,
-    // until the kernel lists one listening socket per core on the port.
-    let started = Instant::now();
-    while listening_sockets(addr.port()) < WORKERS {
-        assert!(started.elapsed() < PATIENCE, "the group never formed");
-        thread::sleep(Duration::from_millis(10));
-    }
-    assert_eq!(listening_sockets(addr.port()), WORKERS);
+fn per_core_listens_with_the_whole_group_before_it_says_so_and_serves_every_client() {
+    let workers = WORKERS.to_string();
+    let server = Running::start(
+        env!("CARGO_BIN_EXE_srv-hybrid"),
+        &["--runtime", "per-core", "--workers", &workers],
+    );
+    // No waiting: tools connect as soon as they read the line, and a
+    // connection made before the group is complete would land on the
+    // first listener and stay on its core.
+    assert_eq!(listening_sockets(server.addr.port()), WORKERS);
 
     // Many clients open at once, so that the kernel spreads them over the
     // group; every one of them is answered, whichever core it landed on.
-    let mut clients: Vec<Client> = (0..CLIENTS).map(|_| Client::connect(addr)).collect();
+    let mut clients: Vec<Client> = (0..CLIENTS).map(|_| Client::connect(server.addr)).collect();
     for client in &mut clients {
         assert_eq!(client.ask(b"Sparse is better than?"), b"dense.");
     }
 
-    shutdown.trigger();
-    let summary = server.join().unwrap().unwrap();
+    let (status, stderr) = server.terminate();
+    assert!(status.success(), "{status}: {stderr}");
     for client in &mut clients {
         assert_eq!(client.read_to_close(), b"");
     }
-    assert_eq!(
-        (summary.connections, summary.answered, summary.errors),
-        (CLIENTS as u64, CLIENTS as u64, 0)
-    );
+    let summary =
+        format!("summary: {CLIENTS} connections, {CLIENTS} questions answered, 0 errors,");
+    assert!(stderr.contains(&summary), "{stderr}");
 }
 
 /// How many IPv4 TCP sockets listen on `port`, from `/proc/net/tcp`

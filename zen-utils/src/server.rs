@@ -1,5 +1,5 @@
 //! The part of every server's `main` that is the same for all five: raise
-//! the descriptor limit, bind, print `listening on IP:PORT`, install the
+//! the descriptor limit, bind (and prepare), print `listening on IP:PORT`, install the
 //! signal handlers, serve, print the summary.
 
 use std::io::{self, Write};
@@ -19,6 +19,24 @@ pub fn run(
     reuse_port: bool,
     serve: impl FnOnce(TcpListener, Config, Shutdown) -> io::Result<Summary>,
 ) -> ExitCode {
+    run_prepared(name, args, reuse_port, Ok, serve)
+}
+
+/// [`run`], with a step between binding and announcing: `prepare` turns the
+/// bound listener into whatever `serve` takes (srv-hybrid binds the rest of
+/// its per-core listeners there).
+///
+/// `listening on` is printed only once `prepare` has succeeded, because
+/// tools read that line as "ready": every socket that will accept must be
+/// listening by then, or the first connections could be refused or all
+/// land on one listener.
+pub fn run_prepared<T>(
+    name: &str,
+    args: &ServerArgs,
+    reuse_port: bool,
+    prepare: impl FnOnce(TcpListener) -> io::Result<T>,
+    serve: impl FnOnce(T, Config, Shutdown) -> io::Result<Summary>,
+) -> ExitCode {
     let config = args.config();
     if let Err(error) = crate::listener::raise_fd_limit() {
         if config.log_warnings() {
@@ -31,6 +49,10 @@ pub fn run(
     };
     let addr = match listener.local_addr() {
         Ok(addr) => addr,
+        Err(error) => return fail(name, &error),
+    };
+    let prepared = match prepare(listener) {
+        Ok(prepared) => prepared,
         Err(error) => return fail(name, &error),
     };
     // Tools start a server with `-p 0` and read this line to find the port,
@@ -47,7 +69,7 @@ pub fn run(
     if let Err(error) = shutdown.trigger_on_signals() {
         return fail(name, &error);
     }
-    match serve(listener, config.clone(), shutdown) {
+    match serve(prepared, config.clone(), shutdown) {
         Ok(summary) => {
             if config.log_warnings() {
                 eprintln!("{name}: {summary}");
