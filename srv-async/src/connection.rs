@@ -54,6 +54,10 @@ struct Connection<'a> {
     /// One timer for the connection's life, reset in place, not a new one
     /// per read.
     idle: Option<Pin<Box<Sleep>>>,
+    /// The timer of `--work wait`, made at the first wait and re-armed for
+    /// each one after; boxed, so a connection that never waits carries
+    /// only a pointer.
+    work_timer: Option<Box<precise_sleep::Timer>>,
     shutdown: ShutdownWatch<'a>,
 }
 
@@ -89,6 +93,7 @@ impl<'a> Connection<'a> {
             out: Vec::new(),
             shared,
             idle,
+            work_timer: None,
             shutdown: ShutdownWatch {
                 stop,
                 begins: Box::pin(stop.stopped()),
@@ -208,7 +213,7 @@ impl<'a> Connection<'a> {
             // thread serves other connections meanwhile. The timer is a
             // precise one: tokio's own rounds up to whole milliseconds.
             WorkKind::Wait => guarded(
-                precise_sleep::sleep(work.duration),
+                precise_sleep::sleep(&mut self.work_timer, work.duration),
                 &mut self.shutdown,
                 None,
             )

@@ -9,10 +9,17 @@
 //! the model. So the wait arms a kernel timer (`timerfd`) and awaits its
 //! readiness on tokio's reactor: still an async sleep — the task yields and
 //! the thread serves other connections — but it ends when it should.
+//!
+//! Each connection makes its [`Timer`] at its first wait and re-arms it for
+//! every wait after: one system call per wait (`timerfd_settime`), where a
+//! timer made per wait costs five (create, arm, register with epoll,
+//! deregister, close). On a single-threaded runtime those calls are paid
+//! one after the other for every connection whose wait ends at once, and
+//! each one delays the answers queued behind it.
 
 use std::io;
 use std::os::fd::OwnedFd;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustix::time::{
     timerfd_create, timerfd_settime, Itimerspec, TimerfdClockId, TimerfdFlags, TimerfdTimerFlags,
@@ -21,30 +28,69 @@ use rustix::time::{
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
-/// Sleeps for `duration` without holding the thread. Falls back to tokio's
-/// own timer if the kernel refuses a timerfd (out of descriptors, say).
-pub(crate) async fn sleep(duration: Duration) {
-    if duration.is_zero() {
-        return;
+/// A connection's kernel timer, registered with the reactor of the runtime
+/// that made it.
+pub(crate) struct Timer {
+    fd: AsyncFd<OwnedFd>,
+}
+
+impl Timer {
+    /// A disarmed timer. Fails when the kernel refuses a timerfd (out of
+    /// descriptors, say).
+    pub(crate) fn new() -> io::Result<Self> {
+        let fd = timerfd_create(
+            TimerfdClockId::Monotonic,
+            TimerfdFlags::NONBLOCK | TimerfdFlags::CLOEXEC,
+        )?;
+        // SAFETY: an `OwnedFd` is a valid open descriptor that stays the
+        // same and stays open until the `AsyncFd` that owns it is dropped.
+        let fd = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }?;
+        Ok(Self { fd })
     }
-    match arm(duration) {
-        Ok(timer) => {
-            // Readable once the timer has fired. An error from the reactor
-            // ends the wait early, which is only ever a shorter delay.
-            let _ = timer.readable().await;
+
+    /// Sleeps for `duration` without holding the thread.
+    pub(crate) async fn sleep(&self, duration: Duration) -> io::Result<()> {
+        if duration.is_zero() {
+            return Ok(());
         }
-        Err(_) => tokio::time::sleep(duration).await,
+        // Taken before the timer is armed, so it is never later than the
+        // moment the timer fires.
+        let deadline = Instant::now() + duration;
+        timerfd_settime(&self.fd, TimerfdTimerFlags::empty(), &once_after(duration))?;
+        loop {
+            // The reactor watches the timer edge-triggered: each expiry is
+            // one readiness event, and arming the timer anew resets its
+            // count, so nothing needs reading. A readiness left over from a
+            // wait that was abandoned (only the shutdown abandons one) is
+            // told apart by the clock: cleared, and waited past.
+            let mut ready = self.fd.readable().await?;
+            ready.clear_ready();
+            if Instant::now() >= deadline {
+                return Ok(());
+            }
+        }
     }
 }
 
-/// A one-shot timer that fires after `duration`, registered with the
-/// reactor of the runtime that runs the calling task.
-fn arm(duration: Duration) -> io::Result<AsyncFd<OwnedFd>> {
-    let timer = timerfd_create(
-        TimerfdClockId::Monotonic,
-        TimerfdFlags::NONBLOCK | TimerfdFlags::CLOEXEC,
-    )?;
-    let once = Itimerspec {
+/// Sleeps for `duration` on `timer`, made at the first call; on tokio's own
+/// timer if the kernel refuses a timerfd (which is only a less precise
+/// wait). An error from the reactor ends the wait early, which is only ever
+/// a shorter delay.
+pub(crate) async fn sleep(timer: &mut Option<Box<Timer>>, duration: Duration) {
+    if timer.is_none() {
+        *timer = Timer::new().ok().map(Box::new);
+    }
+    match timer {
+        Some(timer) => {
+            let _ = timer.sleep(duration).await;
+        }
+        None => tokio::time::sleep(duration).await,
+    }
+}
+
+/// A one-shot expiry `duration` from now.
+fn once_after(duration: Duration) -> Itimerspec {
+    Itimerspec {
         it_interval: Timespec {
             tv_sec: 0,
             tv_nsec: 0,
@@ -53,30 +99,56 @@ fn arm(duration: Duration) -> io::Result<AsyncFd<OwnedFd>> {
             tv_sec: i64::try_from(duration.as_secs()).unwrap_or(i64::MAX),
             tv_nsec: i64::from(duration.subsec_nanos()),
         },
-    };
-    timerfd_settime(&timer, TimerfdTimerFlags::empty(), &once)?;
-    // SAFETY: an `OwnedFd` is a valid open descriptor that stays the same
-    // and stays open until the `AsyncFd` that owns it is dropped.
-    let registered = unsafe { AsyncFd::register_with_interest(timer, Interest::READABLE) };
-    registered.map_err(io::Error::from)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Instant;
+    use std::future::{poll_fn, Future};
+    use std::task::Poll;
 
-    #[test]
-    fn sleeps_at_least_its_duration() {
-        let runtime = tokio::runtime::Builder::new_current_thread()
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .unwrap();
-        runtime.block_on(async {
+            .unwrap()
+    }
+
+    #[test]
+    fn each_sleep_on_a_reused_timer_lasts_at_least_its_duration() {
+        runtime().block_on(async {
+            let mut timer = None;
+            for micros in [2500, 300, 1000] {
+                let duration = Duration::from_micros(micros);
+                let started = Instant::now();
+                sleep(&mut timer, duration).await;
+                assert!(started.elapsed() >= duration);
+            }
+            assert!(timer.is_some());
+            sleep(&mut timer, Duration::ZERO).await;
+        });
+    }
+
+    #[test]
+    fn an_abandoned_wait_does_not_cut_the_next_one_short() {
+        runtime().block_on(async {
+            let timer = Timer::new().unwrap();
+            // Abandoned before its timer fires; the timer then fires with
+            // nobody waiting, and the reactor, driven meanwhile, records a
+            // readiness that no wait consumed.
+            let mut abandoned = Box::pin(timer.sleep(Duration::from_millis(1)));
+            poll_fn(|cx| {
+                assert!(abandoned.as_mut().poll(cx).is_pending());
+                Poll::Ready(())
+            })
+            .await;
+            drop(abandoned);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            let duration = Duration::from_millis(20);
             let started = Instant::now();
-            sleep(Duration::from_micros(2500)).await;
-            assert!(started.elapsed() >= Duration::from_micros(2500));
-            sleep(Duration::ZERO).await;
+            timer.sleep(duration).await.unwrap();
+            assert!(started.elapsed() >= duration);
         });
     }
 }
