@@ -17,9 +17,10 @@
 //!   `epoll_wait` when no task is ready.
 //! - **What blocks:** nothing should. Every wait is an `.await` that hands
 //!   the thread to another task: a read with nothing to read, a write to a
-//!   client that does not read, `--work wait` (a kernel timer awaited on the reactor). But
-//!   `--work cpu` (a busy loop) and `--work block` (`std::thread::sleep`)
-//!   run inline on the task and hold the one thread: while one connection
+//!   client that does not read, `--work wait` (the connection's kernel
+//!   timer, awaited on the reactor). But `--work cpu` (a busy loop) and
+//!   `--work block` (`std::thread::sleep`) run inline on the task and hold
+//!   the one thread: while one connection
 //!   computes or sleeps, no other connection is answered and nobody is
 //!   accepted. That is experiment 5's lesson: blocking an event loop turns
 //!   it back into srv-single.
