@@ -46,14 +46,9 @@ pub(crate) fn run(listener: &TcpListener, shared: &Shared) {
                 // The system is out of threads or memory. The connection
                 // and its place were dropped with the closure, so the
                 // client sees a close; pause as for any accept that ran
-                // out of resources, rather than spin.
+                // out of resources, rather than spin, and warn as rarely.
                 stats.error(1);
-                if config.log_warnings() {
-                    eprintln!(
-                        "warning: cannot start a thread for {peer}: {error}; \
-                         pausing {ACCEPT_BACKOFF:?}"
-                    );
-                }
+                accept_errors.out_of_resources("starting a connection's thread", &error, config);
                 thread::sleep(ACCEPT_BACKOFF);
             }
         }

@@ -131,20 +131,26 @@ impl AcceptErrors {
                     eprintln!("accept: connection lost before it was accepted: {error}");
                 }
             }
-            AcceptFailure::OutOfResources => {
-                let warning = self.warning(error, Instant::now());
-                if let (true, Some(warning)) = (config.log_warnings(), warning) {
-                    eprintln!("{warning}");
-                }
-            }
+            AcceptFailure::OutOfResources => self.out_of_resources("accept", error, config),
         }
         failure
+    }
+
+    /// Logs, rate-limited like the accept failures it shares the interval
+    /// and the count with, that `what` failed for lack of resources just
+    /// after an accept (srv-threaded: starting a connection's thread). The
+    /// caller pauses for [`ACCEPT_BACKOFF`] as after a failed accept.
+    pub fn out_of_resources(&self, what: &str, error: &io::Error, config: &Config) {
+        let warning = self.warning(what, error, Instant::now());
+        if let (true, Some(warning)) = (config.log_warnings(), warning) {
+            eprintln!("{warning}");
+        }
     }
 
     /// The warning to print for one more failure for lack of resources at
     /// `now`, or `None` if one was printed less than an interval ago (the
     /// failure is then counted, and the next warning says how many).
-    fn warning(&self, error: &io::Error, now: Instant) -> Option<String> {
+    fn warning(&self, what: &str, error: &io::Error, now: Instant) -> Option<String> {
         let at = nanos(now.saturating_duration_since(self.epoch));
         let next = self.next_warning.load(Ordering::Relaxed);
         let interval = nanos(ACCEPT_WARNING_INTERVAL);
@@ -169,7 +175,7 @@ impl AcceptErrors {
             n => format!(" (and {n} more times since the last warning)"),
         };
         Some(format!(
-            "warning: accept failed: {error}{more}; pausing accepts for {ACCEPT_BACKOFF:?} \
+            "warning: {what} failed: {error}{more}; pausing accepts for {ACCEPT_BACKOFF:?} \
              each time, warning at most every {ACCEPT_WARNING_INTERVAL:?}"
         ))
     }
@@ -226,19 +232,39 @@ mod tests {
         let emfile = io::Error::from_raw_os_error(24);
         let start = errors.epoch;
         let at = |ms: u64| start + Duration::from_millis(ms);
-        let first = errors.warning(&emfile, at(0)).expect("the first is logged");
+        let first = errors
+            .warning("accept", &emfile, at(0))
+            .expect("the first is logged");
         assert!(first.starts_with("warning: accept failed: "), "{first}");
         assert!(!first.contains("more times"), "{first}");
         // An episode: every 50 ms for 2.5 s, as a backing-off thread fails.
         let logged: Vec<String> = (1..=50)
-            .filter_map(|step| errors.warning(&emfile, at(step * 50)))
+            .filter_map(|step| errors.warning("accept", &emfile, at(step * 50)))
             .collect();
         assert_eq!(logged.len(), 2, "{logged:?}");
         assert!(logged[0].contains("(and 19 more times since the last warning)"));
         assert!(logged[1].contains("(and 19 more times since the last warning)"));
         // After a quiet spell, a new episode is logged at once, with the
         // tail of the last one counted.
-        let again = errors.warning(&emfile, at(10_000)).unwrap();
+        let again = errors.warning("accept", &emfile, at(10_000)).unwrap();
         assert!(again.contains("(and 10 more times"), "{again}");
+    }
+
+    #[test]
+    fn other_failures_after_an_accept_share_the_interval_and_the_count() {
+        let errors = AcceptErrors::new();
+        let eagain = io::Error::from_raw_os_error(11);
+        let start = errors.epoch;
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let first = errors.warning("starting a thread", &eagain, at(0)).unwrap();
+        assert!(
+            first.starts_with("warning: starting a thread failed: "),
+            "{first}"
+        );
+        assert_eq!(errors.warning("accept", &eagain, at(50)), None);
+        let next = errors
+            .warning("starting a thread", &eagain, at(1_050))
+            .unwrap();
+        assert!(next.contains("(and 1 more times"), "{next}");
     }
 }
