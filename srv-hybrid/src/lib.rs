@@ -105,7 +105,7 @@ pub struct HybridOptions {
     pub workers: NonZeroUsize,
     /// Work stealing or one runtime per core.
     pub runtime: Runtime,
-    /// The listen backlog of the per-core listeners that [`serve`] binds.
+    /// The listen backlog of the per-core listeners that [`listeners`] binds.
     pub backlog: i32,
 }
 
@@ -153,7 +153,8 @@ pub fn serve_listeners(
     Ok(shared.summary())
 }
 
-/// One multi-threaded runtime; srv-async's accept loop is one of its tasks.
+/// One multi-threaded runtime; srv-async's accept loop is one of its tasks
+/// (one per listener: [`listeners`] gives work stealing just one).
 fn work_stealing(
     listeners: Vec<TcpListener>,
     shared: &Arc<Shared>,
