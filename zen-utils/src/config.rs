@@ -186,15 +186,26 @@ impl Config {
     }
 }
 
-/// A `DUR` that does not parse.
+/// The longest `DUR` accepted: a year. Every deadline is "now + DUR", and
+/// the clock cannot hold one for the longest `Duration`; a year is beyond
+/// any timeout or simulated work that means something.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
+/// A `DUR` that does not parse, or is longer than [`MAX_DURATION`].
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("invalid duration `{0}`: expected a number and a unit, e.g. 250us, 10ms, 2s, 1m")]
-pub struct DurationError(String);
+pub enum DurationError {
+    /// Not a number and a unit.
+    #[error("invalid duration `{0}`: expected a number and a unit, e.g. 250us, 10ms, 2s, 1m")]
+    Invalid(String),
+    #[error("duration `{0}` is too long: at most a year (525600m)")]
+    /// Longer than [`MAX_DURATION`].
+    TooLong(String),
+}
 
 /// Parses SPEC.md's `DUR`: a number and a unit (`ns`, `us`, `ms`, `s`, `m`),
 /// e.g. `250us`, `10ms`, `1.5s`. A bare `0` is zero.
 pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
-    let error = || DurationError(text.to_owned());
+    let error = || DurationError::Invalid(text.to_owned());
     if text == "0" {
         return Ok(Duration::ZERO);
     }
@@ -211,7 +222,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
         "m" => 60.0,
         _ => return Err(error()),
     };
-    Duration::try_from_secs_f64(number * seconds_per_unit).map_err(|_| error())
+    match Duration::try_from_secs_f64(number * seconds_per_unit) {
+        Ok(duration) if duration <= MAX_DURATION => Ok(duration),
+        Ok(_) => Err(DurationError::TooLong(text.to_owned())),
+        Err(_) => Err(error()),
+    }
 }
 
 /// Formats a duration the way [`parse_duration`] reads it, in the largest
@@ -279,6 +294,17 @@ mod tests {
         assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
         for bad in ["", "10", "ms", "10 ms", "-1s", "1h", "1e3s", "1.2.3s"] {
             assert!(parse_duration(bad).is_err(), "{bad} should not parse");
+        }
+    }
+
+    #[test]
+    fn refuses_durations_longer_than_a_year() {
+        assert_eq!(parse_duration("525600m"), Ok(MAX_DURATION));
+        for long in ["525601m", "10000000000000000000s"] {
+            assert_eq!(
+                parse_duration(long),
+                Err(DurationError::TooLong(long.to_owned()))
+            );
         }
     }
 

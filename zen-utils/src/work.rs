@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
-use crate::config::{format_duration, parse_duration};
+use crate::config::{format_duration, parse_duration, DurationError};
 
 /// The simulated work of answering one question.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,8 +32,14 @@ pub enum WorkKind {
 
 /// A `--work` value that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("invalid work `{0}`: expected wait:DUR, cpu:DUR or block:DUR, e.g. wait:10ms")]
-pub struct WorkError(String);
+pub enum WorkError {
+    /// Not `KIND:DUR` with a known kind and a `DUR` that parses.
+    #[error("invalid work `{0}`: expected wait:DUR, cpu:DUR or block:DUR, e.g. wait:10ms")]
+    Invalid(String),
+    /// A `DUR` longer than [`crate::config::MAX_DURATION`].
+    #[error(transparent)]
+    TooLong(DurationError),
+}
 
 impl Work {
     /// Does this work on the calling thread the way a thread-per-connection
@@ -57,7 +63,7 @@ pub fn spin(duration: Duration) {
 impl FromStr for Work {
     type Err = WorkError;
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let error = || WorkError(text.to_owned());
+        let error = || WorkError::Invalid(text.to_owned());
         let (kind, duration) = text.split_once(':').ok_or_else(error)?;
         let kind = match kind {
             "wait" => WorkKind::Wait,
@@ -65,7 +71,10 @@ impl FromStr for Work {
             "block" => WorkKind::Block,
             _ => return Err(error()),
         };
-        let duration = parse_duration(duration).map_err(|_| error())?;
+        let duration = parse_duration(duration).map_err(|reason| match reason {
+            DurationError::TooLong(_) => WorkError::TooLong(reason),
+            DurationError::Invalid(_) => error(),
+        })?;
         Ok(Self { kind, duration })
     }
 }
@@ -98,8 +107,17 @@ mod tests {
         assert_eq!("cpu:200us".parse::<Work>().unwrap().kind, WorkKind::Cpu);
         assert_eq!("block:1s".parse::<Work>().unwrap().to_string(), "block:1s");
         for bad in ["wait", "wait:", "sleep:1s", "cpu:fast", ":1s"] {
-            assert!(bad.parse::<Work>().is_err(), "{bad} should not parse");
+            assert_eq!(bad.parse::<Work>(), Err(WorkError::Invalid(bad.to_owned())));
         }
+    }
+
+    #[test]
+    fn a_duration_too_long_says_so() {
+        let error = "wait:10000000000000000000s".parse::<Work>().unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "duration `10000000000000000000s` is too long: at most a year (525600m)"
+        );
     }
 
     #[test]
