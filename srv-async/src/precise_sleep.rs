@@ -72,20 +72,21 @@ impl Timer {
     }
 }
 
-/// Sleeps for `duration` on `timer`, made at the first call; on tokio's own
-/// timer if the kernel refuses a timerfd (which is only a less precise
-/// wait). An error from the reactor ends the wait early, which is only ever
-/// a shorter delay.
+/// Sleeps for `duration` on `timer`, made at the first call. Wherever the
+/// kernel timer fails (no timerfd to be had, out of descriptors, say; an
+/// error arming it or from the reactor) the rest of the wait is done on
+/// tokio's own timer: only a less precise wait, never a shorter one.
 pub(crate) async fn sleep(timer: &mut Option<Box<Timer>>, duration: Duration) {
+    let started = Instant::now();
     if timer.is_none() {
         *timer = Timer::new().ok().map(Box::new);
     }
-    match timer {
-        Some(timer) => {
-            let _ = timer.sleep(duration).await;
+    if let Some(timer) = timer {
+        if timer.sleep(duration).await.is_ok() {
+            return;
         }
-        None => tokio::time::sleep(duration).await,
     }
+    tokio::time::sleep(duration.saturating_sub(started.elapsed())).await;
 }
 
 /// A one-shot expiry `duration` from now.
