@@ -147,7 +147,7 @@ pub fn serve_listeners(
 ) -> io::Result<Summary> {
     let shared = Shared::new(config, shutdown.clone());
     match options.runtime {
-        Runtime::WorkStealing => work_stealing(listeners, &shared, options.workers)?,
+        Runtime::WorkStealing => work_stealing(listeners, &shared, &shutdown, options.workers)?,
         Runtime::PerCore => per_core(listeners, &shared, &shutdown)?,
     }
     Ok(shared.summary())
@@ -158,6 +158,7 @@ pub fn serve_listeners(
 fn work_stealing(
     listeners: Vec<TcpListener>,
     shared: &Arc<Shared>,
+    shutdown: &Shutdown,
     workers: NonZeroUsize,
 ) -> io::Result<()> {
     // The multi-thread flavor: `workers` threads, each with a local queue
@@ -173,7 +174,13 @@ fn work_stealing(
     // passing through the runtime's shared injection queue.
     let accepting: Vec<_> = listeners
         .into_iter()
-        .map(|listener| runtime.spawn(serve_listener(listener, Arc::clone(shared))))
+        .map(|listener| {
+            runtime.spawn(serve_or_stop_all(
+                listener,
+                Arc::clone(shared),
+                shutdown.clone(),
+            ))
+        })
         .collect();
     runtime.block_on(async {
         let mut result = Ok(());
@@ -242,9 +249,19 @@ fn run_core(
     shared: Arc<Shared>,
     shutdown: &Shutdown,
 ) -> io::Result<()> {
-    let served = runtime.block_on(serve_listener(listener, shared));
+    runtime.block_on(serve_or_stop_all(listener, shared, shutdown.clone()))
+}
+
+/// srv-async's accept loop on one of the listeners; if it fails, the
+/// others stop too, so that [`serve`] returns the error rather than wait
+/// for loops that nobody stops.
+async fn serve_or_stop_all(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    shutdown: Shutdown,
+) -> io::Result<()> {
+    let served = serve_listener(listener, shared).await;
     if served.is_err() {
-        // Stop the other cores, so that `serve` returns this error.
         shutdown.trigger();
     }
     served

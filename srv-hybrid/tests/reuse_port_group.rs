@@ -4,12 +4,52 @@
 //! `SO_REUSEPORT`, so its per-core runs take the shared-listener path.)
 
 use std::fs;
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 
+use srv_hybrid::{HybridOptions, Runtime};
+use zen_utils::listener;
 use zen_utils::testkit::binary::Running;
 use zen_utils::testkit::Client;
 
 const WORKERS: usize = 4;
 const CLIENTS: usize = 40;
+
+fn per_core() -> HybridOptions {
+    HybridOptions {
+        workers: NonZeroUsize::new(WORKERS).unwrap(),
+        runtime: Runtime::PerCore,
+        backlog: 128,
+    }
+}
+
+fn loopback() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+/// What the binary does before it prints `listening on`: the group is
+/// complete once `listeners` returns, before anything is served.
+#[test]
+fn the_group_listens_once_listeners_returns() {
+    let first = listener::bind(loopback(), 128, true).unwrap();
+    let port = first.local_addr().unwrap().port();
+    let group = srv_hybrid::listeners(first, per_core()).unwrap();
+    assert_eq!(group.len(), WORKERS);
+    assert_eq!(listening_sockets(port), WORKERS);
+    drop(group);
+    assert_eq!(listening_sockets(port), 0);
+}
+
+/// A listener bound without `SO_REUSEPORT` cannot be joined: every core
+/// shares the one socket instead.
+#[test]
+fn without_reuse_port_the_cores_share_one_socket() {
+    let only = listener::bind(loopback(), 128, false).unwrap();
+    let port = only.local_addr().unwrap().port();
+    let group = srv_hybrid::listeners(only, per_core()).unwrap();
+    assert_eq!(group.len(), WORKERS);
+    assert_eq!(listening_sockets(port), 1);
+}
 
 #[test]
 fn per_core_listens_with_the_whole_group_before_it_says_so_and_serves_every_client() {
@@ -20,7 +60,9 @@ fn per_core_listens_with_the_whole_group_before_it_says_so_and_serves_every_clie
     );
     // No waiting: tools connect as soon as they read the line, and a
     // connection made before the group is complete would land on the
-    // first listener and stay on its core.
+    // first listener and stay on its core. (A binary that bound the rest
+    // just after the line would pass here whenever it won the race; the
+    // test above is the one that cannot be raced.)
     assert_eq!(listening_sockets(server.addr.port()), WORKERS);
 
     // Many clients open at once, so that the kernel spreads them over the
