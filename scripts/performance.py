@@ -14,6 +14,7 @@ taken within one round, are what the targets are about.
 """
 
 import argparse
+import ctypes
 import json
 import math
 import os
@@ -21,6 +22,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import socket
 import tempfile
 import time
 
@@ -28,10 +30,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target", "release")
 QUESTION = "Beautiful is better than?"
 
+# The CPUs this script may use (all of them, unless it runs under taskset
+# or in a cpuset): every child is started on them.
+CPUS = sorted(os.sched_getaffinity(0))
+
 # srv-hybrid's default, a thread per CPU, given explicitly: the default
 # counts only the CPUs the process may use, and the one-connection row
 # keeps it on one core (see SHARED_CORE).
-WORKERS = ["--workers", str(os.cpu_count())]
+WORKERS = ["--workers", str(len(CPUS))]
 
 # (label, binary, extra flags)
 SERVERS = [
@@ -81,7 +87,7 @@ def setup():
 # from 2,300 to 6,200 answers/s from one run to the next on a shared
 # 2-core VM. On one core the round trip is the two programs' own work and
 # two context switches, and the figures repeat within a few percent.
-SHARED_CORE = {os.cpu_count() - 1}
+SHARED_CORE = {CPUS[-1]}
 
 
 def on_cores(cores):
@@ -92,7 +98,8 @@ def on_cores(cores):
 
 
 class Server:
-    """A server binary started on port 0, stopped with SIGTERM."""
+    """A server binary started on port 0, stopped with SIGTERM; used as
+    `with Server(...) as server:`, so that it stops whatever happens."""
 
     def __init__(self, binary, flags, cores=None):
         self.proc = subprocess.Popen([os.path.join(BIN, binary), "-p", "0", "-q", *flags],
@@ -100,8 +107,15 @@ class Server:
                                      preexec_fn=on_cores(cores))
         line = self.proc.stdout.readline()
         if not line.startswith("listening on "):
+            self.stop()
             raise RuntimeError(f"{binary} did not start: {line!r}")
         self.port = int(line.rsplit(":", 1)[1])
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_):
+        self.stop()
 
     def rss_kib(self):
         with open(f"/proc/{self.proc.pid}/status") as status:
@@ -112,7 +126,11 @@ class Server:
 
     def stop(self):
         self.proc.terminate()
-        self.proc.wait(timeout=10)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
 
 
 class Redis(Server):
@@ -125,11 +143,11 @@ class Redis(Server):
         self.port = port
         for _ in range(100):
             try:
-                import socket
                 socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
                 return
             except OSError:
                 time.sleep(0.05)
+        self.stop()
         raise RuntimeError("redis-server did not start")
 
 
@@ -141,11 +159,17 @@ def free_port():
 
 
 def load(port, conns, pipeline, seconds, extra=(), cores=None):
+    """`client load`'s report; its rate counts as 0 if any answer was wrong."""
     out = subprocess.run([os.path.join(BIN, "client"), "load", "-p", str(port), "-c", str(conns),
                           "--pipeline", str(pipeline), "-d", f"{seconds}s", "--warmup", "500ms",
                           "--json", *extra], capture_output=True, text=True,
                          preexec_fn=on_cores(cores))
+    if out.returncode != 0:
+        raise RuntimeError(f"client load failed: {out.stderr.strip()}")
     report = json.loads(out.stdout)
+    if report["errors"] != 0:
+        log(f"  {report['errors']} wrong answers on port {port}: rate counted as 0")
+        report["rps"] = 0.0
     return report
 
 
@@ -162,22 +186,36 @@ def cpu_times():
     return sum(fields[:8]), fields[7] if len(fields) > 7 else 0
 
 
-def lone_sleep_ms(samples=200):
-    """How long a 10 ms sleep lasts on this machine when nothing else runs,
-    median of `samples`: the timer's own lateness, which bounds every
-    server's `--work wait:10ms` rate before any round trip is counted."""
+class Itimerspec(ctypes.Structure):
+    _fields_ = [("interval_s", ctypes.c_long), ("interval_ns", ctypes.c_long),
+                ("value_s", ctypes.c_long), ("value_ns", ctypes.c_long)]
+
+
+def kernel_timer_ms(samples=200):
+    """How long a 10 ms kernel timer (a timerfd, as srv-poll's and
+    srv-async's waits use) takes to wake a thread that waits for nothing
+    else, median of `samples`: the machine's own lateness, part of every
+    `--work wait:10ms` round trip before any server work is counted."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = libc.timerfd_create(time.CLOCK_MONOTONIC, 0)
+    if fd < 0:
+        return float("nan")
     lasted = []
-    for _ in range(samples):
-        started = time.perf_counter()
-        time.sleep(0.010)
-        lasted.append(time.perf_counter() - started)
+    try:
+        for _ in range(samples):
+            started = time.perf_counter()
+            libc.timerfd_settime(fd, 0, ctypes.byref(Itimerspec(0, 0, 0, 10_000_000)), None)
+            os.read(fd, 8)
+            lasted.append(time.perf_counter() - started)
+    finally:
+        os.close(fd)
     return 1000 * statistics.median(lasted)
 
 
 def one_round(seconds, epoll_load):
     rates = {}  # (workload, label) -> value
     started = cpu_times()
-    rates[("machine", "sleep_ms")] = lone_sleep_ms()
+    rates[("machine", "timer_ms")] = kernel_timer_ms()
 
     for workload, conns, pipeline in [("1x1", 1, 1), ("50x1", 50, 1), ("50x16", 50, 16)]:
         cores = SHARED_CORE if workload == "1x1" else None
@@ -185,20 +223,18 @@ def one_round(seconds, epoll_load):
         # ratio is taken against that measurement: on a shared machine the
         # rate of everything drifts within a round, and a pair measured
         # seconds apart drifts least.
-        redis = Redis(cores)
         references = []
-        for label, binary, flags in SERVERS:
-            if label == "srv-single" and workload != "1x1":
-                continue  # one client at a time: 49 connections would only wait
-            reference = ask_redis(redis.port, conns, pipeline, seconds, cores)["rps"]
-            references.append(reference)
-            server = Server(binary, flags, cores)
-            report = load(server.port, conns, pipeline, seconds, cores=cores)
-            server.stop()
-            rate = report["rps"] if report["errors"] == 0 else 0.0
-            rates[(workload, label)] = rate
-            rates[(workload + "/ratio", label)] = rate / reference
-        redis.stop()
+        with Redis(cores) as redis:
+            for label, binary, flags in SERVERS:
+                if label == "srv-single" and workload != "1x1":
+                    continue  # one client at a time: 49 connections would only wait
+                reference = ask_redis(redis.port, conns, pipeline, seconds, cores)["rps"]
+                references.append(reference)
+                with Server(binary, flags, cores) as server:
+                    rate = load(server.port, conns, pipeline, seconds, cores=cores)["rps"]
+                rates[(workload, label)] = rate
+                rates[(workload + "/redis", label)] = reference
+                rates[(workload + "/ratio", label)] = rate / reference if reference else 0.0
         rates[(workload, "redis-server")] = statistics.median(references)
         log(f"  {workload} done")
 
@@ -206,36 +242,33 @@ def one_round(seconds, epoll_load):
     # are nearly idle (10 ms per answer), and the 64 answers of a cycle
     # arrive together, so one client thread handling them in turn would
     # add its own queue to every round trip, whichever server it measures.
-    all_cores = ["--threads", str(os.cpu_count())]
+    all_cores = ["--threads", str(len(CPUS))]
     for label, binary, flags in SERVERS[1:]:
-        server = Server(binary, [*flags, "--work", "wait:10ms"])
-        rates[("wait", label)] = load(server.port, 64, 1, seconds, all_cores)["rps"]
-        server.stop()
+        with Server(binary, [*flags, "--work", "wait:10ms"]) as server:
+            rates[("wait", label)] = load(server.port, 64, 1, seconds, all_cores)["rps"]
     log("  wait:10ms done")
 
     for label, binary, flags in SERVERS[3:]:
-        server = Server(binary, flags)
-        before = server.rss_kib()
-        hold = subprocess.Popen([os.path.join(BIN, "client"), "hold", "-p", str(server.port),
-                                 "-c", "10000", "-d", f"{seconds + 6}s", "--json"],
-                                stdout=subprocess.PIPE, text=True)
-        time.sleep(4)  # the 10,000 connects are done well within this
-        busy = load(server.port, 4, 1, seconds)
-        during = server.rss_kib()
-        held = json.loads(hold.communicate()[0])
-        server.stop()
+        with Server(binary, flags) as server:
+            before = server.rss_kib()
+            with subprocess.Popen([os.path.join(BIN, "client"), "hold", "-p", str(server.port),
+                                   "-c", "10000", "-d", f"{seconds + 6}s", "--json"],
+                                  stdout=subprocess.PIPE, text=True) as hold:
+                time.sleep(4)  # the 10,000 connects are done well within this
+                busy = load(server.port, 4, 1, seconds)
+                during = server.rss_kib()
+                held = json.loads(hold.communicate()[0])
         per_conn = (during - before) * 1024 / max(held["open"], 1)
         rates[("c10k", label)] = per_conn
         rates[("c10k-open", label)] = held["open"]
         rates[("c10k-p99", label)] = busy["latency_us"]["p99"]
     log("  C10K done")
 
-    server = Server("srv-poll", [])
-    ours = load(server.port, 50, 1, seconds, ["--question", QUESTION, "--threads", "1"])["rps"]
-    theirs = float(subprocess.run([epoll_load, "127.0.0.1", str(server.port), "50", str(seconds),
-                                   QUESTION, "ugly."], capture_output=True, text=True,
-                                  check=True).stdout)
-    server.stop()
+    with Server("srv-poll", []) as server:
+        ours = load(server.port, 50, 1, seconds, ["--question", QUESTION, "--threads", "1"])["rps"]
+        theirs = float(subprocess.run([epoll_load, "127.0.0.1", str(server.port), "50",
+                                       str(seconds), QUESTION, "ugly."], capture_output=True,
+                                      text=True, check=True).stdout)
     rates[("loadgen", "client load")] = ours
     rates[("loadgen", "epoll-load.c")] = theirs
     log("  load generator done")
@@ -277,49 +310,51 @@ def main():
     def ratio(workload, label, reference):
         return statistics.median(r[(workload, label)] / r[reference] for r in rounds)
 
-    cores = os.cpu_count()
-    print(f"Measured {time.strftime('%Y-%m-%d')} on {cores} cores, loopback; "
-          f"median of {args.rounds} round(s), {args.seconds:g} s per load; each ratio to "
-          f"redis-server is to its rate measured just before that server's. The one-connection "
-          f"rows run server and client on one shared core; `--work wait` gives the client "
-          f"every core. CPU time stolen by the hypervisor during a round: "
-          f"{100 * median(('machine', 'stolen')):.1f}% (median; "
+    print(f"Measured {time.strftime('%Y-%m-%d')} on {len(CPUS)} cores, loopback; "
+          f"median of {args.rounds} round(s), {args.seconds:g} s per load. redis-server is "
+          f"measured just before each server, and the ratio is the median over the rounds of "
+          f"each round's quotient of the two (so it can differ from the quotient of the two "
+          f"medians shown). The one-connection rows run server and client on one shared "
+          f"core; `--work wait` gives the client every core. CPU time stolen by the "
+          f"hypervisor during a round: {100 * median(('machine', 'stolen')):.1f}% (median; "
           f"{100 * min(r[('machine', 'stolen')] for r in rounds):.1f}% to "
           f"{100 * max(r[('machine', 'stolen')] for r in rounds):.1f}%).\n")
-    print("| workload | server | answers/s | ratio | target | |")
-    print("|---|---|---:|---:|---:|---|")
+    print("| workload | server | answers/s | redis-server just before | ratio | target | |")
+    print("|---|---|---:|---:|---:|---:|---|")
     names = {"1x1": "1 connection, 1 in flight", "50x1": "50 connections, 1 in flight",
              "50x16": "50 connections, 16 in flight"}
+
+    def row(workload, label, value, redis="", r="", t=None, met=None, target=""):
+        if t is not None:
+            met, target = r >= t, f"≥ {t:.2f}"
+        ok = "" if met is None else ("met" if met else "**missed**")
+        r = r if isinstance(r, str) else shown(r)
+        print(f"| {workload} | {label} | {value} | {redis} | {r} | {target} | {ok} |")
+
     for workload in ["1x1", "50x1", "50x16"]:
-        print(f"| {names[workload]} | redis-server | {median((workload, 'redis-server')):,.0f} | 1.00 | | |")
         for label, _, _ in SERVERS:
             if (workload, label) not in rounds[0]:
                 continue
-            r = median((workload + "/ratio", label))
-            t = target_for(workload, label)
-            ok = "" if t is None else ("met" if r >= t else "**missed**")
-            print(f"| {names[workload]} | {label} | {median((workload, label)):,.0f} | {shown(r)} | "
-                  f"{'' if t is None else f'≥ {t:.2f}'} | {ok} |")
-    sleep_ms = median(("machine", "sleep_ms"))
-    bound = 64 / (sleep_ms / 1000)
-    print(f"| 64 connections, `--work wait:10ms` | (a lone 10 ms sleep here lasts "
-          f"{sleep_ms:.3f} ms: no server can exceed {bound:,.0f}/s) | {bound:,.0f} | "
-          f"{shown(bound / 6400)} | | |")
+            row(names[workload], label, f"{median((workload, label)):,.0f}",
+                f"{median((workload + '/redis', label)):,.0f}",
+                median((workload + "/ratio", label)), target_for(workload, label))
+    timer_ms = median(("machine", "timer_ms"))
+    row("64 connections, `--work wait:10ms`", f"(a 10 ms kernel timer alone here fires after "
+        f"{timer_ms:.3f} ms, median: at that pace 64 connections make at most "
+        f"{64 / (timer_ms / 1000):,.0f}/s, before any round trip)", "")
     for label, _, _ in SERVERS[1:]:
         rate = median(("wait", label))
-        t = target_for("wait", label)
-        print(f"| 64 connections, `--work wait:10ms` (ideal 6,400/s) | {label} | {rate:,.0f} | "
-              f"{shown(rate / 6400)} | ≥ {t:.2f} | {'met' if rate / 6400 >= t else '**missed**'} |")
+        row("64 connections, `--work wait:10ms` (ideal 6,400/s)", label, f"{rate:,.0f}", "",
+            rate / 6400, target_for("wait", label))
     for label, _, _ in SERVERS[3:]:
         per_conn = median(("c10k", label))
-        print(f"| 10,000 idle connections: server RSS per connection | {label} | "
-              f"{per_conn:,.0f} B ({median(('c10k-open', label)):,.0f} held; busy p99 "
-              f"{median(('c10k-p99', label)):,.0f} µs) | | ≤ 2,048 B | "
-              f"{'met' if per_conn <= 2048 else '**missed**'} |")
+        row("10,000 idle connections: server RSS per connection", label,
+            f"{per_conn:,.0f} B ({median(('c10k-open', label)):,.0f} held; busy p99 "
+            f"{median(('c10k-p99', label)):,.0f} µs)", met=per_conn <= 2048, target="≤ 2,048 B")
     r = ratio("loadgen", "client load", ("loadgen", "epoll-load.c"))
-    print(f"| load generator vs epoll-load.c (srv-poll, 50 connections) | client load | "
-          f"{median(('loadgen', 'client load')):,.0f} vs {median(('loadgen', 'epoll-load.c')):,.0f} | "
-          f"{shown(r)} | ≥ 0.90 | {'met' if r >= 0.9 else '**missed**'} |")
+    row("load generator vs epoll-load.c (srv-poll, 50 connections)", "client load",
+        f"{median(('loadgen', 'client load')):,.0f} vs {median(('loadgen', 'epoll-load.c')):,.0f}",
+        "", r, 0.9)
     if args.json:
         with open(args.json, "w") as out:
             json.dump([{f"{w}/{l}": v for (w, l), v in r.items()} for r in rounds], out, indent=1)
