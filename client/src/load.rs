@@ -154,8 +154,10 @@ pub(crate) struct LoadArgs {
 }
 
 /// Runs the load and prints the report. The exit code is 0 when the run
-/// completed with no error; with errors (or when it stopped early) the
-/// report is printed all the same and the exit code is 1.
+/// completed with no error; with errors, when it stopped early, or when no
+/// answer at all arrived in the measured window (not a measurement: the
+/// server answers another protocol, say, or is stuck), the report is
+/// printed all the same and the exit code is 1.
 pub(crate) fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
     let interrupted = interrupt_flag();
     let report = measure(
@@ -167,11 +169,22 @@ pub(crate) fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
         },
     )?;
     crate::report::print(&report, args.json)?;
-    Ok(if report.errors == 0 && report.stopped_early.is_none() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    let unanswered = report.requests == 0 && report.errors == 0;
+    if unanswered && report.stopped_early.is_none() {
+        eprintln!(
+            "client load: no answer arrived in {:.1} s: is the server stuck, or does it \
+             answer another protocol (then give its request and reply with --send and \
+             --expect)?",
+            report.seconds
+        );
+    }
+    Ok(
+        if report.errors == 0 && report.stopped_early.is_none() && !unanswered {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        },
+    )
 }
 
 /// What the caller of [`measure`] sees of a run while it goes on, and how

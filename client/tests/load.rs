@@ -393,6 +393,25 @@ fn a_silent_server_times_out_and_n_stops_early() {
 }
 
 #[test]
+fn a_run_with_no_answer_at_all_says_so_and_fails() {
+    // Reads every question and never answers, as a server of another
+    // protocol that waits for more would.
+    let addr = fake_server(|mut stream, _| {
+        let mut buf = [0; 4096];
+        while matches!(stream.read(&mut buf), Ok(n) if n > 0) {}
+    });
+    let (report, output) = load(addr, &["-c", "2", "-d", "300ms"]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert_eq!(num(&report, "requests"), 0.0);
+    assert_eq!(num(&report, "errors"), 0.0);
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.starts_with("client load: no answer arrived in 0.3 s: is the server stuck"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn threads_are_at_most_one_per_connection() {
     let addr = zen_server();
     let (report, _) = load(addr, &["-c", "3", "-n", "30", "--threads", "1"]);
