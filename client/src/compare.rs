@@ -16,7 +16,9 @@
 //! Each run gets a fresh server process, so that every table row starts
 //! from the same place and the server's own summary counts that run only.
 //! The load runs in this process (the same engine as `client load`, called
-//! as a function), on half the cores by default, next to the server.
+//! as a function), on half the cores by default, next to the server, which
+//! runs at a lower priority so that its threads never preempt the load
+//! (`process::SERVER_NICE`).
 
 mod charts;
 mod experiments;
@@ -440,11 +442,21 @@ fn server_args(contender: &Contender, experiment: &Experiment) -> Vec<String> {
     args
 }
 
+/// The server's command line as a reader would type it, with the
+/// priority it runs at (see [`process::SERVER_NICE`]).
 fn server_command(contender: &Contender, experiment: &Experiment) -> String {
+    let nice = format!("nice -n {}", process::SERVER_NICE);
     match contender.kind {
-        Kind::Redis => format!("{REDIS} --port PORT --bind 127.0.0.1 --save '' --appendonly no"),
+        Kind::Redis => {
+            format!("{nice} {REDIS} --port PORT --bind 127.0.0.1 --save '' --appendonly no")
+        }
         _ => {
-            let mut words = vec![contender.bin.to_owned(), "-p".to_owned(), "0".to_owned()];
+            let mut words = vec![
+                nice,
+                contender.bin.to_owned(),
+                "-p".to_owned(),
+                "0".to_owned(),
+            ];
             words.extend(server_args(contender, experiment));
             words.join(" ")
         }
@@ -646,7 +658,7 @@ mod tests {
         let pool = &lineup::everyone(16)[1];
         assert_eq!(
             server_command(pool, slow_backend),
-            "srv-threaded -p 0 --workers 16 --work wait:10ms"
+            "nice -n 10 srv-threaded -p 0 --workers 16 --work wait:10ms"
         );
     }
 }

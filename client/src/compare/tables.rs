@@ -31,9 +31,10 @@ pub(crate) fn report(results: &Results, charts: &[&str]) -> String {
         md,
         "Measured on {}, {} cores{cpu}, Linux {}, by `client compare{}`: \
          each run {} s after {} s of warmup, the load generator on {} thread{} \
-         of the same machine, over loopback. Every server was started fresh for \
-         every run. Ratios between rows carry over to other machines; the \
-         absolute numbers do not.\n",
+         of the same machine, over loopback, every server at nice {}, below it (so \
+         that a server's waking threads never preempt the load). Every server \
+         was started fresh for every run. Ratios between rows carry over to \
+         other machines; the absolute numbers do not.\n",
         machine.date,
         machine.cores,
         machine.kernel,
@@ -42,6 +43,7 @@ pub(crate) fn report(results: &Results, charts: &[&str]) -> String {
         settings.warmup_seconds,
         settings.load_threads,
         if settings.load_threads == 1 { "" } else { "s" },
+        super::process::SERVER_NICE,
     );
     if results.interrupted {
         let _ = writeln!(
