@@ -91,32 +91,33 @@ SHARED_CORE = {CPUS[-1]}
 
 
 # Everywhere else the load generator and the server share every core, and
-# the load generator runs at a higher priority (a lower nice value) than
-# the server. At equal priority, each question wakes a server thread that
-# preempts the load generator on its core (the kernel favours a thread
-# that has just woken): a server with more than one thread then takes the
-# load generator's CPU from it, and the load generator becomes the limit.
-# Measured here at 50 connections: a two-runtime srv-hybrid preempted the
-# load generator 158,000 times in 2.5 s, and gave 222,000 answers/s at
-# equal priority, 294,000 with the load generator at nice -10, while
+# the servers (redis-server too) run at a lower priority than the load
+# generator, at SERVER_NICE, as `client compare` runs them. At equal
+# priority, each question wakes a server thread that preempts the load
+# generator on its core (the kernel favours a thread that has just woken):
+# a server with more than one thread then takes the load generator's CPU
+# from it, and the load generator becomes the limit. Measured here at 50
+# connections: a two-runtime srv-hybrid preempted the load generator
+# 158,000 times in 2.5 s, and gave 222,000 answers/s at equal priority,
+# 294,000 with the load generator 10 nice levels above it, while
 # single-threaded servers (redis-server included) did not move. On its own
 # machine, as in real use, a load generator is preempted by no server.
-LOADGEN_NICE = -10 if os.geteuid() == 0 else 0
+SERVER_NICE = 10
 
 
 def on_cores(cores):
-    """A preexec_fn that keeps the child on `cores` (None: anywhere)."""
+    """A preexec_fn for a server: on `cores` if given (the shared core, at
+    the load generator's priority), else anywhere, at SERVER_NICE."""
     if cores is None:
-        return None
+        return lambda: os.nice(SERVER_NICE)
     return lambda: os.sched_setaffinity(0, cores)
 
 
 def as_load_generator(cores):
-    """A preexec_fn for a load generator: on `cores` if given (the shared
-    core, at the server's priority), else anywhere, at LOADGEN_NICE."""
-    if cores is not None:
-        return on_cores(cores)
-    return lambda: os.nice(LOADGEN_NICE)
+    """A preexec_fn for a load generator: on `cores` if given, else anywhere."""
+    if cores is None:
+        return None
+    return lambda: os.sched_setaffinity(0, cores)
 
 
 class Server:
@@ -339,9 +340,9 @@ def main():
           f"measured just before each server, and the ratio is the median over the rounds of "
           f"each round's quotient of the two (so it can differ from the quotient of the two "
           f"medians shown). The one-connection rows run server and client on one shared "
-          f"core; elsewhere the load generators share every core with the server, at "
-          f"{f'nice {LOADGEN_NICE}' if LOADGEN_NICE else 'the same priority (not root: expect the multi-threaded servers to read low)'}"
-          f", and `--work wait` gives the client every core. CPU time stolen by the "
+          f"core; elsewhere the load generators share every core with the server, which "
+          f"runs at nice {SERVER_NICE}, below them; `--work wait` "
+          f"gives the client every core. CPU time stolen by the "
           f"hypervisor during a round: {100 * median(('machine', 'stolen')):.1f}% (median; "
           f"{100 * min(r[('machine', 'stolen')] for r in rounds):.1f}% to "
           f"{100 * max(r[('machine', 'stolen')] for r in rounds):.1f}%).\n")
