@@ -105,9 +105,10 @@ SHARED_CORE = {CPUS[-1]}
 SERVER_NICE = 10
 
 
-def on_cores(cores):
+def as_server(cores):
     """A preexec_fn for a server: on `cores` if given (the shared core, at
-    the load generator's priority), else anywhere, at SERVER_NICE."""
+    the load generator's priority), else anywhere, SERVER_NICE levels below
+    this script and the load generators."""
     if cores is None:
         return lambda: os.nice(SERVER_NICE)
     return lambda: os.sched_setaffinity(0, cores)
@@ -127,7 +128,7 @@ class Server:
     def __init__(self, binary, flags, cores=None):
         self.proc = subprocess.Popen([os.path.join(BIN, binary), "-p", "0", "-q", *flags],
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                                     preexec_fn=on_cores(cores))
+                                     preexec_fn=as_server(cores))
         line = self.proc.stdout.readline()
         if not line.startswith("listening on "):
             self.stop()
@@ -162,7 +163,7 @@ class Redis(Server):
         self.proc = subprocess.Popen(["redis-server", "--port", str(port), "--save", "",
                                       "--appendonly", "no", "--bind", "127.0.0.1"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     preexec_fn=on_cores(cores))
+                                     preexec_fn=as_server(cores))
         self.port = port
         for _ in range(100):
             try:
@@ -175,22 +176,23 @@ class Redis(Server):
 
 
 def free_port():
-    import socket
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
 def load(port, conns, pipeline, seconds, extra=(), cores=None):
-    """`client load`'s report; its rate counts as 0 if any answer was wrong."""
+    """`client load`'s report; its rate counts as 0 if any answer was wrong
+    or any connection failed (the client then exits 1 after its report)."""
     out = subprocess.run([os.path.join(BIN, "client"), "load", "-p", str(port), "-c", str(conns),
                           "--pipeline", str(pipeline), "-d", f"{seconds}s", "--warmup", "500ms",
                           "--json", *extra], capture_output=True, text=True,
                          preexec_fn=as_load_generator(cores))
-    if out.returncode != 0:
-        raise RuntimeError(f"client load failed: {out.stderr.strip()}")
-    report = json.loads(out.stdout)
-    if report["errors"] != 0:
+    try:
+        report = json.loads(out.stdout)
+    except json.JSONDecodeError:
+        raise RuntimeError(f"client load failed: {out.stderr.strip()}") from None
+    if report["errors"] != 0 or out.returncode != 0:
         log(f"  {report['errors']} wrong answers on port {port}: rate counted as 0")
         report["rps"] = 0.0
     return report
@@ -227,7 +229,9 @@ def kernel_timer_ms(samples=200):
     try:
         for _ in range(samples):
             started = time.perf_counter()
-            libc.timerfd_settime(fd, 0, ctypes.byref(Itimerspec(0, 0, 0, 10_000_000)), None)
+            if libc.timerfd_settime(fd, 0, ctypes.byref(Itimerspec(0, 0, 0, 10_000_000)),
+                                    None) != 0:
+                return float("nan")
             os.read(fd, 8)
             lasted.append(time.perf_counter() - started)
     finally:
@@ -258,7 +262,7 @@ def one_round(seconds, epoll_load):
                 rates[(workload, label)] = rate
                 rates[(workload + "/redis", label)] = reference
                 rates[(workload + "/ratio", label)] = rate / reference if reference else 0.0
-        rates[(workload, "redis-server")] = statistics.median(references)
+        rates[(workload, "redis-server")] = statistics.median(references)  # for --json
         log(f"  {workload} done")
 
     # The client gets every core here, not its default half: the servers
@@ -367,7 +371,8 @@ def main():
                 median((workload + "/ratio", label)), target_for(workload, label))
     timer_ms = median(("machine", "timer_ms"))
     row("64 connections, `--work wait:10ms`", f"(a 10 ms kernel timer alone here fires after "
-        f"{timer_ms:.3f} ms, median: at that pace 64 connections make at most "
+        f"{timer_ms:.3f} ms, median, timed from Python: at that pace 64 connections make "
+        f"at most "
         f"{64 / (timer_ms / 1000):,.0f}/s, before any round trip)", "")
     for label, _, _ in SERVERS[1:]:
         rate = median(("wait", label))

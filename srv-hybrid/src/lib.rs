@@ -254,7 +254,9 @@ fn run_core(
 
 /// srv-async's accept loop on one of the listeners; if it fails, the
 /// others stop too, so that [`serve`] returns the error rather than wait
-/// for loops that nobody stops.
+/// for loops that nobody stops. (Per core there is one loop per core;
+/// work stealing gets one listener from [`listeners`], but
+/// [`serve_listeners`] accepts more.)
 async fn serve_or_stop_all(
     listener: TcpListener,
     shared: Arc<Shared>,

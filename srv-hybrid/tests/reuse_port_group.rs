@@ -61,8 +61,9 @@ fn per_core_listens_with_the_whole_group_before_it_says_so_and_serves_every_clie
     // No waiting: tools connect as soon as they read the line, and a
     // connection made before the group is complete would land on the
     // first listener and stay on its core. (A binary that bound the rest
-    // just after the line would pass here whenever it won the race; the
-    // test above is the one that cannot be raced.)
+    // just after the line would pass here whenever it won the race. The
+    // test of `listeners` above cannot be raced; that the binary calls it
+    // before the line is what main.rs's `run_prepared` step says.)
     assert_eq!(listening_sockets(server.addr.port()), WORKERS);
 
     // Many clients open at once, so that the kernel spreads them over the

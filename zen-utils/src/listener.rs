@@ -172,7 +172,7 @@ impl AcceptErrors {
         }
         let more = match self.unlogged.swap(0, Ordering::Relaxed) {
             0 => String::new(),
-            n => format!(" (failures for lack of resources since the last warning: {n})"),
+            n => format!(" (and {n} more not logged since the last warning)"),
         };
         Some(format!(
             "warning: {what} failed: {error}{more}; pausing accepts for {ACCEPT_BACKOFF:?} \
@@ -236,18 +236,18 @@ mod tests {
             .warning("accept", &emfile, at(0))
             .expect("the first is logged");
         assert!(first.starts_with("warning: accept failed: "), "{first}");
-        assert!(!first.contains("since the last warning"), "{first}");
+        assert!(!first.contains("not logged"), "{first}");
         // An episode: every 50 ms for 2.5 s, as a backing-off thread fails.
         let logged: Vec<String> = (1..=50)
             .filter_map(|step| errors.warning("accept", &emfile, at(step * 50)))
             .collect();
         assert_eq!(logged.len(), 2, "{logged:?}");
-        assert!(logged[0].contains("(failures for lack of resources since the last warning: 19)"));
-        assert!(logged[1].contains("(failures for lack of resources since the last warning: 19)"));
+        assert!(logged[0].contains("(and 19 more not logged since the last warning)"));
+        assert!(logged[1].contains("(and 19 more not logged since the last warning)"));
         // After a quiet spell, a new episode is logged at once, with the
         // tail of the last one counted.
         let again = errors.warning("accept", &emfile, at(10_000)).unwrap();
-        assert!(again.contains("since the last warning: 10)"), "{again}");
+        assert!(again.contains("(and 10 more not logged"), "{again}");
     }
 
     #[test]
@@ -265,6 +265,6 @@ mod tests {
         let next = errors
             .warning("starting a thread", &eagain, at(1_050))
             .unwrap();
-        assert!(next.contains("since the last warning: 1)"), "{next}");
+        assert!(next.contains("(and 1 more not logged"), "{next}");
     }
 }

@@ -279,7 +279,7 @@ pub(crate) fn all(sizes: &Sizes) -> Vec<Experiment> {
                  to do than the other (or all of it): a lower Jain's index and a longer \
                  tail, or less throughput. The kernel's hash differs from run to run, and \
                  so does the split. With even load (many clients, pipelining) per-core \
-                 shares nothing between threads and is at least as fast.",
+                 shares nothing between threads and is about as fast.",
             ),
             server_flags: flags(&["--work", "cpu:200us"]),
             load: load(uneven, 1),

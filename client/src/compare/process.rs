@@ -25,8 +25,8 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many of the server's last log lines to keep for the report of a
 /// server that did not exit cleanly.
 const LOG_TAIL: usize = 20;
-/// The nice value every server runs at, below the load generator's (this
-/// process, at 0). They share the machine's cores, and the kernel lets a
+/// How many nice levels below the load generator (this process) every
+/// server runs (as far as nice goes: 19 is the lowest). They share the machine's cores, and the kernel lets a
 /// thread that has just woken preempt the one running on its core: at
 /// equal priority, every question wakes a server thread that takes the
 /// load generator's core from it, and a server with two or more threads

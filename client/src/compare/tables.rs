@@ -31,8 +31,8 @@ pub(crate) fn report(results: &Results, charts: &[&str]) -> String {
         md,
         "Measured on {}, {} cores{cpu}, Linux {}, by `client compare{}`: \
          each run {} s after {} s of warmup, the load generator on {} thread{} \
-         of the same machine, over loopback, every server at nice {}, below it (so \
-         that a server's waking threads never preempt the load). Every server \
+         of the same machine, over loopback, every server {} nice levels below it \
+         (so that a server's waking threads never preempt the load). Every server \
          was started fresh for every run. Ratios between rows carry over to \
          other machines; the absolute numbers do not.\n",
         machine.date,
