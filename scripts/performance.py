@@ -105,20 +105,24 @@ SHARED_CORE = {CPUS[-1]}
 SERVER_NICE = 10
 
 
+def pinned(cores):
+    """A preexec_fn that keeps the child on `cores` (None: anywhere)."""
+    if cores is None:
+        return None
+    return lambda: os.sched_setaffinity(0, cores)
+
+
+# A load generator runs at this script's priority, on `cores` if given.
+as_load_generator = pinned
+
+
 def as_server(cores):
     """A preexec_fn for a server: on `cores` if given (the shared core, at
     the load generator's priority), else anywhere, SERVER_NICE levels below
     this script and the load generators."""
     if cores is None:
         return lambda: os.nice(SERVER_NICE)
-    return lambda: os.sched_setaffinity(0, cores)
-
-
-def as_load_generator(cores):
-    """A preexec_fn for a load generator: on `cores` if given, else anywhere."""
-    if cores is None:
-        return None
-    return lambda: os.sched_setaffinity(0, cores)
+    return pinned(cores)
 
 
 class Server:
@@ -193,7 +197,7 @@ def load(port, conns, pipeline, seconds, extra=(), cores=None):
     except json.JSONDecodeError:
         raise RuntimeError(f"client load failed: {out.stderr.strip()}") from None
     if report["errors"] != 0 or out.returncode != 0:
-        log(f"  {report['errors']} wrong answers on port {port}: rate counted as 0")
+        log(f"  {report['errors']} errors on port {port}: rate counted as 0")
         report["rps"] = 0.0
     return report
 
@@ -372,8 +376,7 @@ def main():
     timer_ms = median(("machine", "timer_ms"))
     row("64 connections, `--work wait:10ms`", f"(a 10 ms kernel timer alone here fires after "
         f"{timer_ms:.3f} ms, median, timed from Python: at that pace 64 connections make "
-        f"at most "
-        f"{64 / (timer_ms / 1000):,.0f}/s, before any round trip)", "")
+        f"at most {64 / (timer_ms / 1000):,.0f}/s, before any round trip)", "")
     for label, _, _ in SERVERS[1:]:
         rate = median(("wait", label))
         row("64 connections, `--work wait:10ms` (ideal 6,400/s)", label, f"{rate:,.0f}", "",

@@ -169,8 +169,9 @@ pub(crate) fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
         },
     )?;
     crate::report::print(&report, args.json)?;
-    let unanswered = report.requests == 0 && report.errors == 0;
-    if unanswered && report.stopped_early.is_none() {
+    let clean = report.errors == 0 && report.stopped_early.is_none();
+    let unanswered = clean && report.requests == 0;
+    if unanswered {
         eprintln!(
             "client load: no answer arrived in {:.1} s: is the server stuck, or does it \
              answer another protocol (then give its request and reply with --send and \
@@ -178,13 +179,11 @@ pub(crate) fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
             report.seconds
         );
     }
-    Ok(
-        if report.errors == 0 && report.stopped_early.is_none() && !unanswered {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        },
-    )
+    Ok(if clean && !unanswered {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// What the caller of [`measure`] sees of a run while it goes on, and how

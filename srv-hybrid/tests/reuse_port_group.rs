@@ -4,7 +4,7 @@
 //! `SO_REUSEPORT`, so its per-core runs take the shared-listener path.)
 
 use std::fs;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
 use std::num::NonZeroUsize;
 
 use srv_hybrid::{HybridOptions, Runtime};
@@ -23,18 +23,22 @@ fn per_core() -> HybridOptions {
     }
 }
 
-fn loopback() -> SocketAddr {
-    "127.0.0.1:0".parse().unwrap()
+/// A listener on a free loopback port, with `SO_REUSEPORT` or without,
+/// and the per-core group `listeners` makes of it: (port, group).
+fn group_of(reuse_port: bool) -> (u16, Vec<TcpListener>) {
+    let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let first = listener::bind(loopback, 128, reuse_port).unwrap();
+    let port = first.local_addr().unwrap().port();
+    let group = srv_hybrid::listeners(first, per_core()).unwrap();
+    assert_eq!(group.len(), WORKERS);
+    (port, group)
 }
 
 /// What the binary does before it prints `listening on`: the group is
 /// complete once `listeners` returns, before anything is served.
 #[test]
 fn the_group_listens_once_listeners_returns() {
-    let first = listener::bind(loopback(), 128, true).unwrap();
-    let port = first.local_addr().unwrap().port();
-    let group = srv_hybrid::listeners(first, per_core()).unwrap();
-    assert_eq!(group.len(), WORKERS);
+    let (port, group) = group_of(true);
     assert_eq!(listening_sockets(port), WORKERS);
     drop(group);
     assert_eq!(listening_sockets(port), 0);
@@ -44,10 +48,7 @@ fn the_group_listens_once_listeners_returns() {
 /// shares the one socket instead.
 #[test]
 fn without_reuse_port_the_cores_share_one_socket() {
-    let only = listener::bind(loopback(), 128, false).unwrap();
-    let port = only.local_addr().unwrap().port();
-    let group = srv_hybrid::listeners(only, per_core()).unwrap();
-    assert_eq!(group.len(), WORKERS);
+    let (port, _group) = group_of(false);
     assert_eq!(listening_sockets(port), 1);
 }
 

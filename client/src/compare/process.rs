@@ -26,8 +26,9 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// server that did not exit cleanly.
 const LOG_TAIL: usize = 20;
 /// How many nice levels below the load generator (this process) every
-/// server runs (as far as nice goes: 19 is the lowest). They share the machine's cores, and the kernel lets a
-/// thread that has just woken preempt the one running on its core: at
+/// server runs (as far as nice goes: 19 is the lowest). They share the
+/// machine's cores, and the kernel lets a thread that has just woken
+/// preempt the one running on its core: at
 /// equal priority, every question wakes a server thread that takes the
 /// load generator's core from it, and a server with two or more threads
 /// then measures the load generator being starved, not itself (measured
@@ -345,12 +346,18 @@ fn read_log(pipe: impl Read + Send + 'static, log: Arc<Mutex<Log>>) -> JoinHandl
     })
 }
 
+/// The fields of a `/proc/PID/stat` line after the name (which may hold
+/// spaces and parentheses, so it ends at the last `)`): state (field 3)
+/// first.
+fn fields_after_name(stat: &str) -> Option<Vec<&str>> {
+    Some(stat[stat.rfind(')')? + 1..].split_whitespace().collect())
+}
+
 /// User plus system time, in clock ticks, from a `/proc/PID/stat` line.
 /// The command name (field 2) is in parentheses and may contain spaces,
 /// so the fields are counted from after its closing parenthesis.
 fn cpu_ticks(stat: &str) -> Option<u64> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let fields = fields_after_name(stat)?;
     // After the name come state (field 3) ... utime (14) and stime (15).
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
@@ -418,8 +425,7 @@ mod tests {
 
     /// The nice value (field 19) of a `/proc/PID/stat` line.
     fn nice_of(stat: &str) -> i32 {
-        let (_, after_name) = stat.rsplit_once(") ").unwrap();
-        after_name.split(' ').nth(16).unwrap().parse().unwrap()
+        fields_after_name(stat).unwrap()[16].parse().unwrap()
     }
 
     #[test]
