@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _};
 use clap::Args;
-use zen_utils::config::parse_duration;
 use zen_utils::protocol::{self, APHORISMS};
 
+use crate::flags::positive_duration;
 use crate::target::Target;
 
 /// The longest answer the client accepts: the table's longest is 24 bytes,
@@ -23,14 +23,14 @@ pub(crate) struct AskArgs {
 
     /// How many questions to ask; all different up to the table's 7
     #[arg(short = 'n', long = "count", default_value_t = 3, value_name = "N")]
-    count: usize,
+    count: u64,
 
     /// Send half a question, then hang up (to see the server survive it)
     #[arg(short = 'e', long)]
     cause_error: bool,
 
     /// Give up when the server is silent this long (e.g. 500ms, 10s)
-    #[arg(long, value_name = "DUR", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DUR", default_value = "10s", value_parser = positive_duration)]
     timeout: Duration,
 }
 
@@ -81,15 +81,17 @@ fn say(line: std::fmt::Arguments<'_>) -> anyhow::Result<()> {
 }
 
 /// `count` questions from the table in random order, all different until
-/// the table is used up, then another round.
-fn random_questions(count: usize) -> Vec<&'static [u8]> {
-    let mut questions = Vec::with_capacity(count);
-    while questions.len() < count {
-        let mut round: Vec<&[u8]> = APHORISMS.iter().map(|(question, _)| *question).collect();
+/// the table is used up, then another round. Made as they are asked, so
+/// that any count costs the same memory.
+fn random_questions(count: u64) -> impl Iterator<Item = &'static [u8]> {
+    let round = || {
+        let mut round: [&'static [u8]; APHORISMS.len()] = APHORISMS.map(|(question, _)| question);
         fastrand::shuffle(&mut round);
-        questions.extend(round.into_iter().take(count - questions.len()));
-    }
-    questions
+        round
+    };
+    std::iter::repeat_with(round)
+        .flatten()
+        .take(usize::try_from(count).unwrap_or(usize::MAX))
 }
 
 /// Reads one answer: every byte up to and including `.`.
@@ -137,12 +139,14 @@ mod tests {
     #[test]
     fn questions_are_all_different_up_to_the_table() {
         for count in 0..=7 {
-            let mut questions = random_questions(count);
-            assert_eq!(questions.len(), count);
+            let mut questions: Vec<_> = random_questions(count).collect();
+            assert_eq!(questions.len() as u64, count);
             questions.sort();
             questions.dedup();
-            assert_eq!(questions.len(), count);
+            assert_eq!(questions.len() as u64, count);
         }
-        assert_eq!(random_questions(10).len(), 10);
+        assert_eq!(random_questions(10).count(), 10);
+        // Made lazily: the largest count costs nothing until it is asked.
+        assert!(random_questions(u64::MAX).nth(1_000).is_some());
     }
 }

@@ -17,7 +17,7 @@ use zen_utils::config::parse_duration;
 use zen_utils::protocol::{IDLE_TIMEOUT, SERVER_BUSY};
 
 use crate::event_loop::{connect_all, nanos, now_ns, Interest, Poller};
-use crate::flags::positive;
+use crate::flags::{positive, positive_duration};
 use crate::report::{ConnectFailures, HoldReport, IdleCloses};
 use crate::target::Target;
 
@@ -39,7 +39,7 @@ pub(crate) struct HoldArgs {
     duration: Duration,
 
     /// Give up on a connect that has not completed after this long
-    #[arg(long, value_name = "DUR", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DUR", default_value = "10s", value_parser = positive_duration)]
     timeout: Duration,
 
     /// Print the report as one JSON object
@@ -72,7 +72,7 @@ enum Fate {
 /// with one line only if no connection could be opened at all: what the
 /// server did with the others is the report, not an error.
 pub(crate) fn run(args: &HoldArgs) -> anyhow::Result<ExitCode> {
-    let _ = zen_utils::listener::raise_fd_limit();
+    crate::load::check_descriptors(args.connections)?;
     let addr = args.target.addrs()?[0];
     let report = Holding::connect(addr, args.connections, args.timeout)?.hold(args.duration)?;
     crate::report::print(&report, args.json)?;
@@ -206,12 +206,23 @@ fn watch(held: &mut [Held], duration: Duration) -> io::Result<()> {
     Ok(())
 }
 
+/// The most reads one held connection gets per readiness event: a server
+/// that floods one connection cannot keep the loop from the others and
+/// from the end of the hold (its socket is level-triggered, so the rest is
+/// reported again).
+const READS_PER_EVENT: usize = 4;
+
 /// Reads what the server sent on `conn`; returns whether it closed.
 fn hear(conn: &mut Held, buf: &mut [u8]) -> bool {
     let Some(stream) = &conn.stream else {
         return false;
     };
+    let mut reads = 0;
     let closed = loop {
+        if reads == READS_PER_EVENT {
+            break false;
+        }
+        reads += 1;
         match (&*stream).read(buf) {
             Ok(0) => break true,
             Ok(n) => {

@@ -6,14 +6,16 @@
 //!                                 │
 //!        ┌────────────────────────┴─────────────────────────┐
 //!   load thread 0                                      load thread T-1
-//!   epoll loop over connections 0, T, 2T, …            connections T-1, 2T-1, …
+//!   epoll loop over its share of every server's        (the same)
+//!   connections
 //!   read answers ─► check ─► record ─► write as many     (the same)
 //!   its own histograms and counters                     its own
 //! ```
 //!
 //! - **Threads:** `--threads` event loops (default: half the cores, see
-//!   [`default_threads`]), the connections dealt out among them, plus the
-//!   main thread, which only draws the progress line.
+//!   [`default_threads`]), the connections dealt out among them so that
+//!   each has a share of every server ([`thread_of`]), plus the main
+//!   thread, which only draws the progress line.
 //! - **The hot path** ([`worker`]): one `read` per batch of answers, each
 //!   checked against the exact bytes expected without copying; one `write`
 //!   of the next questions, sliced from bytes built before the run. No
@@ -26,14 +28,25 @@
 //!   whether or not the server keeps up, and latency runs from when each
 //!   question was *due*, not from when it could be sent (wrk2's correction
 //!   for coordinated omission). Both latencies are reported, side by side.
+//! - **`-n`:** one budget of questions for the whole run, shared by the
+//!   threads ([`budget`]): a thread whose servers are slow or dead keeps
+//!   none of it.
 //! - **Failures:** a connection that fails is counted by kind and
 //!   reconnected with back-off (10 ms doubling to 1 s); its unanswered
-//!   questions are asked again on the new connection (questions are
-//!   idempotent), so a restarted server loses no answer.
+//!   questions are asked again (questions are idempotent), so a restarted
+//!   server loses no answer: on the new connection with `-d`, by any
+//!   connection with `-n`. A server that answers when nothing was asked,
+//!   or floods the client, breaks the protocol: that connection is closed
+//!   at once, and no loop reads more than a few buffers from one
+//!   connection before it looks at the others and at the clock.
+//! - **The window:** answers, errors and reconnects are counted only in
+//!   the measured window, after `--warmup`: every figure of the report
+//!   covers the same time.
 //! - **The end:** after `-d`, or once `-n` questions are answered, every
 //!   connection shuts its sending side and reads until the server closes,
 //!   so that the server sees clean closes, not resets.
 
+mod budget;
 mod conn;
 mod tally;
 mod worker;
@@ -53,8 +66,9 @@ use zen_utils::config::parse_duration;
 
 use crate::event_loop::{connect_all, nanos, now_ns};
 use crate::flags::{positive, positive_duration, positive_rate, positive_u64};
-use crate::report::{ErrorCounts, Fairness, LoadReport};
+use crate::report::{ErrorCounts, Fairness, LoadReport, TargetReport};
 use crate::target::Target;
+use budget::Budget;
 use conn::Conn;
 use tally::{percentiles, Failure, Tally};
 use worker::{Outcome, Progress, Shared, Worker};
@@ -74,6 +88,12 @@ const DEFAULT_WARMUP: &str = "0s";
 /// A deeper pipeline than this is not a client any more; it also bounds
 /// the memory of each connection's ring of send times.
 const MAX_PIPELINE: usize = 65_536;
+/// The most questions in flight in all (`-c` × `--pipeline`): each costs
+/// 16 bytes of send times, so this bounds those rings to 256 MiB.
+const MAX_IN_FLIGHT: u64 = 1 << 24;
+/// Descriptors the client needs besides its connections: standard
+/// streams, an epoll and a timer per thread, and some to spare.
+const SPARE_DESCRIPTORS: u64 = 64;
 /// How often the progress line is redrawn and the stall check made.
 const TICK: Duration = Duration::from_millis(250);
 
@@ -228,23 +248,28 @@ pub(crate) fn interrupt_flag() -> Arc<AtomicBool> {
 pub(crate) fn measure(args: &LoadArgs, watching: &mut Watch<'_>) -> anyhow::Result<LoadReport> {
     let workload = args.workload()?;
     let servers = args.servers()?;
-    // Thousands of connections need thousands of descriptors; if the limit
-    // cannot be raised, the connects that do not fit fail and are counted.
-    let _ = zen_utils::listener::raise_fd_limit();
+    check_in_flight(args.connections, args.pipeline)?;
+    check_descriptors(args.connections)?;
 
     let addrs: Vec<SocketAddr> = (0..args.connections)
         .map(|slot| servers[slot % servers.len()])
         .collect();
-    let mut initial_errors = Tally::new();
+    let start = now_ns();
+    let measure_start = start + nanos(args.warmup);
+    // A connect that fails before the run is counted only if the window
+    // opens at once: what happens during a warmup is not counted.
+    let mut initial_errors = Tally::new(servers.len());
     let mut conns = Vec::with_capacity(addrs.len());
     let mut first_failure = None;
     let connected = connect_all(&addrs, args.timeout).context("cannot start connecting")?;
     for (slot, result) in connected.into_iter().enumerate() {
-        let mut conn = Conn::new(slot, addrs[slot], args.pipeline);
+        let mut conn = Conn::new(slot, addrs[slot], slot % servers.len(), args.pipeline);
         match result {
             Ok((stream, _)) => conn.stream = Some(stream),
             Err(error) => {
-                initial_errors.error(Failure::of(&error));
+                if args.warmup.is_zero() {
+                    initial_errors.error(Failure::of(&error));
+                }
                 first_failure.get_or_insert((addrs[slot], error));
             }
         }
@@ -259,8 +284,6 @@ pub(crate) fn measure(args: &LoadArgs, watching: &mut Watch<'_>) -> anyhow::Resu
         .threads
         .unwrap_or_else(default_threads)
         .min(args.connections);
-    let start = now_ns();
-    let measure_start = start + nanos(args.warmup);
     let shared = Arc::new(Shared {
         workload,
         pipeline: args.pipeline,
@@ -273,35 +296,27 @@ pub(crate) fn measure(args: &LoadArgs, watching: &mut Watch<'_>) -> anyhow::Resu
             Some(_) => None,
             None => Some(measure_start + nanos(args.duration)),
         },
+        budget: args.requests.map(Budget::new),
         stop: AtomicBool::new(false),
     });
 
-    // Deal the connections out round robin, so that each thread has its
-    // share of every server; split the -n budget in proportion.
     let mut shares: Vec<Vec<Conn>> = (0..threads).map(|_| Vec::new()).collect();
     for conn in conns {
-        shares[conn.slot % threads].push(conn);
+        shares[thread_of(conn.slot, servers.len(), threads)].push(conn);
     }
     let (done_tx, done_rx) = mpsc::channel();
     let mut handles = Vec::with_capacity(threads);
     let mut progress = Vec::with_capacity(threads);
-    let mut budget_left = args.requests;
-    let mut conns_left = args.connections as u64;
     for (t, share) in shares.into_iter().enumerate() {
-        let budget = budget_left.map(|left| {
-            let mine = (u128::from(left) * share.len() as u128 / u128::from(conns_left)) as u64;
-            budget_left = Some(left - mine);
-            mine
-        });
-        conns_left -= share.len() as u64;
         let answers = Arc::new(Progress::default());
         progress.push(Arc::clone(&answers));
         let shared = Arc::clone(&shared);
         let done = done_tx.clone();
+        let targets = servers.len();
         let handle = std::thread::Builder::new()
             .name(format!("load-{t}"))
             .spawn(move || {
-                let outcome = Worker::new(shared, share, budget, answers).and_then(Worker::run);
+                let outcome = Worker::new(shared, share, targets, answers).and_then(Worker::run);
                 let _ = done.send(());
                 outcome
             })
@@ -342,6 +357,47 @@ pub(crate) fn measure(args: &LoadArgs, watching: &mut Watch<'_>) -> anyhow::Resu
         },
         stopped_early,
     ))
+}
+
+/// Which thread serves connection `slot`, of a run against `servers`
+/// servers on `threads` threads. Connection `slot` goes to server `slot %
+/// servers`; a server's own connections are dealt round robin across the
+/// threads, each server starting one thread further on. So every thread
+/// has a share of every server (when there are connections enough), and
+/// the threads' loads differ by one connection at most: dealing by `slot
+/// % threads` alone gave a thread all of one server whenever the two
+/// counts matched, and a slow server then held that whole thread.
+fn thread_of(slot: usize, servers: usize, threads: usize) -> usize {
+    let (server, nth) = (slot % servers, slot / servers);
+    (nth + server) % threads
+}
+
+/// Refuses more questions in flight than the client can keep the send
+/// times of.
+fn check_in_flight(connections: usize, pipeline: usize) -> anyhow::Result<()> {
+    let in_flight = (connections as u64).saturating_mul(pipeline as u64);
+    anyhow::ensure!(
+        in_flight <= MAX_IN_FLIGHT,
+        "{connections} connections × --pipeline {pipeline} is {in_flight} questions in \
+         flight: at most {MAX_IN_FLIGHT} are allowed"
+    );
+    Ok(())
+}
+
+/// Refuses more connections than this process may open descriptors for,
+/// after raising its soft limit as far as the hard limit allows: they
+/// would fail one by one, or not even fit in memory.
+pub(crate) fn check_descriptors(connections: usize) -> anyhow::Result<()> {
+    let limit = zen_utils::listener::raise_fd_limit()
+        .or_else(|_| rlimit::Resource::NOFILE.get().map(|(soft, _)| soft))
+        .unwrap_or(u64::MAX);
+    let room = limit.saturating_sub(SPARE_DESCRIPTORS);
+    anyhow::ensure!(
+        connections as u64 <= room,
+        "cannot open {connections} connections: this process may open {limit} files \
+         (ulimit -n), so at most {room} connections"
+    );
+    Ok(())
 }
 
 /// Half the cores, at least one: zen's servers are loaded over loopback,
@@ -558,6 +614,26 @@ impl LoadArgs {
             workload: shared.workload.description().to_owned(),
             targets: servers.iter().map(SocketAddr::to_string).collect(),
             stopped_early,
+            per_target: match tally.per_target.as_slice() {
+                [] => vec![TargetReport {
+                    target: servers[0].to_string(),
+                    requests: tally.answers,
+                    latency_us: percentiles(if rate.is_some() {
+                        &tally.corrected
+                    } else {
+                        &tally.latency
+                    }),
+                }],
+                shares => servers
+                    .iter()
+                    .zip(shares)
+                    .map(|(server, share)| TargetReport {
+                        target: server.to_string(),
+                        requests: share.answers,
+                        latency_us: percentiles(&share.latency),
+                    })
+                    .collect(),
+            },
         }
     }
 }

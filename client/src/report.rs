@@ -78,6 +78,23 @@ pub(crate) struct LoadReport {
     pub(crate) targets: Vec<String>,
     /// Why the run ended before its `-d` or `-n` was reached, if it did.
     pub(crate) stopped_early: Option<String>,
+    /// Each target's right answers and latencies, in `targets` order (one
+    /// entry, the run's own figures, when there is one target): a slow or
+    /// dead server among several shows here, not only at p99.9.
+    #[serde(default)]
+    pub(crate) per_target: Vec<TargetReport>,
+}
+
+/// One target's share of a load run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct TargetReport {
+    /// `HOST:PORT`.
+    pub(crate) target: String,
+    /// Right answers from it in the measured window.
+    pub(crate) requests: u64,
+    /// Latency percentiles of those answers, in microseconds (two
+    /// significant digits).
+    pub(crate) latency_us: Percentiles,
 }
 
 /// Latency percentiles, in microseconds.
@@ -95,9 +112,14 @@ pub(crate) struct Percentiles {
 pub(crate) struct ErrorCounts {
     /// Answers that were not the answer to the question asked.
     pub(crate) wrong_answer: u64,
-    /// Answers `Error: ...` (server busy, idle timeout, unknown aphorism)
-    /// where an answer was expected.
+    /// Answers `Error: ...` (server busy, idle timeout, unknown aphorism),
+    /// asked for or not: the server may say its last word unasked.
     pub(crate) error_answer: u64,
+    /// Answers when no question was waiting for one (other than `Error:
+    /// ...`): the server broke the protocol, and its connection was closed
+    /// and opened again.
+    #[serde(default)]
+    pub(crate) unasked_answer: u64,
     /// Connects refused (nothing listening): one per attempt.
     pub(crate) refused: u64,
     /// Connections reset by the server.
@@ -175,6 +197,7 @@ impl ErrorCounts {
     pub(crate) fn add(&mut self, other: &Self) {
         self.wrong_answer += other.wrong_answer;
         self.error_answer += other.error_answer;
+        self.unasked_answer += other.unasked_answer;
         self.refused += other.refused;
         self.reset += other.reset;
         self.closed += other.closed;
@@ -182,10 +205,20 @@ impl ErrorCounts {
         self.other += other.other;
     }
 
-    fn kinds(&self) -> [(&'static str, u64); 7] {
+    /// Each kind that happened, as `"kind count"`.
+    pub(crate) fn named(&self) -> Vec<String> {
+        self.kinds()
+            .iter()
+            .filter(|(_, count)| *count > 0)
+            .map(|(kind, count)| format!("{kind} {count}"))
+            .collect()
+    }
+
+    fn kinds(&self) -> [(&'static str, u64); 8] {
         [
             ("wrong answer", self.wrong_answer),
             ("error answer", self.error_answer),
+            ("unasked answer", self.unasked_answer),
             ("refused", self.refused),
             ("reset", self.reset),
             ("closed by server", self.closed),
@@ -253,13 +286,7 @@ impl fmt::Display for LoadReport {
             self.requests, self.seconds, self.rps
         )?;
         write!(f, "errors        {}", self.errors)?;
-        let kinds: Vec<String> = self
-            .errors_by_kind
-            .kinds()
-            .iter()
-            .filter(|(_, count)| *count > 0)
-            .map(|(kind, count)| format!("{kind} {count}"))
-            .collect();
+        let kinds = self.errors_by_kind.named();
         if !kinds.is_empty() {
             write!(f, " ({})", kinds.join(", "))?;
         }
@@ -294,6 +321,20 @@ impl fmt::Display for LoadReport {
                 row(f, "uncorrected", uncorrected)?;
             }
             None => row(f, "", &self.latency_us)?,
+        }
+        if self.per_target.len() > 1 {
+            writeln!(
+                f,
+                "per target    {:>10} {:>10} {:>10}",
+                "answers", "p50 (us)", "p99 (us)"
+            )?;
+            for share in &self.per_target {
+                writeln!(
+                    f,
+                    "  {:<11} {:>10} {:>10.1} {:>10.1}",
+                    share.target, share.requests, share.latency_us.p50, share.latency_us.p99
+                )?;
+            }
         }
         if let Some(reason) = &self.stopped_early {
             writeln!(f, "stopped early: {reason}")?;

@@ -159,3 +159,38 @@ fn a_silent_server_times_out_in_one_line() {
     assert!(stderr.starts_with("client: no answer to \""), "{stderr}");
     assert!(stderr.ends_with(" within 200ms\n"), "{stderr}");
 }
+
+#[test]
+fn impossible_numbers_are_refused_or_cost_nothing() {
+    // The largest count is asked lazily: a server that hangs up after
+    // five answers ends it with one line, long before any memory is spent.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut decoder = zen_utils::Decoder::new(1024);
+        let mut answered = 0;
+        while answered < 5 {
+            match stream.read(decoder.read_buf()) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => decoder.filled(n),
+            }
+            while let Ok(Some(question)) = decoder.next_question() {
+                let _ = stream.write_all(answer(question));
+                answered += 1;
+            }
+        }
+    });
+    let output = ask(addr, &["-n", "18446744073709551615"]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 5, "{stdout}");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("closed the connection"), "{stderr}");
+
+    let output = ask(addr, &["--timeout", "0"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("must be more than 0"), "{stderr}");
+}

@@ -132,3 +132,40 @@ fn conns_and_duration_are_required() {
         assert_eq!(output.status.code(), Some(2), "{args:?}");
     }
 }
+
+#[test]
+fn a_server_that_floods_does_not_hold_the_hold_past_its_end() {
+    // Two connections flooded with bytes for ever: the hold still ends
+    // after its duration and reports both open (neither was closed).
+    let addr = fake_server(|mut stream, _| {
+        let dots = [b'.'; 64 * 1024];
+        while stream.write_all(&dots).is_ok() {}
+    });
+    let (report, output) = json("hold", addr, &["-c", "2", "-d", "300ms"]);
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(num(&report, "connected"), 2.0);
+    assert_eq!(num(&report, "open"), 2.0);
+}
+
+#[test]
+fn impossible_numbers_are_refused_in_one_line() {
+    let addr = fake_server(|_, _| {}).to_string();
+    let (host, port) = addr.split_once(':').unwrap();
+    for args in [
+        &["-c", "10000000000", "-d", "1s"][..],
+        &["-c", "1", "-d", "1s", "--timeout", "0"],
+    ] {
+        let mut all = vec!["hold", host, "-p", port];
+        all.extend(args);
+        let output = client(&all);
+        assert!(!output.status.success(), "{args:?}: {output:?}");
+        assert!(output.stdout.is_empty(), "{args:?}: {output:?}");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("cannot open 10000000000 connections")
+                || stderr.contains("must be more than 0"),
+            "{args:?}: {stderr}"
+        );
+    }
+}

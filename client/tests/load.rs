@@ -211,10 +211,6 @@ fn error_answers_are_counted_as_their_own_kind() {
     assert_eq!(output.status.code(), Some(1), "{output:?}");
     assert_eq!(num(&report, "errors_by_kind.error_answer"), 10.0);
     assert_eq!(error_kinds(&report), ["error_answer"]);
-    // Asked for, the same answer is right.
-    let (report, output) = load(addr, &["-c", "1", "-n", "10", "--question", "Why?"]);
-    assert!(output.status.success(), "{output:?}");
-    assert_eq!(num(&report, "errors"), 0.0);
 }
 
 #[test]
@@ -327,7 +323,7 @@ fn send_and_expect_load_a_fixed_reply_server() {
             "-c",
             "1",
             "-n",
-            "20",
+            "4",
             "--send",
             r"PING\r\n",
             "--expect",
@@ -335,7 +331,7 @@ fn send_and_expect_load_a_fixed_reply_server() {
         ],
     );
     assert_eq!(output.status.code(), Some(1));
-    assert_eq!(num(&report, "errors_by_kind.wrong_answer"), 20.0);
+    assert_eq!(num(&report, "errors_by_kind.wrong_answer"), 4.0);
 }
 
 #[test]
@@ -485,6 +481,10 @@ fn bad_flags_fail_without_a_panic() {
         &["--send", r"\q", "--expect", "y"],
         &["--send", "", "--expect", "y"],
         &["--question", "no question mark"],
+        &["--question", "Why?"],
+        &["-c", "10000000000"],
+        &["-c", "5000", "--pipeline", "65536"],
+        &["--timeout", "0"],
         &["--server", "no-port"],
         &["-p", "1", "--server", "127.0.0.1:1"],
     ] {

@@ -213,20 +213,7 @@ fn notes(run: &RunResult, held: bool) -> String {
     }
     if let Some(load) = run.measured() {
         if load.errors > 0 {
-            let kinds = &load.errors_by_kind;
-            let named: Vec<String> = [
-                ("wrong", kinds.wrong_answer),
-                ("error answers", kinds.error_answer),
-                ("refused", kinds.refused),
-                ("reset", kinds.reset),
-                ("closed", kinds.closed),
-                ("timeout", kinds.timeout),
-                ("other", kinds.other),
-            ]
-            .iter()
-            .filter(|(_, count)| *count > 0)
-            .map(|(kind, count)| format!("{kind} {count}"))
-            .collect();
+            let named = load.errors_by_kind.named();
             notes.push(format!("{} errors ({})", load.errors, named.join(", ")));
         }
         if let Some(reason) = &load.stopped_early {

@@ -38,6 +38,8 @@ pub(crate) struct Conn {
     /// place in the open loop's schedule and in the fairness counts.
     pub(crate) slot: usize,
     pub(crate) server: SocketAddr,
+    /// The index of `server` among the run's targets.
+    pub(crate) target: usize,
     /// `None` while waiting to reconnect and once done.
     pub(crate) stream: Option<TcpStream>,
     pub(crate) phase: Phase,
@@ -71,10 +73,11 @@ pub(crate) struct Conn {
 
 impl Conn {
     /// A connection that has not connected yet.
-    pub(crate) fn new(slot: usize, server: SocketAddr, pipeline: usize) -> Self {
+    pub(crate) fn new(slot: usize, server: SocketAddr, target: usize, pipeline: usize) -> Self {
         Self {
             slot,
             server,
+            target,
             stream: None,
             phase: Phase::Done,
             writing: false,
@@ -149,6 +152,19 @@ impl InFlight {
         Some(taken)
     }
 
+    /// Forgets every question in flight.
+    pub(crate) fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// How many of the questions in flight were first sent at `since` or
+    /// later.
+    pub(crate) fn sent_since(&self, since: u64) -> u64 {
+        (0..self.len)
+            .filter(|k| self.sent[(self.head + k) % self.sent.len()] >= since)
+            .count() as u64
+    }
+
     /// When the oldest question was sent.
     pub(crate) fn oldest_sent(&self) -> Option<u64> {
         (self.len > 0).then(|| self.sent[self.head])
@@ -174,5 +190,8 @@ mod tests {
             ring.push(i, i);
         }
         assert!(ring.is_full());
+        assert_eq!(ring.sent_since(1), 2);
+        ring.clear();
+        assert_eq!((ring.len(), ring.sent_since(0)), (0, 0));
     }
 }

@@ -14,12 +14,18 @@ const HISTOGRAM_MAX_NS: u64 = 60_000_000_000;
 /// Three significant digits: a 25.3 µs latency is told from a 25.4 µs one,
 /// at a few hundred KiB per histogram.
 const HISTOGRAM_DIGITS: u8 = 3;
+/// Two significant digits for each target's own histogram (only its p99
+/// and its median are reported), so that many `--server`s stay cheap.
+const TARGET_HISTOGRAM_DIGITS: u8 = 2;
 
 /// Why a connection failed, or what was wrong with an answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Failure {
     WrongAnswer,
     ErrorAnswer,
+    /// An answer that came when no question was waiting for one: the
+    /// server broke the protocol, so its connection is closed.
+    Unasked,
     Refused,
     Reset,
     Closed,
@@ -53,22 +59,68 @@ pub(crate) struct Tally {
     pub(crate) answers: u64,
     /// When the last counted answer came (monotonic nanoseconds; 0: none).
     pub(crate) last_answer: u64,
+    /// With several targets, each one's answers and latencies, by target
+    /// index; empty with one target, whose figures are the run's.
+    pub(crate) per_target: Vec<TargetTally>,
+}
+
+/// One target's share of a thread's counts.
+pub(crate) struct TargetTally {
+    pub(crate) answers: u64,
+    pub(crate) latency: Histogram<u64>,
+}
+
+fn histogram(digits: u8) -> Histogram<u64> {
+    Histogram::new_with_bounds(1, HISTOGRAM_MAX_NS, digits).expect("valid histogram bounds")
 }
 
 impl Tally {
-    pub(crate) fn new() -> Self {
-        let histogram = || {
-            Histogram::new_with_bounds(1, HISTOGRAM_MAX_NS, HISTOGRAM_DIGITS)
-                .expect("valid histogram bounds")
+    /// Empty counts for a run against `targets` servers.
+    pub(crate) fn new(targets: usize) -> Self {
+        let per_target = if targets > 1 {
+            (0..targets)
+                .map(|_| TargetTally {
+                    answers: 0,
+                    latency: histogram(TARGET_HISTOGRAM_DIGITS),
+                })
+                .collect()
+        } else {
+            Vec::new()
         };
         Self {
-            latency: histogram(),
-            corrected: histogram(),
+            latency: histogram(HISTOGRAM_DIGITS),
+            corrected: histogram(HISTOGRAM_DIGITS),
             errors: ErrorCounts::default(),
             reconnects: 0,
             answers: 0,
             last_answer: 0,
+            per_target,
         }
+    }
+
+    /// Counts one right answer from target `target`, received at `now`,
+    /// to a question sent at `sent` and due at `intended`.
+    pub(crate) fn answer(
+        &mut self,
+        target: usize,
+        sent: u64,
+        intended: u64,
+        now: u64,
+        open_loop: bool,
+    ) {
+        self.latency.saturating_record(now.saturating_sub(sent));
+        if open_loop {
+            self.corrected
+                .saturating_record(now.saturating_sub(intended));
+        }
+        if let Some(share) = self.per_target.get_mut(target) {
+            share.answers += 1;
+            // The latency the run reports: from the due time in the open loop.
+            let from = if open_loop { intended } else { sent };
+            share.latency.saturating_record(now.saturating_sub(from));
+        }
+        self.answers += 1;
+        self.last_answer = now;
     }
 
     /// Counts one error.
@@ -77,6 +129,7 @@ impl Tally {
         let count = match failure {
             Failure::WrongAnswer => &mut errors.wrong_answer,
             Failure::ErrorAnswer => &mut errors.error_answer,
+            Failure::Unasked => &mut errors.unasked_answer,
             Failure::Refused => &mut errors.refused,
             Failure::Reset => &mut errors.reset,
             Failure::Closed => &mut errors.closed,
@@ -95,6 +148,10 @@ impl Tally {
         self.reconnects += other.reconnects;
         self.answers += other.answers;
         self.last_answer = self.last_answer.max(other.last_answer);
+        for (mine, theirs) in self.per_target.iter_mut().zip(&other.per_target) {
+            mine.answers += theirs.answers;
+            let _ = mine.latency.add(&theirs.latency);
+        }
     }
 }
 

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use crate::event_loop::{finish_connect, now_ns, start_connect, Interest, Poller, Started, Timer};
 
+use super::budget::Budget;
 use super::conn::{Conn, Phase, BACKOFF_MAX, BACKOFF_MIN};
 use super::tally::{Failure, Tally};
 use super::workload::{Verdict, Workload};
@@ -33,6 +34,12 @@ const SCAN_INTERVAL: u64 = 5_000_000;
 const CLOSE_GRACE: u64 = 1_000_000_000;
 /// The most events one wait returns.
 const EVENTS: usize = 1024;
+/// The most reads one connection gets per readiness event (of up to
+/// [`READ_BUFFER`] each). Its sockets are level-triggered, so what is left
+/// is reported again by the next wait; a server that floods the client
+/// cannot hold the loop, and the deadline, the timeouts and the other
+/// connections of the thread are looked at in between.
+const READS_PER_EVENT: usize = 4;
 /// The poller key of the open loop's timer.
 const TIMER_KEY: u64 = u64::MAX;
 
@@ -53,6 +60,8 @@ pub(crate) struct Shared {
     pub(crate) measure_start: u64,
     /// `-d`: when the measured window ends.
     pub(crate) end: Option<u64>,
+    /// `-n`: the questions of the run, shared by every thread.
+    pub(crate) budget: Option<Budget>,
     /// Set by the main thread to end the run early.
     pub(crate) stop: AtomicBool,
 }
@@ -69,9 +78,22 @@ impl Shared {
     /// asked after the warmup are the ones counted, whenever answered.
     pub(crate) fn counts(&self, sent: u64, now: u64) -> bool {
         match self.end {
-            Some(end) => self.measure_start <= now && now <= end,
+            Some(_) => self.in_window(now),
             None => sent >= self.measure_start,
         }
+    }
+
+    /// Whether something that happened at `now` with no question of its
+    /// own (a refused connect, a reset, a reconnect) falls in the measured
+    /// window, and so is counted: what happens during the warmup is not,
+    /// answers and errors alike.
+    pub(crate) fn in_window(&self, now: u64) -> bool {
+        self.measure_start <= now && self.end.is_none_or(|end| now <= end)
+    }
+
+    /// Whether a `-n` run has handed out every question (for now).
+    fn budget_spent(&self) -> bool {
+        self.budget.as_ref().is_some_and(Budget::spent)
     }
 
     /// When question `k` of connection `slot` is due in the open loop.
@@ -82,7 +104,9 @@ impl Shared {
             return 0;
         };
         let sequence = k as f64 * self.connections as f64 + slot as f64;
-        self.start + (sequence * 1e9 / rate) as u64
+        // The cast saturates, and so must the sum: at a rate of one question
+        // a century, the next one is due at the end of time, not in the past.
+        self.start.saturating_add((sequence * 1e9 / rate) as u64)
     }
 }
 
@@ -104,6 +128,18 @@ pub(crate) struct Outcome {
     pub(crate) answers_per_conn: Vec<(usize, u64)>,
 }
 
+/// What one readiness event's reads took from a connection.
+#[derive(Default)]
+struct Batch {
+    /// Answers of any kind to questions asked (each frees a place in the
+    /// pipeline).
+    answered: usize,
+    /// Right ones among them.
+    right: usize,
+    /// `-n`: answers to questions taken from the run's budget.
+    from_budget: u64,
+}
+
 /// One thread's loop and everything it owns.
 pub(crate) struct Worker {
     shared: Arc<Shared>,
@@ -113,10 +149,6 @@ pub(crate) struct Worker {
     conns: Vec<Conn>,
     buf: Box<[u8]>,
     tally: Tally,
-    /// `-n`: questions this thread may still ask.
-    budget: Option<u64>,
-    /// Questions in flight on all its connections.
-    outstanding: usize,
     /// Open loop: connections waiting for their next due time, soonest
     /// first. Capacity for every connection, so pushing never allocates.
     schedule: BinaryHeap<Reverse<(u64, usize)>>,
@@ -128,12 +160,12 @@ pub(crate) struct Worker {
 }
 
 impl Worker {
-    /// A thread's loop over `conns` (open or failed already), allowed
-    /// `budget` questions with `-n`.
+    /// A thread's loop over `conns` (open or failed already) of a run
+    /// against `targets` servers.
     pub(crate) fn new(
         shared: Arc<Shared>,
         conns: Vec<Conn>,
-        budget: Option<u64>,
+        targets: usize,
         progress: Arc<Progress>,
     ) -> io::Result<Self> {
         let poller = Poller::new(EVENTS)?;
@@ -152,9 +184,7 @@ impl Worker {
             timer,
             conns,
             buf: vec![0; READ_BUFFER].into_boxed_slice(),
-            tally: Tally::new(),
-            budget,
-            outstanding: 0,
+            tally: Tally::new(targets),
             schedule,
             next_scan: 0,
             progress,
@@ -236,9 +266,10 @@ impl Worker {
         })
     }
 
-    /// `-n`: every question of the budget asked and answered.
+    /// `-n`: every question of the run asked and answered, by whichever
+    /// thread.
     fn finished(&self) -> bool {
-        self.budget == Some(0) && self.outstanding == 0
+        self.shared.budget.as_ref().is_some_and(Budget::done)
     }
 
     /// When the loop must wake even if no socket is ready: the next scan,
@@ -258,76 +289,38 @@ impl Worker {
         Ok(wake)
     }
 
-    /// Reads every answer that has arrived on connection `i`, then asks
-    /// as many new questions as were answered (closed loop) or as are due
-    /// (open loop).
+    /// Reads the answers that have arrived on connection `i` (at most
+    /// [`READS_PER_EVENT`] reads), counts them, then asks as many new
+    /// questions as were answered (closed loop) or as are due (open loop).
+    /// A failure found on the way is handled after the answers before it
+    /// are counted, so that no answer is lost from the books.
     fn on_readable(&mut self, i: usize) {
-        let shared = &*self.shared;
-        let workload = &shared.workload;
-        let conn = &mut self.conns[i];
-        // Answers of any kind (each frees a place in the pipeline), and
-        // right ones.
-        let (mut answered, mut right) = (0, 0);
-        let mut now;
-        loop {
-            let Some(stream) = &conn.stream else { return };
+        let mut batch = Batch::default();
+        let mut now = now_ns();
+        let mut failure = None;
+        for _ in 0..READS_PER_EVENT {
+            let Some(stream) = &self.conns[i].stream else {
+                return;
+            };
             let n = match (&*stream).read(&mut self.buf) {
-                Ok(0) => return self.fail(i, Failure::Closed, now_ns()),
-                Ok(n) => n,
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    now = now_ns();
+                Ok(0) => {
+                    failure = Some(Failure::Closed);
                     break;
                 }
+                Ok(n) => n,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-                Err(error) => return self.fail(i, Failure::of(&error), now_ns()),
+                Err(error) => {
+                    failure = Some(Failure::of(&error));
+                    break;
+                }
             };
             // The answers were received now: one clock reading per read,
             // used for every answer in it and for the questions sent next.
             now = now_ns();
-            let mut rest = &self.buf[..n];
-            while !rest.is_empty() {
-                let expected = (conn.inflight.len() > 0).then_some(conn.head);
-                let Ok(step) = workload.take_answer(&mut conn.check, expected, rest) else {
-                    // No answer is this long: the stream can no longer be
-                    // framed, so the connection starts over.
-                    return self.fail(i, Failure::WrongAnswer, now);
-                };
-                rest = &rest[step.consumed..];
-                let Some(verdict) = step.verdict else {
-                    continue;
-                };
-                // An answer to nothing (the server spoke unasked) is an
-                // error and nothing more.
-                let popped = conn.inflight.pop();
-                if popped.is_some() {
-                    conn.head = (conn.head + 1) % workload.cycle();
-                    answered += 1;
-                }
-                let (sent, intended) = match (verdict, popped) {
-                    (Verdict::Right, Some(times)) => times,
-                    (Verdict::ErrorAnswer, _) => {
-                        self.tally.error(Failure::ErrorAnswer);
-                        continue;
-                    }
-                    _ => {
-                        self.tally.error(Failure::WrongAnswer);
-                        continue;
-                    }
-                };
-                right += 1;
-                if shared.counts(sent, now) {
-                    self.tally
-                        .latency
-                        .saturating_record(now.saturating_sub(sent));
-                    if shared.rate.is_some() {
-                        self.tally
-                            .corrected
-                            .saturating_record(now.saturating_sub(intended));
-                    }
-                    self.tally.answers += 1;
-                    self.tally.last_answer = now;
-                    conn.answers += 1;
-                }
+            if let Err(broken) = self.take_answers(i, n, now, &mut batch) {
+                failure = Some(broken);
+                break;
             }
             // A read that did not fill the buffer took everything there
             // was: reading again would only hear "would block".
@@ -335,28 +328,106 @@ impl Worker {
                 break;
             }
         }
-        if answered == 0 {
+        self.settle(i, &batch);
+        if let Some(failure) = failure {
+            return self.fail(i, failure, now);
+        }
+        if batch.answered == 0 {
             return;
         }
-        self.outstanding -= answered;
-        // Only a right answer proves the server is serving: a connection
-        // turned away with `Error: server busy.` keeps backing off.
-        if right > 0 {
-            conn.backoff = BACKOFF_MIN;
-        }
-        self.heard += answered as u64;
-        self.progress
-            .right
-            .store(self.tally.answers, Ordering::Relaxed);
-        self.progress.heard.store(self.heard, Ordering::Relaxed);
         if self.timer.is_some() {
             self.schedule(i, now);
         } else {
-            self.ask(i, answered, now);
+            self.ask(i, batch.answered, now);
         }
         let conn = &self.conns[i];
-        if self.budget == Some(0) && conn.inflight.len() == 0 && conn.phase == Phase::Open {
+        if self.shared.budget_spent() && conn.inflight.len() == 0 && conn.phase == Phase::Open {
             self.begin_close(i, now);
+        }
+    }
+
+    /// Checks and counts the answers in the first `n` bytes of the read
+    /// buffer, received on connection `i` at `now`. An error means the
+    /// connection can no longer be trusted to frame answers, and must
+    /// start over.
+    fn take_answers(
+        &mut self,
+        i: usize,
+        n: usize,
+        now: u64,
+        batch: &mut Batch,
+    ) -> Result<(), Failure> {
+        let shared = &*self.shared;
+        let workload = &shared.workload;
+        let conn = &mut self.conns[i];
+        let mut rest = &self.buf[..n];
+        while !rest.is_empty() {
+            let expected = (conn.inflight.len() > 0).then_some(conn.head);
+            // No answer is this long: the stream cannot be framed.
+            let step = workload
+                .take_answer(&mut conn.check, expected, rest)
+                .map_err(|_| Failure::WrongAnswer)?;
+            rest = &rest[step.consumed..];
+            let Some(verdict) = step.verdict else {
+                continue;
+            };
+            let Some((sent, intended)) = conn.inflight.pop() else {
+                // The server spoke unasked. Its last word (`Error: idle
+                // timeout.`, `Error: server busy.`) may come so, and it
+                // closes next; anything else breaks the protocol, and a
+                // server that streams answers must not keep the client
+                // counting them: either way the connection is done.
+                return Err(match verdict {
+                    Verdict::ErrorAnswer => Failure::ErrorAnswer,
+                    _ => Failure::Unasked,
+                });
+            };
+            conn.head = (conn.head + 1) % workload.cycle();
+            batch.answered += 1;
+            if shared.budget.is_some() && sent >= shared.measure_start {
+                batch.from_budget += 1;
+            }
+            let counted = shared.counts(sent, now);
+            match verdict {
+                Verdict::Right => {
+                    batch.right += 1;
+                    if counted {
+                        let open_loop = shared.rate.is_some();
+                        self.tally
+                            .answer(conn.target, sent, intended, now, open_loop);
+                        conn.answers += 1;
+                    }
+                }
+                // A reply of the wrong length leaves the stream cut in the
+                // wrong places: one wrong answer, then a new connection.
+                Verdict::Wrong if workload.wrong_loses_framing() => {
+                    return Err(Failure::WrongAnswer)
+                }
+                Verdict::Wrong if counted => self.tally.error(Failure::WrongAnswer),
+                Verdict::ErrorAnswer if counted => self.tally.error(Failure::ErrorAnswer),
+                Verdict::Wrong | Verdict::ErrorAnswer => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The books after a read: the run's budget, the back-off, and the
+    /// progress the main thread watches.
+    fn settle(&mut self, i: usize, batch: &Batch) {
+        if let Some(budget) = &self.shared.budget {
+            budget.answered(batch.from_budget);
+        }
+        // Only a right answer proves the server is serving: a connection
+        // turned away with `Error: server busy.` keeps backing off.
+        if batch.right > 0 {
+            self.conns[i].backoff = BACKOFF_MIN;
+        }
+        if batch.answered > 0 {
+            self.heard += batch.answered as u64;
+            self.progress
+                .right
+                .store(self.tally.answers, Ordering::Relaxed);
+            self.progress.heard.store(self.heard, Ordering::Relaxed);
         }
     }
 
@@ -383,7 +454,6 @@ impl Worker {
             conn.inflight.push(now, now);
         }
         conn.unsent += count;
-        self.outstanding += count;
         self.flush(i, now);
     }
 
@@ -407,14 +477,13 @@ impl Worker {
         }
         if asked > 0 {
             self.conns[i].unsent += asked;
-            self.outstanding += asked;
             self.flush(i, now);
         }
         let conn = &mut self.conns[i];
         if conn.phase == Phase::Open
             && !conn.inflight.is_full()
             && !conn.in_heap
-            && self.budget != Some(0)
+            && !self.shared.budget_spent()
         {
             self.schedule.push(Reverse((conn.next_due, i)));
             conn.in_heap = true;
@@ -442,12 +511,8 @@ impl Worker {
         if self.shared.end.is_some_and(|end| now >= end) {
             return 0;
         }
-        match &mut self.budget {
-            Some(left) if now >= self.shared.measure_start => {
-                let count = count.min(usize::try_from(*left).unwrap_or(usize::MAX));
-                *left -= count as u64;
-                count
-            }
+        match &self.shared.budget {
+            Some(budget) if now >= self.shared.measure_start => budget.claim(count),
             _ => count,
         }
     }
@@ -505,19 +570,28 @@ impl Worker {
         }
     }
 
-    /// Counts the failure of connection `i`, closes it, and schedules a
-    /// reconnect after the back-off. Its questions in flight stay in its
-    /// ring: they are asked again, in order, on the new connection.
+    /// Counts the failure of connection `i` (inside the measured window),
+    /// closes it, and schedules a reconnect after the back-off. With `-d`,
+    /// its questions in flight stay in its ring: they are asked again, in
+    /// order, on the new connection, and keep their first send time. With
+    /// `-n`, those it took from the run's budget go back there, for any
+    /// connection to ask: a server that stays down keeps none of them.
     fn fail(&mut self, i: usize, failure: Failure, now: u64) {
-        self.tally.error(failure);
-        let budget_spent = self.budget == Some(0);
+        let shared = &*self.shared;
+        if shared.in_window(now) {
+            self.tally.error(failure);
+        }
         let conn = &mut self.conns[i];
         conn.stream = None;
         conn.writing = false;
         conn.check.reset();
+        if let Some(budget) = &shared.budget {
+            budget.release(conn.inflight.sent_since(shared.measure_start));
+            conn.inflight.clear();
+        }
         conn.unsent = conn.inflight.len();
         conn.unsent_skip = 0;
-        conn.phase = if budget_spent && conn.inflight.len() == 0 {
+        conn.phase = if shared.budget_spent() && conn.inflight.len() == 0 {
             Phase::Done
         } else {
             Phase::Waiting {
@@ -528,11 +602,16 @@ impl Worker {
     }
 
     /// Looks at every connection: questions or connects past the timeout,
-    /// reconnects that are due, closes that took too long.
+    /// reconnects that are due, closes that took too long; and with `-n`,
+    /// questions given back to the budget by a failed connection, which
+    /// connections with room ask (reopening one closed for want of
+    /// questions if need be).
     fn scan(&mut self, now: u64) {
+        let budget_left = self.shared.budget.is_some() && !self.shared.budget_spent();
         for i in 0..self.conns.len() {
             let conn = &self.conns[i];
             match conn.phase {
+                Phase::Done if budget_left => self.reconnect(i, now),
                 Phase::Open => {
                     let waiting_since = conn
                         .inflight
@@ -542,13 +621,15 @@ impl Worker {
                         .is_some_and(|since| now.saturating_sub(since) > self.shared.timeout)
                     {
                         self.fail(i, Failure::Timeout, now);
+                    } else if budget_left && !conn.inflight.is_full() {
+                        self.top_up(i, now);
                     }
                 }
                 Phase::Connecting { since } if now.saturating_sub(since) > self.shared.timeout => {
                     self.fail(i, Failure::Timeout, now);
                 }
                 Phase::Waiting { until } if now >= until => {
-                    if self.budget == Some(0) && conn.inflight.len() == 0 {
+                    if self.shared.budget_spent() && conn.inflight.len() == 0 {
                         self.conns[i].phase = Phase::Done;
                     } else {
                         self.reconnect(i, now);
@@ -605,7 +686,9 @@ impl Worker {
     /// again (they keep their first send time, so their latency includes
     /// the outage), then fills its pipeline.
     fn on_open(&mut self, i: usize, now: u64) {
-        self.tally.reconnects += 1;
+        if self.shared.in_window(now) {
+            self.tally.reconnects += 1;
+        }
         let conn = &mut self.conns[i];
         conn.phase = Phase::Open;
         conn.writing = false;
@@ -630,11 +713,12 @@ impl Worker {
     }
 
     /// Reads and discards what a closing connection still receives, until
-    /// the server closes it.
+    /// the server closes it: at most [`READS_PER_EVENT`] reads at a time,
+    /// so that a server that floods cannot hold the loop past its grace.
     fn drain(&mut self, i: usize) {
         let conn = &mut self.conns[i];
         let Some(stream) = &conn.stream else { return };
-        loop {
+        for _ in 0..READS_PER_EVENT {
             match (&*stream).read(&mut self.buf) {
                 Ok(n) if n > 0 => continue,
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,

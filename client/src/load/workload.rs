@@ -5,9 +5,10 @@
 use anyhow::{bail, ensure};
 use zen_utils::protocol::{self, APHORISMS};
 
-/// The longest answer accepted before the connection is called broken: the
-/// table's longest is 24 bytes, so anything this long without its end is
-/// not the server we expected.
+/// The longest zen answer accepted before the connection is called broken:
+/// the table's longest is 24 bytes, so anything this long without its `.`
+/// is not the server we expected. A `--expect` reply needs no such bound:
+/// its length is known, and it is taken in pieces of any size.
 const MAX_ANSWER: usize = 1024;
 
 /// Error answers all start with this (`Error: server busy.`, ...).
@@ -89,7 +90,10 @@ impl Workload {
         )
     }
 
-    /// One question, over and over. It must end in its only `?`.
+    /// One question of the table, over and over. It must end in its only
+    /// `?`. A question the table lacks is refused: its answer would be
+    /// `Error: unknown aphorism.`, and an error answer is never counted as
+    /// an answer.
     pub(crate) fn question(question: &str, pipeline: usize) -> anyhow::Result<Self> {
         let bytes = question.as_bytes();
         ensure!(
@@ -97,6 +101,12 @@ impl Workload {
             "a question must end with its only `?`: {question:?}"
         );
         let answer = protocol::answer(bytes.trim_ascii_start());
+        ensure!(
+            !protocol::is_error(answer),
+            "{question:?} is not in the aphorism table, so every answer would be {:?}; \
+             ask one of the table's questions, or load another protocol with --send and --expect",
+            String::from_utf8_lossy(answer)
+        );
         let description = format!(
             "{question:?}, expecting {:?}",
             String::from_utf8_lossy(answer)
@@ -158,6 +168,14 @@ impl Workload {
         }
     }
 
+    /// Whether a wrong answer loses the framing of the stream. A zen answer
+    /// ends at its `.`, so the next answer starts after it whatever this
+    /// one said; a `--expect` reply is framed by its length only, and a
+    /// reply of another length leaves the stream cut in the wrong places.
+    pub(crate) fn wrong_loses_framing(&self) -> bool {
+        matches!(self.framing, Framing::Fixed(_))
+    }
+
     /// How many different questions the cycle has.
     pub(crate) fn cycle(&self) -> usize {
         self.expected.len()
@@ -214,7 +232,7 @@ impl Workload {
             let verdict = check.verdict(want, self.framing == Framing::Dot);
             *check = AnswerCheck::default();
             Some(verdict)
-        } else if check.got > MAX_ANSWER {
+        } else if self.framing == Framing::Dot && check.got > MAX_ANSWER {
             return Err(AnswerTooLong);
         } else {
             None
@@ -373,13 +391,26 @@ mod tests {
         let workload = Workload::question("Now is better than?", 2).unwrap();
         assert_eq!(workload.cycle(), 1);
         assert_eq!(verdicts(&workload, b"never.", 2, &[0]), [Verdict::Right]);
-        let unknown = Workload::question("Why?", 1).unwrap();
-        assert_eq!(
-            verdicts(&unknown, b"Error: unknown aphorism.", 4, &[0]),
-            [Verdict::Right]
-        );
+        let refused = Workload::question("Why?", 1).unwrap_err().to_string();
+        assert!(refused.contains("not in the aphorism table"), "{refused}");
         assert!(Workload::question("Why", 1).is_err());
         assert!(Workload::question("Why? Why?", 1).is_err());
+    }
+
+    #[test]
+    fn a_long_fixed_reply_passes_in_any_pieces() {
+        let reply = "x".repeat(1_100);
+        let workload = Workload::fixed("GET\\r\\n", &reply, 2).unwrap();
+        let stream = reply.repeat(2);
+        for size in [1, 50, 1_050, 1_100, 2_200] {
+            assert_eq!(
+                verdicts(&workload, stream.as_bytes(), size, &[0, 0]),
+                [Verdict::Right, Verdict::Right],
+                "pieces of {size}"
+            );
+        }
+        assert!(workload.wrong_loses_framing());
+        assert!(!Workload::table(1).wrong_loses_framing());
     }
 
     #[test]

@@ -6,21 +6,57 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use zen_utils::protocol::answer;
 use zen_utils::Decoder;
 
-/// Runs `client <args>` to its end.
+/// How long any one client run may take before the test calls it hung:
+/// far beyond what every run in these tests needs, so that a hang fails
+/// the test (and the client is killed) instead of stalling the suite.
+const HUNG: Duration = Duration::from_secs(60);
+
+/// Runs `client <args>` to its end; a client still running after [`HUNG`]
+/// is killed and fails the test.
 pub(crate) fn client(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_client"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_client"))
         .args(args)
-        .output()
-        .expect("run the client")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the client");
+    let read_all = |mut pipe: Box<dyn Read + Send>| {
+        thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            bytes
+        })
+    };
+    let stdout = read_all(Box::new(child.stdout.take().unwrap()));
+    let stderr = read_all(Box::new(child.stderr.take().unwrap()));
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > HUNG {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("client {args:?} still running after {HUNG:?}: killed");
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    }
 }
 
 /// `--server HOST:PORT` or `HOST -p PORT` arguments for `addr`.
