@@ -360,7 +360,9 @@ fn hostile_servers_of_every_kind_end_on_time() {
     };
     let closes = || one(counted(|stream, _| drop(stream)));
     let resets = || {
-        one(counted(|stream, _| {
+        // Reads the question, then resets the connection.
+        one(counted(|mut stream, _| {
+            let _ = stream.read(&mut [0; 64]);
             let socket = socket2::Socket::from(stream);
             socket.set_linger(Some(Duration::ZERO)).unwrap();
         }))
