@@ -192,7 +192,7 @@ pub(crate) fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
     let clean = report.errors == 0 && report.stopped_early.is_none();
     let unanswered = clean && report.requests == 0;
     if unanswered {
-        eprintln!(
+        zen_utils::log_line!(
             "client load: no answer arrived in {:.1} s: is the server stuck, or does it \
              answer another protocol (then give its request and reply with --send and \
              --expect)?",

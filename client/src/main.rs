@@ -60,7 +60,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             // One line, whatever went wrong: the chain of causes joined by ": ".
-            eprintln!("client: {error:#}");
+            zen_utils::log_line!("client: {error:#}");
             ExitCode::FAILURE
         }
     }

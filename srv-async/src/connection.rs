@@ -29,7 +29,7 @@ const LAST_WORD_PATIENCE: Duration = Duration::from_millis(100);
 pub async fn handle_connection(stream: TcpStream, peer: SocketAddr, shared: &Shared, stop: &Stop) {
     let config = &shared.config;
     if config.log_connections() {
-        eprintln!("accepted connection from {peer}");
+        zen_utils::log_line!("accepted connection from {peer}");
     }
     let mut connection = Connection::new(stream, shared, stop);
     let end = connection.run().await;

@@ -123,7 +123,9 @@ pub async fn serve_listener(
         && shared.config.log_warnings()
     {
         let open = shared.open.load(Ordering::Acquire);
-        eprintln!("warning: {open} connections still open {drain:?} after shutdown; dropping them");
+        zen_utils::log_line!(
+            "warning: {open} connections still open {drain:?} after shutdown; dropping them"
+        );
     }
     Ok(())
 }
@@ -312,7 +314,7 @@ fn turn_away(stream: &TcpStream, peer: SocketAddr, shared: &Shared) {
     let _ = SockRef::from(stream).send(SERVER_BUSY);
     if shared.config.log_connections() {
         let max = shared.config.max_conns;
-        eprintln!("connection from {peer} turned away: server busy ({max} open)");
+        zen_utils::log_line!("connection from {peer} turned away: server busy ({max} open)");
     }
 }
 

@@ -109,6 +109,24 @@ pub struct HybridOptions {
     pub backlog: i32,
 }
 
+/// The most `--workers`: far more threads than any machine has cores, and
+/// few enough that their runtimes' descriptors and stacks always fit.
+pub const MAX_WORKERS: usize = 1024;
+
+/// Everything [`serve_prepared`] needs that can fail to be made: the
+/// listeners and the runtimes with their threads. The binary makes it
+/// before it prints `listening on`, so that the line means ready.
+pub struct Prepared {
+    listeners: Vec<TcpListener>,
+    runtimes: Runtimes,
+}
+
+/// The runtimes of either kind, built.
+enum Runtimes {
+    WorkStealing(tokio::runtime::Runtime),
+    PerCore(Vec<tokio::runtime::Runtime>),
+}
+
 /// The number of CPUs this process may use: the default `--workers`.
 pub fn default_workers() -> NonZeroUsize {
     thread::available_parallelism().unwrap_or(NonZeroUsize::MIN)
@@ -123,14 +141,49 @@ pub fn serve(
     shutdown: Shutdown,
     options: HybridOptions,
 ) -> io::Result<Summary> {
-    let listeners = listeners(listener, options)?;
-    serve_listeners(listeners, config, shutdown, options)
+    serve_prepared(prepare(listener, options)?, config, shutdown)
 }
 
-/// The listeners that [`serve_listeners`] accepts on: `listener` alone for
+/// Makes the listeners ([`listeners`]) and the runtimes for `options`.
+pub fn prepare(listener: TcpListener, options: HybridOptions) -> io::Result<Prepared> {
+    let listeners = listeners(listener, options)?;
+    let runtimes = match options.runtime {
+        // The multi-thread flavor: `workers` threads, each with a local
+        // queue of tasks, stealing from each other when they run dry.
+        Runtime::WorkStealing => Runtimes::WorkStealing(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(options.workers.get())
+                .thread_name("zen-worker")
+                .enable_all()
+                .build()?,
+        ),
+        // Every runtime is built before any core accepts. A runtime needs
+        // descriptors of its own (an epoll, an eventfd): built by each core
+        // as it starts, a flood of clients accepted by the first cores
+        // could take the last descriptors from a core still starting, and
+        // that core's failure would stop the whole server.
+        Runtime::PerCore => Runtimes::PerCore(
+            listeners
+                .iter()
+                .map(|_| {
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                })
+                .collect::<io::Result<_>>()?,
+        ),
+    };
+    Ok(Prepared {
+        listeners,
+        runtimes,
+    })
+}
+
+/// The listeners that [`serve_prepared`] accepts on: `listener` alone for
 /// work stealing; per core, `listener` and `workers - 1` more for the same
-/// address (see the module doc). The binary calls this before it prints
-/// `listening on`, so that the whole group is ready when tools connect.
+/// address (see the module doc). [`prepare`] calls it, before the binary
+/// prints `listening on`, so that the whole group is ready when tools
+/// connect.
 pub fn listeners(listener: TcpListener, options: HybridOptions) -> io::Result<Vec<TcpListener>> {
     match options.runtime {
         Runtime::WorkStealing => Ok(vec![listener]),
@@ -138,17 +191,20 @@ pub fn listeners(listener: TcpListener, options: HybridOptions) -> io::Result<Ve
     }
 }
 
-/// [`serve`] on listeners made by [`listeners`].
-pub fn serve_listeners(
-    listeners: Vec<TcpListener>,
+/// [`serve`] on what [`prepare`] made.
+pub fn serve_prepared(
+    prepared: Prepared,
     config: Config,
     shutdown: Shutdown,
-    options: HybridOptions,
 ) -> io::Result<Summary> {
     let shared = Shared::new(config, shutdown.clone());
-    match options.runtime {
-        Runtime::WorkStealing => work_stealing(listeners, &shared, &shutdown, options.workers)?,
-        Runtime::PerCore => per_core(listeners, &shared, &shutdown)?,
+    let Prepared {
+        listeners,
+        runtimes,
+    } = prepared;
+    match runtimes {
+        Runtimes::WorkStealing(runtime) => work_stealing(&runtime, listeners, &shared, &shutdown)?,
+        Runtimes::PerCore(runtimes) => per_core(runtimes, listeners, &shared, &shutdown)?,
     }
     Ok(shared.summary())
 }
@@ -156,18 +212,11 @@ pub fn serve_listeners(
 /// One multi-threaded runtime; srv-async's accept loop is one of its tasks
 /// (one per listener: [`listeners`] gives work stealing just one).
 fn work_stealing(
+    runtime: &tokio::runtime::Runtime,
     listeners: Vec<TcpListener>,
     shared: &Arc<Shared>,
     shutdown: &Shutdown,
-    workers: NonZeroUsize,
 ) -> io::Result<()> {
-    // The multi-thread flavor: `workers` threads, each with a local queue
-    // of tasks, stealing from each other when they run dry.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers.get())
-        .thread_name("zen-worker")
-        .enable_all()
-        .build()?;
     // The accept loop runs as a task on a worker rather than on this
     // thread in `block_on`: the connections it spawns then start in that
     // worker's own queue, where idle workers steal them, instead of all
@@ -191,25 +240,13 @@ fn work_stealing(
     })
 }
 
-/// One thread per listener, each running a current-thread runtime on it.
+/// One thread per listener, each running its current-thread runtime on it.
 fn per_core(
+    runtimes: Vec<tokio::runtime::Runtime>,
     listeners: Vec<TcpListener>,
     shared: &Arc<Shared>,
     shutdown: &Shutdown,
 ) -> io::Result<()> {
-    // Every runtime is built before any core accepts. A runtime needs
-    // descriptors of its own (an epoll, an eventfd): built by each core as
-    // it starts, a flood of clients accepted by the first cores could take
-    // the last descriptors from a core still starting, and that core's
-    // failure would stop the whole server.
-    let runtimes = listeners
-        .iter()
-        .map(|_| {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-        })
-        .collect::<io::Result<Vec<_>>>()?;
     thread::scope(|scope| {
         let mut result = Ok(());
         let mut cores = Vec::with_capacity(listeners.len());

@@ -1,5 +1,5 @@
-//! The srv-hybrid binary: parse flags, bind every listener, print
-//! `listening on`, serve.
+//! The srv-hybrid binary: parse flags, bind every listener and build every
+//! runtime, print `listening on`, serve.
 
 use std::num::NonZeroUsize;
 use std::process::ExitCode;
@@ -19,8 +19,9 @@ struct Cli {
     #[command(flatten)]
     server: ServerArgs,
 
-    /// Threads that serve connections [default: the number of CPUs]
-    #[arg(long, value_name = "N")]
+    /// Threads that serve connections, at most 1024 [default: the number
+    /// of CPUs]
+    #[arg(long, value_name = "N", value_parser = parse_workers)]
     workers: Option<NonZeroUsize>,
 
     /// How the threads share the connections
@@ -33,7 +34,7 @@ fn main() -> ExitCode {
     let per_core = cli.runtime == Runtime::PerCore;
     if per_core {
         if let Err(error) = probe_port(&cli.server) {
-            eprintln!("{NAME}: error: {error}");
+            zen_utils::log_line!("{NAME}: error: {error}");
             return ExitCode::FAILURE;
         }
     }
@@ -48,11 +49,18 @@ fn main() -> ExitCode {
         NAME,
         &cli.server,
         per_core,
-        |listener| srv_hybrid::listeners(listener, options),
-        move |listeners, config, shutdown| {
-            srv_hybrid::serve_listeners(listeners, config, shutdown, options)
-        },
+        |listener| srv_hybrid::prepare(listener, options),
+        srv_hybrid::serve_prepared,
     )
+}
+
+/// `--workers`: from 1 to [`srv_hybrid::MAX_WORKERS`].
+fn parse_workers(text: &str) -> Result<NonZeroUsize, String> {
+    let workers: NonZeroUsize = text.parse().map_err(|error| format!("{error}"))?;
+    if workers.get() > srv_hybrid::MAX_WORKERS {
+        return Err(format!("must be at most {}", srv_hybrid::MAX_WORKERS));
+    }
+    Ok(workers)
 }
 
 /// Fails if something already listens on the address.
@@ -92,5 +100,7 @@ mod tests {
         assert_eq!(cli.runtime, Runtime::PerCore);
         assert_eq!(cli.workers, NonZeroUsize::new(3));
         assert!(Cli::try_parse_from([NAME, "--workers", "0"]).is_err());
+        assert!(Cli::try_parse_from([NAME, "--workers", "1025"]).is_err());
+        assert!(Cli::try_parse_from([NAME, "--workers", "1024"]).is_ok());
     }
 }

@@ -258,7 +258,7 @@ impl EventLoop {
             let interest = Event::new(SERVER, readable, false);
             if let Err(error) = self.poller.modify_with_mode(listener, interest, self.mode) {
                 if self.config.log_warnings() {
-                    eprintln!("warning: cannot change the listener's interest: {error}");
+                    zen_utils::log_line!("warning: cannot change the listener's interest: {error}");
                 }
             }
         }
@@ -275,7 +275,7 @@ impl EventLoop {
                 let _ = io::Write::write(&mut &stream, SERVER_BUSY);
             }
             if self.config.log_connections() {
-                eprintln!("connection from {peer} closed: server busy");
+                zen_utils::log_line!("connection from {peer} closed: server busy");
             }
             return;
         }
@@ -284,7 +284,7 @@ impl EventLoop {
         if let Err(error) = prepared {
             self.stats.error(1);
             if self.config.log_connections() {
-                eprintln!("connection from {peer} closed: error: {error}");
+                zen_utils::log_line!("connection from {peer} closed: error: {error}");
             }
             return;
         }
@@ -299,7 +299,7 @@ impl EventLoop {
         if let Err(error) = added {
             self.stats.error(1);
             if self.config.log_warnings() {
-                eprintln!("warning: cannot register connection from {peer}: {error}");
+                zen_utils::log_line!("warning: cannot register connection from {peer}: {error}");
             }
             return;
         }
@@ -310,7 +310,7 @@ impl EventLoop {
         self.next_generation += 1;
         entry.insert(Connection::new(stream, peer, id, &self.config));
         if self.config.log_connections() {
-            eprintln!("accepted connection from {peer}");
+            zen_utils::log_line!("accepted connection from {peer}");
         }
     }
 

@@ -23,7 +23,7 @@ pub fn converse(
     stats: &Stats,
 ) {
     if config.log_connections() {
-        eprintln!("accepted connection from {peer}");
+        zen_utils::log_line!("accepted connection from {peer}");
     }
     let mut conversation = Conversation::new(stream, config);
     let end = conversation.run(shutdown, stats);

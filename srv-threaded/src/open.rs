@@ -61,7 +61,7 @@ pub(crate) fn refuse(mut stream: TcpStream, peer: SocketAddr, config: &Config, s
     stats.error(1);
     let _ = stream.write_all(SERVER_BUSY);
     if config.log_connections() {
-        eprintln!(
+        zen_utils::log_line!(
             "connection from {peer} closed: server busy ({} open)",
             config.max_conns
         );

@@ -49,7 +49,9 @@ pub(crate) fn run(listener: &TcpListener, shared: &Shared) {
                 // out of resources, rather than spin, and warn as rarely.
                 stats.error(1);
                 if config.log_connections() {
-                    eprintln!("connection from {peer} closed: no thread to serve it: {error}");
+                    zen_utils::log_line!(
+                        "connection from {peer} closed: no thread to serve it: {error}"
+                    );
                 }
                 accept_errors.out_of_resources("starting a connection's thread", &error, config);
                 thread::sleep(ACCEPT_BACKOFF);

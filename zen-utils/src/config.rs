@@ -18,6 +18,10 @@ pub const DEFAULT_PORT: u16 = 1060;
 pub const DEFAULT_MAX_CONNS: usize = 20_000;
 /// SPEC.md's default bound on one question.
 pub const DEFAULT_MAX_REQUEST: usize = 1024;
+/// The largest `--max-request`: 16 MiB, far beyond any question, and small
+/// enough that a connection's buffer (which grows up to it) is never an
+/// allocation the machine cannot make.
+pub const MAX_MAX_REQUEST: usize = 16 * 1024 * 1024;
 /// SPEC.md's default idle timeout.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Deep enough for the C10K experiment's 10,000 connections arriving at
@@ -49,10 +53,11 @@ pub struct ServerArgs {
     #[arg(long, value_name = "DUR", default_value = "60s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
 
-    /// Longest question in bytes, `?` included; a longer one is answered
-    /// "Error: request too long." and the connection closes
+    /// Longest question in bytes, `?` included (at most 16777216); a
+    /// longer one is answered "Error: request too long." and the
+    /// connection closes
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_REQUEST,
-          value_parser = parse_positive)]
+          value_parser = parse_max_request)]
     pub max_request: usize,
 
     /// Simulated work per answer: wait:DUR (a slow backend, waited the
@@ -252,6 +257,14 @@ fn parse_positive(text: &str) -> Result<usize, String> {
     }
 }
 
+/// `--max-request`: from 1 to [`MAX_MAX_REQUEST`].
+fn parse_max_request(text: &str) -> Result<usize, String> {
+    match parse_positive(text)? {
+        n if n > MAX_MAX_REQUEST => Err(format!("must be at most {MAX_MAX_REQUEST} (16 MiB)")),
+        n => Ok(n),
+    }
+}
+
 impl fmt::Display for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let idle = self
@@ -343,6 +356,8 @@ mod tests {
         for args in [
             &["srv", "--max-conns", "0"][..],
             &["srv", "--max-request", "0"],
+            &["srv", "--max-request", "16777217"],
+            &["srv", "--max-request", "18446744073709551615"],
             &["srv", "--idle-timeout", "60"],
             &["srv", "--work", "sleep:1s"],
             &["srv", "-v", "-q"],

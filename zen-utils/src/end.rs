@@ -38,7 +38,7 @@ impl End {
             } else {
                 String::new()
             };
-            eprintln!("connection from {peer} closed: {self}{dropped}");
+            crate::log_line!("connection from {peer} closed: {self}{dropped}");
         }
     }
 }

@@ -26,9 +26,11 @@ pub struct RequestTooLong {
 /// Splits a byte stream into questions: every byte up to and including the
 /// first `?`, after skipping ASCII whitespace (space, tab, CR, LF).
 ///
-/// It never holds more than `max_request + READ_CHUNK` bytes, and it
-/// allocates that buffer only when the first read comes, so an idle
-/// connection costs no buffer at all.
+/// It never holds more than `max_request + READ_CHUNK` bytes. Its buffer is
+/// allocated when the first read comes, so an idle connection costs none,
+/// and small: [`READ_CHUNK`] beyond one question of up to `READ_CHUNK`
+/// bytes. It doubles only while a question longer than that is arriving,
+/// so a large `--max-request` costs memory only to a client that uses it.
 #[derive(Debug)]
 pub struct Decoder {
     /// Bytes `start..end` are received and not yet decoded.
@@ -61,13 +63,21 @@ impl Decoder {
     /// grows: a partial question is at most `max_request - 1` bytes, and the
     /// rest of the buffer is room for the next read.
     pub fn read_buf(&mut self) -> &mut [u8] {
+        let most = self.max_request + READ_CHUNK;
         if self.buf.is_empty() {
-            self.buf = vec![0; self.max_request + READ_CHUNK].into_boxed_slice();
+            self.buf = vec![0; most.min(2 * READ_CHUNK)].into_boxed_slice();
         }
         if self.start > 0 {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
+        }
+        if self.end == self.buf.len() {
+            // Full of one question still arriving (it is shorter than
+            // `max_request`, or it would have been refused): room for more.
+            let mut grown = vec![0; (2 * self.buf.len()).min(most)].into_boxed_slice();
+            grown[..self.end].copy_from_slice(&self.buf[..self.end]);
+            self.buf = grown;
         }
         &mut self.buf[self.end..]
     }
@@ -165,6 +175,20 @@ mod tests {
             }
         }
         (questions, None)
+    }
+
+    #[test]
+    fn a_large_max_request_costs_memory_only_to_a_long_question() {
+        let max = crate::config::MAX_MAX_REQUEST;
+        let mut decoder = Decoder::new(max);
+        decoder.read_buf()[..4].copy_from_slice(b"Why?");
+        decoder.filled(4);
+        assert_eq!(decoder.next_question(), Ok(Some(&b"Why?"[..])));
+        assert_eq!(decoder.capacity(), 2 * READ_CHUNK);
+        let mut long = vec![b'x'; 100_000];
+        long.push(b'?');
+        let (questions, error) = decode_in_pieces(&long, &[READ_CHUNK], max);
+        assert_eq!((questions, error), (vec![long], None));
     }
 
     #[test]

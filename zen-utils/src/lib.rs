@@ -8,6 +8,7 @@
 //!   `DUR` parsing, and the [`Config`] a server runs with.
 //! - [`work`]: `--work wait|cpu|block:DUR`.
 //! - [`listener`]: socket2 listener setup, `RLIMIT_NOFILE`, accept errors.
+//! - [`log`]: [`log_line!`], stderr lines that never panic.
 //! - [`stats`]: relaxed-atomic counters and the one-line [`Summary`].
 //! - [`end`]: why a connection ended, counted and logged alike everywhere.
 //! - [`shutdown`]: the [`Shutdown`] trigger and SIGINT/SIGTERM handling.
@@ -25,6 +26,7 @@ pub mod config;
 pub mod end;
 pub mod frame;
 pub mod listener;
+pub mod log;
 pub mod protocol;
 pub mod server;
 pub mod shutdown;

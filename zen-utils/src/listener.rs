@@ -128,7 +128,7 @@ impl AcceptErrors {
             AcceptFailure::Retry => {}
             AcceptFailure::ConnectionLost => {
                 if config.log_connections() {
-                    eprintln!("accept: connection lost before it was accepted: {error}");
+                    crate::log_line!("accept: connection lost before it was accepted: {error}");
                 }
             }
             AcceptFailure::OutOfResources => self.out_of_resources("accept", error, config),
@@ -143,7 +143,7 @@ impl AcceptErrors {
     pub fn out_of_resources(&self, what: &str, error: &io::Error, config: &Config) {
         let warning = self.warning(what, error, Instant::now());
         if let (true, Some(warning)) = (config.log_warnings(), warning) {
-            eprintln!("{warning}");
+            crate::log_line!("{warning}");
         }
     }
 

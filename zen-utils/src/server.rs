@@ -1,6 +1,6 @@
 //! The part of every server's `main` that is the same for all five: raise
-//! the descriptor limit, bind (and prepare), print `listening on IP:PORT`, install the
-//! signal handlers, serve, print the summary.
+//! the descriptor limit, bind (and prepare), install the signal handlers,
+//! print `listening on IP:PORT`, serve, print the summary.
 
 use std::io::{self, Write};
 use std::net::TcpListener;
@@ -40,7 +40,7 @@ pub fn run_prepared<T>(
     let config = args.config();
     if let Err(error) = crate::listener::raise_fd_limit() {
         if config.log_warnings() {
-            eprintln!("{name}: warning: cannot raise the file-descriptor limit: {error}");
+            crate::log_line!("{name}: warning: cannot raise the file-descriptor limit: {error}");
         }
     }
     let listener = match args.bind(reuse_port) {
@@ -55,6 +55,14 @@ pub fn run_prepared<T>(
         Ok(prepared) => prepared,
         Err(error) => return fail(name, &error),
     };
+    // The signal handlers come before the line: a tool that reads it may
+    // send SIGTERM at once, and must get a graceful shutdown, not a death
+    // by the signal's default action. A signal that comes before `serve`
+    // runs is not lost: `serve` starts with the shutdown triggered.
+    let shutdown = Shutdown::new();
+    if let Err(error) = shutdown.trigger_on_signals() {
+        return fail(name, &error);
+    }
     // Tools start a server with `-p 0` and read this line to find the port,
     // so it is the first line on stdout and leaves at once.
     let mut stdout = io::stdout().lock();
@@ -63,16 +71,12 @@ pub fn run_prepared<T>(
     }
     drop(stdout);
     if config.log_warnings() {
-        eprintln!("{name}: serving on {addr} ({config})");
-    }
-    let shutdown = Shutdown::new();
-    if let Err(error) = shutdown.trigger_on_signals() {
-        return fail(name, &error);
+        crate::log_line!("{name}: serving on {addr} ({config})");
     }
     match serve(prepared, config.clone(), shutdown) {
         Ok(summary) => {
             if config.log_warnings() {
-                eprintln!("{name}: {summary}");
+                crate::log_line!("{name}: {summary}");
             }
             ExitCode::SUCCESS
         }
@@ -81,6 +85,6 @@ pub fn run_prepared<T>(
 }
 
 fn fail(name: &str, error: &dyn std::fmt::Display) -> ExitCode {
-    eprintln!("{name}: error: {error}");
+    crate::log_line!("{name}: error: {error}");
     ExitCode::FAILURE
 }

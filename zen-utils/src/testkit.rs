@@ -319,6 +319,9 @@ macro_rules! binary_suite {
             explains_every_flag_in_help,
             exits_cleanly_with_a_summary_on_sigterm,
             survives_running_out_of_file_descriptors,
+            serves_with_the_largest_max_request,
+            survives_a_log_reader_that_has_gone,
+            a_signal_right_after_listening_is_a_clean_shutdown,
         );
     };
     (@cases $bin:expr, $args:expr; $($case:ident),* $(,)?) => {

@@ -52,6 +52,15 @@ impl Running {
         Self::spawn(&mut command)
     }
 
+    /// Starts `bin` as [`start`](Self::start) does, then closes the read
+    /// end of its stderr pipe, as `server 2>&1 | head -3` does once `head`
+    /// has its lines: every log line the server writes after that fails.
+    pub fn start_with_stderr_gone(bin: &str, args: &[&str]) -> Self {
+        let mut server = Self::start(bin, args);
+        drop(server.child.stderr.take());
+        server
+    }
+
     /// The server's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -88,12 +97,9 @@ impl Running {
         unsafe { libc::kill(pid, libc::SIGTERM) };
         let status = wait_bounded(&mut self.child);
         let mut stderr = String::new();
-        self.child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut stderr)
-            .unwrap();
+        if let Some(mut pipe) = self.child.stderr.take() {
+            pipe.read_to_string(&mut stderr).unwrap();
+        }
         (status, stderr)
     }
 }
@@ -187,6 +193,10 @@ pub fn fails_in_one_line_on_a_bad_flag(bin: &str, args: &[&str]) {
         // panic at the first question.
         ["--work", "wait:10000000000000000000s"],
         ["--idle-timeout", "100000000000000000000s"],
+        // A limit no buffer can be made for: refused, not a crash at the
+        // first question.
+        ["--max-request", "18446744073709551615"],
+        ["--max-request", "99999999999"],
     ] {
         let mut all = args.to_vec();
         all.extend_from_slice(&bad);
@@ -198,6 +208,56 @@ pub fn fails_in_one_line_on_a_bad_flag(bin: &str, args: &[&str]) {
             first.starts_with("error: invalid value"),
             "{bad:?}: {stderr:?}"
         );
+    }
+}
+
+/// The largest `--max-request` serves as any other: the buffer grows with
+/// the question, it is not allocated at its maximum up front.
+pub fn serves_with_the_largest_max_request(bin: &str, args: &[&str]) {
+    let max = crate::config::MAX_MAX_REQUEST.to_string();
+    let mut all = args.to_vec();
+    all.extend(["--max-request", &max]);
+    let server = Running::start(bin, &all);
+    // One client after another: srv-single serves them so too.
+    for _ in 0..20 {
+        let mut client = Client::connect(server.addr);
+        assert_eq!(client.ask(b"Sparse is better than?"), b"dense.");
+    }
+    let long = [vec![b'x'; 100_000], b"?".to_vec()].concat();
+    let mut client = Client::connect(server.addr);
+    assert_eq!(client.ask(&long), b"Error: unknown aphorism.");
+    drop(client);
+    let (status, stderr) = server.terminate();
+    assert!(status.success(), "{status:?}: {stderr}");
+}
+
+/// Logging never stops a server: with stderr a pipe whose reader has gone,
+/// a server logging every connection (`-v`) serves one client after
+/// another, and at the default verbosity its summary line, unwritable,
+/// does not keep it from exiting 0 on SIGTERM.
+pub fn survives_a_log_reader_that_has_gone(bin: &str, args: &[&str]) {
+    let mut verbose = args.to_vec();
+    verbose.push("-v");
+    for args in [&verbose[..], args] {
+        let server = Running::start_with_stderr_gone(bin, args);
+        for (question, answer) in crate::protocol::APHORISMS.iter().take(3) {
+            let mut client = Client::connect(server.addr);
+            assert_eq!(client.ask(question), *answer, "{args:?}");
+        }
+        let (status, _) = server.terminate();
+        assert!(status.success(), "{args:?}: {status:?}");
+    }
+}
+
+/// A SIGTERM sent the moment `listening on` is read is a graceful shutdown
+/// (summary, exit 0), not a death by the signal: the handlers are in place
+/// before the line is printed. Tried several times, as the window is short.
+pub fn a_signal_right_after_listening_is_a_clean_shutdown(bin: &str, args: &[&str]) {
+    for _ in 0..10 {
+        let server = Running::start(bin, args);
+        let (status, stderr) = server.terminate();
+        assert!(status.success(), "{status:?}: {stderr}");
+        assert!(stderr.contains("summary: 0 connections"), "{stderr:?}");
     }
 }
 
