@@ -27,17 +27,19 @@ mod process;
 mod results;
 mod tables;
 
-use std::io::IsTerminal as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use clap::{Args, Parser};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use signal_hook::consts::{SIGINT, SIGTERM};
 use zen_utils::config::parse_duration;
 
 use crate::flags::{positive, positive_duration};
@@ -151,8 +153,7 @@ pub(crate) fn run(args: &CompareArgs) -> anyhow::Result<ExitCode> {
     )?;
     let bin_dir = lineup::bin_dir(args.bin_dir.as_deref())?;
     lineup::check_binaries(&contenders, &bin_dir)?;
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    check_writable(&args.out)?;
     // 10,000 idle connections need 10,000 descriptors here too.
     let _ = zen_utils::listener::raise_fd_limit();
 
@@ -167,7 +168,7 @@ pub(crate) fn run(args: &CompareArgs) -> anyhow::Result<ExitCode> {
     }
     let runs = plan.iter().filter(|(.., take)| *take == Take::Run).count();
     let progress = Progress::new(runs);
-    let interrupted = load::interrupt_flag();
+    let interrupted = stop_flag();
     let started = Instant::now();
     let mut results = Results {
         machine: Machine::now(),
@@ -228,7 +229,7 @@ pub(crate) fn run(args: &CompareArgs) -> anyhow::Result<ExitCode> {
     progress.done();
 
     write_report(&results, &args.out)?;
-    eprintln!(
+    zen_utils::log_line!(
         "client compare: done in {:.0}s; wrote {}",
         started.elapsed().as_secs_f64(),
         args.out.join("report.md").display()
@@ -245,7 +246,7 @@ pub(crate) fn run(args: &CompareArgs) -> anyhow::Result<ExitCode> {
         })
         .collect();
     if !problems.is_empty() {
-        eprintln!(
+        zen_utils::log_line!(
             "client compare: failed or not stopped cleanly (see the report): {}",
             problems.join(", ")
         );
@@ -255,6 +256,39 @@ pub(crate) fn run(args: &CompareArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// A flag that the first SIGINT (Ctrl-C) or SIGTERM sets: no other run
+/// starts, the load of the run in progress stops at once, its server is
+/// stopped like any other, and the report of what was measured is
+/// written. A second of either exits at once (status 130 or 143), with no
+/// report; the kernel then stops the servers (see `process::spawn_piped`).
+/// Register it once per process.
+fn stop_flag() -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM] {
+        // Registered in this order, the shutdown sees the flag still unset
+        // on the first signal and set on the second.
+        let _ = signal_hook::flag::register_conditional_shutdown(
+            signal,
+            128 + signal,
+            Arc::clone(&stop),
+        );
+        let _ = signal_hook::flag::register(signal, Arc::clone(&stop));
+    }
+    stop
+}
+
+/// Creates `out` and makes sure a file can be written there, before any
+/// server is started: the report is written at the end, and a comparison
+/// takes minutes whose results would all be lost.
+fn check_writable(out: &Path) -> anyhow::Result<()> {
+    let cannot = || format!("cannot write the report in {}", out.display());
+    std::fs::create_dir_all(out).with_context(cannot)?;
+    let probe = out.join(format!(".client-compare-{}", std::process::id()));
+    let written = std::fs::write(&probe, b"");
+    let _ = std::fs::remove_file(&probe);
+    written.with_context(cannot)
 }
 
 /// The experiments `--only` names, in their own order.
@@ -311,7 +345,19 @@ fn run_one(
     run.exit = Some(server.stop());
     match measured {
         Ok((load, hold, usage)) => {
-            run.status = Status::Ok;
+            // As `client load` exits 1 for it: a run with no answer at all
+            // measured nothing (a server stuck, or answering another
+            // protocol), and a row of zeros would pass for a slow server.
+            // A run cut short by Ctrl-C may not have had the time.
+            if load.requests == 0 && load.stopped_early.is_none() {
+                run.status = Status::Failed;
+                run.note = Some(format!(
+                    "no answer arrived in the measured window ({:.1} s)",
+                    load.seconds
+                ));
+            } else {
+                run.status = Status::Ok;
+            }
             run.load = Some(load);
             run.hold = hold;
             run.server_usage = Some(usage);
@@ -563,7 +609,7 @@ impl Progress {
     fn say(&self, line: &str) {
         match &self.bar {
             Some(bar) => bar.println(line),
-            None => eprintln!("{line}"),
+            None => zen_utils::log_line!("{line}"),
         }
     }
 
@@ -604,11 +650,16 @@ impl Progress {
         ));
     }
 
-    /// Prints a table on stdout, clear of the progress line.
+    /// Prints a table on stdout, clear of the progress line. A table that
+    /// cannot be written (stdout closed: `client compare | head -1`) is
+    /// dropped rather than a panic: the report still has it.
     fn print(&self, table: &str) {
+        let print = || {
+            let _ = writeln!(std::io::stdout().lock(), "{table}");
+        };
         match &self.bar {
-            Some(bar) => bar.suspend(|| println!("{table}")),
-            None => println!("{table}"),
+            Some(bar) => bar.suspend(print),
+            None => print(),
         }
     }
 

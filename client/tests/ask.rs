@@ -187,7 +187,11 @@ fn impossible_numbers_are_refused_or_cost_nothing() {
     assert_eq!(stdout.lines().count(), 5, "{stdout}");
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("closed the connection"), "{stderr}");
+    // A close, or a reset when the next question was already on its way.
+    assert!(
+        stderr.contains("closed the connection") || stderr.contains("reset"),
+        "{stderr}"
+    );
 
     let output = ask(addr, &["--timeout", "0"]);
     assert!(!output.status.success());

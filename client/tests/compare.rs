@@ -1,10 +1,29 @@
 //! `client compare` end to end: a small comparison of two real server
-//! binaries, checked through its JSON. No test asserts how fast anything is.
+//! binaries, checked through its JSON; how it ends (signals, a closed
+//! stdout), and what it makes of a server that never answers. No test
+//! asserts how fast anything is.
 
+mod common;
+
+use std::fs::File;
+use std::io::Read as _;
+use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
 
+use common::{client, fake_server, num};
+use rustix::process::{kill_process, Pid, Signal};
 use serde_json::Value;
+
+/// How long anything in these tests may take before it is called hung:
+/// far beyond what it needs, so that a hang fails the test instead of
+/// stalling the suite.
+const HUNG: Duration = Duration::from_secs(60);
 
 /// The servers this test compares.
 const SERVERS: [&str; 2] = ["srv-single", "srv-poll"];
@@ -42,13 +61,6 @@ fn server_binaries() -> PathBuf {
     }
     assert!(!missing(dir), "{SERVERS:?} not found in {}", dir.display());
     dir.to_owned()
-}
-
-fn num(value: &Value, path: &str) -> f64 {
-    path.split('.')
-        .fold(value, |value, key| &value[key])
-        .as_f64()
-        .unwrap_or_else(|| panic!("{path} is not a number in {value}"))
 }
 
 #[test]
@@ -192,4 +204,404 @@ fn unknown_names_are_refused() {
         assert_eq!(output.status.code(), Some(1), "{args:?}");
         assert!(stderr.contains("known:"), "{stderr}");
     }
+}
+
+/// A fresh directory for one test's files.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("zen-compare-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Writes an executable shell script.
+fn script(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// What `/proc/PID/stat` says of a process: its name, state, parent and
+/// start time (which tells it from a later process given the same pid).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stat {
+    name: String,
+    state: char,
+    ppid: i32,
+    start: u64,
+}
+
+/// `None` once the process is gone (and reaped).
+fn stat(pid: i32) -> Option<Stat> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The name is in parentheses and may hold spaces and parentheses.
+    let (open, close) = (stat.find('(')?, stat.rfind(')')?);
+    let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+    Some(Stat {
+        name: stat[open + 1..close].to_owned(),
+        state: fields.first()?.chars().next()?,
+        ppid: fields.get(1)?.parse().ok()?,
+        // Field 22, counted from the state, field 3.
+        start: fields.get(19)?.parse().ok()?,
+    })
+}
+
+/// The processes whose parent is `parent`, with their start times.
+fn children_of(parent: i32) -> Vec<(i32, Stat)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| Some((pid, stat(pid)?)))
+        .filter(|(_, stat)| stat.ppid == parent)
+        .collect()
+}
+
+/// Whether the process `pid` that started at `start` still runs: not when
+/// it is gone, nor a zombie left to whoever adopted it.
+fn running(pid: i32, start: u64) -> bool {
+    stat(pid).is_some_and(|stat| stat.start == start && !matches!(stat.state, 'Z' | 'X'))
+}
+
+/// A `client compare` under test and every process it was seen to start.
+/// Dropped, it kills whatever of them still runs, so that nothing outlives
+/// the test, even one that fails.
+struct Watched {
+    compare: Child,
+    started: Vec<(i32, Stat)>,
+}
+
+impl Watched {
+    fn pid(&self) -> i32 {
+        self.compare.id() as i32
+    }
+
+    /// Notes the children compare has now.
+    fn look(&mut self) {
+        for (pid, stat) in children_of(self.pid()) {
+            if !self
+                .started
+                .iter()
+                .any(|(p, s)| *p == pid && s.start == stat.start)
+            {
+                self.started.push((pid, stat));
+            }
+        }
+    }
+
+    /// Waits until compare has started `name` (exec'd it).
+    fn wait_for_child(&mut self, name: &str) {
+        let waiting = Instant::now();
+        while !self.started.iter().any(|(_, stat)| stat.name == name) {
+            if let Ok(Some(status)) = self.compare.try_wait() {
+                panic!("compare ended ({status}) before starting {name}");
+            }
+            assert!(waiting.elapsed() < HUNG, "compare never started {name}");
+            thread::sleep(Duration::from_millis(10));
+            self.look();
+        }
+    }
+
+    fn signal(&self, signal: Signal) {
+        let pid = Pid::from_raw(self.pid()).unwrap();
+        kill_process(pid, signal).unwrap();
+    }
+
+    /// Waits until `signal` sent to compare is no longer pending, that is
+    /// until its handler has run or is running: a second of the same signal
+    /// sent before that would merge with it.
+    fn wait_delivered(&self, signal: Signal) {
+        let bit = 1u64 << (signal.as_raw() - 1);
+        let pending = |status: &str, key: &str| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(key))
+                .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+                .is_some_and(|mask| mask & bit != 0)
+        };
+        let waiting = Instant::now();
+        loop {
+            let Ok(status) = std::fs::read_to_string(format!("/proc/{}/status", self.pid())) else {
+                return;
+            };
+            if !pending(&status, "ShdPnd:") && !pending(&status, "SigPnd:") {
+                return;
+            }
+            assert!(waiting.elapsed() < HUNG, "{signal:?} never delivered");
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Waits for compare to end, noting any child it starts meanwhile.
+    fn wait(&mut self) -> ExitStatus {
+        let waiting = Instant::now();
+        loop {
+            self.look();
+            if let Some(status) = self.compare.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                waiting.elapsed() < HUNG,
+                "compare still running after {HUNG:?}"
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Asserts that every process compare started stops, within [`HUNG`].
+    fn assert_all_stopped(&self) {
+        assert!(!self.started.is_empty(), "compare started nothing");
+        let waiting = Instant::now();
+        for (pid, stat) in &self.started {
+            while running(*pid, stat.start) {
+                assert!(
+                    waiting.elapsed() < HUNG,
+                    "{} (pid {pid}) still runs after compare ended: {:?}",
+                    stat.name,
+                    self::stat(*pid)
+                );
+                thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        let _ = self.compare.kill();
+        let _ = self.compare.wait();
+        self.look();
+        for (pid, stat) in &self.started {
+            if running(*pid, stat.start) {
+                if let Some(pid) = Pid::from_raw(*pid) {
+                    let _ = kill_process(pid, Signal::KILL);
+                }
+            }
+        }
+    }
+}
+
+/// Starts a comparison whose one run lasts a minute (srv-poll, slow
+/// backend), waits until its server runs, sends compare `signals` (each
+/// once the one before was delivered), and checks that the server stops.
+/// Returns how compare ended, and its --out directory.
+fn stop_compare_with(name: &str, signals: &[Signal]) -> (ExitStatus, PathBuf) {
+    let bin_dir = server_binaries();
+    let dir = scratch(name);
+    let out = dir.join("out");
+    let compare = Command::new(env!("CARGO_BIN_EXE_client"))
+        .args(["compare", "--servers", "srv-poll", "--only", "slow-backend"])
+        .args(["--duration", "60s", "--warmup", "0s"])
+        .arg("--out")
+        .arg(&out)
+        .arg("--bin-dir")
+        .arg(&bin_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(File::create(dir.join("stderr")).unwrap())
+        .spawn()
+        .expect("run client compare");
+    let mut watched = Watched {
+        compare,
+        started: Vec::new(),
+    };
+    watched.wait_for_child("srv-poll");
+    for (i, &signal) in signals.iter().enumerate() {
+        if i > 0 {
+            watched.wait_delivered(signals[i - 1]);
+        }
+        watched.signal(signal);
+    }
+    let status = watched.wait();
+    watched.assert_all_stopped();
+    let mut stderr = String::new();
+    if let Ok(mut file) = File::open(dir.join("stderr")) {
+        let _ = file.read_to_string(&mut stderr);
+    }
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    (status, out)
+}
+
+#[test]
+fn sigterm_stops_compare_with_its_report_and_its_servers() {
+    let (status, out) = stop_compare_with("sigterm", &[Signal::TERM]);
+    // As the first Ctrl-C: an exit, not a death by the signal, after the
+    // report of what was measured.
+    assert_eq!(status.code(), Some(1), "{status}");
+    let json = std::fs::read_to_string(out.join("results.json")).expect("results.json");
+    let results: Value = serde_json::from_str(&json).expect("valid JSON");
+    assert_eq!(results["interrupted"], true);
+    let runs = results["experiments"][0]["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1, "{results}");
+    assert_eq!(runs[0]["load"]["stopped_early"], "interrupted", "{results}");
+    assert!(out.join("report.md").is_file());
+    let _ = std::fs::remove_dir_all(out.parent().unwrap());
+}
+
+#[test]
+fn a_second_sigint_ends_compare_and_its_servers() {
+    let (status, out) = stop_compare_with("sigint-twice", &[Signal::INT, Signal::INT]);
+    assert_eq!(status.code(), Some(130), "{status}");
+    let _ = std::fs::remove_dir_all(out.parent().unwrap());
+}
+
+#[test]
+fn sigint_then_sigterm_ends_compare_and_its_servers() {
+    let (status, out) = stop_compare_with("sigint-sigterm", &[Signal::INT, Signal::TERM]);
+    assert_eq!(status.code(), Some(143), "{status}");
+    let _ = std::fs::remove_dir_all(out.parent().unwrap());
+}
+
+#[test]
+fn killing_compare_stops_its_servers() {
+    let (status, out) = stop_compare_with("sigkill", &[Signal::KILL]);
+    assert_eq!(status.signal(), Some(Signal::KILL.as_raw()), "{status}");
+    let _ = std::fs::remove_dir_all(out.parent().unwrap());
+}
+
+#[test]
+fn an_unwritable_out_is_refused_before_any_server_starts() {
+    let dir = scratch("unwritable");
+    let started = dir.join("started");
+    // A "server" that only says it was started.
+    script(
+        &dir.join("srv-poll"),
+        &format!("#!/bin/sh\ntouch '{}'\n", started.display()),
+    );
+    let file = dir.join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let bin_dir = dir.to_str().unwrap();
+    for out in [PathBuf::from("/sys/kernel"), file.join("out")] {
+        let out = out.to_str().unwrap();
+        let output = client(&[
+            "compare",
+            "--servers",
+            "srv-poll",
+            "--only",
+            "one-client",
+            "--duration",
+            "100ms",
+            "--bin-dir",
+            bin_dir,
+            "--out",
+            out,
+        ]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{out}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.starts_with(&format!("client: cannot write the report in {out}: ")),
+            "{stderr}"
+        );
+        assert!(!started.exists(), "{out}: a server was started");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_server_that_never_answers_fails_its_run() {
+    // The listener is this test's: it accepts and reads, and never
+    // answers. The "server" is a script that gives its address, and stops
+    // cleanly on SIGTERM with a summary.
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&accepted);
+    let addr = fake_server(move |mut stream, _| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        let _ = std::io::copy(&mut stream, &mut std::io::sink());
+    });
+    let dir = scratch("never-answers");
+    let summary = zen_utils::Summary {
+        connections: 1,
+        answered: 0,
+        errors: 0,
+        dropped: 0,
+        uptime: Duration::from_secs(1),
+    }
+    .to_string();
+    assert!(!summary.contains('\''), "{summary}");
+    script(
+        &dir.join("srv-poll"),
+        &format!(
+            "#!/bin/sh\n\
+             trap 'echo \"srv-poll: {summary}\" >&2; exit 0' TERM\n\
+             echo 'listening on {addr}'\n\
+             while :; do sleep 0.05; done\n"
+        ),
+    );
+    let out = dir.join("out");
+    let output = client(&[
+        "compare",
+        "--servers",
+        "srv-poll",
+        "--only",
+        "one-client",
+        "--duration",
+        "300ms",
+        "--warmup",
+        "0s",
+        "--bin-dir",
+        dir.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        accepted.load(Ordering::SeqCst) > 0,
+        "never connected: {stderr}"
+    );
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no answer arrived"), "{stderr}");
+
+    let json = std::fs::read_to_string(out.join("results.json")).expect("results.json");
+    let results: Value = serde_json::from_str(&json).expect("valid JSON");
+    let run = &results["experiments"][0]["runs"][0];
+    assert_eq!(run["status"], "failed", "{run}");
+    let note = run["note"].as_str().unwrap_or_default();
+    assert!(
+        note.contains("no answer arrived in the measured window"),
+        "{run}"
+    );
+    assert_eq!(num(&run["load"], "requests"), 0.0, "{run}");
+    // The failure is the run's, not the server's exit.
+    assert_eq!(run["exit"]["clean"], true, "{run}");
+    let report = std::fs::read_to_string(out.join("report.md")).expect("report.md");
+    assert!(report.contains("no answer arrived"), "{report}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_closed_stdout_loses_the_tables_not_the_report() {
+    let bin_dir = server_binaries();
+    let dir = scratch("closed-stdout");
+    let out = dir.join("out");
+    let mut compare = Command::new(env!("CARGO_BIN_EXE_client"))
+        .args(["compare", "--servers", "srv-poll", "--only", "one-client"])
+        .args(["--duration", "100ms", "--warmup", "0s"])
+        .arg("--out")
+        .arg(&out)
+        .arg("--bin-dir")
+        .arg(&bin_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run client compare");
+    // `client compare 2>&1 | head -1` once head has gone.
+    drop(compare.stdout.take());
+    drop(compare.stderr.take());
+    let mut watched = Watched {
+        compare,
+        started: Vec::new(),
+    };
+    let status = watched.wait();
+    assert_eq!(status.code(), Some(0), "{status}");
+    let json = std::fs::read_to_string(out.join("results.json")).expect("results.json");
+    let results: Value = serde_json::from_str(&json).expect("valid JSON");
+    assert_eq!(
+        results["experiments"][0]["runs"][0]["status"], "ok",
+        "{results}"
+    );
+    assert!(out.join("report.md").is_file());
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 use tokio::time::{sleep, sleep_until, Instant, Sleep};
 use zen_utils::frame::RequestTooLong;
 use zen_utils::protocol::{self, IDLE_TIMEOUT, OUTPUT_LIMIT, REQUEST_TOO_LONG};
-use zen_utils::{listener, work, Decoder, End, Work, WorkKind};
+use zen_utils::{listener, Decoder, End, Leftover, Work, WorkKind};
 
 use crate::{precise_sleep, Shared, Stop};
 
@@ -33,12 +33,11 @@ pub async fn handle_connection(stream: TcpStream, peer: SocketAddr, shared: &Sha
     }
     let mut connection = Connection::new(stream, shared, stop);
     let end = connection.run().await;
-    end.record(
-        peer,
-        connection.decoder.partial().len(),
-        config,
-        &shared.stats,
-    );
+    let left = Leftover {
+        partial: connection.decoder.partial().len(),
+        unanswered: connection.unanswered,
+    };
+    end.record(peer, left, config, &shared.stats);
 }
 
 /// The state of one connection: all of it lives in the task's future.
@@ -59,6 +58,9 @@ struct Connection<'a> {
     /// only a pointer.
     work_timer: Option<Box<precise_sleep::Timer>>,
     shutdown: ShutdownWatch<'a>,
+    /// Complete questions left unanswered when the shutdown grace cut
+    /// their work short.
+    unanswered: u64,
 }
 
 /// How a connection learns of the shutdown, and its deadline once it has.
@@ -99,6 +101,7 @@ impl<'a> Connection<'a> {
                 begins: Box::pin(stop.stopped()),
                 grace: None,
             },
+            unanswered: 0,
         }
     }
 
@@ -184,6 +187,9 @@ impl<'a> Connection<'a> {
                 // task that much larger for its whole life, idle or not.
                 // Boxing costs an allocation per question, only with --work.
                 if let Err(end) = Box::pin(self.work(work)).await {
+                    // The grace ran out during the work: this question and
+                    // the ones behind it are dropped, as in every model.
+                    self.unanswered = 1 + self.decoder.drop_complete();
                     break Err(end);
                 }
             }
@@ -221,10 +227,15 @@ impl<'a> Connection<'a> {
             .map_err(|_: GaveUp| End::Shutdown),
             // Both hold the runtime's thread: no other task of this runtime
             // runs until they finish. Kept inline on purpose, to measure
-            // what blocking an event loop costs.
+            // what blocking an event loop costs. The end of the shutdown
+            // grace cuts the computation short; the sleep of `block`
+            // cannot be (that is its lesson).
             WorkKind::Cpu => {
-                work::spin(work.duration);
-                Ok(())
+                if work.run_within(&self.shared.shutdown) {
+                    Ok(())
+                } else {
+                    Err(End::Shutdown)
+                }
             }
             WorkKind::Block => {
                 std::thread::sleep(work.duration);

@@ -12,7 +12,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Instant;
 
 use zen_utils::protocol::{self, OUTPUT_LIMIT, REQUEST_TOO_LONG};
-use zen_utils::{Config, Decoder, End, Stats, Work, WorkKind};
+use zen_utils::{Config, Decoder, End, Leftover, Shutdown, Stats, Work, WorkKind};
 
 use crate::timers::Timers;
 
@@ -72,6 +72,8 @@ impl Interest {
 pub(crate) struct Context<'a> {
     pub(crate) config: &'a Config,
     pub(crate) stats: &'a Stats,
+    /// The end of its grace cuts `--work cpu` short.
+    pub(crate) shutdown: &'a Shutdown,
     pub(crate) timers: &'a mut Timers<Timer>,
     /// Whether a short read may be taken to mean "nothing more to read".
     /// True for level-triggered and oneshot registrations: the poller
@@ -286,9 +288,14 @@ impl Connection {
                     // cpu and block run right here, on the loop's only
                     // thread: every other connection waits meanwhile.
                     // That is the lesson of `--work block`. Answers made
-                    // so far go out first.
+                    // so far go out first. The end of the shutdown grace
+                    // cuts cpu short (block cannot be: it is a sleep that
+                    // hears nothing), and the loop then closes everyone.
                     self.flush();
-                    work.run_blocking();
+                    if !work.run_within(ctx.shutdown) {
+                        self.waiting = Some(reply);
+                        break;
+                    }
                 }
                 None => {}
             }
@@ -406,10 +413,22 @@ impl Connection {
         self.flush();
     }
 
-    /// The bytes of a question that has begun but not ended: what is
-    /// dropped if the connection closes now.
-    pub(crate) fn partial_question(&self) -> usize {
-        self.decoder.partial().len()
+    /// What the connection holds unanswered if it closes now: the bytes of
+    /// a question begun but not ended, and complete questions not answered
+    /// (the one being worked on and those behind it), which it gives up.
+    pub(crate) fn leftover(&mut self) -> Leftover {
+        // The complete questions first: what is left after them is partial.
+        let unanswered = u64::from(self.waiting.take().is_some()) + self.decoder.drop_complete();
+        Leftover {
+            partial: self.decoder.partial().len(),
+            unanswered,
+        }
+    }
+
+    /// Whether answers are still waiting to be sent: the client has not
+    /// read them.
+    pub(crate) fn owes_output(&self) -> bool {
+        self.pending_output() > 0
     }
 
     fn pending_output(&self) -> usize {
@@ -485,9 +504,11 @@ mod tests {
                 .unwrap();
         });
         let (config, stats, mut timers) = (Config::default(), Stats::new(), Timers::new());
+        let shutdown = Shutdown::new();
         let mut ctx = Context {
             config: &config,
             stats: &stats,
+            shutdown: &shutdown,
             timers: &mut timers,
             short_read_drains: true,
         };

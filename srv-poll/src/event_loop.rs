@@ -12,7 +12,6 @@ use polling::{Event, Events, PollMode, Poller};
 use slab::Slab;
 use zen_utils::listener::{self, AcceptErrors, AcceptFailure, ACCEPT_BACKOFF};
 use zen_utils::protocol::{IDLE_TIMEOUT, SERVER_BUSY};
-use zen_utils::shutdown::SHUTDOWN_GRACE;
 use zen_utils::{Config, End, Shutdown, Stats, Summary};
 
 use crate::connection::{ConnId, Connection, Context, Interest, Timer};
@@ -51,9 +50,9 @@ pub(crate) struct EventLoop {
     /// Logs failed accepts, running out of descriptors at most once a second.
     accept_errors: AcceptErrors,
     shutdown: Shutdown,
-    /// When the shutdown began: connections left at
-    /// `+ SHUTDOWN_GRACE` are closed whatever they still owe.
-    shutdown_began: Option<Instant>,
+    /// Whether the loop has begun its shutdown: connections left when the
+    /// shutdown's grace ends are closed whatever they still owe.
+    shutting_down: bool,
 }
 
 impl EventLoop {
@@ -96,7 +95,7 @@ impl EventLoop {
             stats: Stats::new(),
             accept_errors: AcceptErrors::new(),
             shutdown,
-            shutdown_began: None,
+            shutting_down: false,
         })
     }
 
@@ -104,10 +103,10 @@ impl EventLoop {
     pub(crate) fn run(mut self) -> io::Result<Summary> {
         let mut events = Events::new();
         loop {
-            if self.shutdown.is_triggered() && self.shutdown_began.is_none() {
+            if self.shutdown.is_triggered() && !self.shutting_down {
                 self.begin_shutdown();
             }
-            let grace_deadline = self.shutdown_began.map(|began| began + SHUTDOWN_GRACE);
+            let grace_deadline = self.shutdown.grace_deadline();
             if let Some(deadline) = grace_deadline {
                 if self.connections.is_empty() || Instant::now() >= deadline {
                     break;
@@ -171,6 +170,7 @@ impl EventLoop {
         let mut ctx = Context {
             config: &self.config,
             stats: &self.stats,
+            shutdown: &self.shutdown,
             timers: &mut self.timers,
             short_read_drains: self.mode != PollMode::Edge,
         };
@@ -356,7 +356,7 @@ impl EventLoop {
     /// Stops accepting, takes a last read of every connection, and lets
     /// each finish what it owes; idle ones close at once.
     fn begin_shutdown(&mut self) {
-        self.shutdown_began = Some(Instant::now());
+        self.shutting_down = true;
         if let Some(listener) = self.listener.take() {
             let _ = self.poller.delete(&listener);
         }
@@ -369,29 +369,31 @@ impl EventLoop {
         }
     }
 
-    /// The shutdown grace is over: whatever is left closes now.
+    /// The shutdown grace is over: whatever is left closes now. A client
+    /// that had not read its answers failed; answers still being worked
+    /// on (a `--work wait` timer not yet due) are dropped, as in every
+    /// model, and so are the questions behind them.
     fn close_remaining(&mut self) {
         let keys: Vec<usize> = self.connections.iter().map(|(key, _)| key).collect();
         for key in keys {
-            let error = io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the client did not read its answers before shutdown",
-            );
-            self.close(key, End::Failed(error));
+            let end = if self.connections[key].owes_output() {
+                End::Failed(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the client did not read its answers before shutdown",
+                ))
+            } else {
+                End::Shutdown
+            };
+            self.close(key, end);
         }
     }
 
     /// Deletes a connection from the poller, then drops it (polling's
     /// safety rule: deleted before closed), and counts and logs its end.
     fn close(&mut self, key: usize, end: End) {
-        let conn = self.connections.remove(key);
+        let mut conn = self.connections.remove(key);
         let _ = self.poller.delete(&conn.stream);
-        end.record(
-            conn.peer,
-            conn.partial_question(),
-            &self.config,
-            &self.stats,
-        );
+        end.record(conn.peer, conn.leftover(), &self.config, &self.stats);
     }
 }
 

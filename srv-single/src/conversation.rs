@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use zen_utils::frame::RequestTooLong;
 use zen_utils::protocol::{self, IDLE_TIMEOUT, OUTPUT_LIMIT, REQUEST_TOO_LONG};
-use zen_utils::shutdown::{SHUTDOWN_GRACE, TICK};
-use zen_utils::{listener, Config, Decoder, End, Shutdown, Stats};
+use zen_utils::shutdown::TICK;
+use zen_utils::{listener, Config, Decoder, End, Leftover, Shutdown, Stats};
 
 /// Serves one client until it leaves, breaks a limit, or the server shuts
 /// down; counts what happened in `stats` and logs it at `-v`.
@@ -27,7 +27,11 @@ pub fn converse(
     }
     let mut conversation = Conversation::new(stream, config);
     let end = conversation.run(shutdown, stats);
-    end.record(peer, conversation.decoder.partial().len(), config, stats);
+    let left = Leftover {
+        partial: conversation.decoder.partial().len(),
+        unanswered: conversation.unanswered,
+    };
+    end.record(peer, left, config, stats);
 }
 
 /// The state of one conversation: all of it lives on the serving thread's
@@ -42,11 +46,22 @@ struct Conversation<'a> {
     /// When the idle timeout closes the connection unless a question
     /// completes first; `None` when the timeout is off.
     idle_deadline: Option<Instant>,
-    /// When the shutdown was first seen: from then on, writes may block for
-    /// at most [`SHUTDOWN_GRACE`] in all.
-    shutdown_seen: Option<Instant>,
     /// The socket's read timeout as last set (zero: not set yet).
     read_timeout: Duration,
+    /// Complete questions left unanswered when the shutdown grace cut
+    /// their work short.
+    unanswered: u64,
+}
+
+/// What answering the buffered questions came to.
+enum Answered {
+    /// Every complete question is answered.
+    All,
+    /// ... and the request after them is too long.
+    TooLong,
+    /// The shutdown grace ran out during a question's `--work`: it and the
+    /// questions after it are dropped.
+    CutByShutdown,
 }
 
 /// How a blocked read or write came back without moving any byte.
@@ -65,8 +80,8 @@ impl<'a> Conversation<'a> {
             out: Vec::new(),
             config,
             idle_deadline: config.idle_timeout.map(|timeout| Instant::now() + timeout),
-            shutdown_seen: None,
             read_timeout: Duration::ZERO,
+            unanswered: 0,
         }
     }
 
@@ -78,14 +93,17 @@ impl<'a> Conversation<'a> {
             // Answer every complete question received so far, then send all
             // the answers at once: a pipelining client costs one read and
             // one write per batch, not per question.
-            let too_long = match self.answer_buffered(stats, shutdown) {
-                Ok(too_long) => too_long,
+            let answered = match self.answer_buffered(stats, shutdown) {
+                Ok(answered) => answered,
                 Err(error) => return End::Failed(error),
             };
             if let Err(error) = self.flush(shutdown) {
                 return End::Failed(error);
             }
-            if too_long {
+            if let Answered::CutByShutdown = answered {
+                return End::Shutdown;
+            }
+            if let Answered::TooLong = answered {
                 self.say_last(REQUEST_TOO_LONG, stats);
                 return End::TooLong;
             }
@@ -96,19 +114,13 @@ impl<'a> Conversation<'a> {
                 self.say_last(IDLE_TIMEOUT, stats);
                 return End::IdleTimeout;
             }
-            if shutdown.is_triggered() && self.shutdown_seen.is_none() {
-                self.shutdown_seen = Some(Instant::now());
-            }
             // A client that never stops sending would otherwise keep the
             // reads of what "has already arrived" going for ever: past the
             // grace, the conversation ends with what it has answered.
-            if self
-                .shutdown_seen
-                .is_some_and(|seen| seen.elapsed() >= SHUTDOWN_GRACE)
-            {
+            if shutdown.grace_over(Instant::now()) {
                 return End::Shutdown;
             }
-            let read = if self.shutdown_seen.is_some() {
+            let read = if shutdown.is_triggered() {
                 // Shutting down: take only what has already arrived.
                 match self.read_arrived() {
                     Ok(0) => return End::Shutdown,
@@ -132,14 +144,14 @@ impl<'a> Conversation<'a> {
     }
 
     /// Answers the complete questions in the decoder, doing `--work` for
-    /// each. Returns whether the request that follows them is too long.
-    fn answer_buffered(&mut self, stats: &Stats, shutdown: &Shutdown) -> io::Result<bool> {
+    /// each, unless the shutdown grace cuts the work short.
+    fn answer_buffered(&mut self, stats: &Stats, shutdown: &Shutdown) -> io::Result<Answered> {
         let (mut answers, mut errors) = (0, 0);
         let result = loop {
             let reply = match self.decoder.next_question() {
                 Ok(Some(question)) => protocol::answer(question),
-                Ok(None) => break Ok(false),
-                Err(RequestTooLong { .. }) => break Ok(true),
+                Ok(None) => break Ok(Answered::All),
+                Err(RequestTooLong { .. }) => break Ok(Answered::TooLong),
             };
             if let Some(work) = self.config.work {
                 // Answers already made go out before the work begins, so a
@@ -147,7 +159,13 @@ impl<'a> Conversation<'a> {
                 if let Err(error) = self.flush(shutdown) {
                     break Err(error);
                 }
-                work.run_blocking();
+                // The thread sleeps (or spins) through the work, looking up
+                // every tick: the end of the shutdown grace cuts it short,
+                // as it does in every model, so no wait outlives the grace.
+                if !work.run_within(shutdown) {
+                    self.unanswered = 1 + self.decoder.drop_complete();
+                    break Ok(Answered::CutByShutdown);
+                }
             }
             self.out.extend_from_slice(reply);
             answers += 1;
@@ -197,14 +215,11 @@ impl<'a> Conversation<'a> {
 
     fn check_write_deadlines(&mut self, shutdown: &Shutdown) -> io::Result<()> {
         let now = Instant::now();
-        if shutdown.is_triggered() {
-            let seen = *self.shutdown_seen.get_or_insert(now);
-            if now >= seen + SHUTDOWN_GRACE {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "the client did not read its answers before shutdown",
-                ));
-            }
+        if shutdown.grace_over(now) {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client did not read its answers before shutdown",
+            ));
         }
         if self.idle_deadline.is_some_and(|deadline| now >= deadline) {
             return Err(io::Error::new(

@@ -6,6 +6,17 @@ use std::net::SocketAddr;
 
 use crate::{Config, Stats};
 
+/// What a connection still held, unanswered, when it ended: counted as
+/// dropped, so that nothing is lost without a trace.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Leftover {
+    /// Bytes of a question begun and not ended.
+    pub partial: usize,
+    /// Complete questions never answered: the shutdown grace ran out while
+    /// their answers were still being worked on or waited for.
+    pub unanswered: u64,
+}
+
 /// Why a connection ended.
 #[derive(Debug)]
 pub enum End {
@@ -24,20 +35,24 @@ pub enum End {
 
 impl End {
     /// Counts this end in `stats` and logs it at `-v`: an I/O failure is an
-    /// error, and `partial` bytes of a question left when the client closed
-    /// are a dropped question.
-    pub fn record(&self, peer: SocketAddr, partial: usize, config: &Config, stats: &Stats) {
-        match self {
-            Self::ClientClosed if partial > 0 => stats.dropped(),
-            Self::Failed(_) => stats.error(1),
-            _ => {}
+    /// error; complete questions left unanswered are dropped questions, and
+    /// so is a partial question when the client closed or the server shut
+    /// down (after a limit or a failure, the stream was broken anyway).
+    pub fn record(&self, peer: SocketAddr, left: Leftover, config: &Config, stats: &Stats) {
+        let partial_dropped =
+            left.partial > 0 && matches!(self, Self::ClientClosed | Self::Shutdown);
+        stats.dropped(left.unanswered + u64::from(partial_dropped));
+        if let Self::Failed(_) = self {
+            stats.error(1);
         }
         if config.log_connections() {
-            let dropped = if partial > 0 {
-                format!(", dropped an incomplete question of {partial} bytes")
-            } else {
-                String::new()
-            };
+            let mut dropped = String::new();
+            if left.unanswered > 0 {
+                dropped = format!(", dropped {} unanswered questions", left.unanswered);
+            }
+            if partial_dropped {
+                dropped += &format!(", dropped an incomplete question of {} bytes", left.partial);
+            }
             crate::log_line!("connection from {peer} closed: {self}{dropped}");
         }
     }
@@ -67,12 +82,26 @@ mod tests {
             ..Config::default()
         };
         let peer = "127.0.0.1:9".parse().unwrap();
-        End::ClientClosed.record(peer, 5, &config, &stats);
-        End::ClientClosed.record(peer, 0, &config, &stats);
-        End::Shutdown.record(peer, 5, &config, &stats);
-        End::Failed(io::ErrorKind::ConnectionReset.into()).record(peer, 0, &config, &stats);
+        let partial = |partial| Leftover {
+            partial,
+            unanswered: 0,
+        };
+        End::ClientClosed.record(peer, partial(5), &config, &stats);
+        End::ClientClosed.record(peer, partial(0), &config, &stats);
+        End::TooLong.record(peer, partial(5), &config, &stats);
+        let cut = Leftover {
+            partial: 5,
+            unanswered: 3,
+        };
+        End::Shutdown.record(peer, cut, &config, &stats);
+        End::Failed(io::ErrorKind::ConnectionReset.into()).record(
+            peer,
+            partial(0),
+            &config,
+            &stats,
+        );
         let summary = stats.summary();
-        assert_eq!((summary.dropped, summary.errors), (1, 1));
+        assert_eq!((summary.dropped, summary.errors), (5, 1));
         assert_eq!(End::IdleTimeout.to_string(), "idle timeout");
     }
 }

@@ -120,6 +120,17 @@ impl Decoder {
         }
     }
 
+    /// Takes every complete question left, unanswered, and returns how
+    /// many there were: the connection is closing without answering them
+    /// (the shutdown grace is over), and they are counted as dropped.
+    pub fn drop_complete(&mut self) -> u64 {
+        let mut dropped = 0;
+        while let Ok(Some(_)) = self.next_question() {
+            dropped += 1;
+        }
+        dropped
+    }
+
     /// The bytes of a question that has begun but not ended (whitespace
     /// before it excluded); what is dropped if the client closes now.
     pub fn partial(&self) -> &[u8] {
@@ -189,6 +200,16 @@ mod tests {
         long.push(b'?');
         let (questions, error) = decode_in_pieces(&long, &[READ_CHUNK], max);
         assert_eq!((questions, error), (vec![long], None));
+    }
+
+    #[test]
+    fn drop_complete_counts_the_questions_left_but_not_a_partial_one() {
+        let mut decoder = Decoder::new(1024);
+        let stream = b"Now is better than? Flat is better than? Spar";
+        decoder.read_buf()[..stream.len()].copy_from_slice(stream);
+        decoder.filled(stream.len());
+        assert_eq!(decoder.drop_complete(), 2);
+        assert_eq!(decoder.partial(), b"Spar");
     }
 
     #[test]

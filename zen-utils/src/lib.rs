@@ -36,7 +36,7 @@ pub mod testkit;
 pub mod work;
 
 pub use config::{Config, ServerArgs, Verbosity};
-pub use end::End;
+pub use end::{End, Leftover};
 pub use frame::Decoder;
 pub use shutdown::Shutdown;
 pub use stats::{Stats, Summary};

@@ -1,16 +1,18 @@
 //! Graceful shutdown: one trigger, seen by every thread, loop and task.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
 
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-/// How long connections may still take, after shutdown begins, to send the
-/// answers to questions already received. A client that stops reading
-/// cannot hold the server past it: SPEC.md wants the exit within a few
-/// seconds even if clients stay connected.
+/// How long connections may still take, after shutdown begins, to answer
+/// the questions already received. When it is over, every connection
+/// still open is closed, whatever it was doing: a client that stops
+/// reading, or `--work wait` longer than the grace, cannot hold the server
+/// past it (the protocol wants the exit within a few seconds even if
+/// clients stay connected). docs/protocol.md has the whole rule.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// How often a blocked thread looks up to check for shutdown and for its
@@ -34,6 +36,8 @@ pub struct Shutdown {
 #[derive(Default)]
 struct Inner {
     triggered: AtomicBool,
+    /// When the shutdown began; set before any waker runs.
+    triggered_at: OnceLock<Instant>,
     wakers: Mutex<Vec<Waker>>,
 }
 
@@ -46,6 +50,7 @@ impl Shutdown {
     /// Starts the shutdown: sets the flag and runs every waker. Calling it
     /// again does nothing.
     pub fn trigger(&self) {
+        let _ = self.inner.triggered_at.set(Instant::now());
         if !self.inner.triggered.swap(true, Ordering::SeqCst) {
             let wakers = self
                 .inner
@@ -61,6 +66,22 @@ impl Shutdown {
     /// Whether the shutdown has started.
     pub fn is_triggered(&self) -> bool {
         self.inner.triggered.load(Ordering::SeqCst)
+    }
+
+    /// When the shutdown grace ends ([`SHUTDOWN_GRACE`] after the trigger),
+    /// once the shutdown has begun: every connection still open then is
+    /// closed, and every wait for `--work` is cut short.
+    pub fn grace_deadline(&self) -> Option<Instant> {
+        self.inner
+            .triggered_at
+            .get()
+            .map(|began| *began + SHUTDOWN_GRACE)
+    }
+
+    /// Whether the shutdown grace is over at `now`.
+    pub fn grace_over(&self, now: Instant) -> bool {
+        self.grace_deadline()
+            .is_some_and(|deadline| now >= deadline)
     }
 
     /// Runs `wake` when the shutdown starts, or now if it already has.
@@ -124,5 +145,9 @@ mod tests {
             counter.fetch_add(1, Ordering::SeqCst);
         });
         assert_eq!(woken.load(Ordering::SeqCst), 2);
+        let deadline = shutdown.grace_deadline().unwrap();
+        assert!(!shutdown.grace_over(deadline - Duration::from_millis(1)));
+        assert!(shutdown.grace_over(deadline));
+        assert_eq!(Shutdown::new().grace_deadline(), None);
     }
 }

@@ -26,7 +26,9 @@ pub struct Summary {
     /// Error answers sent (unknown aphorism, request too long, server busy,
     /// idle timeout) plus connections that failed with an I/O error.
     pub errors: u64,
-    /// Incomplete questions dropped because the client closed.
+    /// Questions received and never answered: incomplete ones when the
+    /// client closed or the server shut down, and complete ones whose
+    /// answers the end of the shutdown grace cut short.
     pub dropped: u64,
     /// How long the server ran.
     pub uptime: Duration,
@@ -65,9 +67,11 @@ impl Stats {
         }
     }
 
-    /// Counts one incomplete question dropped at close.
-    pub fn dropped(&self) {
-        self.dropped.fetch_add(1, Ordering::Relaxed);
+    /// Counts `questions` questions dropped unanswered at close.
+    pub fn dropped(&self, questions: u64) {
+        if questions > 0 {
+            self.dropped.fetch_add(questions, Ordering::Relaxed);
+        }
     }
 
     /// The totals so far.
@@ -93,7 +97,7 @@ impl fmt::Display for Summary {
         write!(
             f,
             "summary: {} connections, {} questions answered, {} errors, \
-             {} incomplete questions dropped, uptime {:.1}s",
+             {} questions dropped, uptime {:.1}s",
             self.connections,
             self.answered,
             self.errors,
@@ -114,7 +118,7 @@ mod tests {
         stats.connection();
         stats.answered(5, 1);
         stats.error(1);
-        stats.dropped();
+        stats.dropped(1);
         let summary = stats.summary();
         assert_eq!(
             (summary.connections, summary.answered, summary.errors),
@@ -123,7 +127,7 @@ mod tests {
         let line = summary.to_string();
         assert!(line.starts_with(
             "summary: 2 connections, 5 questions answered, 2 errors, \
-             1 incomplete questions dropped, uptime "
+             1 questions dropped, uptime "
         ));
         assert!(!line.contains('\n'));
     }

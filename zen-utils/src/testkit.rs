@@ -284,6 +284,7 @@ macro_rules! conformance_suite {
             serves_others_while_slowloris_clients_trickle,
             overlaps_waiting_work_across_clients_when_concurrent,
             answers_in_flight_questions_on_graceful_shutdown,
+            drops_work_that_outlasts_the_shutdown_grace,
             closes_idle_clients_on_graceful_shutdown,
             counts_answers_and_errors_in_the_summary,
             bounds_the_memory_of_clients_that_never_read,

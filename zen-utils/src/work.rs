@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 
 use crate::config::{format_duration, parse_duration, DurationError};
+use crate::shutdown::{Shutdown, TICK};
 
 /// The simulated work of answering one question.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +49,49 @@ impl Work {
         match self.kind {
             WorkKind::Wait | WorkKind::Block => std::thread::sleep(self.duration),
             WorkKind::Cpu => spin(self.duration),
+        }
+    }
+}
+
+impl Work {
+    /// [`run_blocking`](Self::run_blocking), cut short when the shutdown
+    /// grace ends: returns whether the work was done, `false` if the grace
+    /// ran out first (the answer is then dropped). `wait` sleeps a
+    /// [`TICK`] at a time and `cpu` looks at the clock as it spins, so
+    /// either stops at the deadline; `block` cannot be cut short, since
+    /// that is its lesson: a server blocked in a sleep hears nothing.
+    pub fn run_within(self, shutdown: &Shutdown) -> bool {
+        let start = Instant::now();
+        let end = start + self.duration;
+        match self.kind {
+            WorkKind::Block => {
+                std::thread::sleep(self.duration);
+                true
+            }
+            WorkKind::Wait => loop {
+                let now = Instant::now();
+                if now >= end {
+                    return true;
+                }
+                if shutdown.grace_over(now) {
+                    return false;
+                }
+                let mut nap = (end - now).min(TICK);
+                if let Some(deadline) = shutdown.grace_deadline() {
+                    nap = nap.min(deadline - now);
+                }
+                std::thread::sleep(nap);
+            },
+            WorkKind::Cpu => loop {
+                let now = Instant::now();
+                if now >= end {
+                    return true;
+                }
+                if shutdown.grace_over(now) {
+                    return false;
+                }
+                std::hint::spin_loop();
+            },
         }
     }
 }
@@ -118,6 +162,28 @@ mod tests {
             error.to_string(),
             "duration `10000000000000000000s` is too long: at most a year (525600m)"
         );
+    }
+
+    #[test]
+    fn the_end_of_the_grace_cuts_wait_and_cpu_short() {
+        let long = |kind| Work {
+            kind,
+            duration: Duration::from_secs(3600),
+        };
+        let shutdown = Shutdown::new();
+        shutdown.trigger();
+        // Triggered long enough ago: the grace is over.
+        let over = shutdown.grace_deadline().unwrap();
+        while Instant::now() < over {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(!long(WorkKind::Wait).run_within(&shutdown));
+        assert!(!long(WorkKind::Cpu).run_within(&shutdown));
+        let short = Work {
+            kind: WorkKind::Wait,
+            duration: Duration::from_millis(1),
+        };
+        assert!(short.run_within(&Shutdown::new()));
     }
 
     #[test]

@@ -70,7 +70,9 @@ pub(crate) fn draw(results: &Results) -> Vec<(String, String)> {
     ] {
         match render(&panels, figure, &subtitle) {
             Ok(svg) => charts.push((name.to_owned(), svg)),
-            Err(error) => eprintln!("client compare: warning: cannot draw {name}: {error}"),
+            Err(error) => {
+                zen_utils::log_line!("client compare: warning: cannot draw {name}: {error}")
+            }
         }
     }
     charts

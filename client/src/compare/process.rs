@@ -98,18 +98,48 @@ pub(crate) struct Usage {
 }
 
 /// Spawns a server at [`SERVER_NICE`] with no stdin and its stdout and
-/// stderr piped to us.
+/// stderr piped to us, set to get SIGTERM from the kernel when we end.
+///
+/// However this process ends (a second Ctrl-C, which exits at once; SIGKILL;
+/// a crash), its servers are stopped: `Drop` stops them only when it gets to
+/// run, and a server left behind would run for ever under PID 1, holding its
+/// port and a core. So each child asks the kernel for a SIGTERM when its
+/// parent goes (`PR_SET_PDEATHSIG`). The kernel sends it when the *thread*
+/// that forked the child ends, not the process: `client compare` starts
+/// every server from its main thread (`compare::run` calls `run_one`
+/// inline, on the thread that runs `main`), which ends only with the
+/// process.
 fn spawn_piped(
     command: &mut Command,
     bin: &Path,
 ) -> anyhow::Result<(Child, ChildStdout, ChildStderr)> {
-    // SAFETY: runs in the forked child before exec, and only makes one
-    // system call (`nice`), which is async-signal-safe; it touches no lock
-    // or allocation of the parent's. If it fails, the server runs at the
-    // load generator's priority, which only makes the figures pessimistic.
+    // Taken before the fork, to tell in the child whether we are still its
+    // parent.
+    let parent = rustix::process::getpid();
+    // SAFETY: runs in the forked child before exec, and only makes system
+    // calls that are async-signal-safe (`nice`, `sigaction` through
+    // `signal`, `prctl`, `getppid`); it touches no lock or allocation of
+    // the parent's (an `io::Error` made from an errno allocates nothing).
     unsafe {
-        command.pre_exec(|| {
+        command.pre_exec(move || {
+            // If this fails, the server runs at the load generator's
+            // priority, which only makes the figures pessimistic.
             let _ = rustix::process::nice(SERVER_NICE);
+            // Until exec the child has our handlers for SIGINT and SIGTERM
+            // (`compare::stop_flag`), which would only set a flag in its
+            // copy of our memory: the parent-death SIGTERM would be lost
+            // if it came before exec. With the default action it ends the
+            // child instead; exec keeps the default.
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            libc::signal(libc::SIGTERM, libc::SIG_DFL);
+            rustix::process::set_parent_process_death_signal(Some(Signal::TERM))?;
+            // The parent may have gone between the fork and the `prctl`,
+            // and then no signal will come: the child has been handed to
+            // another process already. It gives up (spawn's error goes to
+            // nobody).
+            if rustix::process::getppid() != Some(parent) {
+                return Err(rustix::io::Errno::SRCH.into());
+            }
             Ok(())
         });
     }
@@ -389,7 +419,7 @@ fn status_kib(status: &str, key: &str) -> Option<u64> {
 }
 
 /// The numbers of `...summary: 3 connections, 120 questions answered, 0
-/// errors, 0 incomplete questions dropped, uptime 1.2s` (zen-utils'
+/// errors, 0 questions dropped, uptime 1.2s` (zen-utils'
 /// `Summary` display).
 fn parse_summary(line: &str) -> Option<ServerSummary> {
     let (_, rest) = line.split_once("summary: ")?;
@@ -421,6 +451,8 @@ pub(crate) fn ensure_runs(bin: &Path) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::process::ExitStatusExt as _;
+
     use super::*;
 
     /// The nice value (field 19) of a `/proc/PID/stat` line.
@@ -438,6 +470,30 @@ mod tests {
         assert!(child.wait().unwrap().success());
         let ours = std::fs::read_to_string("/proc/self/stat").unwrap();
         assert_eq!(nice_of(&theirs), (nice_of(&ours) + SERVER_NICE).min(19));
+    }
+
+    #[test]
+    fn servers_get_sigterm_when_their_parent_goes() {
+        // The kernel counts the thread that forked as the parent: a thread
+        // that starts a child and ends is the parent going.
+        let sleep = Path::new("sleep");
+        let mut child =
+            thread::spawn(move || spawn_piped(Command::new(sleep).arg("60"), sleep).unwrap().0)
+                .join()
+                .unwrap();
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the child outlived the thread that started it");
+            }
+            thread::sleep(Duration::from_millis(10));
+        };
+        assert_eq!(status.signal(), Some(libc::SIGTERM), "{status}");
     }
 
     #[test]

@@ -15,7 +15,7 @@ pub(crate) struct Results {
     pub(crate) machine: Machine,
     pub(crate) settings: Settings,
     pub(crate) experiments: Vec<ExperimentResult>,
-    /// Stopped by Ctrl-C: the experiments after that are missing.
+    /// Stopped by Ctrl-C or SIGTERM: the runs after that are missing.
     pub(crate) interrupted: bool,
 }
 

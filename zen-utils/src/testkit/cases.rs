@@ -486,6 +486,45 @@ pub fn answers_in_flight_questions_on_graceful_shutdown(start: Start<'_>, _: Mod
     assert_eq!(summary.answered, 2);
 }
 
+/// The shutdown rule: the grace bounds the work too. Five pipelined
+/// questions, each with `--work wait:1500ms`, from a client that reads; the
+/// shutdown begins once the first answer has come. Answers keep coming,
+/// in order, while the grace lasts; when it ends, the question being
+/// worked on and those behind it are dropped unanswered, counted as
+/// dropped (not as errors), and `serve` returns: no model waits out work
+/// that outlasts the grace. (All five would need the grace to last until
+/// 7.5 s, 6 s after the shutdown began: far beyond its 2 s.)
+pub fn drops_work_that_outlasts_the_shutdown_grace(start: Start<'_>, _: Model) {
+    let server = start(Config {
+        work: wait(Duration::from_millis(1500)),
+        ..quiet()
+    });
+    let mut client = server.connect();
+    let questions: Vec<u8> = APHORISMS[..5]
+        .iter()
+        .flat_map(|(q, _)| q.to_vec())
+        .collect();
+    client.send(&questions);
+    let mut got = client.answer();
+    server.trigger_shutdown();
+    got.extend(client.read_to_close());
+    let all: Vec<u8> = APHORISMS[..5]
+        .iter()
+        .flat_map(|(_, a)| a.to_vec())
+        .collect();
+    assert!(
+        all.starts_with(&got),
+        "not a prefix in order: {}",
+        text(&got)
+    );
+    let answered = got.iter().filter(|&&b| b == b'.').count() as u64;
+    let summary = server.stop();
+    assert_eq!(summary.answered, answered, "{summary:?}");
+    assert_eq!(summary.answered + summary.dropped, 5, "{summary:?}");
+    assert!(summary.dropped >= 1, "{summary:?}");
+    assert_eq!(summary.errors, 0, "{summary:?}");
+}
+
 /// Shutdown does not wait for idle clients: it closes them, and `serve`
 /// returns.
 pub fn closes_idle_clients_on_graceful_shutdown(start: Start<'_>, _: Model) {
