@@ -206,6 +206,22 @@ fn unknown_names_are_refused() {
     }
 }
 
+/// `client compare` of `server` alone in experiment `only`, each run
+/// lasting `duration` with no warmup, writing into `out`, its servers
+/// from `bin_dir`; no stdin.
+fn compare_one(server: &str, only: &str, duration: &str, out: &Path, bin_dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_client"));
+    command
+        .args(["compare", "--servers", server, "--only", only])
+        .args(["--duration", duration, "--warmup", "0s"])
+        .arg("--out")
+        .arg(out)
+        .arg("--bin-dir")
+        .arg(bin_dir)
+        .stdin(Stdio::null());
+    command
+}
+
 /// A fresh directory for one test's files.
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("zen-compare-{name}-{}", std::process::id()));
@@ -390,14 +406,7 @@ fn stop_compare_with(name: &str, signals: &[Signal]) -> (ExitStatus, PathBuf) {
     let bin_dir = server_binaries();
     let dir = scratch(name);
     let out = dir.join("out");
-    let compare = Command::new(env!("CARGO_BIN_EXE_client"))
-        .args(["compare", "--servers", "srv-poll", "--only", "slow-backend"])
-        .args(["--duration", "60s", "--warmup", "0s"])
-        .arg("--out")
-        .arg(&out)
-        .arg("--bin-dir")
-        .arg(&bin_dir)
-        .stdin(Stdio::null())
+    let compare = compare_one("srv-poll", "slow-backend", "60s", &out, &bin_dir)
         .stdout(Stdio::null())
         .stderr(File::create(dir.join("stderr")).unwrap())
         .spawn()
@@ -575,14 +584,7 @@ fn a_closed_stdout_loses_the_tables_not_the_report() {
     let bin_dir = server_binaries();
     let dir = scratch("closed-stdout");
     let out = dir.join("out");
-    let mut compare = Command::new(env!("CARGO_BIN_EXE_client"))
-        .args(["compare", "--servers", "srv-poll", "--only", "one-client"])
-        .args(["--duration", "100ms", "--warmup", "0s"])
-        .arg("--out")
-        .arg(&out)
-        .arg("--bin-dir")
-        .arg(&bin_dir)
-        .stdin(Stdio::null())
+    let mut compare = compare_one("srv-poll", "one-client", "100ms", &out, &bin_dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -603,5 +605,25 @@ fn a_closed_stdout_loses_the_tables_not_the_report() {
         "{results}"
     );
     assert!(out.join("report.md").is_file());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// With idle connections held first, srv-single answering no busy client
+/// is the lesson of the experiment, not a broken server: the run is a row
+/// of zeros, not a failure, and compare exits 0.
+#[test]
+fn starvation_by_idle_clients_is_a_figure_not_a_failure() {
+    let bin_dir = server_binaries();
+    let dir = scratch("starved");
+    let out = dir.join("out");
+    let output = compare_one("srv-single", "slow-clients", "300ms", &out, &bin_dir)
+        .output()
+        .expect("run client compare");
+    assert!(output.status.success(), "{output:?}");
+    let results: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let run = &results["experiments"][0]["runs"][0];
+    assert_eq!(run["status"], "ok", "{run}");
+    assert_eq!(num(&run["load"], "requests"), 0.0, "{run}");
     let _ = std::fs::remove_dir_all(&dir);
 }

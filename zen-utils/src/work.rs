@@ -43,64 +43,38 @@ pub enum WorkError {
 }
 
 impl Work {
-    /// Does this work on the calling thread the way a thread-per-connection
-    /// server does it: `wait` and `block` sleep, `cpu` spins.
-    pub fn run_blocking(self) {
-        match self.kind {
-            WorkKind::Wait | WorkKind::Block => std::thread::sleep(self.duration),
-            WorkKind::Cpu => spin(self.duration),
-        }
-    }
-}
-
-impl Work {
-    /// [`run_blocking`](Self::run_blocking), cut short when the shutdown
-    /// grace ends: returns whether the work was done, `false` if the grace
-    /// ran out first (the answer is then dropped). `wait` sleeps a
-    /// [`TICK`] at a time and `cpu` looks at the clock as it spins, so
-    /// either stops at the deadline; `block` cannot be cut short, since
-    /// that is its lesson: a server blocked in a sleep hears nothing.
+    /// Does this work on the calling thread, the way a thread-per-connection
+    /// server does it (and an event loop does `cpu` and `block`): `wait`
+    /// and `block` sleep, `cpu` spins. Returns whether the work was done:
+    /// `false` when the shutdown grace ended first and cut it short (the
+    /// answer is then dropped). `wait` sleeps a [`TICK`] at a time and
+    /// `cpu` looks at the clock as it spins, so either stops at the
+    /// deadline; `block` cannot be cut short, since that is its lesson: a
+    /// thread blocked in a sleep hears nothing.
     pub fn run_within(self, shutdown: &Shutdown) -> bool {
-        let start = Instant::now();
-        let end = start + self.duration;
-        match self.kind {
-            WorkKind::Block => {
-                std::thread::sleep(self.duration);
-                true
+        if self.kind == WorkKind::Block {
+            std::thread::sleep(self.duration);
+            return true;
+        }
+        let end = Instant::now() + self.duration;
+        loop {
+            let now = Instant::now();
+            if now >= end {
+                return true;
             }
-            WorkKind::Wait => loop {
-                let now = Instant::now();
-                if now >= end {
-                    return true;
-                }
-                if shutdown.grace_over(now) {
-                    return false;
-                }
+            if shutdown.grace_over(now) {
+                return false;
+            }
+            if self.kind == WorkKind::Wait {
                 let mut nap = (end - now).min(TICK);
                 if let Some(deadline) = shutdown.grace_deadline() {
                     nap = nap.min(deadline - now);
                 }
                 std::thread::sleep(nap);
-            },
-            WorkKind::Cpu => loop {
-                let now = Instant::now();
-                if now >= end {
-                    return true;
-                }
-                if shutdown.grace_over(now) {
-                    return false;
-                }
+            } else {
                 std::hint::spin_loop();
-            },
+            }
         }
-    }
-}
-
-/// Keeps the CPU busy for `duration`, as real computation would.
-pub fn spin(duration: Duration) {
-    let start = Instant::now();
-    while start.elapsed() < duration {
-        std::hint::spin_loop();
     }
 }
 
@@ -187,9 +161,15 @@ mod tests {
     }
 
     #[test]
-    fn spin_takes_at_least_its_duration() {
-        let start = Instant::now();
-        spin(Duration::from_millis(2));
-        assert!(start.elapsed() >= Duration::from_millis(2));
+    fn work_takes_at_least_its_duration() {
+        for kind in [WorkKind::Wait, WorkKind::Cpu, WorkKind::Block] {
+            let work = Work {
+                kind,
+                duration: Duration::from_millis(2),
+            };
+            let start = Instant::now();
+            assert!(work.run_within(&Shutdown::new()));
+            assert!(start.elapsed() >= Duration::from_millis(2), "{kind:?}");
+        }
     }
 }
