@@ -127,7 +127,8 @@ pub(crate) struct LoadArgs {
     #[arg(long, value_name = "RPS", value_parser = positive_rate)]
     rate: Option<f64>,
 
-    /// Ask only this question (default: the whole table, in turn)
+    /// Ask only this question of the table (default: the whole table, in
+    /// turn)
     #[arg(long, value_name = "Q")]
     question: Option<String>,
 
