@@ -1,6 +1,6 @@
 /*
  * epoll-load: a minimal closed-loop load generator in C, the yardstick for
- * `client load` (DESIGN.md: the load generator must reach at least 0.9
+ * `client load` (docs/targets.md: the load generator must reach at least 0.9
  * times the rate of an independent epoll generator against the same
  * server).
  *

@@ -7,7 +7,7 @@ redis-server, measured with `client load` in the same run, as ratios.
 
 It builds the workspace in release mode, installs redis-server with apt-get
 when it is missing (as root), compiles scripts/epoll-load.c (the C
-yardstick for the load generator), then runs each workload of DESIGN.md's
+yardstick for the load generator), then runs each workload of docs/targets.md's
 table once per round and prints the median of the rounds. Everything runs
 on 127.0.0.1. Absolute rates vary between machines and runs; the ratios,
 taken within one round, are what the targets are about.
@@ -50,7 +50,7 @@ SERVERS = [
     ("srv-hybrid (per core)", "srv-hybrid", ["--runtime", "per-core", *WORKERS]),
 ]
 
-# The targets of DESIGN.md, per workload: label prefix -> minimum ratio.
+# The targets of docs/targets.md, per workload: label prefix -> minimum ratio.
 TARGETS = {
     "1x1": {"": 0.95},
     "50x1": {"srv-poll": 1.0, "srv-async": 1.0, "srv-hybrid": 0.8, "srv-threaded": 0.6},

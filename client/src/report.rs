@@ -28,7 +28,7 @@ pub(crate) fn print<R: Serialize + fmt::Display>(report: &R, json: bool) -> anyh
 
 /// The report of one `client load` run.
 ///
-/// The first seven fields are SPEC.md's contract; the rest say how the run
+/// The first seven fields are the protocol's contract for `--json` (docs/protocol.md); the rest say how the run
 /// was made and what went wrong.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct LoadReport {

@@ -77,7 +77,7 @@ use open::OpenConnections;
 ///
 /// A worker is taken for a whole connection, not for one question, so this
 /// is how many clients are served at once; with `--work wait:10ms` it caps
-/// the rate at `64 / 10ms` = 6,400 answers/s. DESIGN.md's experiments run
+/// the rate at `64 / 10ms` = 6,400 answers/s. The comparison's experiments run
 /// 50 to 64 clients, and 64 serves them all; the threads cost little
 /// (small stacks, asleep in `accept()`), and a much larger pool would only
 /// blur the lesson that the pool is a limit.

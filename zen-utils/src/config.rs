@@ -1,4 +1,4 @@
-//! The command-line flags every server shares (SPEC.md's contract), and the
+//! The command-line flags every server shares (the contract of docs/protocol.md), and the
 //! configuration they produce.
 
 use std::fmt;
@@ -16,13 +16,13 @@ pub const DEFAULT_PORT: u16 = 1060;
 /// Enough for the C10K experiment's 10,000 idle connections plus busy ones;
 /// the file-descriptor limit is raised at start so that they fit.
 pub const DEFAULT_MAX_CONNS: usize = 20_000;
-/// SPEC.md's default bound on one question.
+/// The protocol's default bound on one question.
 pub const DEFAULT_MAX_REQUEST: usize = 1024;
 /// The largest `--max-request`: 16 MiB, far beyond any question, and small
 /// enough that a connection's buffer (which grows up to it) is never an
 /// allocation the machine cannot make.
 pub const MAX_MAX_REQUEST: usize = 16 * 1024 * 1024;
-/// SPEC.md's default idle timeout.
+/// The protocol's default idle timeout.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Deep enough for the C10K experiment's 10,000 connections arriving at
 /// once: with 1,024, a thread-per-connection server that starts threads
@@ -30,7 +30,7 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// it at `net.core.somaxconn` (4,096 by default).
 pub const DEFAULT_BACKLOG: i32 = 4096;
 
-/// The flags of SPEC.md's command-line contract; each server flattens them
+/// The flags of the protocol's command-line contract; each server flattens them
 /// into its own command with `#[command(flatten)]`.
 #[derive(Args, Debug, Clone)]
 pub struct ServerArgs {
@@ -207,7 +207,7 @@ pub enum DurationError {
     TooLong(String),
 }
 
-/// Parses SPEC.md's `DUR`: a number and a unit (`ns`, `us`, `ms`, `s`, `m`),
+/// Parses the protocol's `DUR`: a number and a unit (`ns`, `us`, `ms`, `s`, `m`),
 /// e.g. `250us`, `10ms`, `1.5s`. A bare `0` is zero.
 pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     let error = || DurationError::Invalid(text.to_owned());

@@ -4,7 +4,7 @@
 //! - [`protocol`]: the aphorism table and the fixed answers, exact bytes.
 //! - [`frame`]: the framing decoder. It never touches a socket: bytes in,
 //!   questions out, the same for blocking, polling and async servers.
-//! - [`config`]: SPEC.md's shared flags as one clap [`ServerArgs`] struct,
+//! - [`config`]: the protocol's shared flags as one clap [`ServerArgs`] struct,
 //!   `DUR` parsing, and the [`Config`] a server runs with.
 //! - [`work`]: `--work wait|cpu|block:DUR`.
 //! - [`listener`]: socket2 listener setup, `RLIMIT_NOFILE`, accept errors.

@@ -1,4 +1,5 @@
-//! The aphorism table and the fixed answers of SPEC.md, byte for byte.
+//! The aphorism table and the fixed answers of the protocol
+//! (docs/protocol.md), byte for byte.
 
 /// The questions the service knows and their answers, exact bytes.
 ///

@@ -1,4 +1,4 @@
-//! The conformance suite: every behaviour of SPEC.md, written once and run
+//! The conformance suite: every behaviour of docs/protocol.md, written once and run
 //! against every server.
 //!
 //! A server crate runs the whole suite against itself with one macro call

@@ -18,7 +18,7 @@ pub struct Work {
     pub duration: Duration,
 }
 
-/// The three kinds of work of SPEC.md.
+/// The three kinds of work of the protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WorkKind {
     /// Waiting on something slow outside the server, each model its own

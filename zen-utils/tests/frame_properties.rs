@@ -1,10 +1,10 @@
 //! Property tests: however a byte stream is split into reads, the decoder
-//! yields the same questions as the spec's definition applied to the whole.
+//! yields the same questions as the protocol's definition applied to the whole.
 
 use proptest::prelude::*;
 use zen_utils::frame::{Decoder, RequestTooLong};
 
-/// SPEC.md's definition, written as plainly as possible: skip whitespace,
+/// The protocol's definition, written as plainly as possible: skip whitespace,
 /// then a question is every byte up to and including the first `?`, and
 /// `max_request` bytes with no `?` is an error.
 fn reference(stream: &[u8], max_request: usize) -> (Vec<Vec<u8>>, bool) {

@@ -1,4 +1,4 @@
-//! The nine experiments of DESIGN.md, as data: for each, the server flags,
+//! The nine experiments of the comparison (the README's list), as data: for each, the server flags,
 //! the load (as `client load` flags), the idle connections to hold, who
 //! takes part, and the lesson the table teaches.
 
@@ -100,7 +100,7 @@ pub(crate) enum Take {
     Absent,
 }
 
-/// Every experiment, in DESIGN.md's order, sized by `sizes`.
+/// Every experiment, in the README's order, sized by `sizes`.
 pub(crate) fn all(sizes: &Sizes) -> Vec<Experiment> {
     let d = sizes.duration;
     let w = sizes.warmup;

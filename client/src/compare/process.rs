@@ -18,7 +18,7 @@ use serde::Serialize;
 /// How long a server may take to print `listening on` (or, for redis, to
 /// accept a connection): a cold start under a busy machine, with margin.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a server may take to exit after SIGTERM. SPEC.md promises "a
+/// How long a server may take to exit after SIGTERM. docs/protocol.md promises "a
 /// few seconds" (zen-utils' shutdown grace is 2 s); more than this is a
 /// server that did not stop, and it is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);

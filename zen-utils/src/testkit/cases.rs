@@ -1,5 +1,5 @@
 //! The cases of the conformance suite, one function per behaviour of
-//! SPEC.md. Each takes the function that starts the server under test and
+//! docs/protocol.md. Each takes the function that starts the server under test and
 //! the model it follows; [`conformance_suite!`](crate::conformance_suite)
 //! turns each into a `#[test]`.
 
@@ -893,7 +893,7 @@ impl Flood {
 }
 
 /// Random byte streams (mostly questions, `?` and whitespace), split at
-/// random: the server answers each exactly as the spec's framing decodes
+/// random: the server answers each exactly as the protocol's framing decodes
 /// it, closes after a request too long, never panics, and still serves.
 /// A failing stream is shrunk to a minimal one by proptest.
 pub fn answers_random_byte_streams_as_the_spec_frames_them(start: Start<'_>, _: Model) {
@@ -963,7 +963,7 @@ pub fn answers_random_byte_streams_as_the_spec_frames_them(start: Start<'_>, _: 
     server.stop();
 }
 
-/// SPEC.md's framing applied to a whole stream, as plainly as possible:
+/// The protocol's framing applied to a whole stream, as plainly as possible:
 /// skip whitespace, then a question is every byte up to and including the
 /// first `?`. Returns the questions, and where the stream becomes a request
 /// too long (the end of `max_request` bytes with no `?`), if it does.
