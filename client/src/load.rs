@@ -255,8 +255,6 @@ pub(crate) fn measure(args: &LoadArgs, watching: &mut Watch<'_>) -> anyhow::Resu
     let addrs: Vec<SocketAddr> = (0..args.connections)
         .map(|slot| servers[slot % servers.len()])
         .collect();
-    let start = now_ns();
-    let measure_start = start + nanos(args.warmup);
     // A connect that fails before the run is counted only if the window
     // opens at once: what happens during a warmup is not counted.
     let mut initial_errors = Tally::new(servers.len());
@@ -285,6 +283,10 @@ pub(crate) fn measure(args: &LoadArgs, watching: &mut Watch<'_>) -> anyhow::Resu
         .threads
         .unwrap_or_else(default_threads)
         .min(args.connections);
+    // The clock starts once the connections are open: connecting (up to
+    // --timeout) is no part of the run, nor of the open loop's schedule.
+    let start = now_ns();
+    let measure_start = start + nanos(args.warmup);
     let shared = Arc::new(Shared {
         workload,
         pipeline: args.pipeline,
@@ -303,7 +305,7 @@ pub(crate) fn measure(args: &LoadArgs, watching: &mut Watch<'_>) -> anyhow::Resu
 
     let mut shares: Vec<Vec<Conn>> = (0..threads).map(|_| Vec::new()).collect();
     for conn in conns {
-        shares[thread_of(conn.slot, servers.len(), threads)].push(conn);
+        shares[thread_of(conn.slot, args.connections, servers.len(), threads)].push(conn);
     }
     let (done_tx, done_rx) = mpsc::channel();
     let mut handles = Vec::with_capacity(threads);
@@ -360,17 +362,20 @@ pub(crate) fn measure(args: &LoadArgs, watching: &mut Watch<'_>) -> anyhow::Resu
     ))
 }
 
-/// Which thread serves connection `slot`, of a run against `servers`
-/// servers on `threads` threads. Connection `slot` goes to server `slot %
-/// servers`; a server's own connections are dealt round robin across the
-/// threads, each server starting one thread further on. So every thread
-/// has a share of every server (when there are connections enough), and
-/// the threads' loads differ by one connection at most: dealing by `slot
-/// % threads` alone gave a thread all of one server whenever the two
-/// counts matched, and a slow server then held that whole thread.
-fn thread_of(slot: usize, servers: usize, threads: usize) -> usize {
+/// Which thread serves connection `slot`, of `connections` against
+/// `servers` servers on `threads` threads. Connection `slot` goes to
+/// server `slot % servers`. Lined up server by server, the connections are
+/// dealt to the threads in turn: so the threads' loads differ by one
+/// connection at most, and each thread has a share of every server (when
+/// every server has a connection per thread). Dealing by `slot % threads`
+/// alone gave a thread all of one server whenever the two counts matched,
+/// and a slow server then held that whole thread.
+fn thread_of(slot: usize, connections: usize, servers: usize, threads: usize) -> usize {
     let (server, nth) = (slot % servers, slot / servers);
-    (nth + server) % threads
+    // Servers before this one have `connections / servers` connections
+    // each, and the first `connections % servers` of them one more.
+    let before = server * (connections / servers) + server.min(connections % servers);
+    (before + nth) % threads
 }
 
 /// Refuses more questions in flight than the client can keep the send
@@ -436,6 +441,14 @@ fn watch(
         );
         bar
     });
+    // With -n, no answer for --timeout is a stall; in a slow open loop, a
+    // connection's questions may be that far apart, so the wait is longer
+    // by the time between two of them.
+    let stall_after = args
+        .timeout
+        .saturating_add(args.rate.map_or(Duration::ZERO, |rate| {
+            Duration::try_from_secs_f64(args.connections as f64 / rate).unwrap_or(Duration::MAX)
+        }));
     let mut window = WindowEdges::new(shared);
     let started = Instant::now();
     let (mut last_total, mut last_time) = (0, started);
@@ -480,7 +493,7 @@ fn watch(
         if stopped.is_none() {
             if watching.interrupted.load(Ordering::Relaxed) {
                 stopped = Some("interrupted".to_owned());
-            } else if args.requests.is_some() && now - last_progress > args.timeout {
+            } else if args.requests.is_some() && now - last_progress > stall_after {
                 stopped = Some(format!(
                     "no answer for {}",
                     zen_utils::config::format_duration(args.timeout)
@@ -643,5 +656,35 @@ fn pipeline_depth(text: &str) -> Result<usize, String> {
     match positive(text)? {
         n if n > MAX_PIPELINE => Err(format!("must be at most {MAX_PIPELINE}")),
         n => Ok(n),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_thread_gets_an_even_share_of_every_server() {
+        for (connections, servers, threads) in
+            [(4, 2, 2), (5, 2, 4), (10, 2, 8), (50, 3, 2), (7, 7, 1)]
+        {
+            // (thread, server) -> connections
+            let mut dealt = vec![vec![0; servers]; threads];
+            for slot in 0..connections {
+                dealt[thread_of(slot, connections, servers, threads)][slot % servers] += 1;
+            }
+            let loads: Vec<usize> = dealt.iter().map(|shares| shares.iter().sum()).collect();
+            let (least, most) = (loads.iter().min().unwrap(), loads.iter().max().unwrap());
+            assert!(
+                most - least <= 1,
+                "{connections}/{servers}/{threads}: {loads:?}"
+            );
+            if connections >= servers * threads {
+                assert!(
+                    dealt.iter().flatten().all(|&n| n > 0),
+                    "{connections}/{servers}/{threads}: {dealt:?}"
+                );
+            }
+        }
     }
 }

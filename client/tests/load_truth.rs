@@ -624,7 +624,7 @@ fn a_dead_server_strands_no_part_of_the_budget() {
             "--pipeline",
             "4",
             "--timeout",
-            "300ms",
+            "1s",
             "--threads",
             "2",
         ],
@@ -650,4 +650,109 @@ fn a_rate_of_one_question_a_century_asks_one() {
             assert_eq!(seen.errors, BTreeMap::new());
         },
     );
+}
+
+#[test]
+fn the_window_opens_once_the_connections_are_open() {
+    // One of two servers never accepts (its backlog is full), so the
+    // connects take the whole --timeout: that time is no part of -d.
+    let make = || {
+        let full =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        full.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+            .unwrap();
+        full.listen(0).unwrap();
+        let addr = full.local_addr().unwrap().as_socket().unwrap();
+        // Fill its queue, and keep it (and the socket) for the test's life.
+        let filler = TcpStream::connect(addr).unwrap();
+        std::mem::forget((full, filler));
+        vec![
+            right_server(Duration::ZERO),
+            (addr, Arc::new(Truth::default())),
+        ]
+    };
+    load_twice(
+        make,
+        &["-c", "8", "-d", "1s", "--timeout", "2s"],
+        |seen, truth| {
+            assert!(seen.requests > 0, "{seen:?}");
+            assert_eq!(seen.per_target[0].1, seen.requests);
+            assert!(seen.requests <= truth[0].answers());
+        },
+    );
+}
+
+#[test]
+fn questions_given_back_reopen_few_connections() {
+    // The first connection stalls after three answers; the others answer.
+    // Its questions time out and go back to the budget: one question, so
+    // it takes at most one reopened connection per load thread.
+    let make = || {
+        let first = Arc::new(AtomicUsize::new(0));
+        one(counted(move |stream, truth| {
+            let nth = first.fetch_add(1, Ordering::SeqCst);
+            serve_questions(stream, truth, |k, q| (nth != 0 || k < 3).then(|| right(q)));
+        }))
+    };
+    load_twice(
+        make,
+        &[
+            "-c",
+            "20",
+            "-n",
+            "2000",
+            "--timeout",
+            "500ms",
+            "--threads",
+            "2",
+        ],
+        |seen, truth| {
+            assert_eq!(seen.requests, 2000);
+            assert_eq!(seen.error("timeout"), 1);
+            assert!(seen.reconnects <= 1, "{seen:?}");
+            assert!(truth[0].conns() <= 20 + 1 + 2, "{truth:?}");
+            assert_eq!(seen.stopped_early, None);
+        },
+    );
+}
+
+#[test]
+fn a_slow_open_loop_with_n_is_no_stall() {
+    // One question a second on one connection, a timeout of half that:
+    // the gaps between questions are the schedule, not a stalled server.
+    load_twice(
+        || one(right_server(Duration::ZERO)),
+        &["-c", "1", "-n", "3", "--rate", "1", "--timeout", "500ms"],
+        |seen, truth| {
+            assert_eq!(seen.stopped_early, None);
+            assert_eq!(seen.requests, 3);
+            assert_eq!(truth[0].answers(), 3);
+            assert_eq!(seen.exit, Some(0));
+        },
+    );
+}
+
+#[test]
+fn a_client_paused_past_its_timeout_reads_before_it_blames_the_server() {
+    // The client is stopped (SIGSTOP) for longer than its --timeout while
+    // the server answers at once: the answers are in the socket when it
+    // resumes, and no question timed out.
+    let (addr, truth) = right_server(Duration::ZERO);
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_client"))
+        .args(["load", "--server", &addr.to_string()])
+        .args(["-c", "4", "-d", "2s", "--timeout", "300ms", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = rustix::process::Pid::from_child(&child);
+    thread::sleep(Duration::from_millis(500));
+    rustix::process::kill_process(pid, rustix::process::Signal::STOP).unwrap();
+    thread::sleep(Duration::from_millis(800));
+    rustix::process::kill_process(pid, rustix::process::Signal::CONT).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let seen = Seen::from_json(&report, output.status.code());
+    assert_eq!(seen.errors, BTreeMap::new(), "{seen:?}");
+    assert!(seen.requests > 0 && seen.requests <= truth.answers());
 }

@@ -33,9 +33,13 @@ pub async fn handle_connection(stream: TcpStream, peer: SocketAddr, shared: &Sha
     }
     let mut connection = Connection::new(stream, shared, stop);
     let end = connection.run().await;
+    // Complete questions still in the decoder (a client that did not read
+    // its answers when the grace ended, say) are dropped too; what is left
+    // after them is a partial question.
+    let unanswered = connection.unanswered + connection.decoder.drop_complete();
     let left = Leftover {
         partial: connection.decoder.partial().len(),
-        unanswered: connection.unanswered,
+        unanswered,
     };
     end.record(peer, left, config, &shared.stats);
 }

@@ -27,9 +27,13 @@ pub fn converse(
     }
     let mut conversation = Conversation::new(stream, config);
     let end = conversation.run(shutdown, stats);
+    // Complete questions still in the decoder (a client that did not read
+    // its answers when the grace ended, say) are dropped too; what is left
+    // after them is a partial question.
+    let unanswered = conversation.unanswered + conversation.decoder.drop_complete();
     let left = Leftover {
         partial: conversation.decoder.partial().len(),
-        unanswered: conversation.unanswered,
+        unanswered,
     };
     end.record(peer, left, config, stats);
 }

@@ -10,9 +10,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The questions of a `-n` run.
 ///
-/// Two relaxed counters on a cache line of their own: a thread touches
-/// them once per batch of answers (not per answer), and nothing else is
-/// read through them, so no stronger ordering is needed.
+/// Two relaxed counters on a cache line of their own, shared by every
+/// thread: a thread touches them once per batch of answers in the closed
+/// loop (once per question in the open loop, whose questions go out one
+/// at a time), and nothing else is read through them, so no stronger
+/// ordering is needed.
 #[repr(align(128))]
 pub(crate) struct Budget {
     /// Questions no connection has taken.
@@ -59,6 +61,11 @@ impl Budget {
         if count > 0 {
             self.unanswered.fetch_sub(count, Ordering::Relaxed);
         }
+    }
+
+    /// How many questions no connection has taken.
+    pub(crate) fn unclaimed(&self) -> u64 {
+        self.unclaimed.load(Ordering::Relaxed)
     }
 
     /// Whether every question has been taken (for now: a failing

@@ -69,6 +69,9 @@ pub(crate) struct Conn {
     pub(crate) next_due: u64,
     /// Open loop: whether the thread's schedule heap holds this connection.
     pub(crate) in_heap: bool,
+    /// `-n`: being reopened for questions that a failed connection gave
+    /// back, not after a failure of its own.
+    pub(crate) reopening: bool,
 }
 
 impl Conn {
@@ -92,6 +95,7 @@ impl Conn {
             issued: 0,
             next_due: 0,
             in_heap: false,
+            reopening: false,
         }
     }
 

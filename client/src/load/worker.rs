@@ -140,6 +140,14 @@ struct Batch {
     from_budget: u64,
 }
 
+/// Why a connection's reads ended it: it starts over on a new connection.
+enum Broken {
+    /// This failure, to be counted.
+    By(Failure),
+    /// A failure already counted (by the rule of the answer that broke it).
+    Counted,
+}
+
 /// One thread's loop and everything it owns.
 pub(crate) struct Worker {
     shared: Arc<Shared>,
@@ -304,14 +312,14 @@ impl Worker {
             };
             let n = match (&*stream).read(&mut self.buf) {
                 Ok(0) => {
-                    failure = Some(Failure::Closed);
+                    failure = Some(Broken::By(Failure::Closed));
                     break;
                 }
                 Ok(n) => n,
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
                 Err(error) => {
-                    failure = Some(Failure::of(&error));
+                    failure = Some(Broken::By(Failure::of(&error)));
                     break;
                 }
             };
@@ -329,8 +337,10 @@ impl Worker {
             }
         }
         self.settle(i, &batch);
-        if let Some(failure) = failure {
-            return self.fail(i, failure, now);
+        match failure {
+            Some(Broken::By(failure)) => return self.fail(i, failure, now),
+            Some(Broken::Counted) => return self.start_over(i, now),
+            None => {}
         }
         if batch.answered == 0 {
             return;
@@ -356,7 +366,7 @@ impl Worker {
         n: usize,
         now: u64,
         batch: &mut Batch,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), Broken> {
         let shared = &*self.shared;
         let workload = &shared.workload;
         let conn = &mut self.conns[i];
@@ -366,7 +376,7 @@ impl Worker {
             // No answer is this long: the stream cannot be framed.
             let step = workload
                 .take_answer(&mut conn.check, expected, rest)
-                .map_err(|_| Failure::WrongAnswer)?;
+                .map_err(|_| Broken::By(Failure::WrongAnswer))?;
             rest = &rest[step.consumed..];
             let Some(verdict) = step.verdict else {
                 continue;
@@ -377,10 +387,10 @@ impl Worker {
                 // closes next; anything else breaks the protocol, and a
                 // server that streams answers must not keep the client
                 // counting them: either way the connection is done.
-                return Err(match verdict {
+                return Err(Broken::By(match verdict {
                     Verdict::ErrorAnswer => Failure::ErrorAnswer,
                     _ => Failure::Unasked,
-                });
+                }));
             };
             conn.head = (conn.head + 1) % workload.cycle();
             batch.answered += 1;
@@ -399,9 +409,13 @@ impl Worker {
                     }
                 }
                 // A reply of the wrong length leaves the stream cut in the
-                // wrong places: one wrong answer, then a new connection.
+                // wrong places: one wrong answer (counted by the rule of
+                // every answer), then a new connection.
                 Verdict::Wrong if workload.wrong_loses_framing() => {
-                    return Err(Failure::WrongAnswer)
+                    if counted {
+                        self.tally.error(Failure::WrongAnswer);
+                    }
+                    return Err(Broken::Counted);
                 }
                 Verdict::Wrong if counted => self.tally.error(Failure::WrongAnswer),
                 Verdict::ErrorAnswer if counted => self.tally.error(Failure::ErrorAnswer),
@@ -577,13 +591,20 @@ impl Worker {
     /// `-n`, those it took from the run's budget go back there, for any
     /// connection to ask: a server that stays down keeps none of them.
     fn fail(&mut self, i: usize, failure: Failure, now: u64) {
-        let shared = &*self.shared;
-        if shared.in_window(now) {
+        if self.shared.in_window(now) {
             self.tally.error(failure);
         }
+        self.start_over(i, now);
+    }
+
+    /// [`fail`](Self::fail) without counting: closes connection `i` and
+    /// schedules its reconnect.
+    fn start_over(&mut self, i: usize, now: u64) {
+        let shared = &*self.shared;
         let conn = &mut self.conns[i];
         conn.stream = None;
         conn.writing = false;
+        conn.reopening = false;
         conn.check.reset();
         if let Some(budget) = &shared.budget {
             budget.release(conn.inflight.sent_since(shared.measure_start));
@@ -602,34 +623,25 @@ impl Worker {
     }
 
     /// Looks at every connection: questions or connects past the timeout,
-    /// reconnects that are due, closes that took too long; and with `-n`,
-    /// questions given back to the budget by a failed connection, which
-    /// connections with room ask (reopening one closed for want of
-    /// questions if need be).
+    /// reconnects that are due, closes that took too long; then, with
+    /// `-n`, deals out questions a failed connection gave back.
     fn scan(&mut self, now: u64) {
-        let budget_left = self.shared.budget.is_some() && !self.shared.budget_spent();
         for i in 0..self.conns.len() {
-            let conn = &self.conns[i];
-            match conn.phase {
-                Phase::Done if budget_left => self.reconnect(i, now),
-                Phase::Open => {
-                    let waiting_since = conn
-                        .inflight
-                        .oldest_sent()
-                        .map(|sent| sent.max(conn.resent_at));
-                    if waiting_since
-                        .is_some_and(|since| now.saturating_sub(since) > self.shared.timeout)
-                    {
+            match self.conns[i].phase {
+                Phase::Open if self.timed_out(i, now) => {
+                    // The loop itself may have run late (its thread was not
+                    // scheduled): answers that arrived meanwhile are read
+                    // before the server is called silent.
+                    self.on_readable(i);
+                    if self.conns[i].phase == Phase::Open && self.timed_out(i, now_ns()) {
                         self.fail(i, Failure::Timeout, now);
-                    } else if budget_left && !conn.inflight.is_full() {
-                        self.top_up(i, now);
                     }
                 }
                 Phase::Connecting { since } if now.saturating_sub(since) > self.shared.timeout => {
                     self.fail(i, Failure::Timeout, now);
                 }
                 Phase::Waiting { until } if now >= until => {
-                    if self.shared.budget_spent() && conn.inflight.len() == 0 {
+                    if self.shared.budget_spent() && self.conns[i].inflight.len() == 0 {
                         self.conns[i].phase = Phase::Done;
                     } else {
                         self.reconnect(i, now);
@@ -640,6 +652,55 @@ impl Worker {
                     self.conns[i].phase = Phase::Done;
                 }
                 _ => {}
+            }
+        }
+        self.deal_given_back(now);
+    }
+
+    /// Whether connection `i`'s oldest question has waited past the
+    /// timeout (a question asked again waits from when it was).
+    fn timed_out(&self, i: usize, now: u64) -> bool {
+        let conn = &self.conns[i];
+        conn.inflight
+            .oldest_sent()
+            .map(|sent| sent.max(conn.resent_at))
+            .is_some_and(|since| now.saturating_sub(since) > self.shared.timeout)
+    }
+
+    /// `-n`: questions that a failed connection gave back to the budget go
+    /// first to this thread's open connections with room, then, for what
+    /// is left, to as few closed ones as can take it, reopened (a dead
+    /// server keeps none of the budget). Once the budget is spent, an open
+    /// connection with nothing in flight closes, as it does after its last
+    /// answer.
+    fn deal_given_back(&mut self, now: u64) {
+        let Some(budget) = &self.shared.budget else {
+            return;
+        };
+        if budget.spent() {
+            for i in 0..self.conns.len() {
+                let conn = &self.conns[i];
+                if conn.phase == Phase::Open && conn.inflight.len() == 0 {
+                    self.begin_close(i, now);
+                }
+            }
+            return;
+        }
+        for i in 0..self.conns.len() {
+            let conn = &self.conns[i];
+            if conn.phase == Phase::Open && !conn.inflight.is_full() {
+                self.top_up(i, now);
+            }
+        }
+        let mut left = self.shared.budget.as_ref().map_or(0, Budget::unclaimed);
+        for i in 0..self.conns.len() {
+            if left == 0 {
+                break;
+            }
+            if self.conns[i].phase == Phase::Done {
+                self.conns[i].reopening = true;
+                self.reconnect(i, now);
+                left = left.saturating_sub(self.shared.pipeline as u64);
             }
         }
     }
@@ -686,7 +747,10 @@ impl Worker {
     /// again (they keep their first send time, so their latency includes
     /// the outage), then fills its pipeline.
     fn on_open(&mut self, i: usize, now: u64) {
-        if self.shared.in_window(now) {
+        // A connection reopened for questions given back did not fail: it
+        // is no reconnect.
+        let reopened = std::mem::take(&mut self.conns[i].reopening);
+        if !reopened && self.shared.in_window(now) {
             self.tally.reconnects += 1;
         }
         let conn = &mut self.conns[i];
@@ -756,9 +820,16 @@ impl Worker {
         {
             self.poller.wait(Some(deadline))?;
             for e in 0..self.poller.len() {
-                let key = self.poller.event(e).key;
-                if key != TIMER_KEY {
-                    self.drain(key as usize);
+                match self.poller.event(e).key {
+                    // Still armed for a question that will not be asked: a
+                    // level-triggered timer not acknowledged would wake
+                    // every wait of the grace at once.
+                    TIMER_KEY => {
+                        if let Some(timer) = &mut self.timer {
+                            timer.fired();
+                        }
+                    }
+                    key => self.drain(key as usize),
                 }
             }
         }
