@@ -222,6 +222,13 @@ fn compare_one(server: &str, only: &str, duration: &str, out: &Path, bin_dir: &P
     command
 }
 
+/// The first run of the first experiment in `out`'s results.json.
+fn first_run(out: &Path) -> Value {
+    let json = std::fs::read_to_string(out.join("results.json")).expect("results.json");
+    let results: Value = serde_json::from_str(&json).expect("valid JSON");
+    results["experiments"][0]["runs"][0].clone()
+}
+
 /// A fresh directory for one test's files.
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("zen-compare-{name}-{}", std::process::id()));
@@ -562,9 +569,7 @@ fn a_server_that_never_answers_fails_its_run() {
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("no answer arrived"), "{stderr}");
 
-    let json = std::fs::read_to_string(out.join("results.json")).expect("results.json");
-    let results: Value = serde_json::from_str(&json).expect("valid JSON");
-    let run = &results["experiments"][0]["runs"][0];
+    let run = first_run(&out);
     assert_eq!(run["status"], "failed", "{run}");
     let note = run["note"].as_str().unwrap_or_default();
     assert!(
@@ -598,12 +603,8 @@ fn a_closed_stdout_loses_the_tables_not_the_report() {
     };
     let status = watched.wait();
     assert_eq!(status.code(), Some(0), "{status}");
-    let json = std::fs::read_to_string(out.join("results.json")).expect("results.json");
-    let results: Value = serde_json::from_str(&json).expect("valid JSON");
-    assert_eq!(
-        results["experiments"][0]["runs"][0]["status"], "ok",
-        "{results}"
-    );
+    let run = first_run(&out);
+    assert_eq!(run["status"], "ok", "{run}");
     assert!(out.join("report.md").is_file());
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -620,9 +621,7 @@ fn starvation_by_idle_clients_is_a_figure_not_a_failure() {
         .output()
         .expect("run client compare");
     assert!(output.status.success(), "{output:?}");
-    let results: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
-    let run = &results["experiments"][0]["runs"][0];
+    let run = first_run(&out);
     assert_eq!(run["status"], "ok", "{run}");
     assert_eq!(num(&run["load"], "requests"), 0.0, "{run}");
     let _ = std::fs::remove_dir_all(&dir);
