@@ -27,10 +27,7 @@ const LAST_WORD_PATIENCE: Duration = Duration::from_millis(100);
 /// Every wait is an `.await`, so the thread serves other connections
 /// meanwhile, except during `--work cpu|block`, which hold the thread.
 pub async fn handle_connection(stream: TcpStream, peer: SocketAddr, shared: &Shared, stop: &Stop) {
-    let config = &shared.config;
-    if config.log_connections() {
-        zen_utils::log_line!("accepted connection from {peer}");
-    }
+    tracing::debug!("accepted connection from {peer}");
     let mut connection = Connection::new(stream, shared, stop);
     let end = connection.run().await;
     // Complete questions still in the decoder (a client that did not read
@@ -41,7 +38,7 @@ pub async fn handle_connection(stream: TcpStream, peer: SocketAddr, shared: &Sha
         partial: connection.decoder.partial().len(),
         unanswered,
     };
-    end.record(peer, left, config, &shared.stats);
+    end.record(peer, left, &shared.stats);
 }
 
 /// The state of one connection: all of it lives in the task's future.

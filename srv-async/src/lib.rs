@@ -61,12 +61,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use socket2::SockRef;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio::time::Instant;
-use zen_utils::listener::{AcceptErrors, AcceptFailure, ACCEPT_BACKOFF};
-use zen_utils::protocol::SERVER_BUSY;
+use zen_utils::listener::{self, AcceptErrors, AcceptFailure, ACCEPT_BACKOFF};
 use zen_utils::shutdown::SHUTDOWN_GRACE;
 use zen_utils::{Config, Shutdown, Stats, Summary};
 
@@ -120,10 +118,9 @@ pub async fn serve_listener(
     if tokio::time::timeout(drain, shared.all_closed())
         .await
         .is_err()
-        && shared.config.log_warnings()
     {
         let open = shared.open.load(Ordering::Acquire);
-        zen_utils::log_line!(
+        tracing::warn!(
             "warning: {open} connections still open {drain:?} after shutdown; dropping them"
         );
     }
@@ -307,15 +304,9 @@ impl Stop {
 /// closes it (by dropping it, at the caller).
 fn turn_away(stream: &TcpStream, peer: SocketAddr, shared: &Shared) {
     shared.stats.error(1);
-    // A fresh socket's send buffer is empty, so one non-blocking send takes
-    // the whole message or fails (the client is gone); either way nothing
-    // waits. It goes straight to the socket, whatever readiness tokio has
+    // It goes straight to the socket, whatever readiness tokio has
     // recorded for it: no task will ever wait on this one.
-    let _ = SockRef::from(stream).send(SERVER_BUSY);
-    if shared.config.log_connections() {
-        let max = shared.config.max_conns;
-        zen_utils::log_line!("connection from {peer} turned away: server busy ({max} open)");
-    }
+    listener::turn_away(stream, peer, &shared.config, &shared.stats);
 }
 
 /// Logs a failed `accept()` (running out of resources at most once a
@@ -323,7 +314,7 @@ fn turn_away(stream: &TcpStream, peer: SocketAddr, shared: &Shared) {
 /// accepting. The pause is a tokio timer, so the connection tasks keep
 /// running meanwhile; only accepting waits.
 async fn on_accept_error(error: &io::Error, shared: &Shared) {
-    if shared.accept_errors.on_error(error, &shared.config) == AcceptFailure::OutOfResources {
+    if shared.accept_errors.on_error(error) == AcceptFailure::OutOfResources {
         tokio::time::sleep(ACCEPT_BACKOFF).await;
     }
 }

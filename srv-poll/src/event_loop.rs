@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use polling::{Event, Events, PollMode, Poller};
 use slab::Slab;
 use zen_utils::listener::{self, AcceptErrors, AcceptFailure, ACCEPT_BACKOFF};
-use zen_utils::protocol::{IDLE_TIMEOUT, SERVER_BUSY};
+use zen_utils::protocol::IDLE_TIMEOUT;
 use zen_utils::{Config, End, Shutdown, Stats, Summary};
 
 use crate::connection::{ConnId, Connection, Context, Interest, Timer};
@@ -229,9 +229,7 @@ impl EventLoop {
                 // The backlog is empty: the poller will say when it is not.
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
                 Err(error) => {
-                    if self.accept_errors.on_error(&error, &self.config)
-                        == AcceptFailure::OutOfResources
-                    {
+                    if self.accept_errors.on_error(&error) == AcceptFailure::OutOfResources {
                         self.pause_accepting();
                         return;
                     }
@@ -257,9 +255,7 @@ impl EventLoop {
         if let Some(listener) = &self.listener {
             let interest = Event::new(SERVER, readable, false);
             if let Err(error) = self.poller.modify_with_mode(listener, interest, self.mode) {
-                if self.config.log_warnings() {
-                    zen_utils::log_line!("warning: cannot change the listener's interest: {error}");
-                }
+                tracing::warn!("warning: cannot change the listener's interest: {error}");
             }
         }
     }
@@ -268,24 +264,16 @@ impl EventLoop {
     fn admit(&mut self, stream: TcpStream, peer: SocketAddr) {
         self.stats.connection();
         if self.connections.len() >= self.config.max_conns {
-            // Best effort and without blocking: the loop must not wait on a
-            // client it is turning away.
-            self.stats.error(1);
-            if stream.set_nonblocking(true).is_ok() {
-                let _ = io::Write::write(&mut &stream, SERVER_BUSY);
-            }
-            if self.config.log_connections() {
-                zen_utils::log_line!("connection from {peer} closed: server busy");
-            }
+            // Without blocking: the loop must not wait on a client it is
+            // turning away.
+            listener::turn_away(&stream, peer, &self.config, &self.stats);
             return;
         }
         let prepared =
             listener::prepare_accepted(&stream).and_then(|()| stream.set_nonblocking(true));
         if let Err(error) = prepared {
             self.stats.error(1);
-            if self.config.log_connections() {
-                zen_utils::log_line!("connection from {peer} closed: error: {error}");
-            }
+            tracing::debug!("connection from {peer} closed: error: {error}");
             return;
         }
         let entry = self.connections.vacant_entry();
@@ -298,9 +286,7 @@ impl EventLoop {
         };
         if let Err(error) = added {
             self.stats.error(1);
-            if self.config.log_warnings() {
-                zen_utils::log_line!("warning: cannot register connection from {peer}: {error}");
-            }
+            tracing::warn!("warning: cannot register connection from {peer}: {error}");
             return;
         }
         let id = ConnId {
@@ -309,9 +295,7 @@ impl EventLoop {
         };
         self.next_generation += 1;
         entry.insert(Connection::new(stream, peer, id, &self.config));
-        if self.config.log_connections() {
-            zen_utils::log_line!("accepted connection from {peer}");
-        }
+        tracing::debug!("accepted connection from {peer}");
     }
 
     fn run_due_timers(&mut self, now: Instant) {
@@ -393,7 +377,7 @@ impl EventLoop {
     fn close(&mut self, key: usize, end: End) {
         let mut conn = self.connections.remove(key);
         let _ = self.poller.delete(&conn.stream);
-        end.record(conn.peer, conn.leftover(), &self.config, &self.stats);
+        end.record(conn.peer, conn.leftover(), &self.stats);
     }
 }
 

@@ -22,9 +22,7 @@ pub fn converse(
     shutdown: &Shutdown,
     stats: &Stats,
 ) {
-    if config.log_connections() {
-        zen_utils::log_line!("accepted connection from {peer}");
-    }
+    tracing::debug!("accepted connection from {peer}");
     let mut conversation = Conversation::new(stream, config);
     let end = conversation.run(shutdown, stats);
     // Complete questions still in the decoder (a client that did not read
@@ -35,7 +33,7 @@ pub fn converse(
         partial: conversation.decoder.partial().len(),
         unanswered,
     };
-    end.record(peer, left, config, stats);
+    end.record(peer, left, stats);
 }
 
 /// The state of one conversation: all of it lives on the serving thread's

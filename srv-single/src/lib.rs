@@ -55,7 +55,7 @@ pub fn serve(listener: TcpListener, config: Config, shutdown: Shutdown) -> io::R
                 // The one conversation: nothing else happens until it ends.
                 converse(stream, peer, &config, &shutdown, &stats);
             }
-            Err(error) => on_accept_error(&error, &config, &accept_errors),
+            Err(error) => on_accept_error(&error, &accept_errors),
         }
     }
     Ok(stats.summary())
@@ -67,8 +67,8 @@ pub fn serve(listener: TcpListener, config: Config, shutdown: Shutdown) -> io::R
 /// descriptors or memory ran out, pauses so that the loop does not spin
 /// while nothing can change. The server goes on serving either way.
 /// srv-threaded's workers use it too.
-pub fn on_accept_error(error: &io::Error, config: &Config, errors: &AcceptErrors) {
-    if errors.on_error(error, config) == AcceptFailure::OutOfResources {
+pub fn on_accept_error(error: &io::Error, errors: &AcceptErrors) {
+    if errors.on_error(error) == AcceptFailure::OutOfResources {
         std::thread::sleep(ACCEPT_BACKOFF);
     }
 }

@@ -1,12 +1,10 @@
 //! `--max-conns`: one atomic count of open connections, shared by every
 //! thread, and the busy answer for a connection over the limit.
 
-use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use zen_utils::protocol::SERVER_BUSY;
-use zen_utils::{Config, Stats};
+use zen_utils::{listener, Config, Stats};
 
 /// How many connections are open, and how many may be.
 pub(crate) struct OpenConnections {
@@ -57,13 +55,6 @@ impl Drop for Slot<'_> {
 /// It cannot block, because the send buffer of a socket just accepted is
 /// empty and the answer is a few bytes, so the thread that accepted goes
 /// straight back to its work.
-pub(crate) fn refuse(mut stream: TcpStream, peer: SocketAddr, config: &Config, stats: &Stats) {
-    stats.error(1);
-    let _ = stream.write_all(SERVER_BUSY);
-    if config.log_connections() {
-        zen_utils::log_line!(
-            "connection from {peer} closed: server busy ({} open)",
-            config.max_conns
-        );
-    }
+pub(crate) fn refuse(stream: TcpStream, peer: SocketAddr, config: &Config, stats: &Stats) {
+    listener::turn_away(&stream, peer, config, stats);
 }

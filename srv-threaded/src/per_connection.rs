@@ -25,7 +25,7 @@ pub(crate) fn run(listener: &TcpListener, shared: &Shared) {
             let (stream, peer) = match listener.accept() {
                 Ok(accepted) => accepted,
                 Err(error) => {
-                    on_accept_error(&error, config, accept_errors);
+                    on_accept_error(&error, accept_errors);
                     continue;
                 }
             };
@@ -48,12 +48,8 @@ pub(crate) fn run(listener: &TcpListener, shared: &Shared) {
                 // client sees a close; pause as for any accept that ran
                 // out of resources, rather than spin, and warn as rarely.
                 stats.error(1);
-                if config.log_connections() {
-                    zen_utils::log_line!(
-                        "connection from {peer} closed: no thread to serve it: {error}"
-                    );
-                }
-                accept_errors.out_of_resources("starting a connection's thread", &error, config);
+                tracing::debug!("connection from {peer} closed: no thread to serve it: {error}");
+                accept_errors.out_of_resources("starting a connection's thread", &error);
                 thread::sleep(ACCEPT_BACKOFF);
             }
         }

@@ -179,18 +179,6 @@ impl Default for Config {
     }
 }
 
-impl Config {
-    /// Whether to log each connection's events (`-v`).
-    pub fn log_connections(&self) -> bool {
-        self.verbosity >= Verbosity::Verbose
-    }
-
-    /// Whether to log warnings and the summary (not `-q`).
-    pub fn log_warnings(&self) -> bool {
-        self.verbosity >= Verbosity::Normal
-    }
-}
-
 /// The longest `DUR` accepted: a year. Every deadline is "now + DUR", and
 /// the clock cannot hold one for the longest `Duration`; a year is beyond
 /// any timeout or simulated work that means something.
@@ -348,7 +336,7 @@ mod tests {
         let cli = Cli::try_parse_from(["srv", "--idle-timeout", "0", "-v"]).unwrap();
         let config = cli.server.config();
         assert_eq!(config.idle_timeout, None);
-        assert!(config.log_connections());
+        assert_eq!(config.verbosity, Verbosity::Verbose);
     }
 
     #[test]

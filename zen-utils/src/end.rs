@@ -4,7 +4,7 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 
-use crate::{Config, Stats};
+use crate::Stats;
 
 /// What a connection still held, unanswered, when it ended: counted as
 /// dropped, so that nothing is lost without a trace.
@@ -38,14 +38,14 @@ impl End {
     /// error; complete questions left unanswered are dropped questions, and
     /// so is a partial question when the client closed or the server shut
     /// down (after a limit or a failure, the stream was broken anyway).
-    pub fn record(&self, peer: SocketAddr, left: Leftover, config: &Config, stats: &Stats) {
+    pub fn record(&self, peer: SocketAddr, left: Leftover, stats: &Stats) {
         let partial_dropped =
             left.partial > 0 && matches!(self, Self::ClientClosed | Self::Shutdown);
         stats.dropped(left.unanswered + u64::from(partial_dropped));
         if let Self::Failed(_) = self {
             stats.error(1);
         }
-        if config.log_connections() {
+        if tracing::enabled!(tracing::Level::DEBUG) {
             let mut dropped = String::new();
             if left.unanswered > 0 {
                 dropped = format!(", dropped {} unanswered questions", left.unanswered);
@@ -53,7 +53,7 @@ impl End {
             if partial_dropped {
                 dropped += &format!(", dropped an incomplete question of {} bytes", left.partial);
             }
-            crate::log_line!("connection from {peer} closed: {self}{dropped}");
+            tracing::debug!("connection from {peer} closed: {self}{dropped}");
         }
     }
 }
@@ -77,29 +77,20 @@ mod tests {
     #[test]
     fn counts_dropped_questions_and_failures() {
         let stats = Stats::new();
-        let config = Config {
-            verbosity: crate::Verbosity::Quiet,
-            ..Config::default()
-        };
         let peer = "127.0.0.1:9".parse().unwrap();
         let partial = |partial| Leftover {
             partial,
             unanswered: 0,
         };
-        End::ClientClosed.record(peer, partial(5), &config, &stats);
-        End::ClientClosed.record(peer, partial(0), &config, &stats);
-        End::TooLong.record(peer, partial(5), &config, &stats);
+        End::ClientClosed.record(peer, partial(5), &stats);
+        End::ClientClosed.record(peer, partial(0), &stats);
+        End::TooLong.record(peer, partial(5), &stats);
         let cut = Leftover {
             partial: 5,
             unanswered: 3,
         };
-        End::Shutdown.record(peer, cut, &config, &stats);
-        End::Failed(io::ErrorKind::ConnectionReset.into()).record(
-            peer,
-            partial(0),
-            &config,
-            &stats,
-        );
+        End::Shutdown.record(peer, cut, &stats);
+        End::Failed(io::ErrorKind::ConnectionReset.into()).record(peer, partial(0), &stats);
         let summary = stats.summary();
         assert_eq!((summary.dropped, summary.errors), (5, 1));
         assert_eq!(End::IdleTimeout.to_string(), "idle timeout");

@@ -8,7 +8,9 @@
 //!   `DUR` parsing, and the [`Config`] a server runs with.
 //! - [`work`]: `--work wait|cpu|block:DUR`.
 //! - [`listener`]: socket2 listener setup, `RLIMIT_NOFILE`, accept errors.
-//! - [`log`]: [`log_line!`], stderr lines that never panic.
+//! - [`log`]: the servers' `tracing` subscriber (`-v`/`-q` are levels), whose
+//!   lines, like [`log_line!`]'s, are dropped rather than panic when stderr
+//!   is gone.
 //! - [`stats`]: relaxed-atomic counters and the one-line [`Summary`].
 //! - [`end`]: why a connection ended, counted and logged alike everywhere.
 //! - [`shutdown`]: the [`Shutdown`] trigger and SIGINT/SIGTERM handling.

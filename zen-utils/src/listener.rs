@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
-use crate::Config;
+use crate::protocol::SERVER_BUSY;
+use crate::{Config, Stats};
 
 /// How long to pause accepting after the process ran out of file
 /// descriptors. Long enough that the loop does not spin the CPU while
@@ -44,6 +45,20 @@ pub fn bind(addr: SocketAddr, backlog: i32, reuse_port: bool) -> io::Result<TcpL
 /// connections alike.
 pub fn prepare_accepted(stream: &impl AsFd) -> io::Result<()> {
     SockRef::from(stream).set_nodelay(true)
+}
+
+/// Turns a connection away at `--max-conns`, the same way in every model:
+/// one `Error: server busy.` sent without blocking (a fresh socket's send
+/// buffer is empty, so the send takes the whole answer, or fails because
+/// the client is gone: best effort either way), counted as an error and
+/// logged at `-v`. The caller then drops the connection.
+pub fn turn_away(stream: &impl AsFd, peer: SocketAddr, config: &Config, stats: &Stats) {
+    stats.error(1);
+    let _ = SockRef::from(stream).send_with_flags(SERVER_BUSY, libc::MSG_DONTWAIT);
+    tracing::debug!(
+        "connection from {peer} turned away: server busy ({} open)",
+        config.max_conns
+    );
 }
 
 /// Sets the `SO_LINGER` of a socket; `Some(ZERO)` makes close send a reset.
@@ -118,20 +133,18 @@ impl AcceptErrors {
         }
     }
 
-    /// Classifies a failed `accept`, logs it as `config` allows (a lost
-    /// connection at `-v`; running out of resources as a rate-limited
-    /// warning), and returns what the caller should do: after
-    /// [`AcceptFailure::OutOfResources`], pause for [`ACCEPT_BACKOFF`].
-    pub fn on_error(&self, error: &io::Error, config: &Config) -> AcceptFailure {
+    /// Classifies a failed `accept`, logs it (a lost connection at `-v`;
+    /// running out of resources as a rate-limited warning), and returns
+    /// what the caller should do: after [`AcceptFailure::OutOfResources`],
+    /// pause for [`ACCEPT_BACKOFF`].
+    pub fn on_error(&self, error: &io::Error) -> AcceptFailure {
         let failure = AcceptFailure::of(error);
         match failure {
             AcceptFailure::Retry => {}
             AcceptFailure::ConnectionLost => {
-                if config.log_connections() {
-                    crate::log_line!("accept: connection lost before it was accepted: {error}");
-                }
+                tracing::debug!("accept: connection lost before it was accepted: {error}");
             }
-            AcceptFailure::OutOfResources => self.out_of_resources("accept", error, config),
+            AcceptFailure::OutOfResources => self.out_of_resources("accept", error),
         }
         failure
     }
@@ -140,10 +153,10 @@ impl AcceptErrors {
     /// and the count with, that `what` failed for lack of resources just
     /// after an accept (srv-threaded: starting a connection's thread). The
     /// caller pauses for [`ACCEPT_BACKOFF`] as after a failed accept.
-    pub fn out_of_resources(&self, what: &str, error: &io::Error, config: &Config) {
+    pub fn out_of_resources(&self, what: &str, error: &io::Error) {
         let warning = self.warning(what, error, Instant::now());
-        if let (true, Some(warning)) = (config.log_warnings(), warning) {
-            crate::log_line!("{warning}");
+        if let Some(warning) = warning {
+            tracing::warn!("{warning}");
         }
     }
 

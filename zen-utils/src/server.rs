@@ -38,10 +38,9 @@ pub fn run_prepared<T>(
     serve: impl FnOnce(T, Config, Shutdown) -> io::Result<Summary>,
 ) -> ExitCode {
     let config = args.config();
+    crate::log::init(config.verbosity);
     if let Err(error) = crate::listener::raise_fd_limit() {
-        if config.log_warnings() {
-            crate::log_line!("{name}: warning: cannot raise the file-descriptor limit: {error}");
-        }
+        tracing::warn!("{name}: warning: cannot raise the file-descriptor limit: {error}");
     }
     let listener = match args.bind(reuse_port) {
         Ok(listener) => listener,
@@ -70,14 +69,10 @@ pub fn run_prepared<T>(
         return fail(name, &error);
     }
     drop(stdout);
-    if config.log_warnings() {
-        crate::log_line!("{name}: serving on {addr} ({config})");
-    }
+    tracing::info!("{name}: serving on {addr} ({config})");
     match serve(prepared, config.clone(), shutdown) {
         Ok(summary) => {
-            if config.log_warnings() {
-                crate::log_line!("{name}: {summary}");
-            }
+            tracing::info!("{name}: {summary}");
             ExitCode::SUCCESS
         }
         Err(error) => fail(name, &error),
@@ -85,6 +80,6 @@ pub fn run_prepared<T>(
 }
 
 fn fail(name: &str, error: &dyn std::fmt::Display) -> ExitCode {
-    crate::log_line!("{name}: error: {error}");
+    tracing::error!("{name}: error: {error}");
     ExitCode::FAILURE
 }
