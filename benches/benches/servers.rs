@@ -1,4 +1,6 @@
-//! Every server under the same four workloads, in answers per second.
+//! Every server under the same four workloads, in answers per second,
+//! each measured by `client load`'s engine run in-process for a fixed
+//! number of answers (see [`benches::Load::run`]).
 //!
 //! ```text
 //! cargo bench -p benches                      # all groups, all servers

@@ -1,27 +1,25 @@
-//! What the criterion benches share: every server under test, and a
-//! closed-loop load that measures how long a server takes to give a number
-//! of answers.
+//! What the criterion benches share: every server under test, and a load
+//! that measures how long a server takes to give a number of answers.
 //!
 //! Each bench starts a server in-process on `127.0.0.1:0` (through the
-//! conformance kit's [`TestServer`]), opens `connections` client
-//! connections on threads of the same process, keeps `pipeline` questions
-//! in flight on each, and times how long `answers` answers take. Criterion
-//! reports that as answers per second (`thrpt`) and as time per answer
-//! (`time`).
+//! conformance kit's [`TestServer`]) and loads it with `client load`'s
+//! engine, called as a function ([`client::load::measure`]): `connections`
+//! connections with `pipeline` questions in flight on each, until exactly
+//! `answers` answers have come (`client load -n`). The engine's measured
+//! window is the time criterion gets, which it reports as answers per
+//! second (`thrpt`) and as time per answer (`time`).
 //!
 //! Read the numbers as a comparison between servers measured in one run,
-//! not as absolutes: the client threads share the machine's cores with the
-//! server, so a model that needs many threads pays twice. For numbers from a
-//! separate, efficient load generator, use `client load` and
-//! `client compare`.
+//! not as absolutes: the load's threads share the machine's cores with the
+//! server, so a model that needs many threads pays twice. `client load`
+//! against a server in its own process, and `client compare`, give the
+//! same engine the machine's cores to share with the server only.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::num::NonZeroUsize;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use zen_utils::protocol::APHORISMS;
+use client::load::{self, Length, Options, Watch};
 use zen_utils::testkit::TestServer;
 use zen_utils::{Config, Verbosity};
 
@@ -106,87 +104,46 @@ pub fn config(work: Option<zen_utils::Work>) -> Config {
 /// flight on each.
 #[derive(Debug, Clone, Copy)]
 pub struct Load {
-    /// Client connections, each on its own thread.
+    /// Client connections (`client load -c`), spread over the engine's
+    /// default threads (half the cores, at most one per connection).
     pub connections: usize,
-    /// Questions in flight on each connection.
+    /// Questions in flight on each connection (`client load --pipeline`).
     pub pipeline: NonZeroUsize,
 }
 
 impl Load {
-    /// Asks `answers` questions in all, spread evenly over the connections,
-    /// and returns how long the answers took to arrive. Every answer is
-    /// checked, so a broken server fails the bench instead of winning it.
+    /// Asks exactly `answers` questions of the server at `addr` with
+    /// `client load`'s engine (`-c connections --pipeline pipeline -n
+    /// answers`, the aphorism table in turn), and returns the engine's
+    /// measured window: from the moment every connection is open to the
+    /// last answer. Every answer is checked, so a broken server fails the
+    /// bench instead of winning it.
     ///
     /// # Panics
-    /// On a wrong answer or a broken connection.
+    /// If the load cannot start (no connection opens), or if the run had
+    /// any error (a wrong answer, a broken connection) or stopped before
+    /// every answer came.
     pub fn run(self, addr: SocketAddr, answers: u64) -> Duration {
-        let connections = u64::try_from(self.connections.max(1)).unwrap();
-        let started = Instant::now();
-        let clients: Vec<_> = (0..connections)
-            .map(|i| {
-                // The first connections take the remainder.
-                let share = answers / connections + u64::from(i < answers % connections);
-                let pipeline = self.pipeline.get();
-                thread::spawn(move || converse(addr, share, pipeline))
-            })
-            .collect();
-        for client in clients {
-            client.join().expect("a bench client failed");
+        if answers == 0 {
+            return Duration::ZERO;
         }
-        started.elapsed()
-    }
-}
-
-/// One closed-loop client: `pipeline` questions in flight, a new one sent
-/// for each answer, until `answers` answers have come.
-fn converse(addr: SocketAddr, answers: u64, pipeline: usize) {
-    if answers == 0 {
-        return;
-    }
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    stream.set_nodelay(true).unwrap();
-    let questions: Vec<&[u8]> = APHORISMS.iter().map(|(q, _)| *q).collect();
-    let burst: Vec<u8> = questions
-        .iter()
-        .cycle()
-        .take(pipeline)
-        .copied()
-        .flatten()
-        .copied()
-        .collect();
-    let mut sent = 0;
-    let mut received = 0;
-    let mut buf = [0u8; 16 * 1024];
-    let mut expect = APHORISMS.iter().map(|(_, a)| *a).cycle();
-    let mut answer = expect.next().unwrap();
-    let mut matched = 0;
-    // The first burst fills the pipeline; after that, one question per answer.
-    let first = usize::try_from(answers).unwrap_or(usize::MAX).min(pipeline);
-    let first_bytes: usize = questions.iter().cycle().take(first).map(|q| q.len()).sum();
-    stream.write_all(&burst[..first_bytes]).expect("send");
-    sent += first as u64;
-    let mut next_question = questions.iter().cycle().skip(first % questions.len());
-    let mut replies = Vec::with_capacity(burst.len());
-    while received < answers {
-        let n = stream.read(&mut buf).expect("receive");
-        assert!(n > 0, "the server closed the connection");
-        replies.clear();
-        for &byte in &buf[..n] {
-            assert_eq!(byte, answer[matched], "wrong answer");
-            matched += 1;
-            if matched == answer.len() {
-                matched = 0;
-                answer = expect.next().unwrap();
-                received += 1;
-                if sent < answers {
-                    replies.extend_from_slice(next_question.next().unwrap());
-                    sent += 1;
-                }
-            }
-        }
-        if !replies.is_empty() {
-            stream.write_all(&replies).expect("send");
-        }
+        let options = Options {
+            connections: self.connections,
+            pipeline: self.pipeline.get(),
+            length: Length::Requests(answers),
+            ..Options::new(addr)
+        };
+        let report = load::measure(&options, &mut Watch::default())
+            .unwrap_or_else(|error| panic!("the bench load could not run: {error:#}"));
+        assert!(
+            report.errors == 0 && report.stopped_early.is_none() && report.requests == answers,
+            "the bench load went wrong ({} of {answers} answers, errors: {:?}, stopped \
+             early: {:?})",
+            report.requests,
+            report.errors_by_kind,
+            report.stopped_early
+        );
+        Duration::from_secs_f64(report.seconds)
     }
 }
 

@@ -44,7 +44,7 @@ use zen_utils::config::parse_duration;
 
 use crate::flags::{positive, positive_duration};
 use crate::hold::Holding;
-use crate::load::{self, LoadArgs, Watch, Window};
+use crate::load::{self, LoadArgs, Options, Watch, Window};
 use crate::report::LoadReport;
 use experiments::{Experiment, Sizes, Take};
 use lineup::{Contender, Kind, DEFAULT_POOL_WORKERS, REDIS};
@@ -383,7 +383,7 @@ fn measure(
     contender: &Contender,
     interrupted: &AtomicBool,
 ) -> anyhow::Result<Measured> {
-    let load_args = parse_load(server.addr(), experiment, contender)?;
+    let load_options = parse_load(server.addr(), experiment, contender)?;
     let plan = &experiment.load;
     let mut idle = None;
     let holder = match &experiment.hold {
@@ -414,7 +414,7 @@ fn measure(
     };
     let (mut opened, mut closed): (Option<Usage>, Option<Usage>) = (None, None);
     let report = load::measure(
-        &load_args,
+        &load_options,
         &mut Watch {
             interrupted,
             progress_line: false,
@@ -537,13 +537,13 @@ fn load_command(experiment: &Experiment, contender: &Contender) -> String {
 }
 
 /// The experiment's load as `client load` arguments, parsed by the same
-/// parser as the command line, so that every run is one a reader can
-/// repeat by hand.
+/// parser as the command line (and made [`Options`] as `client load` makes
+/// them), so that every run is one a reader can repeat by hand.
 fn parse_load(
     addr: SocketAddr,
     experiment: &Experiment,
     contender: &Contender,
-) -> anyhow::Result<LoadArgs> {
+) -> anyhow::Result<Options> {
     #[derive(Parser)]
     struct Load {
         #[command(flatten)]
@@ -558,9 +558,10 @@ fn parse_load(
         zen_utils::config::format_duration(LOAD_TIMEOUT),
     ];
     words.extend(load_flags(experiment, contender));
-    Ok(Load::try_parse_from(words)
+    Load::try_parse_from(words)
         .context("bad load flags (a bug in client compare)")?
-        .args)
+        .args
+        .options()
 }
 
 /// Writes results.json, report.md and the charts.

@@ -14,14 +14,14 @@
 //!
 //! - **Threads:** `--threads` event loops (default: half the cores, see
 //!   [`default_threads`]), the connections dealt out among them so that
-//!   each has a share of every server ([`thread_of`]), plus the main
+//!   each has a share of every server (`thread_of`), plus the main
 //!   thread, which only draws the progress line.
-//! - **The hot path** ([`worker`]): one `read` per batch of answers, each
-//!   checked against the exact bytes expected without copying; one `write`
-//!   of the next questions, sliced from bytes built before the run. No
-//!   allocation and no lock per request: send times live in a fixed ring
-//!   per connection, latencies in an HDR histogram per thread, merged at
-//!   the end.
+//! - **The hot path** (`load/worker.rs`): one `read` per batch of
+//!   answers, each checked against the exact bytes expected without
+//!   copying; one `write` of the next questions, sliced from bytes built
+//!   before the run. No allocation and no lock per request: send times
+//!   live in a fixed ring per connection, latencies in an HDR histogram
+//!   per thread, merged at the end.
 //! - **Closed loop** (default): each connection keeps `--pipeline`
 //!   questions in flight; each time k answers arrive, it asks k more.
 //! - **Open loop** (`--rate`): questions are due at a constant total rate
@@ -29,8 +29,8 @@
 //!   question was *due*, not from when it could be sent (wrk2's correction
 //!   for coordinated omission). Both latencies are reported, side by side.
 //! - **`-n`:** one budget of questions for the whole run, shared by the
-//!   threads ([`budget`]): a thread whose servers are slow or dead keeps
-//!   none of it.
+//!   threads (`load/budget.rs`): a thread whose servers are slow or dead
+//!   keeps none of it.
 //! - **Failures:** a connection that fails is counted by kind and
 //!   reconnected with back-off (10 ms doubling to 1 s); its unanswered
 //!   questions are asked again (questions are idempotent), so a restarted
@@ -45,12 +45,20 @@
 //! - **The end:** after `-d`, or once `-n` questions are answered, every
 //!   connection shuts its sending side and reads until the server closes,
 //!   so that the server sees clean closes, not resets.
+//!
+//! As a library, the engine is [`measure`]: it runs the load that an
+//! [`Options`] describes (`client load`'s flags, without the command line)
+//! and returns its [`LoadReport`]; a [`Watch`] is how the caller follows the
+//! run and can end it. `client load` prints that report; `client compare`
+//! and the criterion benches call [`measure`] in-process.
 
 mod budget;
 mod conn;
 mod tally;
 mod worker;
 mod workload;
+
+pub use workload::Workload;
 
 use std::io::IsTerminal as _;
 use std::net::{SocketAddr, ToSocketAddrs as _};
@@ -59,7 +67,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Context as _};
+use anyhow::{anyhow, ensure, Context as _};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use zen_utils::config::parse_duration;
@@ -72,19 +80,25 @@ use budget::Budget;
 use conn::Conn;
 use tally::{percentiles, Failure, Tally};
 use worker::{Outcome, Progress, Shared, Worker};
-use workload::Workload;
+use workload::{unescape, Script};
 
 /// redis-benchmark's default, and the "many clients" of zen's experiments.
 const DEFAULT_CONNECTIONS: usize = 50;
 /// Long enough for a steady state, short enough to run often.
-const DEFAULT_DURATION: &str = "5s";
+const DEFAULT_DURATION: Duration = Duration::from_secs(5);
+/// [`DEFAULT_DURATION`] as `-d` writes it.
+const DEFAULT_DURATION_FLAG: &str = "5s";
 /// As long as `client ask` waits for an answer.
-const DEFAULT_TIMEOUT: &str = "10s";
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// [`DEFAULT_TIMEOUT`] as `--timeout` writes it.
+const DEFAULT_TIMEOUT_FLAG: &str = "10s";
 /// No warmup unless asked: then `-n N` asks exactly N questions and `-d D`
 /// loads the server for exactly D. Connections are open before the clock
 /// starts, so the first requests pay no handshake; `compare` passes
 /// `--warmup 1s` for a steady state.
-const DEFAULT_WARMUP: &str = "0s";
+const DEFAULT_WARMUP: Duration = Duration::ZERO;
+/// [`DEFAULT_WARMUP`] as `--warmup` writes it.
+const DEFAULT_WARMUP_FLAG: &str = "0s";
 /// A deeper pipeline than this is not a client any more; it also bounds
 /// the memory of each connection's ring of send times.
 const MAX_PIPELINE: usize = 65_536;
@@ -109,7 +123,7 @@ pub(crate) struct LoadArgs {
 
     /// How long to measure, after the warmup (e.g. 500ms, 10s)
     #[arg(short = 'd', long = "duration", value_name = "DUR",
-          default_value = DEFAULT_DURATION, value_parser = positive_duration)]
+          default_value = DEFAULT_DURATION_FLAG, value_parser = positive_duration)]
     duration: Duration,
 
     /// Ask exactly this many questions (all answered) instead of running
@@ -154,13 +168,14 @@ pub(crate) struct LoadArgs {
     /// Load the server this long before measuring (e.g. 1s); answers
     /// received during the warmup (with -n: to questions asked during it)
     /// are not counted
-    #[arg(long, value_name = "DUR", default_value = DEFAULT_WARMUP, value_parser = parse_duration)]
+    #[arg(long, value_name = "DUR", default_value = DEFAULT_WARMUP_FLAG,
+          value_parser = parse_duration)]
     warmup: Duration,
 
     /// A connect or a question unanswered this long is a timeout: the
     /// connection is closed and reconnected (with -n, the run also stops
     /// when no answer at all comes for this long)
-    #[arg(long, value_name = "DUR", default_value = DEFAULT_TIMEOUT,
+    #[arg(long, value_name = "DUR", default_value = DEFAULT_TIMEOUT_FLAG,
           value_parser = positive_duration)]
     timeout: Duration,
 
@@ -174,15 +189,126 @@ pub(crate) struct LoadArgs {
     json: bool,
 }
 
+/// A load to run: what `client load`'s flags say, without the command
+/// line. [`Options::new`] has `client load`'s defaults; change the fields
+/// that differ:
+///
+/// ```no_run
+/// use client::load::{self, Length, Options, Watch};
+///
+/// # fn main() -> anyhow::Result<()> {
+/// let options = Options {
+///     connections: 4,
+///     pipeline: 16,
+///     length: Length::Requests(100_000),
+///     ..Options::new("127.0.0.1:1060".parse()?)
+/// };
+/// let report = load::measure(&options, &mut Watch::default())?;
+/// println!("{:.0} answers/s", report.rps);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Options {
+    /// The servers to load (`--server`, or `HOST -p PORT`): connection
+    /// `i` goes to server `i % servers.len()`. At least one.
+    pub servers: Vec<SocketAddr>,
+    /// Connections to keep busy (`-c`), at least 1.
+    pub connections: usize,
+    /// When the run ends (`-d` or `-n`).
+    pub length: Length,
+    /// Questions in flight per connection (`--pipeline`), 1 to 65,536.
+    pub pipeline: usize,
+    /// Open loop: the constant total rate, requests per second (`--rate`);
+    /// `None` for the closed loop.
+    pub rate: Option<f64>,
+    /// What to ask, and what to expect back.
+    pub workload: Workload,
+    /// How long to load the server before measuring (`--warmup`).
+    pub warmup: Duration,
+    /// A connect or a question unanswered this long is a timeout
+    /// (`--timeout`); with [`Length::Requests`], no answer at all for this
+    /// long also ends the run.
+    pub timeout: Duration,
+    /// Event-loop threads (`--threads`); `None` for [`default_threads`].
+    /// At most one per connection is used.
+    pub threads: Option<usize>,
+}
+
+/// When a run ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Length {
+    /// Measure for this long, after the warmup (`-d`).
+    Duration(Duration),
+    /// Ask exactly this many questions after the warmup, all answered
+    /// (`-n`): the report's `seconds` runs to the last answer.
+    Requests(u64),
+}
+
+impl Options {
+    /// `client load`'s defaults against `server`: 50 connections for 5
+    /// seconds, one question in flight each, the aphorism table in turn,
+    /// no warmup, a 10 s timeout, [`default_threads`] threads.
+    pub fn new(server: SocketAddr) -> Self {
+        Self {
+            servers: vec![server],
+            connections: DEFAULT_CONNECTIONS,
+            length: Length::Duration(DEFAULT_DURATION),
+            pipeline: 1,
+            rate: None,
+            workload: Workload::Table,
+            warmup: DEFAULT_WARMUP,
+            timeout: DEFAULT_TIMEOUT,
+            threads: None,
+        }
+    }
+
+    /// `-n`, if the run asks a number of questions.
+    fn requests(&self) -> Option<u64> {
+        match self.length {
+            Length::Requests(requests) => Some(requests),
+            Length::Duration(_) => None,
+        }
+    }
+
+    /// Refuses what the command line's parsers refuse: a library caller
+    /// gets no clap in front of [`measure`].
+    fn check(&self) -> anyhow::Result<()> {
+        ensure!(!self.servers.is_empty(), "no server to load");
+        ensure!(self.connections > 0, "connections must be at least 1");
+        ensure!(
+            (1..=MAX_PIPELINE).contains(&self.pipeline),
+            "the pipeline must be 1 to {MAX_PIPELINE} questions deep, not {}",
+            self.pipeline
+        );
+        match self.length {
+            Length::Duration(duration) => {
+                ensure!(!duration.is_zero(), "the duration must be more than 0")
+            }
+            Length::Requests(requests) => ensure!(requests > 0, "requests must be at least 1"),
+        }
+        ensure!(!self.timeout.is_zero(), "the timeout must be more than 0");
+        if let Some(rate) = self.rate {
+            ensure!(
+                rate.is_finite() && rate > 0.0,
+                "the rate must be a positive number, not {rate}"
+            );
+        }
+        ensure!(self.threads != Some(0), "threads must be at least 1");
+        Ok(())
+    }
+}
+
 /// Runs the load and prints the report. The exit code is 0 when the run
 /// completed with no error; with errors, when it stopped early, or when no
 /// answer at all arrived in the measured window (not a measurement: the
 /// server answers another protocol, say, or is stuck), the report is
 /// printed all the same and the exit code is 1.
 pub(crate) fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
+    let options = args.options()?;
     let interrupted = interrupt_flag();
     let report = measure(
-        args,
+        &options,
         &mut Watch {
             interrupted: &interrupted,
             progress_line: true,
@@ -208,22 +334,36 @@ pub(crate) fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// What the caller of [`measure`] sees of a run while it goes on, and how
-/// it can end it.
-pub(crate) struct Watch<'a> {
+/// it can end it. [`Watch::default`] watches nothing: no progress line,
+/// never interrupted, nothing called at the window's edges.
+pub struct Watch<'a> {
     /// Set (by a signal handler, see [`interrupt_flag`]) to end the run
     /// early; the report is made all the same.
-    pub(crate) interrupted: &'a AtomicBool,
+    pub interrupted: &'a AtomicBool,
     /// Draw the progress line on stderr, when stderr is a terminal.
-    pub(crate) progress_line: bool,
+    pub progress_line: bool,
     /// Called as the measured window opens and as it closes, within a
     /// fraction of a millisecond: `client compare` reads the server's CPU
     /// time there, so that the warmup is not charged to the answers.
-    pub(crate) on_window: &'a mut dyn FnMut(Window),
+    pub on_window: &'a mut dyn FnMut(Window),
+}
+
+impl Default for Watch<'_> {
+    fn default() -> Self {
+        static NEVER: AtomicBool = AtomicBool::new(false);
+        Self {
+            interrupted: &NEVER,
+            progress_line: false,
+            // A closure that captures nothing has no size: leaking its box
+            // allocates nothing.
+            on_window: Box::leak(Box::new(|_| {})),
+        }
+    }
 }
 
 /// An edge of the measured window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Window {
+pub enum Window {
     /// The warmup is over: answers count from now.
     Open,
     /// The window is over (at `-d`, or when the run ended).
@@ -232,7 +372,7 @@ pub(crate) enum Window {
 
 /// A flag that the first Ctrl-C sets, to end a run with its report; a
 /// second Ctrl-C exits at once (status 130). Register it once per process.
-pub(crate) fn interrupt_flag() -> Arc<AtomicBool> {
+pub fn interrupt_flag() -> Arc<AtomicBool> {
     let interrupted = Arc::new(AtomicBool::new(false));
     // Registered in this order, the shutdown sees the flag still unset on
     // the first signal and set on the second.
@@ -242,17 +382,24 @@ pub(crate) fn interrupt_flag() -> Arc<AtomicBool> {
     interrupted
 }
 
-/// Runs the load described by `args` and returns its report: `client
-/// load` without the printing, for `client compare` to call in-process.
-/// An error means the run could not be made at all (no connection could
-/// be opened); what went wrong during the run is in the report.
-pub(crate) fn measure(args: &LoadArgs, watching: &mut Watch<'_>) -> anyhow::Result<LoadReport> {
-    let workload = args.workload()?;
-    let servers = args.servers()?;
-    check_in_flight(args.connections, args.pipeline)?;
-    check_descriptors(args.connections)?;
+/// Runs the load described by `options` and returns its report: `client
+/// load` without the printing, for `client compare` and the benches to
+/// call in-process. The calling thread watches the run (see [`Watch`]);
+/// the load runs on threads of its own, started and joined here.
+///
+/// # Errors
+/// When the run could not be made at all: options out of range (as the
+/// command line would refuse them), a workload that cannot be asked, more
+/// connections than this process may open, or no connection opened. What
+/// went wrong during the run is in the report.
+pub fn measure(options: &Options, watching: &mut Watch<'_>) -> anyhow::Result<LoadReport> {
+    options.check()?;
+    let workload = Script::new(&options.workload, options.pipeline)?;
+    let servers = &options.servers;
+    check_in_flight(options.connections, options.pipeline)?;
+    check_descriptors(options.connections)?;
 
-    let addrs: Vec<SocketAddr> = (0..args.connections)
+    let addrs: Vec<SocketAddr> = (0..options.connections)
         .map(|slot| servers[slot % servers.len()])
         .collect();
     // A connect that fails before the run is counted only if the window
@@ -260,13 +407,13 @@ pub(crate) fn measure(args: &LoadArgs, watching: &mut Watch<'_>) -> anyhow::Resu
     let mut initial_errors = Tally::new(servers.len());
     let mut conns = Vec::with_capacity(addrs.len());
     let mut first_failure = None;
-    let connected = connect_all(&addrs, args.timeout).context("cannot start connecting")?;
+    let connected = connect_all(&addrs, options.timeout).context("cannot start connecting")?;
     for (slot, result) in connected.into_iter().enumerate() {
-        let mut conn = Conn::new(slot, addrs[slot], slot % servers.len(), args.pipeline);
+        let mut conn = Conn::new(slot, addrs[slot], slot % servers.len(), options.pipeline);
         match result {
             Ok((stream, _)) => conn.stream = Some(stream),
             Err(error) => {
-                if args.warmup.is_zero() {
+                if options.warmup.is_zero() {
                     initial_errors.error(Failure::of(&error));
                 }
                 first_failure.get_or_insert((addrs[slot], error));
@@ -279,33 +426,33 @@ pub(crate) fn measure(args: &LoadArgs, watching: &mut Watch<'_>) -> anyhow::Resu
         return Err(anyhow!("cannot connect to {addr}: {error}"));
     }
 
-    let threads = args
+    let threads = options
         .threads
         .unwrap_or_else(default_threads)
-        .min(args.connections);
+        .min(options.connections);
     // The clock starts once the connections are open: connecting (up to
     // --timeout) is no part of the run, nor of the open loop's schedule.
     let start = now_ns();
-    let measure_start = start + nanos(args.warmup);
+    let measure_start = start + nanos(options.warmup);
     let shared = Arc::new(Shared {
         workload,
-        pipeline: args.pipeline,
-        timeout: nanos(args.timeout),
-        rate: args.rate,
-        connections: args.connections,
+        pipeline: options.pipeline,
+        timeout: nanos(options.timeout),
+        rate: options.rate,
+        connections: options.connections,
         start,
         measure_start,
-        end: match args.requests {
-            Some(_) => None,
-            None => Some(measure_start + nanos(args.duration)),
+        end: match options.length {
+            Length::Requests(_) => None,
+            Length::Duration(duration) => Some(measure_start.saturating_add(nanos(duration))),
         },
-        budget: args.requests.map(Budget::new),
+        budget: options.requests().map(Budget::new),
         stop: AtomicBool::new(false),
     });
 
     let mut shares: Vec<Vec<Conn>> = (0..threads).map(|_| Vec::new()).collect();
     for conn in conns {
-        shares[thread_of(conn.slot, args.connections, servers.len(), threads)].push(conn);
+        shares[thread_of(conn.slot, options.connections, servers.len(), threads)].push(conn);
     }
     let (done_tx, done_rx) = mpsc::channel();
     let mut handles = Vec::with_capacity(threads);
@@ -328,10 +475,10 @@ pub(crate) fn measure(args: &LoadArgs, watching: &mut Watch<'_>) -> anyhow::Resu
     }
     drop(done_tx);
 
-    let stopped_early = watch(args, watching, &shared, &progress, &done_rx, threads);
+    let stopped_early = watch(options, watching, &shared, &progress, &done_rx, threads);
 
     let mut tally = initial_errors;
-    let mut answers_per_conn = vec![0; args.connections];
+    let mut answers_per_conn = vec![0; options.connections];
     for handle in handles {
         let outcome: Outcome = handle
             .join()
@@ -343,11 +490,11 @@ pub(crate) fn measure(args: &LoadArgs, watching: &mut Watch<'_>) -> anyhow::Resu
         }
     }
     let stopped_at = now_ns();
-    Ok(args.report(
+    Ok(report(
+        options,
         &shared,
         &tally,
         &answers_per_conn,
-        &servers,
         threads,
         {
             let ended = match (shared.end, &stopped_early) {
@@ -406,17 +553,18 @@ pub(crate) fn check_descriptors(connections: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Half the cores, at least one: zen's servers are loaded over loopback,
-/// so the server needs the other half. One load thread does about the
-/// same work per request as a one-thread server (a `read`, a `write`, a
-/// share of an `epoll_wait`), so it keeps one busy. On a 2-core machine a
-/// second load thread only competes with a one-thread server for the CPU
-/// (measured against srv-async: 257k answers/s with one load thread, 234k
-/// with two; against srv-poll the rate is the same but p99 goes from
-/// 0.5 ms to 3 ms, the client's own threads being preempted). A server
-/// that uses every core (srv-hybrid: 196k with one, 229k with two) or a
-/// server on another machine wants `--threads` set to more.
-pub(crate) fn default_threads() -> usize {
+/// How many load threads a run gets unless told: half the cores, at least
+/// one. zen's servers are loaded over loopback, so the server needs the
+/// other half. One load thread does about the same work per request as a
+/// one-thread server (a `read`, a `write`, a share of an `epoll_wait`), so
+/// one load thread keeps a one-thread server busy. On a 2-core machine a
+/// second load thread only competes with such a server for the CPU: the
+/// answer rate stays the same or falls, and the tail latency grows, the
+/// client's own threads being preempted. A server that uses every core
+/// answers faster with a second load thread, and a server on another
+/// machine leaves the client every core: both want [`Options::threads`]
+/// (`--threads`) set to more.
+pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |cores| (usize::from(cores) / 2).max(1))
 }
 
@@ -426,7 +574,7 @@ pub(crate) fn default_threads() -> usize {
 /// keep it reconnecting for ever); call `on_window` at the edges of the
 /// measured window. Returns why the run stopped early, if it did.
 fn watch(
-    args: &LoadArgs,
+    options: &Options,
     watching: &mut Watch<'_>,
     shared: &Shared,
     progress: &[Arc<Progress>],
@@ -444,10 +592,10 @@ fn watch(
     // With -n, no answer for --timeout is a stall; in a slow open loop, a
     // connection's questions may be that far apart, so the wait is longer
     // by the time between two of them.
-    let stall_after = args
+    let stall_after = options
         .timeout
-        .saturating_add(args.rate.map_or(Duration::ZERO, |rate| {
-            Duration::try_from_secs_f64(args.connections as f64 / rate).unwrap_or(Duration::MAX)
+        .saturating_add(options.rate.map_or(Duration::ZERO, |rate| {
+            Duration::try_from_secs_f64(options.connections as f64 / rate).unwrap_or(Duration::MAX)
         }));
     let mut window = WindowEdges::new(shared);
     let started = Instant::now();
@@ -493,10 +641,10 @@ fn watch(
         if stopped.is_none() {
             if watching.interrupted.load(Ordering::Relaxed) {
                 stopped = Some("interrupted".to_owned());
-            } else if args.requests.is_some() && now - last_progress > stall_after {
+            } else if options.requests().is_some() && now - last_progress > stall_after {
                 stopped = Some(format!(
                     "no answer for {}",
-                    zen_utils::config::format_duration(args.timeout)
+                    zen_utils::config::format_duration(options.timeout)
                 ));
             }
             if stopped.is_some() {
@@ -562,12 +710,31 @@ impl WindowEdges {
 }
 
 impl LoadArgs {
-    fn workload(&self) -> anyhow::Result<Workload> {
-        match (&self.question, &self.send, &self.expect) {
-            (_, Some(send), Some(expect)) => Workload::fixed(send, expect, self.pipeline),
-            (Some(question), _, _) => Workload::question(question, self.pipeline),
-            _ => Ok(Workload::table(self.pipeline)),
-        }
+    /// The flags as [`Options`]: the escapes of `--send` and `--expect`
+    /// read, the servers resolved.
+    pub(crate) fn options(&self) -> anyhow::Result<Options> {
+        let workload = match (&self.question, &self.send, &self.expect) {
+            (_, Some(send), Some(expect)) => Workload::Fixed {
+                send: unescape(send)?,
+                expect: unescape(expect)?,
+            },
+            (Some(question), _, _) => Workload::Question(question.clone()),
+            _ => Workload::Table,
+        };
+        Ok(Options {
+            servers: self.servers()?,
+            connections: self.connections,
+            length: match self.requests {
+                Some(requests) => Length::Requests(requests),
+                None => Length::Duration(self.duration),
+            },
+            pipeline: self.pipeline,
+            rate: self.rate,
+            workload,
+            warmup: self.warmup,
+            timeout: self.timeout,
+            threads: self.threads,
+        })
     }
 
     /// The servers: every `--server`, or else `HOST:PORT`.
@@ -586,69 +753,69 @@ impl LoadArgs {
             })
             .collect()
     }
+}
 
-    #[allow(clippy::too_many_arguments)] // One call site; the parts of one report.
-    fn report(
-        &self,
-        shared: &Shared,
-        tally: &Tally,
-        answers_per_conn: &[u64],
-        servers: &[SocketAddr],
-        threads: usize,
-        window: u64,
-        stopped_early: Option<String>,
-    ) -> LoadReport {
-        let seconds = window as f64 / 1e9;
-        let errors: ErrorCounts = tally.errors;
-        let rate = shared.rate;
-        LoadReport {
-            connections: self.connections,
-            requests: tally.answers,
-            seconds,
-            rps: if seconds > 0.0 {
-                tally.answers as f64 / seconds
-            } else {
-                0.0
-            },
-            errors: errors.total(),
-            served_conns: answers_per_conn.iter().filter(|&&n| n > 0).count(),
-            latency_us: percentiles(if rate.is_some() {
-                &tally.corrected
-            } else {
-                &tally.latency
-            }),
-            uncorrected_latency_us: rate.map(|_| percentiles(&tally.latency)),
-            errors_by_kind: errors,
-            fairness: Fairness::of(answers_per_conn),
-            reconnects: tally.reconnects,
-            pipeline: self.pipeline,
-            threads,
-            rate,
-            warmup_seconds: self.warmup.as_secs_f64(),
-            workload: shared.workload.description().to_owned(),
-            targets: servers.iter().map(SocketAddr::to_string).collect(),
-            stopped_early,
-            per_target: match tally.per_target.as_slice() {
-                [] => vec![TargetReport {
-                    target: servers[0].to_string(),
-                    requests: tally.answers,
-                    latency_us: percentiles(if rate.is_some() {
-                        &tally.corrected
-                    } else {
-                        &tally.latency
-                    }),
-                }],
-                shares => servers
-                    .iter()
-                    .zip(shares)
-                    .map(|(server, share)| TargetReport {
-                        target: server.to_string(),
-                        requests: share.answers,
-                        latency_us: percentiles(&share.latency),
-                    })
-                    .collect(),
-            },
-        }
+/// The report of a run, from its merged tally.
+fn report(
+    options: &Options,
+    shared: &Shared,
+    tally: &Tally,
+    answers_per_conn: &[u64],
+    threads: usize,
+    window: u64,
+    stopped_early: Option<String>,
+) -> LoadReport {
+    let servers = &options.servers;
+    let seconds = window as f64 / 1e9;
+    let errors: ErrorCounts = tally.errors;
+    let rate = shared.rate;
+    LoadReport {
+        connections: options.connections,
+        requests: tally.answers,
+        seconds,
+        rps: if seconds > 0.0 {
+            tally.answers as f64 / seconds
+        } else {
+            0.0
+        },
+        errors: errors.total(),
+        served_conns: answers_per_conn.iter().filter(|&&n| n > 0).count(),
+        latency_us: percentiles(if rate.is_some() {
+            &tally.corrected
+        } else {
+            &tally.latency
+        }),
+        uncorrected_latency_us: rate.map(|_| percentiles(&tally.latency)),
+        errors_by_kind: errors,
+        fairness: Fairness::of(answers_per_conn),
+        reconnects: tally.reconnects,
+        pipeline: options.pipeline,
+        threads,
+        rate,
+        warmup_seconds: options.warmup.as_secs_f64(),
+        workload: shared.workload.description().to_owned(),
+        targets: servers.iter().map(SocketAddr::to_string).collect(),
+        stopped_early,
+        per_target: match tally.per_target.as_slice() {
+            [] => vec![TargetReport {
+                target: servers[0].to_string(),
+                requests: tally.answers,
+                latency_us: percentiles(if rate.is_some() {
+                    &tally.corrected
+                } else {
+                    &tally.latency
+                }),
+            }],
+            shares => servers
+                .iter()
+                .zip(shares)
+                .map(|(server, share)| TargetReport {
+                    target: server.to_string(),
+                    requests: share.answers,
+                    latency_us: percentiles(&share.latency),
+                })
+                .collect(),
+        },
     }
 }
 
@@ -662,6 +829,92 @@ fn pipeline_depth(text: &str) -> Result<usize, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    fn parse(flags: &[&str]) -> LoadArgs {
+        #[derive(Parser)]
+        struct Load {
+            #[command(flatten)]
+            args: LoadArgs,
+        }
+        let words = ["load"].iter().chain(flags);
+        Load::try_parse_from(words).unwrap().args
+    }
+
+    #[test]
+    fn options_default_as_the_flags_do() {
+        let server: SocketAddr = "127.0.0.1:1060".parse().unwrap();
+        assert_eq!(parse(&[]).options().unwrap(), Options::new(server));
+        let options = parse(&[
+            "--server",
+            "127.0.0.1:1",
+            "--server",
+            "127.0.0.1:2",
+            "-n",
+            "7",
+            "--send",
+            r"A\r\n",
+            "--expect",
+            "B",
+        ])
+        .options()
+        .unwrap();
+        assert_eq!(options.servers.len(), 2);
+        assert_eq!(options.length, Length::Requests(7));
+        assert_eq!(
+            options.workload,
+            Workload::Fixed {
+                send: b"A\r\n".to_vec(),
+                expect: b"B".to_vec()
+            }
+        );
+    }
+
+    #[test]
+    fn options_the_flags_would_refuse_are_refused() {
+        let good = Options::new("127.0.0.1:1060".parse().unwrap());
+        assert!(good.check().is_ok());
+        for bad in [
+            Options {
+                servers: vec![],
+                ..good.clone()
+            },
+            Options {
+                connections: 0,
+                ..good.clone()
+            },
+            Options {
+                pipeline: 0,
+                ..good.clone()
+            },
+            Options {
+                pipeline: MAX_PIPELINE + 1,
+                ..good.clone()
+            },
+            Options {
+                length: Length::Requests(0),
+                ..good.clone()
+            },
+            Options {
+                length: Length::Duration(Duration::ZERO),
+                ..good.clone()
+            },
+            Options {
+                timeout: Duration::ZERO,
+                ..good.clone()
+            },
+            Options {
+                rate: Some(f64::NAN),
+                ..good.clone()
+            },
+            Options {
+                threads: Some(0),
+                ..good.clone()
+            },
+        ] {
+            assert!(bad.check().is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn every_thread_gets_an_even_share_of_every_server() {

@@ -1,8 +1,9 @@
 //! What `client load` and `client hold` report: one type each, printed as
 //! a table for people or as one JSON object (`--json`) for tools.
+//! [`LoadReport`] is also what [`measure`](crate::load::measure) returns.
 //!
-//! Both types deserialize as well as serialize, so that `client compare`
-//! can run `client load --json` and read the report back.
+//! Both types deserialize as well as serialize, so that a tool can read a
+//! `--json` report back into them.
 
 use std::fmt;
 use std::io::Write as _;
@@ -31,117 +32,125 @@ pub(crate) fn print<R: Serialize + fmt::Display>(report: &R, json: bool) -> anyh
 /// The first seven fields are the protocol's contract for `--json` (docs/protocol.md); the rest say how the run
 /// was made and what went wrong.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct LoadReport {
+pub struct LoadReport {
     /// Connections the client kept open (`-c`).
-    pub(crate) connections: usize,
+    pub connections: usize,
     /// Questions answered right within the measured window (with `-d`,
     /// answers received between the warmup and the end; with `-n`, the
     /// answers to the questions asked after the warmup); wrong answers are
     /// only counted in `errors`, so garbage cannot inflate the rate.
-    pub(crate) requests: u64,
+    pub requests: u64,
     /// Length of the measured window: `-d`, or with `-n` the time from the
     /// start to the last answer.
-    pub(crate) seconds: f64,
+    pub seconds: f64,
     /// `requests / seconds`.
-    pub(crate) rps: f64,
+    pub rps: f64,
     /// All errors: the sum of `errors_by_kind`.
-    pub(crate) errors: u64,
+    pub errors: u64,
     /// Connections that got at least one right answer (an `Error: server
     /// busy.` is not being served).
-    pub(crate) served_conns: usize,
+    pub served_conns: usize,
     /// Latency percentiles of the right answers, in microseconds. With `--rate`, measured from
     /// when each question should have been sent (corrected for coordinated
     /// omission); otherwise from when it was sent.
-    pub(crate) latency_us: Percentiles,
+    pub latency_us: Percentiles,
     /// With `--rate` only: the same latencies measured from when each
     /// question was actually sent, which hides the server's stalls.
-    pub(crate) uncorrected_latency_us: Option<Percentiles>,
+    pub uncorrected_latency_us: Option<Percentiles>,
     /// `errors`, by kind.
-    pub(crate) errors_by_kind: ErrorCounts,
+    pub errors_by_kind: ErrorCounts,
     /// How evenly the answers were spread across the connections.
-    pub(crate) fairness: Fairness,
+    pub fairness: Fairness,
     /// Connections re-established after a failure.
-    pub(crate) reconnects: u64,
+    pub reconnects: u64,
     /// Questions in flight per connection (`--pipeline`).
-    pub(crate) pipeline: usize,
+    pub pipeline: usize,
     /// Event-loop threads the connections were split across.
-    pub(crate) threads: usize,
+    pub threads: usize,
     /// The open loop's total rate in requests per second (`--rate`);
     /// `None` for the closed loop.
-    pub(crate) rate: Option<f64>,
+    pub rate: Option<f64>,
     /// Seconds of warmup before the measured window (`--warmup`).
-    pub(crate) warmup_seconds: f64,
+    pub warmup_seconds: f64,
     /// What was asked: the table, one question, or a fixed request.
-    pub(crate) workload: String,
+    pub workload: String,
     /// The servers, `HOST:PORT` each; connections are spread across them
     /// round robin.
-    pub(crate) targets: Vec<String>,
+    pub targets: Vec<String>,
     /// Why the run ended before its `-d` or `-n` was reached, if it did.
-    pub(crate) stopped_early: Option<String>,
+    pub stopped_early: Option<String>,
     /// Each target's right answers and latencies, in `targets` order (one
     /// entry, the run's own figures, when there is one target): a slow or
     /// dead server among several shows here, not only at p99.9.
     #[serde(default)]
-    pub(crate) per_target: Vec<TargetReport>,
+    pub per_target: Vec<TargetReport>,
 }
 
 /// One target's share of a load run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct TargetReport {
+pub struct TargetReport {
     /// `HOST:PORT`.
-    pub(crate) target: String,
+    pub target: String,
     /// Right answers from it in the measured window.
-    pub(crate) requests: u64,
+    pub requests: u64,
     /// Latency percentiles of those answers, in microseconds (two
     /// significant digits).
-    pub(crate) latency_us: Percentiles,
+    pub latency_us: Percentiles,
 }
 
 /// Latency percentiles, in microseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
-pub(crate) struct Percentiles {
-    pub(crate) p50: f64,
-    pub(crate) p90: f64,
-    pub(crate) p99: f64,
-    pub(crate) p999: f64,
-    pub(crate) max: f64,
+pub struct Percentiles {
+    /// The median.
+    pub p50: f64,
+    /// The 90th percentile.
+    pub p90: f64,
+    /// The 99th percentile.
+    pub p99: f64,
+    /// The 99.9th percentile.
+    pub p999: f64,
+    /// The slowest.
+    pub max: f64,
 }
 
 /// Errors by kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub(crate) struct ErrorCounts {
+pub struct ErrorCounts {
     /// Answers that were not the answer to the question asked.
-    pub(crate) wrong_answer: u64,
+    pub wrong_answer: u64,
     /// Answers `Error: ...` (server busy, idle timeout, unknown aphorism),
     /// asked for or not: the server may say its last word unasked.
-    pub(crate) error_answer: u64,
+    pub error_answer: u64,
     /// Answers when no question was waiting for one (other than `Error:
     /// ...`): the server broke the protocol, and its connection was closed
     /// and opened again.
     #[serde(default)]
-    pub(crate) unasked_answer: u64,
+    pub unasked_answer: u64,
     /// Connects refused (nothing listening): one per attempt.
-    pub(crate) refused: u64,
+    pub refused: u64,
     /// Connections reset by the server.
-    pub(crate) reset: u64,
+    pub reset: u64,
     /// Connections the server closed while the client was using them.
-    pub(crate) closed: u64,
+    pub closed: u64,
     /// Connects, or questions, not answered within `--timeout`.
-    pub(crate) timeout: u64,
+    pub timeout: u64,
     /// Any other I/O error.
-    pub(crate) other: u64,
+    pub other: u64,
 }
 
 /// Right answers per connection, across all connections (served or not).
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
-pub(crate) struct Fairness {
-    pub(crate) min: u64,
-    pub(crate) median: u64,
-    pub(crate) max: u64,
+pub struct Fairness {
+    /// The fewest answers a connection got.
+    pub min: u64,
+    /// The median connection's answers.
+    pub median: u64,
+    /// The most answers a connection got.
+    pub max: u64,
     /// Jain's fairness index, `(Σx)² / (n·Σx²)`: 1 when every connection
     /// got as many answers as every other, `1/n` when one got them all;
     /// 0 when none got any.
-    pub(crate) jain: f64,
+    pub jain: f64,
 }
 
 /// The report of one `client hold` run.
@@ -189,7 +198,7 @@ pub(crate) struct ConnectFailures {
 
 impl ErrorCounts {
     /// The sum of every kind.
-    pub(crate) fn total(&self) -> u64 {
+    pub fn total(&self) -> u64 {
         self.kinds().iter().map(|(_, count)| count).sum()
     }
 

@@ -19,7 +19,7 @@ use crate::event_loop::{finish_connect, now_ns, start_connect, Interest, Poller,
 use super::budget::Budget;
 use super::conn::{Conn, Phase, BACKOFF_MAX, BACKOFF_MIN};
 use super::tally::{Failure, Tally};
-use super::workload::{Verdict, Workload};
+use super::workload::{Script, Verdict};
 
 /// The read buffer, one per thread: big enough for a burst of answers
 /// from every connection's pipeline, and reused for all of them.
@@ -45,7 +45,7 @@ const TIMER_KEY: u64 = u64::MAX;
 
 /// What every thread of one run shares, read-only but for `stop`.
 pub(crate) struct Shared {
-    pub(crate) workload: Workload,
+    pub(crate) workload: Script,
     pub(crate) pipeline: usize,
     /// A question unanswered this long (nanoseconds) fails its connection.
     pub(crate) timeout: u64,

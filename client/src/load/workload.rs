@@ -1,4 +1,5 @@
-//! What a load run sends and what it expects back: request bytes built once
+//! What a load run sends and what it expects back: the [`Workload`] a
+//! caller asks for, compiled into a [`Script`] of request bytes built once
 //! before the run, and an answer check that works on the bytes as they
 //! arrive, without copying or allocating.
 
@@ -14,9 +15,33 @@ const MAX_ANSWER: usize = 1024;
 /// Error answers all start with this (`Error: server busy.`, ...).
 const ERROR_PREFIX: &[u8] = b"Error:";
 
-/// Questions asked in a fixed cycle, each with the answer it must get.
+/// What a load run asks, and what it expects back.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Workload {
+    /// The aphorism table, every question in turn (`client load`'s
+    /// default).
+    #[default]
+    Table,
+    /// One question of the table, over and over (`--question`). It must end
+    /// in its only `?`, and be in the table: its answer would otherwise be
+    /// `Error: unknown aphorism.`, and an error answer is never counted as
+    /// an answer.
+    Question(String),
+    /// A fixed request and a fixed reply, for any request/reply server
+    /// (`--send` and `--expect`, their escapes read). A reply is framed by
+    /// its length alone.
+    Fixed {
+        /// The bytes of each request; not empty.
+        send: Vec<u8>,
+        /// The exact bytes of each reply; not empty.
+        expect: Vec<u8>,
+    },
+}
+
+/// Questions asked in a fixed cycle, each with the answer it must get:
+/// a [`Workload`] made ready for a run.
 #[derive(Debug)]
-pub(crate) struct Workload {
+pub(crate) struct Script {
     /// The cycle's questions back to back, repeated so that any `pipeline`
     /// consecutive questions, starting anywhere in the first cycle, are one
     /// contiguous slice: a batch of questions is one `write` of one slice.
@@ -79,7 +104,17 @@ impl Default for AnswerCheck {
     }
 }
 
-impl Workload {
+impl Script {
+    /// The script of `workload`, for `pipeline` questions in flight per
+    /// connection.
+    pub(crate) fn new(workload: &Workload, pipeline: usize) -> anyhow::Result<Self> {
+        match workload {
+            Workload::Table => Ok(Self::table(pipeline)),
+            Workload::Question(question) => Self::question(question, pipeline),
+            Workload::Fixed { send, expect } => Self::fixed(send, expect, pipeline),
+        }
+    }
+
     /// The aphorism table, every question in turn.
     pub(crate) fn table(pipeline: usize) -> Self {
         let questions: Vec<&[u8]> = APHORISMS.iter().map(|(question, _)| *question).collect();
@@ -115,17 +150,16 @@ impl Workload {
     }
 
     /// A fixed request and a fixed reply, for any request/reply server.
-    /// Both are written with `\r`, `\n` and `\\` escapes.
-    pub(crate) fn fixed(send: &str, expect: &str, pipeline: usize) -> anyhow::Result<Self> {
-        let request = unescape(send)?;
-        let reply = unescape(expect)?;
+    /// They are described as `--send` and `--expect` write them, with
+    /// `\r`, `\n` and `\\` escapes.
+    pub(crate) fn fixed(request: &[u8], reply: &[u8], pipeline: usize) -> anyhow::Result<Self> {
         ensure!(!request.is_empty(), "--send must not be empty");
         ensure!(!reply.is_empty(), "--expect must not be empty");
-        let description = format!("send {send:?}, expect {expect:?}");
+        let description = format!("send {:?}, expect {:?}", escape(request), escape(reply));
         let len = reply.len();
         Ok(Self::build(
-            &[&request],
-            vec![reply.into_boxed_slice()],
+            &[request],
+            vec![Box::from(reply)],
             Framing::Fixed(len),
             pipeline,
             description,
@@ -272,6 +306,21 @@ impl AnswerCheck {
     }
 }
 
+/// Writes `\r`, `\n` and `\\` as escapes, the other bytes as they are:
+/// the inverse of [`unescape`] (bytes that are not UTF-8 aside).
+fn escape(bytes: &[u8]) -> String {
+    let mut text = Vec::with_capacity(bytes.len());
+    for &byte in bytes {
+        match byte {
+            b'\r' => text.extend_from_slice(b"\\r"),
+            b'\n' => text.extend_from_slice(b"\\n"),
+            b'\\' => text.extend_from_slice(b"\\\\"),
+            _ => text.push(byte),
+        }
+    }
+    String::from_utf8_lossy(&text).into_owned()
+}
+
 /// Reads `\r`, `\n` and `\\` escapes; every other byte stands for itself.
 pub(crate) fn unescape(text: &str) -> anyhow::Result<Vec<u8>> {
     let mut bytes = Vec::with_capacity(text.len());
@@ -301,7 +350,7 @@ mod tests {
 
     /// Feeds `stream` to the check in pieces of `size` bytes, asking
     /// question `asked[k]` for the k-th answer; returns the verdicts.
-    fn verdicts(workload: &Workload, stream: &[u8], size: usize, asked: &[usize]) -> Vec<Verdict> {
+    fn verdicts(workload: &Script, stream: &[u8], size: usize, asked: &[usize]) -> Vec<Verdict> {
         let mut check = AnswerCheck::default();
         let mut verdicts = Vec::new();
         for chunk in stream.chunks(size) {
@@ -318,7 +367,7 @@ mod tests {
 
     #[test]
     fn batches_of_questions_are_contiguous_from_anywhere_in_the_cycle() {
-        let workload = Workload::table(16);
+        let workload = Script::table(16);
         assert_eq!(workload.cycle(), 7);
         for (first, (question, _)) in APHORISMS.iter().enumerate() {
             let batch = workload.questions(first, 16);
@@ -332,7 +381,7 @@ mod tests {
 
     #[test]
     fn checks_answers_in_any_chunking() {
-        let workload = Workload::table(1);
+        let workload = Script::table(1);
         let stream = b"ugly.implicit.wrong.Error: server busy.complex.";
         for size in 1..=stream.len() {
             assert_eq!(
@@ -351,7 +400,7 @@ mod tests {
 
     #[test]
     fn an_answer_to_nothing_is_wrong() {
-        let workload = Workload::table(1);
+        let workload = Script::table(1);
         assert_eq!(verdicts(&workload, b"ugly.", 5, &[]), [Verdict::Wrong]);
         assert_eq!(
             verdicts(&workload, b"Error: idle timeout.", 3, &[]),
@@ -361,7 +410,7 @@ mod tests {
 
     #[test]
     fn a_too_long_answer_is_an_error() {
-        let workload = Workload::table(1);
+        let workload = Script::table(1);
         let mut check = AnswerCheck::default();
         let junk = [b'x'; MAX_ANSWER + 1];
         assert_eq!(
@@ -372,7 +421,7 @@ mod tests {
 
     #[test]
     fn fixed_replies_are_framed_by_length_and_compared_byte_for_byte() {
-        let workload = Workload::fixed("PING\\r\\n", "+PONG\\r\\n", 4).unwrap();
+        let workload = Script::fixed(b"PING\r\n", b"+PONG\r\n", 4).unwrap();
         assert_eq!(
             workload.questions(0, 4),
             b"PING\r\nPING\r\nPING\r\nPING\r\n"
@@ -388,19 +437,19 @@ mod tests {
 
     #[test]
     fn one_question_expects_its_own_answer() {
-        let workload = Workload::question("Now is better than?", 2).unwrap();
+        let workload = Script::question("Now is better than?", 2).unwrap();
         assert_eq!(workload.cycle(), 1);
         assert_eq!(verdicts(&workload, b"never.", 2, &[0]), [Verdict::Right]);
-        let refused = Workload::question("Why?", 1).unwrap_err().to_string();
+        let refused = Script::question("Why?", 1).unwrap_err().to_string();
         assert!(refused.contains("not in the aphorism table"), "{refused}");
-        assert!(Workload::question("Why", 1).is_err());
-        assert!(Workload::question("Why? Why?", 1).is_err());
+        assert!(Script::question("Why", 1).is_err());
+        assert!(Script::question("Why? Why?", 1).is_err());
     }
 
     #[test]
     fn a_long_fixed_reply_passes_in_any_pieces() {
         let reply = "x".repeat(1_100);
-        let workload = Workload::fixed("GET\\r\\n", &reply, 2).unwrap();
+        let workload = Script::fixed(b"GET\r\n", reply.as_bytes(), 2).unwrap();
         let stream = reply.repeat(2);
         for size in [1, 50, 1_050, 1_100, 2_200] {
             assert_eq!(
@@ -410,7 +459,7 @@ mod tests {
             );
         }
         assert!(workload.wrong_loses_framing());
-        assert!(!Workload::table(1).wrong_loses_framing());
+        assert!(!Script::table(1).wrong_loses_framing());
     }
 
     #[test]
@@ -419,6 +468,21 @@ mod tests {
         assert_eq!(unescape(r"a\\b").unwrap(), b"a\\b");
         assert!(unescape(r"\t").is_err());
         assert!(unescape("x\\").is_err());
-        assert!(Workload::fixed("", "x", 1).is_err());
+        assert!(Script::fixed(b"", b"x", 1).is_err());
+    }
+
+    #[test]
+    fn a_fixed_workload_is_described_as_its_flags_write_it() {
+        for text in [r"PING\r\n", r"a\\b", "plain", r"\r\n\\\r"] {
+            assert_eq!(escape(&unescape(text).unwrap()), text);
+        }
+        let workload = Workload::Fixed {
+            send: b"PING\r\n".to_vec(),
+            expect: b"+PONG\r\n".to_vec(),
+        };
+        assert_eq!(
+            Script::new(&workload, 1).unwrap().description(),
+            r#"send "PING\\r\\n", expect "+PONG\\r\\n""#
+        );
     }
 }
