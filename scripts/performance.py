@@ -7,8 +7,10 @@ redis-server, measured with `client load` in the same run, as ratios.
 
 It builds the workspace in release mode, installs redis-server with apt-get
 when it is missing (as root), compiles scripts/epoll-load.c (the C
-yardstick for the load generator), then runs each workload of docs/targets.md's
-table once per round and prints the median of the rounds. Everything runs
+yardstick for the load generator) and scripts/epoll-floor.c (the floor: a
+bare C epoll server that only answers), then runs each workload of
+docs/targets.md's table once per round and prints the median of the
+rounds. Everything runs
 on 127.0.0.1. Absolute rates vary between machines and runs; the ratios,
 taken within one round, are what the targets are about.
 """
@@ -50,6 +52,11 @@ SERVERS = [
     ("srv-hybrid (per core)", "srv-hybrid", ["--runtime", "per-core", *WORKERS]),
 ]
 
+# The event-driven servers against the floor (epoll-floor.c), measured just
+# before each of them: they must stay within 5% of it.
+FLOOR_TARGET = 0.95
+FLOOR_SERVERS = ("srv-poll", "srv-async")
+
 # The targets of docs/targets.md, per workload: label prefix -> minimum ratio.
 TARGETS = {
     "1x1": {"": 0.95},
@@ -73,10 +80,14 @@ def setup():
         subprocess.run(["apt-get", "update", "-qq"], check=True)
         subprocess.run(["apt-get", "install", "-y", "-qq", "redis-server"], check=True,
                        stdout=subprocess.DEVNULL)
-    epoll_load = os.path.join(tempfile.mkdtemp(prefix="zen-perf-"), "epoll-load")
-    subprocess.run(["cc", "-O2", "-o", epoll_load, os.path.join(ROOT, "scripts", "epoll-load.c")],
-                   check=True)
-    return epoll_load
+    built = tempfile.mkdtemp(prefix="zen-perf-")
+    programs = []
+    for name in ["epoll-load", "epoll-floor"]:
+        program = os.path.join(built, name)
+        subprocess.run(["cc", "-O2", "-o", program, os.path.join(ROOT, "scripts", name + ".c")],
+                       check=True)
+        programs.append(program)
+    return programs
 
 
 # The one-connection row runs the server and the client on this one core.
@@ -243,7 +254,7 @@ def kernel_timer_ms(samples=200):
     return 1000 * statistics.median(lasted)
 
 
-def one_round(seconds, epoll_load):
+def one_round(seconds, epoll_load, epoll_floor):
     rates = {}  # (workload, label) -> value
     started = cpu_times()
     rates[("machine", "timer_ms")] = kernel_timer_ms()
@@ -261,11 +272,18 @@ def one_round(seconds, epoll_load):
                     continue  # one client at a time: 49 connections would only wait
                 reference = ask_redis(redis.port, conns, pipeline, seconds, cores)["rps"]
                 references.append(reference)
+                if label in FLOOR_SERVERS:
+                    with Server(epoll_floor, [], cores) as floor:
+                        rates[(workload + "/floor", label)] = load(
+                            floor.port, conns, pipeline, seconds, cores=cores)["rps"]
                 with Server(binary, flags, cores) as server:
                     rate = load(server.port, conns, pipeline, seconds, cores=cores)["rps"]
                 rates[(workload, label)] = rate
                 rates[(workload + "/redis", label)] = reference
                 rates[(workload + "/ratio", label)] = rate / reference if reference else 0.0
+                floor = rates.get((workload + "/floor", label))
+                if floor is not None:
+                    rates[(workload + "/floor-ratio", label)] = rate / floor if floor else 0.0
         rates[(workload, "redis-server")] = statistics.median(references)  # for --json
         log(f"  {workload} done")
 
@@ -331,11 +349,11 @@ def main():
     parser.add_argument("--seconds", type=float, default=3, help="measured seconds per load")
     parser.add_argument("--json", metavar="FILE", help="also write every round's figures here")
     args = parser.parse_args()
-    epoll_load = setup()
+    epoll_load, epoll_floor = setup()
     rounds = []
     for i in range(args.rounds):
         log(f"round {i + 1} of {args.rounds}")
-        rounds.append(one_round(args.seconds, epoll_load))
+        rounds.append(one_round(args.seconds, epoll_load, epoll_floor))
 
     def median(key):
         return statistics.median(r[key] for r in rounds)
@@ -373,6 +391,12 @@ def main():
             row(names[workload], label, f"{median((workload, label)):,.0f}",
                 f"{median((workload + '/redis', label)):,.0f}",
                 median((workload + "/ratio", label)), target_for(workload, label))
+        for label in FLOOR_SERVERS:
+            if (workload + "/floor", label) not in rounds[0]:
+                continue
+            row(names[workload], f"{label} vs epoll-floor.c (measured just before it)",
+                f"{median((workload, label)):,.0f} vs {median((workload + '/floor', label)):,.0f}",
+                "", median((workload + "/floor-ratio", label)), FLOOR_TARGET)
     timer_ms = median(("machine", "timer_ms"))
     row("64 connections, `--work wait:10ms`", f"(a 10 ms kernel timer alone here fires after "
         f"{timer_ms:.3f} ms, median, timed from Python: at that pace 64 connections make "
