@@ -2,7 +2,7 @@
 """Reproduces the performance table of the README: every server against
 redis-server, measured with `client load` in the same run, as ratios.
 
-    python3 scripts/performance.py            # 3 rounds, medians (about 12 minutes on 2 cores)
+    python3 scripts/performance.py            # 3 rounds, medians (about 13 minutes on 2 cores)
     python3 scripts/performance.py --rounds 1 --seconds 2   # a quick look
 
 It builds the workspace in release mode, installs redis-server with apt-get

@@ -8,7 +8,15 @@ use zen_utils::ServerArgs;
 /// The zen aphorism server, one client at a time: the simplest model, and
 /// the one that starves every client but the first.
 #[derive(Parser, Debug)]
-#[command(version)]
+// One connection at a time: no second connection is ever open to be
+// turned away, so the shared flag's help says what it does here.
+#[command(
+    version,
+    mut_arg("max_conns", |arg| arg.help(
+        "Accepted, but never reached: srv-single serves one connection at a time, and every \
+         other waits unanswered in the backlog (it never answers \"Error: server busy.\")"
+    ))
+)]
 struct Cli {
     #[command(flatten)]
     server: ServerArgs,

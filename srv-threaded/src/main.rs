@@ -10,7 +10,16 @@ use zen_utils::ServerArgs;
 /// The zen aphorism server on threads: a pool of workers that all block in
 /// accept() on one listener (the book's design), or one thread per client.
 #[derive(Parser, Debug)]
-#[command(version)]
+// The pool serves at most --workers connections at once, so the shared
+// flag's help says when it matters here.
+#[command(
+    version,
+    mut_arg("max_conns", |arg| arg.help(
+        "Most connections served at once; one more is answered \"Error: server busy.\" and \
+         closed (in the pool, only when below --workers: otherwise clients beyond the workers \
+         wait in the backlog)"
+    ))
+)]
 struct Cli {
     #[command(flatten)]
     server: ServerArgs,

@@ -316,7 +316,7 @@ macro_rules! binary_suite {
         $crate::binary_suite!(@cases $bin, &[$($($arg),*)?];
             prints_listening_on_the_bound_address_first,
             fails_in_one_line_on_a_busy_port,
-            fails_in_one_line_on_a_bad_flag,
+            refuses_a_bad_flag_with_clap_s_message,
             explains_every_flag_in_help,
             exits_cleanly_with_a_summary_on_sigterm,
             survives_running_out_of_file_descriptors,

@@ -184,7 +184,7 @@ pub fn fails_in_one_line_on_a_busy_port(bin: &str, args: &[&str]) {
 }
 
 /// A bad flag is an error message and a non-zero exit, not a server.
-pub fn fails_in_one_line_on_a_bad_flag(bin: &str, args: &[&str]) {
+pub fn refuses_a_bad_flag_with_clap_s_message(bin: &str, args: &[&str]) {
     for bad in [
         ["--max-conns", "0"],
         ["--idle-timeout", "60"],
