@@ -300,15 +300,18 @@ impl Watched {
         self.compare.id() as i32
     }
 
-    /// Notes the children compare has now.
+    /// Notes the children compare has now. A child seen between its fork
+    /// and its exec still bears compare's name: seen again, its entry takes
+    /// the name it has now.
     fn look(&mut self) {
         for (pid, stat) in children_of(self.pid()) {
-            if !self
+            match self
                 .started
-                .iter()
-                .any(|(p, s)| *p == pid && s.start == stat.start)
+                .iter_mut()
+                .find(|(p, s)| *p == pid && s.start == stat.start)
             {
-                self.started.push((pid, stat));
+                Some((_, seen)) => *seen = stat,
+                None => self.started.push((pid, stat)),
             }
         }
     }

@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 use tokio::time::{sleep, sleep_until, Instant, Sleep};
 use zen_utils::frame::RequestTooLong;
 use zen_utils::protocol::{self, IDLE_TIMEOUT, OUTPUT_LIMIT, REQUEST_TOO_LONG};
-use zen_utils::{listener, Decoder, End, Leftover, Work, WorkKind};
+use zen_utils::{listener, Decoder, End, Leftover, Stall, Work, WorkKind};
 
 use crate::{precise_sleep, Shared, Stop};
 
@@ -258,14 +258,11 @@ impl<'a> Connection<'a> {
         let idle = self.idle.as_mut().map(Pin::as_mut);
         let written = guarded(self.stream.write_all(&self.out), &mut self.shutdown, idle).await;
         self.out.clear();
-        let late = |why: &str| End::Failed(io::Error::new(io::ErrorKind::TimedOut, why));
         match written {
             Ok(Ok(())) => Ok(()),
             Ok(Err(error)) => Err(End::Failed(error)),
-            Err(GaveUp::Grace) => Err(late("the client did not read its answers before shutdown")),
-            Err(GaveUp::Idle) => Err(late(
-                "the client did not read its answers for the idle timeout",
-            )),
+            Err(GaveUp::Grace) => Err(End::Unread(Stall::Shutdown)),
+            Err(GaveUp::Idle) => Err(End::Unread(Stall::IdleTimeout)),
         }
     }
 

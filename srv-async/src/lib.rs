@@ -57,13 +57,13 @@ mod precise_sleep;
 use std::io;
 use std::net::SocketAddr;
 use std::ops::Deref;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio::time::Instant;
+use zen_utils::admission::Admission;
 use zen_utils::listener::{self, AcceptErrors, AcceptFailure, ACCEPT_BACKOFF};
 use zen_utils::shutdown::SHUTDOWN_GRACE;
 use zen_utils::{Config, Shutdown, Stats, Summary};
@@ -119,7 +119,7 @@ pub async fn serve_listener(
         .await
         .is_err()
     {
-        let open = shared.open.load(Ordering::Acquire);
+        let open = shared.open.open();
         tracing::warn!(
             "warning: {open} connections still open {drain:?} after shutdown; dropping them"
         );
@@ -178,7 +178,7 @@ pub struct Shared {
     /// server: `--max-conns` is checked against it at accept, and the
     /// drain at shutdown waits for it to reach zero. Each connection task
     /// holds a [`Slot`] that counts it.
-    open: AtomicUsize,
+    open: Admission,
     /// Woken when `open` drops to zero.
     closed: Notify,
     shutdown: Shutdown,
@@ -188,10 +188,10 @@ impl Shared {
     /// The state of a new server; its shutdown is `shutdown`.
     pub fn new(config: Config, shutdown: Shutdown) -> Arc<Self> {
         Arc::new(Self {
+            open: Admission::new(config.max_conns),
             config,
             stats: Stats::new(),
             accept_errors: AcceptErrors::new(),
-            open: AtomicUsize::new(0),
             closed: Notify::new(),
             shutdown,
         })
@@ -204,14 +204,9 @@ impl Shared {
 
     /// Takes one of the `--max-conns` places, if one is free.
     fn try_open(self: &Arc<Self>) -> Option<Slot> {
-        // Take a place first and check after: two threads accepting at once
-        // can then never both take the last one.
-        let before = self.open.fetch_add(1, Ordering::AcqRel);
-        let slot = Slot {
+        self.open.try_admit().then(|| Slot {
             shared: Arc::clone(self),
-        };
-        // A full server gives the place straight back (dropping the slot).
-        (before < self.config.max_conns).then_some(slot)
+        })
     }
 
     /// Resolves once no connection is open.
@@ -221,7 +216,7 @@ impl Shared {
             // not missed: a `Notified` receives `notify_waiters` from the
             // moment it exists.
             let closed = self.closed.notified();
-            if self.open.load(Ordering::Acquire) == 0 {
+            if self.open.open() == 0 {
                 return;
             }
             closed.await;
@@ -246,9 +241,8 @@ impl Deref for Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        // AcqRel pairs with the Acquire load in `all_closed`: a drain that
-        // sees zero sees every connection's work done.
-        if self.shared.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+        // The last one out wakes the drain.
+        if self.shared.open.release() == 0 {
             self.shared.closed.notify_waiters();
         }
     }

@@ -12,7 +12,7 @@ use polling::{Event, Events, PollMode, Poller};
 use slab::Slab;
 use zen_utils::listener::{self, AcceptErrors, AcceptFailure, ACCEPT_BACKOFF};
 use zen_utils::protocol::IDLE_TIMEOUT;
-use zen_utils::{Config, End, Shutdown, Stats, Summary};
+use zen_utils::{Config, End, Shutdown, Stall, Stats, Summary};
 
 use crate::connection::{ConnId, Connection, Context, Interest, Timer};
 use crate::timers::Timers;
@@ -361,10 +361,7 @@ impl EventLoop {
         let keys: Vec<usize> = self.connections.iter().map(|(key, _)| key).collect();
         for key in keys {
             let end = if self.connections[key].owes_output() {
-                End::Failed(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "the client did not read its answers before shutdown",
-                ))
+                End::Unread(Stall::Shutdown)
             } else {
                 End::Shutdown
             };

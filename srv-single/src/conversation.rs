@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use zen_utils::frame::RequestTooLong;
 use zen_utils::protocol::{self, IDLE_TIMEOUT, OUTPUT_LIMIT, REQUEST_TOO_LONG};
 use zen_utils::shutdown::TICK;
-use zen_utils::{listener, Config, Decoder, End, Leftover, Shutdown, Stats};
+use zen_utils::{listener, Config, Decoder, End, Leftover, Shutdown, Stall, Stats};
 
 /// Serves one client until it leaves, breaks a limit, or the server shuts
 /// down; counts what happened in `stats` and logs it at `-v`.
@@ -97,10 +97,10 @@ impl<'a> Conversation<'a> {
             // one write per batch, not per question.
             let answered = match self.answer_buffered(stats, shutdown) {
                 Ok(answered) => answered,
-                Err(error) => return End::Failed(error),
+                Err(end) => return end,
             };
-            if let Err(error) = self.flush(shutdown) {
-                return End::Failed(error);
+            if let Err(end) = self.flush(shutdown) {
+                return end;
             }
             if let Answered::CutByShutdown = answered {
                 return End::Shutdown;
@@ -147,7 +147,7 @@ impl<'a> Conversation<'a> {
 
     /// Answers the complete questions in the decoder, doing `--work` for
     /// each, unless the shutdown grace cuts the work short.
-    fn answer_buffered(&mut self, stats: &Stats, shutdown: &Shutdown) -> io::Result<Answered> {
+    fn answer_buffered(&mut self, stats: &Stats, shutdown: &Shutdown) -> Result<Answered, End> {
         let (mut answers, mut errors) = (0, 0);
         let result = loop {
             let reply = match self.decoder.next_question() {
@@ -192,22 +192,22 @@ impl<'a> Conversation<'a> {
     /// block, which is the backpressure: no more is read from it meanwhile.
     /// Gives up when the client has not read for the idle timeout, or when
     /// the shutdown grace has passed.
-    fn flush(&mut self, shutdown: &Shutdown) -> io::Result<()> {
+    fn flush(&mut self, shutdown: &Shutdown) -> Result<(), End> {
         let mut written = 0;
         let result = loop {
             if written == self.out.len() {
                 break Ok(());
             }
             match self.stream.write(&self.out[written..]) {
-                Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+                Ok(0) => break Err(End::Failed(io::ErrorKind::WriteZero.into())),
                 Ok(n) => written += n,
                 Err(error) => match stalled(error) {
                     Stalled::Tick => {
-                        if let Err(error) = self.check_write_deadlines(shutdown) {
-                            break Err(error);
+                        if let Err(end) = self.check_write_deadlines(shutdown) {
+                            break Err(end);
                         }
                     }
-                    Stalled::Failed(error) => break Err(error),
+                    Stalled::Failed(error) => break Err(End::Failed(error)),
                 },
             }
         };
@@ -215,19 +215,13 @@ impl<'a> Conversation<'a> {
         result
     }
 
-    fn check_write_deadlines(&mut self, shutdown: &Shutdown) -> io::Result<()> {
+    fn check_write_deadlines(&mut self, shutdown: &Shutdown) -> Result<(), End> {
         let now = Instant::now();
         if shutdown.grace_over(now) {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the client did not read its answers before shutdown",
-            ));
+            return Err(End::Unread(Stall::Shutdown));
         }
         if self.idle_deadline.is_some_and(|deadline| now >= deadline) {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the client did not read its answers for the idle timeout",
-            ));
+            return Err(End::Unread(Stall::IdleTimeout));
         }
         Ok(())
     }

@@ -71,7 +71,7 @@ use zen_utils::listener::AcceptErrors;
 use zen_utils::shutdown::TICK;
 use zen_utils::{Config, Shutdown, Stats, Summary};
 
-use open::OpenConnections;
+use zen_utils::admission::Admission;
 
 /// Workers in the pool when `--workers` is not given.
 ///
@@ -124,7 +124,7 @@ pub fn serve(
     // wakes each tick to look at the shutdown flag.
     SockRef::from(&listener).set_read_timeout(Some(TICK))?;
     let shared = Shared {
-        open: OpenConnections::new(config.max_conns),
+        open: Admission::new(config.max_conns),
         stats: Stats::new(),
         accept_errors: AcceptErrors::new(),
         config,
@@ -148,7 +148,7 @@ struct Shared {
     /// accepts is logged once a second for the server, not per thread.
     accept_errors: AcceptErrors,
     /// The count behind `--max-conns`, taken after each accept.
-    open: OpenConnections,
+    open: Admission,
 }
 
 /// A thread that runs conversations: named, for `top -H` and debuggers

@@ -7,7 +7,7 @@ use std::thread;
 use srv_single::{converse, on_accept_error};
 use zen_utils::listener::ACCEPT_BACKOFF;
 
-use crate::open::refuse;
+use crate::open::{refuse, try_open};
 use crate::{serving_thread, Shared};
 
 /// Accepts on the calling thread until the shutdown, then waits for every
@@ -32,7 +32,7 @@ pub(crate) fn run(listener: &TcpListener, shared: &Shared) {
             stats.connection();
             // The limit is checked before a thread exists, so a flood of
             // clients costs a busy answer each, never a thread each.
-            let Some(slot) = open.try_open() else {
+            let Some(slot) = try_open(open) else {
                 refuse(stream, peer, config, stats);
                 continue;
             };

@@ -8,7 +8,7 @@ use std::thread;
 
 use srv_single::{converse, on_accept_error};
 
-use crate::open::refuse;
+use crate::open::{refuse, try_open};
 use crate::{serving_thread, Shared};
 
 /// Starts `workers` threads and waits for all of them to stop after the
@@ -48,7 +48,7 @@ fn work(listener: &TcpListener, shared: &Shared) {
         match listener.accept() {
             Ok((stream, peer)) => {
                 stats.connection();
-                match open.try_open() {
+                match try_open(open) {
                     // From here until the client leaves, this worker serves
                     // it alone and accepts no one: that is what makes the
                     // pool a limit on concurrency.

@@ -17,6 +17,16 @@ pub struct Leftover {
     pub unanswered: u64,
 }
 
+/// What a write to a client that does not read was cut short by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stall {
+    /// The idle timeout: no question completed, and no answer left, for
+    /// `--idle-timeout`.
+    IdleTimeout,
+    /// The end of the shutdown grace.
+    Shutdown,
+}
+
 /// Why a connection ended.
 #[derive(Debug)]
 pub enum End {
@@ -28,6 +38,10 @@ pub enum End {
     IdleTimeout,
     /// The server is shutting down.
     Shutdown,
+    /// The client did not read its answers in time: the server, unable to
+    /// write them, gave up at the idle deadline or at the end of the
+    /// shutdown grace. An error, as a failure is.
+    Unread(Stall),
     /// A read or write failed (a reset, say), or the client did not read its
     /// answers in time.
     Failed(io::Error),
@@ -42,7 +56,7 @@ impl End {
         let partial_dropped =
             left.partial > 0 && matches!(self, Self::ClientClosed | Self::Shutdown);
         stats.dropped(left.unanswered + u64::from(partial_dropped));
-        if let Self::Failed(_) = self {
+        if let Self::Failed(_) | Self::Unread(_) = self {
             stats.error(1);
         }
         if tracing::enabled!(tracing::Level::DEBUG) {
@@ -65,6 +79,12 @@ impl fmt::Display for End {
             Self::TooLong => f.write_str("request too long"),
             Self::IdleTimeout => f.write_str("idle timeout"),
             Self::Shutdown => f.write_str("server shutting down"),
+            Self::Unread(Stall::IdleTimeout) => {
+                f.write_str("error: the client did not read its answers for the idle timeout")
+            }
+            Self::Unread(Stall::Shutdown) => {
+                f.write_str("error: the client did not read its answers before shutdown")
+            }
             Self::Failed(error) => write!(f, "error: {error}"),
         }
     }
@@ -91,8 +111,9 @@ mod tests {
         };
         End::Shutdown.record(peer, cut, &stats);
         End::Failed(io::ErrorKind::ConnectionReset.into()).record(peer, partial(0), &stats);
+        End::Unread(Stall::Shutdown).record(peer, partial(0), &stats);
         let summary = stats.summary();
-        assert_eq!((summary.dropped, summary.errors), (5, 1));
+        assert_eq!((summary.dropped, summary.errors), (5, 2));
         assert_eq!(End::IdleTimeout.to_string(), "idle timeout");
     }
 }

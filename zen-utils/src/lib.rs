@@ -7,6 +7,8 @@
 //! - [`config`]: the protocol's shared flags as one clap [`ServerArgs`] struct,
 //!   `DUR` parsing, and the [`Config`] a server runs with.
 //! - [`work`]: `--work wait|cpu|block:DUR`.
+//! - [`admission`]: `--max-conns`, one count of open connections for every
+//!   thread that accepts.
 //! - [`listener`]: socket2 listener setup, `RLIMIT_NOFILE`, accept errors.
 //! - [`log`]: the servers' `tracing` subscriber (`-v`/`-q` are levels), whose
 //!   lines, like [`log_line!`]'s, are dropped rather than panic when stderr
@@ -24,6 +26,7 @@
 
 #![warn(missing_docs)]
 
+pub mod admission;
 pub mod config;
 pub mod end;
 pub mod frame;
@@ -38,7 +41,7 @@ pub mod testkit;
 pub mod work;
 
 pub use config::{Config, ServerArgs, Verbosity};
-pub use end::{End, Leftover};
+pub use end::{End, Leftover, Stall};
 pub use frame::Decoder;
 pub use shutdown::Shutdown;
 pub use stats::{Stats, Summary};
