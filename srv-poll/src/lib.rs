@@ -29,9 +29,10 @@
 //!   deadline. There is no stack to keep it between events, so all of it is
 //!   in the struct. Buffers are allocated at first use and an output buffer
 //!   that grew is freed once drained, so a connection that has sent
-//!   nothing costs about 200 bytes of the server's RSS (194 bytes each,
-//!   measured with 10,000 idle connections), plus the kernel's socket. One
-//!   that has asked keeps its decoder's buffer (`--max-request` + 4 KiB).
+//!   nothing costs only its slab entry in the server's memory (the README's
+//!   performance table measures it, with 10,000 idle connections), plus the
+//!   kernel's socket. One that has asked keeps its decoder's buffer
+//!   (`--max-request` + 4 KiB).
 //! - **What limits concurrency:** `--max-conns` (a connection beyond it gets
 //!   `Error: server busy.` and is closed), the descriptor limit (on EMFILE
 //!   the loop stops listening for [`ACCEPT_BACKOFF`](zen_utils::listener::ACCEPT_BACKOFF)

@@ -31,12 +31,11 @@ const LOG_TAIL: usize = 20;
 /// preempt the one running on its core: at
 /// equal priority, every question wakes a server thread that takes the
 /// load generator's core from it, and a server with two or more threads
-/// then measures the load generator being starved, not itself (measured
-/// with 64 connections, srv-hybrid per core: 248,000 answers/s at equal
-/// priority, 294,000 below it, while single-threaded servers, redis-server
-/// included, moved by 2% or less). On its own machine, as in real use, a
-/// load generator is preempted by no server. Lowering a child's priority
-/// needs no privilege.
+/// then measures the load generator being starved, not itself (the
+/// README's performance section gives the figures: a multi-threaded
+/// server gains much from this, a single-threaded one nothing). On its own
+/// machine, as in real use, a load generator is preempted by no server.
+/// Lowering a child's priority needs no privilege.
 pub(crate) const SERVER_NICE: i32 = 10;
 
 /// A running server.
