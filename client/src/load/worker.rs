@@ -304,7 +304,9 @@ impl Worker {
     /// are counted, so that no answer is lost from the books.
     fn on_readable(&mut self, i: usize) {
         let mut batch = Batch::default();
-        let mut now = now_ns();
+        // The clock is read after each read that brings bytes, and only
+        // then: an event costs one clock reading. (0: no read brought any.)
+        let mut now = 0;
         let mut failure = None;
         for _ in 0..READS_PER_EVENT {
             let Some(stream) = &self.conns[i].stream else {
@@ -337,9 +339,10 @@ impl Worker {
             }
         }
         self.settle(i, &batch);
+        let failed_at = || if now == 0 { now_ns() } else { now };
         match failure {
-            Some(Broken::By(failure)) => return self.fail(i, failure, now),
-            Some(Broken::Counted) => return self.start_over(i, now),
+            Some(Broken::By(failure)) => return self.fail(i, failure, failed_at()),
+            Some(Broken::Counted) => return self.start_over(i, failed_at()),
             None => {}
         }
         if batch.answered == 0 {
