@@ -21,8 +21,10 @@
 //!   tick even while blocked in `accept()` or `read()`; it then answers the
 //!   questions already received, closes, and returns the summary.
 //!
-//! [`converse`] is the whole blocking conversation; srv-threaded runs the
-//! very same function on many threads.
+//! [`converse`] is the whole blocking conversation: zen-utils'
+//! [`Conversation`](zen_utils::conversation::Conversation), which holds
+//! the protocol, driven by a thread that blocks. srv-threaded runs the very
+//! same function on many threads.
 //!
 //! ```text
 //! cargo run --release -p srv-single -- -p 1060

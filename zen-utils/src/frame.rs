@@ -145,6 +145,13 @@ impl Decoder {
         self.start < self.end
     }
 
+    /// Whether a complete question waits to be taken (a `?` within
+    /// `--max-request` of the undecoded bytes).
+    pub fn has_complete(&self) -> bool {
+        let window_end = self.end.min(self.start + self.max_request);
+        self.buf[self.start..window_end].contains(&b'?')
+    }
+
     /// The bytes this decoder holds in memory (its capacity, 0 until the first read).
     pub fn capacity(&self) -> usize {
         self.buf.len()

@@ -2,6 +2,8 @@
 //! their concurrency model.
 //!
 //! - [`protocol`]: the aphorism table and the fixed answers, exact bytes.
+//! - [`conversation`]: one conversation with one client, with no I/O: the
+//!   protocol written once, driven by every model.
 //! - [`frame`]: the framing decoder. It never touches a socket: bytes in,
 //!   questions out, the same for blocking, polling and async servers.
 //! - [`config`]: the protocol's shared flags as one clap [`ServerArgs`] struct,
@@ -28,6 +30,7 @@
 
 pub mod admission;
 pub mod config;
+pub mod conversation;
 pub mod end;
 pub mod frame;
 pub mod listener;

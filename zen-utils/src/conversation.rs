@@ -1,0 +1,490 @@
+//! One conversation with one client, from accept to close, with no I/O:
+//! the protocol written once, for every model to drive.
+//!
+//! A driver (a blocking thread, a readiness loop, a task) owns the socket
+//! and decides only how to wait. It feeds the conversation what it reads
+//! and tells it what it wrote, the clock and the shutdown; the
+//! conversation owns everything else: the framing decoder, the answers
+//! not yet sent and their bound, which question is being worked on, the
+//! idle deadline, the last word, and why it ended.
+//!
+//! ```text
+//!   driver                                    conversation
+//!   read into read_buf() ──── received(n) ──► decoder
+//!                             answer(now) ──► answers, in order, into output()
+//!   ◄─────────────────────── Some(work) ───── a question needs --work
+//!   do it (its own way) ───── worked(now) ──► its answer joins output()
+//!   write output() ─────────── wrote(n) ────► fewer unsent
+//!   wants_read()? idle_deadline()? last_word()? end()?
+//! ```
+//!
+//! The order of answers is the order of questions, whatever the driver
+//! does: a question whose answer is being worked on holds the ones behind
+//! it in the decoder until its answer has joined the output.
+
+use std::time::{Duration, Instant};
+
+use crate::frame::RequestTooLong;
+use crate::protocol::{self, IDLE_TIMEOUT, OUTPUT_LIMIT, REQUEST_TOO_LONG};
+use crate::{Config, Decoder, End, Leftover, Stall, Stats, Work};
+
+/// The state of one conversation.
+#[derive(Debug)]
+pub struct Conversation {
+    decoder: Decoder,
+    /// Answers made and not yet written: `out[sent..]`.
+    out: Vec<u8>,
+    sent: usize,
+    work: Option<Work>,
+    idle_timeout: Option<Duration>,
+    /// When the idle timeout ends the conversation unless a question
+    /// completes first; `None` when the timeout is off.
+    idle_deadline: Option<Instant>,
+    /// The answer whose `--work` is under way.
+    working: Option<&'static [u8]>,
+    phase: Phase,
+    /// Complete questions that will never be answered (the end of the
+    /// shutdown grace cut them).
+    unanswered: u64,
+}
+
+/// Where the conversation is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Taking questions and answering them.
+    Open,
+    /// The client shut its sending side: answer what came, then end.
+    InputClosed,
+    /// The server is shutting down: answer what has already arrived (the
+    /// driver reads only that), then end.
+    ShuttingDown,
+    /// Shutting down, and nothing more has arrived.
+    Drained,
+    /// The conversation ends this way once its output is written, after
+    /// its last word if it has one.
+    Closing(Closing),
+}
+
+/// How a conversation that decided to end ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Closing {
+    TooLong,
+    IdleTimeout,
+    Shutdown,
+}
+
+impl Conversation {
+    /// A conversation that begins at `now` under `config`.
+    pub fn new(config: &Config, now: Instant) -> Self {
+        Self {
+            decoder: Decoder::new(config.max_request),
+            out: Vec::new(),
+            sent: 0,
+            work: config.work,
+            idle_timeout: config.idle_timeout,
+            idle_deadline: config.idle_timeout.map(|timeout| now + timeout),
+            working: None,
+            phase: Phase::Open,
+            unanswered: 0,
+        }
+    }
+
+    /// Room to read the client's bytes into.
+    pub fn read_buf(&mut self) -> &mut [u8] {
+        self.decoder.read_buf()
+    }
+
+    /// `n` bytes were read into [`read_buf`](Self::read_buf); 0: the
+    /// client shut its sending side.
+    pub fn received(&mut self, n: usize) {
+        if n == 0 {
+            if self.phase == Phase::Open {
+                self.phase = Phase::InputClosed;
+            }
+        } else {
+            self.decoder.filled(n);
+        }
+    }
+
+    /// Whether the conversation takes more input now: it is open (or
+    /// shutting down and has not yet taken all that arrived), no answer is
+    /// being worked on, and its unsent answers are under their bound
+    /// ([`OUTPUT_LIMIT`]): a client that does not read is not read from.
+    pub fn wants_read(&self) -> bool {
+        matches!(self.phase, Phase::Open | Phase::ShuttingDown)
+            && self.working.is_none()
+            && self.output().len() < OUTPUT_LIMIT
+    }
+
+    /// Answers the questions received, in order, while the unsent answers
+    /// are under their bound. Returns the work of a question whose answer
+    /// needs `--work`: the driver does it its own way, then calls
+    /// [`worked`](Self::worked) (or [`grace_over`](Self::grace_over) if
+    /// the shutdown grace ran out first); the questions behind it wait.
+    pub fn answer(&mut self, now: Instant, stats: &Stats) -> Option<Work> {
+        if self.working.is_some() || matches!(self.phase, Phase::Closing(_)) {
+            return None;
+        }
+        let (mut answers, mut errors) = (0, 0);
+        let mut work = None;
+        while self.output().len() < OUTPUT_LIMIT {
+            let reply = match self.decoder.next_question() {
+                Ok(Some(question)) => protocol::answer(question),
+                Ok(None) => break,
+                Err(RequestTooLong { .. }) => {
+                    // What came before is answered; the error is the last
+                    // word, and the connection closes after it.
+                    self.phase = Phase::Closing(Closing::TooLong);
+                    break;
+                }
+            };
+            if let Some(needed) = self.work {
+                self.working = Some(reply);
+                work = Some(needed);
+                break;
+            }
+            self.out.extend_from_slice(reply);
+            answers += 1;
+            errors += u64::from(protocol::is_error(reply));
+        }
+        self.count(answers, errors, now, stats);
+        work
+    }
+
+    /// The work of the question being answered is done (at `now`): its
+    /// answer joins the output, and the questions behind it are answered.
+    /// Returns the work of the next question that needs it.
+    pub fn worked(&mut self, now: Instant, stats: &Stats) -> Option<Work> {
+        let reply = self.working.take()?;
+        self.out.extend_from_slice(reply);
+        self.count(1, u64::from(protocol::is_error(reply)), now, stats);
+        self.answer(now, stats)
+    }
+
+    /// Counts answers made, and starts the idle clock again.
+    fn count(&mut self, answers: u64, errors: u64, now: Instant, stats: &Stats) {
+        if answers > 0 {
+            stats.answered(answers, errors);
+            self.idle_deadline = self.idle_timeout.map(|timeout| now + timeout);
+        }
+    }
+
+    /// The answers made and not yet written, in order.
+    pub fn output(&self) -> &[u8] {
+        &self.out[self.sent..]
+    }
+
+    /// `n` bytes of [`output`](Self::output) were written.
+    pub fn wrote(&mut self, n: usize) {
+        self.sent += n;
+        if self.sent == self.out.len() {
+            self.out.clear();
+            self.sent = 0;
+        }
+    }
+
+    /// When the conversation times out if no question completes: none
+    /// while an answer is being worked on (the server owes it), none once
+    /// it is closing.
+    pub fn idle_deadline(&self) -> Option<Instant> {
+        match (self.working, self.phase) {
+            (Some(_), _) | (None, Phase::Closing(_)) => None,
+            _ => self.idle_deadline,
+        }
+    }
+
+    /// Looks at the idle deadline at `now`. Past it, a client with answers
+    /// unwritten did not read them (the returned end, an error);
+    /// otherwise the conversation closes with the last word `Error: idle
+    /// timeout.`.
+    pub fn check_idle(&mut self, now: Instant) -> Option<End> {
+        if self.idle_deadline().is_none_or(|deadline| now < deadline) {
+            return None;
+        }
+        if !self.output().is_empty() {
+            return Some(End::Unread(Stall::IdleTimeout));
+        }
+        self.phase = Phase::Closing(Closing::IdleTimeout);
+        None
+    }
+
+    /// The server begins its shutdown: the conversation answers what has
+    /// already arrived, then ends.
+    pub fn shutdown(&mut self) {
+        if self.phase == Phase::Open {
+            self.phase = Phase::ShuttingDown;
+        }
+    }
+
+    /// Shutting down, a read found nothing more: once what came is
+    /// answered and written, the conversation ends.
+    pub fn drained(&mut self) {
+        if self.phase == Phase::ShuttingDown {
+            self.phase = Phase::Drained;
+        }
+    }
+
+    /// The shutdown grace is over: the conversation ends now, whatever it
+    /// was doing. A question being worked on, and those behind it, are
+    /// dropped unanswered; answers not yet written mean the client did not
+    /// read them (an error).
+    pub fn grace_over(&mut self) -> End {
+        self.unanswered += u64::from(self.working.take().is_some()) + self.decoder.drop_complete();
+        self.phase = Phase::Closing(Closing::Shutdown);
+        if self.output().is_empty() {
+            End::Shutdown
+        } else {
+            End::Unread(Stall::Shutdown)
+        }
+    }
+
+    /// The error answer to send, best effort, once the output is written,
+    /// before the conversation ends: `Error: request too long.` or `Error:
+    /// idle timeout.`. The driver counts on no reply to it and ends the
+    /// conversation after one try: a client that does not read cannot hold
+    /// it. It is counted as an error here.
+    pub fn last_word(&self, stats: &Stats) -> Option<&'static [u8]> {
+        if !self.output().is_empty() {
+            return None;
+        }
+        let word = match self.phase {
+            Phase::Closing(Closing::TooLong) => REQUEST_TOO_LONG,
+            Phase::Closing(Closing::IdleTimeout) => IDLE_TIMEOUT,
+            _ => return None,
+        };
+        stats.error(1);
+        Some(word)
+    }
+
+    /// Why the conversation is over, once it is: its output is written,
+    /// no answer is being worked on, and it closes (after its last word,
+    /// if it has one), or the client closed and every complete question
+    /// is answered, or the server is shutting down and what arrived is
+    /// answered.
+    pub fn end(&mut self) -> Option<End> {
+        if !self.output().is_empty() || self.working.is_some() {
+            return None;
+        }
+        match self.phase {
+            Phase::Closing(Closing::TooLong) => Some(End::TooLong),
+            Phase::Closing(Closing::IdleTimeout) => Some(End::IdleTimeout),
+            Phase::Closing(Closing::Shutdown) => Some(End::Shutdown),
+            // Output empty and nothing worked on: `answer` took every
+            // complete question (more would wait only behind the bound).
+            Phase::InputClosed if !self.has_questions() => Some(End::ClientClosed),
+            Phase::Drained if !self.has_questions() => Some(End::Shutdown),
+            _ => None,
+        }
+    }
+
+    /// Whether a complete question waits in the decoder (only behind the
+    /// output bound or a question being worked on).
+    fn has_questions(&self) -> bool {
+        self.decoder.has_complete()
+    }
+
+    /// What the conversation leaves unanswered if it ends now, for the
+    /// summary: a partial question, and complete questions it will never
+    /// answer (those are dropped from it).
+    pub fn leftover(&mut self) -> Leftover {
+        // The complete questions first: what is left after them is partial.
+        let unanswered = self.unanswered
+            + u64::from(self.working.take().is_some())
+            + self.decoder.drop_complete();
+        self.unanswered = 0;
+        Leftover {
+            partial: self.decoder.partial().len(),
+            unanswered,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::WorkKind;
+
+    fn config() -> Config {
+        Config {
+            idle_timeout: Some(Duration::from_secs(10)),
+            ..Config::default()
+        }
+    }
+
+    fn feed(conversation: &mut Conversation, bytes: &[u8]) {
+        for &byte in bytes {
+            conversation.read_buf()[0] = byte;
+            conversation.received(1);
+        }
+    }
+
+    fn take_output(conversation: &mut Conversation) -> Vec<u8> {
+        let out = conversation.output().to_vec();
+        conversation.wrote(out.len());
+        out
+    }
+
+    #[test]
+    fn answers_questions_split_byte_by_byte_in_order() {
+        let (now, stats) = (Instant::now(), Stats::new());
+        let mut conversation = Conversation::new(&config(), now);
+        feed(
+            &mut conversation,
+            b" Now is better than?\nWhy?Flat is better than?Spa",
+        );
+        assert_eq!(conversation.answer(now, &stats), None);
+        assert_eq!(
+            take_output(&mut conversation),
+            b"never.Error: unknown aphorism.nested."
+        );
+        assert!(conversation.wants_read());
+        conversation.received(0);
+        assert_eq!(
+            conversation.end().map(|end| end.to_string()),
+            Some("client closed".into())
+        );
+        assert_eq!(
+            conversation.leftover(),
+            Leftover {
+                partial: 3,
+                unanswered: 0
+            }
+        );
+        let summary = stats.summary();
+        assert_eq!((summary.answered, summary.errors), (3, 1));
+    }
+
+    #[test]
+    fn work_holds_the_questions_behind_it_in_order() {
+        let (now, stats) = (Instant::now(), Stats::new());
+        let work = Work {
+            kind: WorkKind::Wait,
+            duration: Duration::from_millis(10),
+        };
+        let mut conversation = Conversation::new(
+            &Config {
+                work: Some(work),
+                ..config()
+            },
+            now,
+        );
+        feed(
+            &mut conversation,
+            b"Now is better than?Flat is better than?",
+        );
+        assert_eq!(conversation.answer(now, &stats), Some(work));
+        assert!(!conversation.wants_read());
+        assert_eq!(conversation.idle_deadline(), None, "an answer is owed");
+        assert_eq!(conversation.output(), b"");
+        assert_eq!(conversation.worked(now, &stats), Some(work));
+        assert_eq!(take_output(&mut conversation), b"never.");
+        assert_eq!(conversation.worked(now, &stats), None);
+        assert_eq!(take_output(&mut conversation), b"nested.");
+    }
+
+    #[test]
+    fn the_end_of_the_grace_drops_what_is_being_worked_on_and_behind_it() {
+        let (now, stats) = (Instant::now(), Stats::new());
+        let work = Work {
+            kind: WorkKind::Wait,
+            duration: Duration::from_secs(1),
+        };
+        let mut conversation = Conversation::new(
+            &Config {
+                work: Some(work),
+                ..config()
+            },
+            now,
+        );
+        feed(
+            &mut conversation,
+            b"Now is better than?Flat is better than?Sparse is better than?",
+        );
+        conversation.answer(now, &stats);
+        conversation.worked(now, &stats);
+        take_output(&mut conversation);
+        conversation.shutdown();
+        assert_eq!(
+            conversation.grace_over().to_string(),
+            "server shutting down"
+        );
+        assert_eq!(
+            conversation.leftover(),
+            Leftover {
+                partial: 0,
+                unanswered: 2
+            }
+        );
+        assert_eq!(stats.summary().answered, 1);
+    }
+
+    #[test]
+    fn a_request_too_long_is_answered_after_what_came_before_then_closes() {
+        let (now, stats) = (Instant::now(), Stats::new());
+        let mut conversation = Conversation::new(
+            &Config {
+                max_request: 8,
+                ..config()
+            },
+            now,
+        );
+        feed(&mut conversation, b"Why?xxxxxxxxxx");
+        conversation.answer(now, &stats);
+        assert_eq!(conversation.last_word(&stats), None, "after the answers");
+        assert_eq!(take_output(&mut conversation), b"Error: unknown aphorism.");
+        assert_eq!(conversation.last_word(&stats), Some(REQUEST_TOO_LONG));
+        assert_eq!(
+            conversation.end().map(|end| end.to_string()),
+            Some("request too long".into())
+        );
+        assert_eq!(stats.summary().errors, 2);
+    }
+
+    #[test]
+    fn idle_is_a_last_word_or_with_answers_unread_an_error() {
+        let (now, stats) = (Instant::now(), Stats::new());
+        let later = now + Duration::from_secs(11);
+        let mut quiet = Conversation::new(&config(), now);
+        assert!(quiet.check_idle(now).is_none());
+        assert!(quiet.check_idle(later).is_none());
+        assert_eq!(quiet.last_word(&stats), Some(IDLE_TIMEOUT));
+        assert_eq!(
+            quiet.end().map(|end| end.to_string()),
+            Some("idle timeout".into())
+        );
+
+        let mut unread = Conversation::new(&config(), now);
+        feed(&mut unread, b"Now is better than?");
+        unread.answer(now, &stats);
+        let end = unread.check_idle(later + Duration::from_secs(10));
+        assert!(
+            matches!(end, Some(End::Unread(Stall::IdleTimeout))),
+            "{end:?}"
+        );
+    }
+
+    #[test]
+    fn output_past_its_bound_stops_answering_and_reading() {
+        let (now, stats) = (Instant::now(), Stats::new());
+        let mut conversation = Conversation::new(&config(), now);
+        // `?` is answered `Error: unknown aphorism.` (24 bytes).
+        let questions = OUTPUT_LIMIT / 24 + 10;
+        for _ in 0..questions.div_ceil(1000) {
+            let bytes = vec![b'?'; 1000];
+            let room = conversation.read_buf();
+            room[..bytes.len()].copy_from_slice(&bytes);
+            conversation.received(bytes.len());
+            conversation.answer(now, &stats);
+        }
+        assert!(conversation.output().len() >= OUTPUT_LIMIT);
+        assert!(!conversation.wants_read());
+        let unsent = conversation.output().len();
+        conversation.wrote(unsent);
+        assert!(conversation.wants_read());
+        conversation.answer(now, &stats);
+        assert!(
+            !conversation.output().is_empty(),
+            "the questions held back are answered"
+        );
+    }
+}
