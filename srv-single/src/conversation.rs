@@ -28,7 +28,7 @@ pub fn converse(
         conversation: Conversation::new(config, Instant::now()),
         read_timeout: Duration::ZERO,
     };
-    let end = blocking.run(shutdown, stats);
+    let end = blocking.run(config, shutdown, stats);
     end.record(peer, blocking.conversation.leftover(), stats);
 }
 
@@ -50,7 +50,7 @@ enum Stalled {
 }
 
 impl Blocking {
-    fn run(&mut self, shutdown: &Shutdown, stats: &Stats) -> End {
+    fn run(&mut self, config: &Config, shutdown: &Shutdown, stats: &Stats) -> End {
         if let Err(error) = self.setup() {
             return End::Failed(error);
         }
@@ -58,7 +58,7 @@ impl Blocking {
             // Answer every complete question received so far, each after
             // its work, then send all the answers at once: a pipelining
             // client costs one read and one write per batch.
-            let mut work = self.conversation.answer(Instant::now(), stats);
+            let mut work = self.conversation.answer(Instant::now(), config, stats);
             while let Some(needed) = work {
                 // Answers already made go out before the work begins, so a
                 // pipelining client gets each one as soon as it is ready.
@@ -71,7 +71,7 @@ impl Blocking {
                 if !needed.run_within(shutdown) {
                     return self.conversation.grace_over();
                 }
-                work = self.conversation.worked(Instant::now(), stats);
+                work = self.conversation.worked(Instant::now(), config, stats);
             }
             if let Err(end) = self.flush(shutdown) {
                 return end;

@@ -22,7 +22,7 @@
 //!   questions already received, closes, and returns the summary.
 //!
 //! [`converse`] is the whole blocking conversation: zen-utils'
-//! [`Conversation`](zen_utils::conversation::Conversation), which holds
+//! [`zen_utils::conversation::Conversation`], which holds
 //! the protocol, driven by a thread that blocks. srv-threaded runs the very
 //! same function on many threads.
 //!

@@ -22,7 +22,7 @@
 //! does: a question whose answer is being worked on holds the ones behind
 //! it in the decoder until its answer has joined the output.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::frame::RequestTooLong;
 use crate::protocol::{self, IDLE_TIMEOUT, OUTPUT_LIMIT, REQUEST_TOO_LONG};
@@ -35,8 +35,6 @@ pub struct Conversation {
     /// Answers made and not yet written: `out[sent..]`.
     out: Vec<u8>,
     sent: usize,
-    work: Option<Work>,
-    idle_timeout: Option<Duration>,
     /// When the idle timeout ends the conversation unless a question
     /// completes first; `None` when the timeout is off.
     idle_deadline: Option<Instant>,
@@ -80,8 +78,6 @@ impl Conversation {
             decoder: Decoder::new(config.max_request),
             out: Vec::new(),
             sent: 0,
-            work: config.work,
-            idle_timeout: config.idle_timeout,
             idle_deadline: config.idle_timeout.map(|timeout| now + timeout),
             working: None,
             phase: Phase::Open,
@@ -121,7 +117,7 @@ impl Conversation {
     /// needs `--work`: the driver does it its own way, then calls
     /// [`worked`](Self::worked) (or [`grace_over`](Self::grace_over) if
     /// the shutdown grace ran out first); the questions behind it wait.
-    pub fn answer(&mut self, now: Instant, stats: &Stats) -> Option<Work> {
+    pub fn answer(&mut self, now: Instant, config: &Config, stats: &Stats) -> Option<Work> {
         if self.working.is_some() || matches!(self.phase, Phase::Closing(_)) {
             return None;
         }
@@ -138,7 +134,7 @@ impl Conversation {
                     break;
                 }
             };
-            if let Some(needed) = self.work {
+            if let Some(needed) = config.work {
                 self.working = Some(reply);
                 work = Some(needed);
                 break;
@@ -147,25 +143,25 @@ impl Conversation {
             answers += 1;
             errors += u64::from(protocol::is_error(reply));
         }
-        self.count(answers, errors, now, stats);
+        self.count(answers, errors, now, config, stats);
         work
     }
 
     /// The work of the question being answered is done (at `now`): its
     /// answer joins the output, and the questions behind it are answered.
     /// Returns the work of the next question that needs it.
-    pub fn worked(&mut self, now: Instant, stats: &Stats) -> Option<Work> {
+    pub fn worked(&mut self, now: Instant, config: &Config, stats: &Stats) -> Option<Work> {
         let reply = self.working.take()?;
         self.out.extend_from_slice(reply);
-        self.count(1, u64::from(protocol::is_error(reply)), now, stats);
-        self.answer(now, stats)
+        self.count(1, u64::from(protocol::is_error(reply)), now, config, stats);
+        self.answer(now, config, stats)
     }
 
     /// Counts answers made, and starts the idle clock again.
-    fn count(&mut self, answers: u64, errors: u64, now: Instant, stats: &Stats) {
+    fn count(&mut self, answers: u64, errors: u64, now: Instant, config: &Config, stats: &Stats) {
         if answers > 0 {
             stats.answered(answers, errors);
-            self.idle_deadline = self.idle_timeout.map(|timeout| now + timeout);
+            self.idle_deadline = config.idle_timeout.map(|timeout| now + timeout);
         }
     }
 
@@ -303,12 +299,25 @@ impl Conversation {
 mod tests {
     use super::*;
     use crate::WorkKind;
+    use std::time::Duration;
 
     fn config() -> Config {
         Config {
             idle_timeout: Some(Duration::from_secs(10)),
             ..Config::default()
         }
+    }
+
+    fn working(duration: Duration) -> (Config, Work) {
+        let work = Work {
+            kind: WorkKind::Wait,
+            duration,
+        };
+        let config = Config {
+            work: Some(work),
+            ..config()
+        };
+        (config, work)
     }
 
     fn feed(conversation: &mut Conversation, bytes: &[u8]) {
@@ -326,30 +335,26 @@ mod tests {
 
     #[test]
     fn answers_questions_split_byte_by_byte_in_order() {
-        let (now, stats) = (Instant::now(), Stats::new());
-        let mut conversation = Conversation::new(&config(), now);
+        let (now, stats, config) = (Instant::now(), Stats::new(), config());
+        let mut conversation = Conversation::new(&config, now);
         feed(
             &mut conversation,
             b" Now is better than?\nWhy?Flat is better than?Spa",
         );
-        assert_eq!(conversation.answer(now, &stats), None);
+        assert_eq!(conversation.answer(now, &config, &stats), None);
         assert_eq!(
             take_output(&mut conversation),
             b"never.Error: unknown aphorism.nested."
         );
         assert!(conversation.wants_read());
         conversation.received(0);
-        assert_eq!(
-            conversation.end().map(|end| end.to_string()),
-            Some("client closed".into())
-        );
-        assert_eq!(
-            conversation.leftover(),
-            Leftover {
-                partial: 3,
-                unanswered: 0
-            }
-        );
+        let end = conversation.end().map(|end| end.to_string());
+        assert_eq!(end.as_deref(), Some("client closed"));
+        let left = Leftover {
+            partial: 3,
+            unanswered: 0,
+        };
+        assert_eq!(conversation.leftover(), left);
         let summary = stats.summary();
         assert_eq!((summary.answered, summary.errors), (3, 1));
     }
@@ -357,105 +362,79 @@ mod tests {
     #[test]
     fn work_holds_the_questions_behind_it_in_order() {
         let (now, stats) = (Instant::now(), Stats::new());
-        let work = Work {
-            kind: WorkKind::Wait,
-            duration: Duration::from_millis(10),
-        };
-        let mut conversation = Conversation::new(
-            &Config {
-                work: Some(work),
-                ..config()
-            },
-            now,
-        );
+        let (config, work) = working(Duration::from_millis(10));
+        let mut conversation = Conversation::new(&config, now);
         feed(
             &mut conversation,
             b"Now is better than?Flat is better than?",
         );
-        assert_eq!(conversation.answer(now, &stats), Some(work));
+        assert_eq!(conversation.answer(now, &config, &stats), Some(work));
         assert!(!conversation.wants_read());
         assert_eq!(conversation.idle_deadline(), None, "an answer is owed");
         assert_eq!(conversation.output(), b"");
-        assert_eq!(conversation.worked(now, &stats), Some(work));
+        assert_eq!(conversation.worked(now, &config, &stats), Some(work));
         assert_eq!(take_output(&mut conversation), b"never.");
-        assert_eq!(conversation.worked(now, &stats), None);
+        assert_eq!(conversation.worked(now, &config, &stats), None);
         assert_eq!(take_output(&mut conversation), b"nested.");
     }
 
     #[test]
     fn the_end_of_the_grace_drops_what_is_being_worked_on_and_behind_it() {
         let (now, stats) = (Instant::now(), Stats::new());
-        let work = Work {
-            kind: WorkKind::Wait,
-            duration: Duration::from_secs(1),
-        };
-        let mut conversation = Conversation::new(
-            &Config {
-                work: Some(work),
-                ..config()
-            },
-            now,
-        );
+        let (config, _) = working(Duration::from_secs(1));
+        let mut conversation = Conversation::new(&config, now);
         feed(
             &mut conversation,
             b"Now is better than?Flat is better than?Sparse is better than?",
         );
-        conversation.answer(now, &stats);
-        conversation.worked(now, &stats);
+        conversation.answer(now, &config, &stats);
+        conversation.worked(now, &config, &stats);
         take_output(&mut conversation);
         conversation.shutdown();
         assert_eq!(
             conversation.grace_over().to_string(),
             "server shutting down"
         );
-        assert_eq!(
-            conversation.leftover(),
-            Leftover {
-                partial: 0,
-                unanswered: 2
-            }
-        );
+        let left = Leftover {
+            partial: 0,
+            unanswered: 2,
+        };
+        assert_eq!(conversation.leftover(), left);
         assert_eq!(stats.summary().answered, 1);
     }
 
     #[test]
     fn a_request_too_long_is_answered_after_what_came_before_then_closes() {
         let (now, stats) = (Instant::now(), Stats::new());
-        let mut conversation = Conversation::new(
-            &Config {
-                max_request: 8,
-                ..config()
-            },
-            now,
-        );
+        let config = Config {
+            max_request: 8,
+            ..config()
+        };
+        let mut conversation = Conversation::new(&config, now);
         feed(&mut conversation, b"Why?xxxxxxxxxx");
-        conversation.answer(now, &stats);
+        conversation.answer(now, &config, &stats);
         assert_eq!(conversation.last_word(&stats), None, "after the answers");
         assert_eq!(take_output(&mut conversation), b"Error: unknown aphorism.");
         assert_eq!(conversation.last_word(&stats), Some(REQUEST_TOO_LONG));
-        assert_eq!(
-            conversation.end().map(|end| end.to_string()),
-            Some("request too long".into())
-        );
+        let end = conversation.end().map(|end| end.to_string());
+        assert_eq!(end.as_deref(), Some("request too long"));
         assert_eq!(stats.summary().errors, 2);
     }
 
     #[test]
     fn idle_is_a_last_word_or_with_answers_unread_an_error() {
-        let (now, stats) = (Instant::now(), Stats::new());
+        let (now, stats, config) = (Instant::now(), Stats::new(), config());
         let later = now + Duration::from_secs(11);
-        let mut quiet = Conversation::new(&config(), now);
+        let mut quiet = Conversation::new(&config, now);
         assert!(quiet.check_idle(now).is_none());
         assert!(quiet.check_idle(later).is_none());
         assert_eq!(quiet.last_word(&stats), Some(IDLE_TIMEOUT));
-        assert_eq!(
-            quiet.end().map(|end| end.to_string()),
-            Some("idle timeout".into())
-        );
+        let end = quiet.end().map(|end| end.to_string());
+        assert_eq!(end.as_deref(), Some("idle timeout"));
 
-        let mut unread = Conversation::new(&config(), now);
+        let mut unread = Conversation::new(&config, now);
         feed(&mut unread, b"Now is better than?");
-        unread.answer(now, &stats);
+        unread.answer(now, &config, &stats);
         let end = unread.check_idle(later + Duration::from_secs(10));
         assert!(
             matches!(end, Some(End::Unread(Stall::IdleTimeout))),
@@ -465,8 +444,8 @@ mod tests {
 
     #[test]
     fn output_past_its_bound_stops_answering_and_reading() {
-        let (now, stats) = (Instant::now(), Stats::new());
-        let mut conversation = Conversation::new(&config(), now);
+        let (now, stats, config) = (Instant::now(), Stats::new(), config());
+        let mut conversation = Conversation::new(&config, now);
         // `?` is answered `Error: unknown aphorism.` (24 bytes).
         let questions = OUTPUT_LIMIT / 24 + 10;
         for _ in 0..questions.div_ceil(1000) {
@@ -474,14 +453,14 @@ mod tests {
             let room = conversation.read_buf();
             room[..bytes.len()].copy_from_slice(&bytes);
             conversation.received(bytes.len());
-            conversation.answer(now, &stats);
+            conversation.answer(now, &config, &stats);
         }
         assert!(conversation.output().len() >= OUTPUT_LIMIT);
         assert!(!conversation.wants_read());
         let unsent = conversation.output().len();
         conversation.wrote(unsent);
         assert!(conversation.wants_read());
-        conversation.answer(now, &stats);
+        conversation.answer(now, &config, &stats);
         assert!(
             !conversation.output().is_empty(),
             "the questions held back are answered"
