@@ -76,6 +76,11 @@ impl Blocking {
             if let Err(end) = self.flush(shutdown) {
                 return end;
             }
+            // Questions held back by the output bound are answered before
+            // the thread blocks in a read.
+            if self.conversation.has_questions() {
+                continue;
+            }
             if let Some(end) = self.conversation.check_idle(Instant::now()) {
                 return end;
             }

@@ -94,7 +94,7 @@ impl Conversation {
     /// client shut its sending side.
     pub fn received(&mut self, n: usize) {
         if n == 0 {
-            if self.phase == Phase::Open {
+            if matches!(self.phase, Phase::Open | Phase::ShuttingDown) {
                 self.phase = Phase::InputClosed;
             }
         } else {
@@ -267,16 +267,27 @@ impl Conversation {
             Phase::Closing(Closing::Shutdown) => Some(End::Shutdown),
             // Output empty and nothing worked on: `answer` took every
             // complete question (more would wait only behind the bound).
-            Phase::InputClosed if !self.has_questions() => Some(End::ClientClosed),
-            Phase::Drained if !self.has_questions() => Some(End::Shutdown),
+            Phase::InputClosed if !self.decoder.has_complete() => Some(End::ClientClosed),
+            Phase::Drained if !self.decoder.has_complete() => Some(End::Shutdown),
             _ => None,
         }
     }
 
-    /// Whether a complete question waits in the decoder (only behind the
-    /// output bound or a question being worked on).
-    fn has_questions(&self) -> bool {
-        self.decoder.has_complete()
+    /// Whether complete questions wait that [`answer`](Self::answer) would
+    /// take now: they stayed behind the output bound, which the driver has
+    /// since written down. A driver that blocks answers them before it
+    /// blocks in a read.
+    pub fn has_questions(&self) -> bool {
+        self.working.is_none()
+            && !matches!(self.phase, Phase::Closing(_))
+            && self.decoder.has_complete()
+    }
+
+    /// The memory the conversation's read buffer holds (0 until the first
+    /// read): a driver can wait for a connection's first bytes without
+    /// making it one.
+    pub fn buffer_capacity(&self) -> usize {
+        self.decoder.capacity()
     }
 
     /// What the conversation leaves unanswered if it ends now, for the
