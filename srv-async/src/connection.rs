@@ -9,10 +9,9 @@ use std::time::Duration;
 use socket2::SockRef;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::time::{sleep, sleep_until, Instant, Sleep};
-use zen_utils::frame::RequestTooLong;
-use zen_utils::protocol::{self, IDLE_TIMEOUT, OUTPUT_LIMIT, REQUEST_TOO_LONG};
-use zen_utils::{listener, Decoder, End, Leftover, Stall, Work, WorkKind};
+use tokio::time::{sleep_until, Instant, Sleep};
+use zen_utils::conversation::Conversation;
+use zen_utils::{listener, End, Stall, Work, WorkKind};
 
 use crate::{precise_sleep, Shared, Stop};
 
@@ -30,38 +29,27 @@ pub async fn handle_connection(stream: TcpStream, peer: SocketAddr, shared: &Sha
     tracing::debug!("accepted connection from {peer}");
     let mut connection = Connection::new(stream, shared, stop);
     let end = connection.run().await;
-    // Complete questions still in the decoder (a client that did not read
-    // its answers when the grace ended, say) are dropped too; what is left
-    // after them is a partial question.
-    let unanswered = connection.unanswered + connection.decoder.drop_complete();
-    let left = Leftover {
-        partial: connection.decoder.partial().len(),
-        unanswered,
-    };
-    end.record(peer, left, &shared.stats);
+    end.record(peer, connection.conversation.leftover(), &shared.stats);
 }
 
-/// The state of one connection: all of it lives in the task's future.
+/// The driver of one conversation: the socket, the protocol's
+/// conversation, and how the task waits. All of it lives in the task's
+/// future.
 struct Connection<'a> {
     stream: TcpStream,
-    decoder: Decoder,
-    /// Answers not yet written: written once per batch of questions, before
-    /// any `--work`, and whenever they reach [`OUTPUT_LIMIT`].
-    out: Vec<u8>,
+    /// The protocol: what was received, the answers not yet written, the
+    /// question being worked on, the idle deadline, the last word.
+    conversation: Conversation,
     shared: &'a Shared,
-    /// Fires when no question has completed for `--idle-timeout`: pushed
-    /// back each time answers are sent; `None` when the timeout is off.
-    /// One timer for the connection's life, reset in place, not a new one
-    /// per read.
+    /// Fires at the conversation's idle deadline; `None` when the timeout
+    /// is off. One timer for the connection's life, moved (reset in place)
+    /// when the deadline moves, once per batch of answers, not per read.
     idle: Option<Pin<Box<Sleep>>>,
     /// The timer of `--work wait`, made at the first wait and re-armed for
     /// each one after; boxed, so a connection that never waits carries
     /// only a pointer.
     work_timer: Option<Box<precise_sleep::Timer>>,
     shutdown: ShutdownWatch<'a>,
-    /// Complete questions left unanswered when the shutdown grace cut
-    /// their work short.
-    unanswered: u64,
 }
 
 /// How a connection learns of the shutdown, and its deadline once it has.
@@ -86,14 +74,14 @@ enum GaveUp {
 
 impl<'a> Connection<'a> {
     fn new(stream: TcpStream, shared: &'a Shared, stop: &'a Stop) -> Self {
-        let idle = shared
-            .config
-            .idle_timeout
-            .map(|timeout| Box::pin(sleep(timeout)));
+        let now = std::time::Instant::now();
+        let conversation = Conversation::new(&shared.config, now);
+        let idle = conversation
+            .idle_deadline()
+            .map(|at| Box::pin(sleep_until(Instant::from_std(at))));
         Self {
             stream,
-            decoder: Decoder::new(shared.config.max_request),
-            out: Vec::new(),
+            conversation,
             shared,
             idle,
             work_timer: None,
@@ -102,7 +90,6 @@ impl<'a> Connection<'a> {
                 begins: Box::pin(stop.stopped()),
                 grace: None,
             },
-            unanswered: 0,
         }
     }
 
@@ -112,33 +99,61 @@ impl<'a> Connection<'a> {
             return End::Failed(error);
         }
         loop {
-            // Answer every complete question received so far, then send all
-            // the answers with one write: a pipelining client costs one
-            // read and one write per batch, not per question.
-            let too_long = match self.answer_buffered().await {
-                Ok(too_long) => too_long,
-                Err(end) => return end,
-            };
+            // Answer every complete question received so far, each after
+            // its work, then send all the answers with one write: a
+            // pipelining client costs one read and one write per batch.
+            // (Only whether work is owed is kept across the awaits, not the
+            // work itself, which is the config's: every byte kept across an
+            // await is a byte of every connection's task, idle or not.)
+            let mut owed = self.answer().is_some();
+            while owed {
+                // Answers already made go out before the work begins, so a
+                // pipelining client gets each one as soon as it is ready.
+                if let Err(end) = self.flush().await {
+                    return end;
+                }
+                // Boxed: the work's future (a timer, its registration) is
+                // large, and kept inline it would make every connection's
+                // task that much larger for its whole life, idle or not.
+                // Boxing costs an allocation per question, only with --work.
+                if Box::pin(self.work()).await.is_err() {
+                    // The grace ran out during the work: this question and
+                    // the ones behind it are dropped, as in every model.
+                    return self.conversation.grace_over();
+                }
+                let (config, stats) = (&self.shared.config, &self.shared.stats);
+                owed = self
+                    .conversation
+                    .worked(std::time::Instant::now(), config, stats)
+                    .is_some();
+            }
             if let Err(end) = self.flush().await {
                 return end;
             }
-            if too_long {
+            // Questions held back by the output bound are answered before
+            // the task waits for more.
+            if self.conversation.has_questions() {
+                continue;
+            }
+            if let Some(word) = self.conversation.last_word(&self.shared.stats) {
                 // Boxed, like the work: the last word runs once, and inline
                 // its future would enlarge every idle connection.
-                Box::pin(self.say_last(REQUEST_TOO_LONG)).await;
-                return End::TooLong;
+                Box::pin(self.say_last(word)).await;
+            }
+            if let Some(end) = self.conversation.end() {
+                return end;
             }
             if let Some(grace) = self.shutdown.grace {
                 // Shutting down: take only what has already arrived, and
                 // stop when nothing more has or the grace is over.
+                self.conversation.shutdown();
                 if Instant::now() >= grace {
-                    return End::Shutdown;
+                    return self.conversation.grace_over();
                 }
                 match self.read_arrived() {
-                    Ok(0) => return End::ClientClosed,
-                    Ok(n) => self.decoder.filled(n),
+                    Ok(n) => self.conversation.received(n),
                     Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                        return End::Shutdown
+                        self.conversation.drained();
                     }
                     Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                     Err(error) => return End::Failed(error),
@@ -150,82 +165,58 @@ impl<'a> Connection<'a> {
             // no byte has been taken from the socket.
             tokio::select! {
                 biased;
-                read = read_some(&mut self.stream, &mut self.decoder) => match read {
-                    Ok(0) => return End::ClientClosed,
-                    Ok(n) => self.decoder.filled(n),
+                read = read_some(&mut self.stream, &mut self.conversation) => match read {
+                    Ok(n) => self.conversation.received(n),
                     Err(error) if is_retry(&error) => {}
                     Err(error) => return End::Failed(error),
                 },
                 () = self.shutdown.begins() => {}
                 () = expired(self.idle.as_mut().map(Pin::as_mut)) => {
-                    Box::pin(self.say_last(IDLE_TIMEOUT)).await;
-                    return End::IdleTimeout;
+                    if let Some(end) = self.conversation.check_idle(std::time::Instant::now()) {
+                        return end;
+                    }
                 }
             }
         }
     }
 
-    /// Answers the complete questions in the decoder, doing `--work` for
-    /// each. Returns whether the request that follows them is too long.
-    async fn answer_buffered(&mut self) -> Result<bool, End> {
-        let (mut answers, mut errors) = (0, 0);
-        let result = loop {
-            // The answer is a `&'static [u8]`: taking a question allocates
-            // nothing, and the decoder's borrow ends here.
-            let reply = match self.decoder.next_question() {
-                Ok(Some(question)) => protocol::answer(question),
-                Ok(None) => break Ok(false),
-                Err(RequestTooLong { .. }) => break Ok(true),
-            };
-            if let Some(work) = self.shared.config.work {
-                // Answers already made go out before the work begins, so a
-                // pipelining client gets each one as soon as it is ready.
-                if let Err(end) = self.flush().await {
-                    break Err(end);
-                }
-                // Boxed: the work's future (a timer, its registration) is
-                // large, and kept inline it would make every connection's
-                // task that much larger for its whole life, idle or not.
-                // Boxing costs an allocation per question, only with --work.
-                if let Err(end) = Box::pin(self.work(work)).await {
-                    // The grace ran out during the work: this question and
-                    // the ones behind it are dropped, as in every model.
-                    self.unanswered = 1 + self.decoder.drop_complete();
-                    break Err(end);
-                }
+    /// Answers the questions received, as far as the conversation can;
+    /// returns the work it now owes, if any.
+    fn answer(&mut self) -> Option<Work> {
+        let (config, stats) = (&self.shared.config, &self.shared.stats);
+        self.conversation
+            .answer(std::time::Instant::now(), config, stats)
+    }
+
+    /// Moves the idle timer to the conversation's idle deadline, if that
+    /// moved (questions were answered).
+    fn follow_idle_deadline(&mut self) {
+        if let (Some(idle), Some(at)) = (&mut self.idle, self.conversation.idle_deadline()) {
+            let at = Instant::from_std(at);
+            if idle.deadline() != at {
+                idle.as_mut().reset(at);
             }
-            self.out.extend_from_slice(reply);
-            answers += 1;
-            errors += u64::from(protocol::is_error(reply));
-            if self.out.len() >= OUTPUT_LIMIT {
-                // The bound on unsent answers: stop taking questions and
-                // write. A client that does not read makes this write wait,
-                // and nothing more is read from it meanwhile: that is the
-                // backpressure.
-                if let Err(end) = self.flush().await {
-                    break Err(end);
-                }
-            }
+        }
+    }
+
+    /// Does the simulated work of one answer (`--work`, which the
+    /// conversation asked for); `Err` when the shutdown grace ran out first.
+    async fn work(&mut self) -> Result<(), GaveUp> {
+        let Some(work) = self.shared.config.work else {
+            return Ok(());
         };
-        if answers > 0 {
-            self.shared.stats.answered(answers, errors);
-        }
-        result
-    }
-
-    /// Does the simulated work of one answer.
-    async fn work(&mut self, work: Work) -> Result<(), End> {
         match work.kind {
             // The async way to wait: the task sleeps on a timer and the
             // thread serves other connections meanwhile. The timer is a
             // precise one: tokio's own rounds up to whole milliseconds.
-            WorkKind::Wait => guarded(
-                precise_sleep::sleep(&mut self.work_timer, work.duration),
-                &mut self.shutdown,
-                None,
-            )
-            .await
-            .map_err(|_: GaveUp| End::Shutdown),
+            WorkKind::Wait => {
+                guarded(
+                    precise_sleep::sleep(&mut self.work_timer, work.duration),
+                    &mut self.shutdown,
+                    None,
+                )
+                .await
+            }
             // Both hold the runtime's thread: no other task of this runtime
             // runs until they finish. Kept inline on purpose, to measure
             // what blocking an event loop costs. The end of the shutdown
@@ -235,7 +226,7 @@ impl<'a> Connection<'a> {
                 if work.run_within(&self.shared.shutdown) {
                     Ok(())
                 } else {
-                    Err(End::Shutdown)
+                    Err(GaveUp::Grace)
                 }
             }
             WorkKind::Block => {
@@ -248,27 +239,29 @@ impl<'a> Connection<'a> {
     /// Writes every unsent answer. Gives up when the client has not read for
     /// the idle timeout, or when the shutdown grace has passed.
     async fn flush(&mut self) -> Result<(), End> {
-        if self.out.is_empty() {
+        // Questions were just answered: the idle clock starts again.
+        self.follow_idle_deadline();
+        let output = self.conversation.output();
+        if output.is_empty() {
             return Ok(());
         }
-        // Questions were just answered: the idle clock starts again.
-        if let (Some(idle), Some(timeout)) = (&mut self.idle, self.shared.config.idle_timeout) {
-            idle.as_mut().reset(Instant::now() + timeout);
-        }
         let idle = self.idle.as_mut().map(Pin::as_mut);
-        let written = guarded(self.stream.write_all(&self.out), &mut self.shutdown, idle).await;
-        self.out.clear();
+        let written = guarded(self.stream.write_all(output), &mut self.shutdown, idle).await;
         match written {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(())) => {
+                let n = self.conversation.output().len();
+                self.conversation.wrote(n);
+                Ok(())
+            }
             Ok(Err(error)) => Err(End::Failed(error)),
             Err(GaveUp::Grace) => Err(End::Unread(Stall::Shutdown)),
             Err(GaveUp::Idle) => Err(End::Unread(Stall::IdleTimeout)),
         }
     }
 
-    /// Sends a final error answer, best effort, and counts it.
+    /// Sends a final error answer, best effort (it was counted when the
+    /// conversation gave it).
     async fn say_last(&mut self, error: &'static [u8]) {
-        self.shared.stats.error(1);
         let _ = tokio::time::timeout(LAST_WORD_PATIENCE, self.stream.write_all(error)).await;
     }
 
@@ -278,7 +271,7 @@ impl<'a> Connection<'a> {
     /// bytes that arrived after it.
     fn read_arrived(&mut self) -> io::Result<usize> {
         let socket = SockRef::from(&self.stream);
-        (&*socket).read(self.decoder.read_buf())
+        (&*socket).read(self.conversation.read_buf())
     }
 }
 
@@ -325,9 +318,9 @@ async fn guarded<T>(
     }
 }
 
-/// Reads what has arrived into the decoder, waiting for it if need be.
-async fn read_some(stream: &mut TcpStream, decoder: &mut Decoder) -> io::Result<usize> {
-    if decoder.capacity() == 0 {
+/// Reads what has arrived into the conversation, waiting for it if need be.
+async fn read_some(stream: &mut TcpStream, conversation: &mut Conversation) -> io::Result<usize> {
+    if conversation.buffer_capacity() == 0 {
         // Until the first bytes come, wait for them without a buffer:
         // `read_buf` allocates the decoder's buffer, and an idle connection
         // should not pay for one. Peeking at one byte waits for epoll and
@@ -338,7 +331,7 @@ async fn read_some(stream: &mut TcpStream, decoder: &mut Decoder) -> io::Result<
     // `read` (not `try_read`) also tells tokio that a short read drained
     // the socket, so the next read waits for epoll instead of trying a
     // read that would fail with `WouldBlock`: one syscall less per batch.
-    stream.read(decoder.read_buf()).await
+    stream.read(conversation.read_buf()).await
 }
 
 /// Resolves when the idle timer fires; never, when there is none.

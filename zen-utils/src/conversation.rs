@@ -25,7 +25,9 @@
 use std::time::Instant;
 
 use crate::frame::RequestTooLong;
-use crate::protocol::{self, IDLE_TIMEOUT, OUTPUT_LIMIT, REQUEST_TOO_LONG};
+use crate::protocol::{
+    self, APHORISMS, IDLE_TIMEOUT, OUTPUT_LIMIT, REQUEST_TOO_LONG, UNKNOWN_APHORISM,
+};
 use crate::{Config, Decoder, End, Leftover, Stall, Stats, Work};
 
 /// The state of one conversation.
@@ -34,16 +36,38 @@ pub struct Conversation {
     decoder: Decoder,
     /// Answers made and not yet written: `out[sent..]`.
     out: Vec<u8>,
-    sent: usize,
+    /// At most [`OUTPUT_LIMIT`] plus one answer: 32 bits hold it, and an
+    /// idle connection is the smaller for it.
+    sent: u32,
     /// When the idle timeout ends the conversation unless a question
     /// completes first; `None` when the timeout is off.
     idle_deadline: Option<Instant>,
-    /// The answer whose `--work` is under way.
-    working: Option<&'static [u8]>,
+    /// The answer whose `--work` is under way, as its place in the table
+    /// ([`Owed`]): one byte, not a slice, in every connection.
+    working: Option<Owed>,
     phase: Phase,
     /// Complete questions that will never be answered (the end of the
-    /// shutdown grace cut them).
-    unanswered: u64,
+    /// shutdown grace cut them). Counted in 32 bits: a connection holds at
+    /// most `--max-request` plus a read of questions.
+    unanswered: u32,
+}
+
+/// An answer owed: the place of its aphorism in the table, or the table's
+/// length for `Error: unknown aphorism.`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Owed(u8);
+
+impl Owed {
+    fn of(reply: &'static [u8]) -> Self {
+        let place = APHORISMS.iter().position(|(_, answer)| *answer == reply);
+        Self(place.unwrap_or(APHORISMS.len()) as u8)
+    }
+
+    fn reply(self) -> &'static [u8] {
+        APHORISMS
+            .get(usize::from(self.0))
+            .map_or(UNKNOWN_APHORISM, |(_, answer)| answer)
+    }
 }
 
 /// Where the conversation is.
@@ -135,7 +159,7 @@ impl Conversation {
                 }
             };
             if let Some(needed) = config.work {
-                self.working = Some(reply);
+                self.working = Some(Owed::of(reply));
                 work = Some(needed);
                 break;
             }
@@ -151,7 +175,7 @@ impl Conversation {
     /// answer joins the output, and the questions behind it are answered.
     /// Returns the work of the next question that needs it.
     pub fn worked(&mut self, now: Instant, config: &Config, stats: &Stats) -> Option<Work> {
-        let reply = self.working.take()?;
+        let reply = self.working.take()?.reply();
         self.out.extend_from_slice(reply);
         self.count(1, u64::from(protocol::is_error(reply)), now, config, stats);
         self.answer(now, config, stats)
@@ -167,13 +191,13 @@ impl Conversation {
 
     /// The answers made and not yet written, in order.
     pub fn output(&self) -> &[u8] {
-        &self.out[self.sent..]
+        &self.out[self.sent as usize..]
     }
 
     /// `n` bytes of [`output`](Self::output) were written.
     pub fn wrote(&mut self, n: usize) {
-        self.sent += n;
-        if self.sent == self.out.len() {
+        self.sent += n as u32;
+        if self.sent as usize == self.out.len() {
             self.out.clear();
             self.sent = 0;
         }
@@ -225,7 +249,8 @@ impl Conversation {
     /// dropped unanswered; answers not yet written mean the client did not
     /// read them (an error).
     pub fn grace_over(&mut self) -> End {
-        self.unanswered += u64::from(self.working.take().is_some()) + self.decoder.drop_complete();
+        let dropped = u64::from(self.working.take().is_some()) + self.decoder.drop_complete();
+        self.unanswered = self.unanswered.saturating_add(dropped as u32);
         self.phase = Phase::Closing(Closing::Shutdown);
         if self.output().is_empty() {
             End::Shutdown
@@ -295,7 +320,7 @@ impl Conversation {
     /// answer (those are dropped from it).
     pub fn leftover(&mut self) -> Leftover {
         // The complete questions first: what is left after them is partial.
-        let unanswered = self.unanswered
+        let unanswered = u64::from(self.unanswered)
             + u64::from(self.working.take().is_some())
             + self.decoder.drop_complete();
         self.unanswered = 0;

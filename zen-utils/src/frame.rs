@@ -35,24 +35,29 @@ pub struct RequestTooLong {
 pub struct Decoder {
     /// Bytes `start..end` are received and not yet decoded.
     buf: Box<[u8]>,
-    start: usize,
-    end: usize,
+    // Offsets into `buf`, which holds at most `max_request + READ_CHUNK`
+    // bytes (16 MiB and 4 KiB at most): 32 bits hold them, and every
+    // connection, idle or not, is 16 bytes the smaller for it.
+    start: u32,
+    end: u32,
     /// Bytes `start..start + searched` are known to hold no `?`, so a
     /// question trickling in byte by byte is not scanned again each time.
-    searched: usize,
-    max_request: usize,
+    searched: u32,
+    max_request: u32,
 }
 
 impl Decoder {
     /// A decoder that rejects questions longer than `max_request` bytes
-    /// (the `?` included). A `max_request` of 0 is taken as 1.
+    /// (the `?` included). A `max_request` of 0 is taken as 1, and one
+    /// beyond what 32 bits can index (less a read) as that.
     pub fn new(max_request: usize) -> Self {
+        let most = u32::MAX as usize - READ_CHUNK;
         Self {
             buf: Box::default(),
             start: 0,
             end: 0,
             searched: 0,
-            max_request: max_request.max(1),
+            max_request: max_request.clamp(1, most) as u32,
         }
     }
 
@@ -63,23 +68,25 @@ impl Decoder {
     /// grows: a partial question is at most `max_request - 1` bytes, and the
     /// rest of the buffer is room for the next read.
     pub fn read_buf(&mut self) -> &mut [u8] {
-        let most = self.max_request + READ_CHUNK;
+        let most = self.max_request as usize + READ_CHUNK;
         if self.buf.is_empty() {
             self.buf = vec![0; most.min(2 * READ_CHUNK)].into_boxed_slice();
         }
-        if self.start > 0 {
-            self.buf.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
+        let (start, mut end) = (self.start as usize, self.end as usize);
+        if start > 0 {
+            self.buf.copy_within(start..end, 0);
+            end -= start;
             self.start = 0;
+            self.end = end as u32;
         }
-        if self.end == self.buf.len() {
+        if end == self.buf.len() {
             // Full of one question still arriving (it is shorter than
             // `max_request`, or it would have been refused): room for more.
             let mut grown = vec![0; (2 * self.buf.len()).min(most)].into_boxed_slice();
-            grown[..self.end].copy_from_slice(&self.buf[..self.end]);
+            grown[..end].copy_from_slice(&self.buf[..end]);
             self.buf = grown;
         }
-        &mut self.buf[self.end..]
+        &mut self.buf[end..]
     }
 
     /// Records that `n` bytes were written at the front of [`read_buf`](Self::read_buf).
@@ -87,8 +94,9 @@ impl Decoder {
     /// # Panics
     /// If `n` is more than the space `read_buf` offered.
     pub fn filled(&mut self, n: usize) {
-        assert!(self.end + n <= self.buf.len(), "filled past read_buf");
-        self.end += n;
+        let end = self.end as usize + n;
+        assert!(end <= self.buf.len(), "filled past read_buf");
+        self.end = end as u32;
     }
 
     /// The next complete question, if one has arrived.
@@ -96,25 +104,26 @@ impl Decoder {
     /// `Ok(None)` means more bytes are needed. After `Err`, the connection
     /// must be closed: what follows can no longer be framed.
     pub fn next_question(&mut self) -> Result<Option<&[u8]>, RequestTooLong> {
+        let (mut start, end) = (self.start as usize, self.end as usize);
+        let max_request = self.max_request as usize;
         if self.searched == 0 {
-            while self.start < self.end && self.buf[self.start].is_ascii_whitespace() {
-                self.start += 1;
+            while start < end && self.buf[start].is_ascii_whitespace() {
+                start += 1;
             }
+            self.start = start as u32;
         }
-        let window_end = self.end.min(self.start + self.max_request);
-        let from = self.start + self.searched;
+        let window_end = end.min(start + max_request);
+        let from = start + self.searched as usize;
         match self.buf[from..window_end].iter().position(|&b| b == b'?') {
             Some(offset) => {
-                let question = self.start..from + offset + 1;
-                self.start = question.end;
+                let question = start..from + offset + 1;
+                self.start = question.end as u32;
                 self.searched = 0;
                 Ok(Some(&self.buf[question]))
             }
-            None if window_end - self.start == self.max_request => Err(RequestTooLong {
-                max_request: self.max_request,
-            }),
+            None if window_end - start == max_request => Err(RequestTooLong { max_request }),
             None => {
-                self.searched = window_end - self.start;
+                self.searched = (window_end - start) as u32;
                 Ok(None)
             }
         }
@@ -134,7 +143,7 @@ impl Decoder {
     /// The bytes of a question that has begun but not ended (whitespace
     /// before it excluded); what is dropped if the client closes now.
     pub fn partial(&self) -> &[u8] {
-        let undecoded = &self.buf[self.start..self.end];
+        let undecoded = &self.buf[self.start as usize..self.end as usize];
         let first = undecoded.iter().position(|b| !b.is_ascii_whitespace());
         first.map_or(&[], |first| &undecoded[first..])
     }
@@ -148,8 +157,9 @@ impl Decoder {
     /// Whether a complete question waits to be taken (a `?` within
     /// `--max-request` of the undecoded bytes).
     pub fn has_complete(&self) -> bool {
-        let window_end = self.end.min(self.start + self.max_request);
-        self.buf[self.start..window_end].contains(&b'?')
+        let start = self.start as usize;
+        let window_end = (self.end as usize).min(start + self.max_request as usize);
+        self.buf[start..window_end].contains(&b'?')
     }
 
     /// The bytes this decoder holds in memory (its capacity, 0 until the first read).
