@@ -1,4 +1,6 @@
-//! One connection, from accept to close, as one async task.
+//! One connection, from accept to close, as one async task: the driver of
+//! the protocol's conversation (zen-utils' `Conversation`) in a task that
+//! awaits.
 
 use std::future::{pending, Future};
 use std::io::{self, Read};

@@ -1,4 +1,5 @@
-//! One client of the loop: its buffers, and what it does each time the loop
+//! One client of the loop: the driver of its conversation (zen-utils'
+//! `Conversation`, the protocol), and what it does each time the loop
 //! tells it that its socket is ready or its timer is due.
 //!
 //! Nothing here blocks. Every read and write is non-blocking, and
@@ -11,16 +12,10 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Instant;
 
-use zen_utils::protocol::{self, OUTPUT_LIMIT, REQUEST_TOO_LONG};
-use zen_utils::{Config, Decoder, End, Leftover, Shutdown, Stats, Work, WorkKind};
+use zen_utils::conversation::Conversation;
+use zen_utils::{Config, End, Leftover, Shutdown, Stats, WorkKind};
 
 use crate::timers::Timers;
-
-/// An output buffer that grew past this is freed once drained, so that a
-/// connection that once had a burst of answers (up to [`OUTPUT_LIMIT`])
-/// does not keep it while idle. A usual batch of answers fits below it and
-/// keeps its buffer: no allocation per batch.
-const OUTPUT_KEEP: usize = 4096;
 
 /// How many reads one connection may make per turn of the loop. A client
 /// that pipelines as fast as the server answers always has more to read,
@@ -84,7 +79,9 @@ pub(crate) struct Context<'a> {
     pub(crate) short_read_drains: bool,
 }
 
-/// One client, in the slab, from accept to close.
+/// One client, in the slab, from accept to close: its socket, the
+/// protocol's conversation, and what the loop knows of the socket's
+/// readiness.
 pub(crate) struct Connection {
     pub(crate) stream: TcpStream,
     pub(crate) peer: SocketAddr,
@@ -94,13 +91,14 @@ pub(crate) struct Connection {
     /// differs from it: in level-triggered mode interest changes only at
     /// backpressure, pending output and `--work wait`, not per event.
     pub(crate) registered: Interest,
-    /// Received bytes not yet decoded. Its buffer is allocated at the first
-    /// read, so a connection that never sends costs no buffer.
-    decoder: Decoder,
-    /// Answers not yet sent: `out[written..]`. Empty (no allocation) while
-    /// idle; the connection stops reading while it holds [`OUTPUT_LIMIT`].
-    out: Vec<u8>,
-    written: usize,
+    /// The protocol: what was received, the answers not yet sent and their
+    /// bound, the question being worked on, the idle deadline, the last
+    /// word, why it ended. Its buffers are allocated at first use, and an
+    /// output buffer that grew is freed once drained.
+    conversation: Conversation,
+    /// A `--work wait` timer is due: the answer it held joins the output
+    /// at the next advance, and the questions behind it proceed.
+    work_done: bool,
     /// The poller said readable and no read has returned `WouldBlock` since:
     /// there may be bytes to read. Readiness is remembered rather than
     /// re-asked, so a connection that stopped reading at the output bound
@@ -109,17 +107,6 @@ pub(crate) struct Connection {
     /// A write returned `WouldBlock` and the poller has not said writable
     /// since: trying again now would only fail again.
     write_blocked: bool,
-    /// The answer to the question being worked on under `--work wait`.
-    /// Questions are answered in order: while it waits, the questions
-    /// behind it stay in the decoder.
-    waiting: Option<&'static [u8]>,
-    /// When the idle scan closes this connection unless a question
-    /// completes first; `None` when the timeout is off.
-    idle_deadline: Option<Instant>,
-    /// The client closed its sending side (a read returned 0).
-    input_closed: bool,
-    /// The server is shutting down: no more reads, finish what was read.
-    shutting_down: bool,
     /// The server is shutting down and this connection takes what has
     /// already arrived: it reads until the socket has nothing more (over
     /// as many turns as that takes), then stops reading.
@@ -130,8 +117,6 @@ pub(crate) struct Connection {
     pub(crate) unfinished: bool,
     /// The loop holds this connection in its list of unfinished ones.
     pub(crate) queued: bool,
-    /// A request too long was answered with its error: close once sent.
-    too_long: bool,
     /// A read or write failed: close now.
     failed: Option<io::Error>,
 }
@@ -144,19 +129,13 @@ impl Connection {
             peer,
             id,
             registered: Interest::READABLE,
-            decoder: Decoder::new(config.max_request),
-            out: Vec::new(),
-            written: 0,
+            conversation: Conversation::new(config, Instant::now()),
+            work_done: false,
             read_ready: false,
             write_blocked: false,
-            waiting: None,
-            idle_deadline: idle_deadline(config),
-            input_closed: false,
-            shutting_down: false,
             draining: false,
             unfinished: false,
             queued: false,
-            too_long: false,
             failed: None,
         }
     }
@@ -176,13 +155,9 @@ impl Connection {
     }
 
     /// The `--work wait` timer of the question in progress is due: its
-    /// answer joins the output, and the questions behind it may proceed.
-    pub(crate) fn on_answer_ready(&mut self, config: &Config, stats: &Stats) {
-        if let Some(reply) = self.waiting.take() {
-            self.out.extend_from_slice(reply);
-            stats.answered(1, u64::from(protocol::is_error(reply)));
-            self.idle_deadline = idle_deadline(config);
-        }
+    /// answer joins the output at the next [`advance`](Self::advance).
+    pub(crate) fn on_answer_ready(&mut self) {
+        self.work_done = true;
     }
 
     /// Does everything that can be done now without blocking: send pending
@@ -199,7 +174,7 @@ impl Connection {
         self.unfinished = false;
         while self.failed.is_none() {
             let sent = self.flush();
-            let answered = self.answer_buffered(ctx);
+            let answered = self.answer(ctx);
             if reads == READS_PER_TURN {
                 self.unfinished = self.read_ready && self.wants_read();
                 break;
@@ -208,25 +183,27 @@ impl Connection {
             reads += usize::from(read);
             if self.draining && !self.read_ready {
                 // Everything that had arrived is read: no more reads.
-                self.shutting_down = true;
+                self.conversation.drained();
             }
             if !(sent || answered || read) {
                 break;
             }
         }
-        self.end()
+        self.end(ctx.stats)
     }
 
     /// Sends pending answers until they are all sent or the socket's buffer
-    /// is full. A short write is not an error: the rest stays in `out` and
-    /// goes when the poller says writable. Returns whether any byte went.
+    /// is full. A short write is not an error: the rest stays in the
+    /// conversation's output and goes when the poller says writable.
+    /// Returns whether any byte went.
     fn flush(&mut self) -> bool {
         let mut sent = false;
-        while self.written < self.out.len() && !self.write_blocked && self.failed.is_none() {
-            match self.stream.write(&self.out[self.written..]) {
+        while !self.conversation.output().is_empty() && !self.write_blocked && self.failed.is_none()
+        {
+            match self.stream.write(self.conversation.output()) {
                 Ok(0) => self.fail(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
-                    self.written += n;
+                    self.conversation.wrote(n);
                     sent = true;
                 }
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
@@ -236,78 +213,49 @@ impl Connection {
                 Err(error) => self.fail(error),
             }
         }
-        if self.written == self.out.len() && self.written > 0 {
-            self.written = 0;
-            if self.out.capacity() > OUTPUT_KEEP {
-                self.out = Vec::new();
-            } else {
-                self.out.clear();
-            }
-        }
         sent
     }
 
-    /// Answers the complete questions in the decoder, in order, while the
-    /// output is under its bound and no answer is waiting on a timer.
-    /// Returns whether it answered (or began working on) any.
-    fn answer_buffered(&mut self, ctx: &mut Context<'_>) -> bool {
-        let (mut answers, mut errors) = (0, 0);
-        let mut began_wait = false;
-        while self.waiting.is_none()
-            && !self.too_long
-            && self.failed.is_none()
-            && self.pending_output() < OUTPUT_LIMIT
-        {
-            let reply = match self.decoder.next_question() {
-                Ok(Some(question)) => protocol::answer(question),
-                Ok(None) => break,
-                Err(_) => {
-                    // What came before is answered; the error goes after it,
-                    // and the connection closes once it is sent.
-                    self.out.extend_from_slice(REQUEST_TOO_LONG);
-                    self.too_long = true;
-                    ctx.stats.error(1);
-                    break;
-                }
-            };
-            match ctx.config.work {
-                Some(Work {
-                    kind: WorkKind::Wait,
-                    duration,
-                }) => {
-                    // The loop's way to wait: a timer. The thread goes back
-                    // to the other connections, and this one resumes in
-                    // `on_answer_ready` when the timer is due.
-                    self.waiting = Some(reply);
-                    ctx.timers
-                        .add(Instant::now() + duration, Timer::Answer(self.id));
-                    began_wait = true;
-                    break;
-                }
-                Some(work) => {
-                    // cpu and block run right here, on the loop's only
-                    // thread: every other connection waits meanwhile.
-                    // That is the lesson of `--work block`. Answers made
-                    // so far go out first. The end of the shutdown grace
-                    // cuts cpu short (block cannot be: it is a sleep that
-                    // hears nothing), and the loop then closes everyone.
-                    self.flush();
-                    if !work.run_within(ctx.shutdown) {
-                        self.waiting = Some(reply);
-                        break;
-                    }
-                }
-                None => {}
+    /// Answers the complete questions received, in order, while the output
+    /// is under its bound and no answer waits on a timer, doing or starting
+    /// each one's `--work`. Returns whether it answered (or began working
+    /// on) any.
+    fn answer(&mut self, ctx: &mut Context<'_>) -> bool {
+        if self.failed.is_some() {
+            return false;
+        }
+        let before = self.conversation.output().len();
+        let now = Instant::now();
+        let mut work = if std::mem::take(&mut self.work_done) {
+            self.conversation.worked(now, ctx.config, ctx.stats)
+        } else {
+            self.conversation.answer(now, ctx.config, ctx.stats)
+        };
+        let mut progressed = self.conversation.output().len() != before;
+        while let Some(needed) = work {
+            progressed = true;
+            if needed.kind == WorkKind::Wait {
+                // The loop's way to wait: a timer. The thread goes back to
+                // the other connections, and this one resumes when the
+                // timer is due.
+                ctx.timers
+                    .add(Instant::now() + needed.duration, Timer::Answer(self.id));
+                break;
             }
-            self.out.extend_from_slice(reply);
-            answers += 1;
-            errors += u64::from(protocol::is_error(reply));
+            // cpu and block run right here, on the loop's only thread:
+            // every other connection waits meanwhile. That is the lesson of
+            // `--work block`. Answers made so far go out first. The end of
+            // the shutdown grace cuts cpu short (block cannot be: it is a
+            // sleep that hears nothing), and the loop then closes everyone.
+            self.flush();
+            if !needed.run_within(ctx.shutdown) {
+                break;
+            }
+            work = self
+                .conversation
+                .worked(Instant::now(), ctx.config, ctx.stats);
         }
-        if answers > 0 {
-            ctx.stats.answered(answers, errors);
-            self.idle_deadline = idle_deadline(ctx.config);
-        }
-        answers > 0 || began_wait
+        progressed
     }
 
     /// Reads once, if this connection wants input and the socket may have
@@ -317,7 +265,7 @@ impl Connection {
         if !(self.read_ready && self.wants_read()) {
             return false;
         }
-        let room = self.decoder.read_buf();
+        let room = self.conversation.read_buf();
         let capacity = room.len();
         if capacity == 0 {
             // Cannot happen while `wants_read` holds (complete questions
@@ -326,9 +274,9 @@ impl Connection {
             return false;
         }
         match self.stream.read(room) {
-            Ok(0) => self.input_closed = true,
+            Ok(0) => self.conversation.received(0),
             Ok(n) => {
-                self.decoder.filled(n);
+                self.conversation.received(n);
                 if n < capacity && ctx.short_read_drains {
                     self.read_ready = false;
                 }
@@ -343,16 +291,12 @@ impl Connection {
         true
     }
 
-    /// Whether to read more from the client now. Not past the output
-    /// bound (backpressure: a client that does not read its answers is not
-    /// read from), not while the decoder still holds questions that wait
-    /// their turn, and never again once the input ended or the server
-    /// shuts down.
+    /// Whether to read more from the client now: as the conversation says
+    /// (not past the output bound, which is the backpressure; not while an
+    /// answer is owed; never again once the input ended), and not after a
+    /// failure.
     fn wants_read(&self) -> bool {
-        !(self.input_closed || self.shutting_down || self.too_long)
-            && self.failed.is_none()
-            && self.pending_output() < OUTPUT_LIMIT
-            && (self.waiting.is_none() || !self.decoder.has_undecoded())
+        self.failed.is_none() && self.conversation.wants_read()
     }
 
     /// The interest to register now: readable while it wants input,
@@ -362,30 +306,22 @@ impl Connection {
     pub(crate) fn wanted_interest(&self) -> Interest {
         Interest {
             readable: self.wants_read(),
-            writable: self.pending_output() > 0,
+            writable: self.owes_output(),
         }
     }
 
     /// Why the connection is over, if it is: an error at once; otherwise
-    /// only when nothing is left to send and no answer is being worked on.
-    fn end(&mut self) -> Option<End> {
+    /// as the conversation says, after its last word (sent best effort:
+    /// with whatever room the socket has now, as the connection closes
+    /// next whatever happens).
+    fn end(&mut self, stats: &Stats) -> Option<End> {
         if let Some(error) = self.failed.take() {
             return Some(End::Failed(error));
         }
-        if self.pending_output() > 0 || self.waiting.is_some() {
-            return None;
+        if let Some(word) = self.conversation.last_word(stats) {
+            let _ = self.stream.write(word);
         }
-        // Output is empty and nothing waits, so `answer_buffered` stopped
-        // because the decoder holds no complete question: all are answered.
-        if self.too_long {
-            Some(End::TooLong)
-        } else if self.input_closed {
-            Some(End::ClientClosed)
-        } else if self.shutting_down {
-            Some(End::Shutdown)
-        } else {
-            None
-        }
+        self.conversation.end()
     }
 
     /// The server begins its shutdown: the connection reads what has
@@ -396,43 +332,38 @@ impl Connection {
     pub(crate) fn last_read(&mut self) {
         self.read_ready = true;
         self.draining = true;
+        self.conversation.shutdown();
     }
 
     /// Whether the idle deadline has passed. A connection whose answer is
     /// being worked on is not idle: the server owes it that answer.
     pub(crate) fn idle_expired(&self, now: Instant) -> bool {
-        self.waiting.is_none() && self.idle_deadline.is_some_and(|deadline| now >= deadline)
+        self.conversation
+            .idle_deadline()
+            .is_some_and(|deadline| now >= deadline)
     }
 
-    /// Sends a last error answer, best effort: after what is pending, with
-    /// whatever room the socket has now. The connection closes next, so a
-    /// failure here changes nothing.
-    pub(crate) fn say_last(&mut self, error: &[u8]) {
-        self.out.extend_from_slice(error);
-        self.write_blocked = false;
-        self.flush();
+    /// The idle deadline passed: how the connection ends. With answers
+    /// unsent, the client did not read them (an error); otherwise with the
+    /// last word `Error: idle timeout.`, sent best effort.
+    pub(crate) fn idle_end(&mut self, now: Instant, stats: &Stats) -> End {
+        if let Some(end) = self.conversation.check_idle(now) {
+            return end;
+        }
+        self.end(stats).unwrap_or(End::IdleTimeout)
     }
 
     /// What the connection holds unanswered if it closes now: the bytes of
     /// a question begun but not ended, and complete questions not answered
     /// (the one being worked on and those behind it), which it gives up.
     pub(crate) fn leftover(&mut self) -> Leftover {
-        // The complete questions first: what is left after them is partial.
-        let unanswered = u64::from(self.waiting.take().is_some()) + self.decoder.drop_complete();
-        Leftover {
-            partial: self.decoder.partial().len(),
-            unanswered,
-        }
+        self.conversation.leftover()
     }
 
     /// Whether answers are still waiting to be sent: the client has not
     /// read them.
     pub(crate) fn owes_output(&self) -> bool {
-        self.pending_output() > 0
-    }
-
-    fn pending_output(&self) -> usize {
-        self.out.len() - self.written
+        !self.conversation.output().is_empty()
     }
 
     fn fail(&mut self, error: io::Error) {
@@ -443,18 +374,21 @@ impl Connection {
     /// the slab plus its buffers.
     #[cfg(test)]
     fn memory(&self) -> usize {
-        size_of::<Self>() + self.decoder.capacity() + self.out.capacity()
+        size_of::<Self>() + self.conversation.memory()
     }
-}
-
-fn idle_deadline(config: &Config) -> Option<Instant> {
-    config.idle_timeout.map(|timeout| Instant::now() + timeout)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use socket2::SockRef;
+    use zen_utils::conversation::OUTPUT_KEEP;
+    use zen_utils::frame::READ_CHUNK;
+    use zen_utils::protocol::OUTPUT_LIMIT;
+
+    /// The read buffer of a connection that has read, at the default
+    /// `--max-request`: what its memory holds besides its output buffer.
+    const READ_BUFFER: usize = zen_utils::config::DEFAULT_MAX_REQUEST + READ_CHUNK;
     use std::net::TcpListener;
 
     /// The C10K budget: at most 2 KiB of server memory per idle connection.
@@ -478,8 +412,7 @@ mod tests {
     #[test]
     fn an_idle_connection_stays_small() {
         let (connection, _client) = accepted_pair();
-        assert_eq!(connection.decoder.capacity(), 0, "no buffer before a read");
-        assert_eq!(connection.out.capacity(), 0, "no output buffer while idle");
+        assert_eq!(connection.conversation.memory(), 0, "no buffer while idle");
         assert!(
             connection.memory() <= IDLE_BUDGET / 4,
             "{} bytes",
@@ -532,11 +465,11 @@ mod tests {
         // may get little CPU while this one spins.)
         let started = Instant::now();
         let hung = || started.elapsed() > std::time::Duration::from_secs(60);
-        while connection.pending_output() < OUTPUT_LIMIT {
+        while connection.conversation.output().len() < OUTPUT_LIMIT {
             step(&mut connection);
             assert!(!hung(), "the output never reached its bound");
         }
-        assert!(connection.out.capacity() > OUTPUT_KEEP);
+        assert!(connection.conversation.memory() > READ_BUFFER + OUTPUT_KEEP);
         // Now it reads every answer; the output drains and is freed.
         let want = b"never.".repeat(QUESTIONS);
         let mut got = Vec::new();
@@ -551,8 +484,8 @@ mod tests {
         }
         sender.join().unwrap();
         assert!(got == want, "every answer, in order");
-        assert_eq!(connection.pending_output(), 0);
-        assert!(connection.out.capacity() <= OUTPUT_KEEP);
+        assert_eq!(connection.conversation.output().len(), 0);
+        assert!(connection.conversation.memory() <= READ_BUFFER + OUTPUT_KEEP);
         assert_eq!(stats.summary().answered, QUESTIONS as u64);
     }
 }

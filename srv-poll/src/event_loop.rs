@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use polling::{Event, Events, PollMode, Poller};
 use slab::Slab;
 use zen_utils::listener::{self, AcceptErrors, AcceptFailure, ACCEPT_BACKOFF};
-use zen_utils::protocol::IDLE_TIMEOUT;
 use zen_utils::{Config, End, Shutdown, Stall, Stats, Summary};
 
 use crate::connection::{ConnId, Connection, Context, Interest, Timer};
@@ -307,7 +306,7 @@ impl EventLoop {
                     let Some(conn) = self.connections.get_mut(id.key).filter(|c| c.id == id) else {
                         continue;
                     };
-                    conn.on_answer_ready(&self.config, &self.stats);
+                    conn.on_answer_ready();
                     self.advance(id.key);
                 }
                 Timer::IdleScan => self.scan_for_timeouts(now),
@@ -327,9 +326,8 @@ impl EventLoop {
             .collect();
         for key in expired {
             if let Some(conn) = self.connections.get_mut(key) {
-                conn.say_last(IDLE_TIMEOUT);
-                self.stats.error(1);
-                self.close(key, End::IdleTimeout);
+                let end = conn.idle_end(now, &self.stats);
+                self.close(key, end);
             }
         }
         if let Some(period) = idle_scan_period(&self.config) {

@@ -23,11 +23,12 @@
 //!   waits: that is the lesson they are there to measure. `--work wait` is
 //!   a timer instead: the loop serves others until it is due.
 //! - **Per-connection state:** a [`slab::Slab`] of `Connection`s keyed by
-//!   their poll key (the listener's key is the constant `SERVER`): a
-//!   framing decoder, an output buffer with a written offset, the interest
-//!   registered with the poller, the answer being waited for, the idle
-//!   deadline. There is no stack to keep it between events, so all of it is
-//!   in the struct. Buffers are allocated at first use and an output buffer
+//!   their poll key (the listener's key is the constant `SERVER`): the
+//!   protocol's conversation (zen-utils' `Conversation`: the framing
+//!   decoder, the answers not yet sent, the answer being waited for, the
+//!   idle deadline), the interest registered with the poller and what the
+//!   loop knows of the socket's readiness. There is no stack to keep it
+//!   between events, so all of it is in the struct. Buffers are allocated at first use and an output buffer
 //!   that grew is freed once drained, so a connection that has sent
 //!   nothing costs only its slab entry in the server's memory (the README's
 //!   performance table measures it, with 10,000 idle connections), plus the

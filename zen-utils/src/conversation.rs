@@ -30,6 +30,12 @@ use crate::protocol::{
 };
 use crate::{Config, Decoder, End, Leftover, Stall, Stats, Work};
 
+/// An output buffer that grew past this is freed once drained, so that a
+/// connection that once had a burst of answers (up to [`OUTPUT_LIMIT`])
+/// does not keep it while idle. A usual batch of answers fits below it and
+/// keeps its buffer: no allocation per batch.
+pub const OUTPUT_KEEP: usize = 4096;
+
 /// The state of one conversation.
 #[derive(Debug)]
 pub struct Conversation {
@@ -198,7 +204,11 @@ impl Conversation {
     pub fn wrote(&mut self, n: usize) {
         self.sent += n as u32;
         if self.sent as usize == self.out.len() {
-            self.out.clear();
+            if self.out.capacity() > OUTPUT_KEEP {
+                self.out = Vec::new();
+            } else {
+                self.out.clear();
+            }
             self.sent = 0;
         }
     }
@@ -306,6 +316,17 @@ impl Conversation {
         self.working.is_none()
             && !matches!(self.phase, Phase::Closing(_))
             && self.decoder.has_complete()
+    }
+
+    /// Whether an answer is being worked on (`--work`): the server owes it.
+    pub fn owes_work(&self) -> bool {
+        self.working.is_some()
+    }
+
+    /// The bytes the conversation holds in buffers: its read buffer and
+    /// its output buffer.
+    pub fn memory(&self) -> usize {
+        self.decoder.capacity() + self.out.capacity()
     }
 
     /// The memory the conversation's read buffer holds (0 until the first
