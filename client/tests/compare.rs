@@ -28,39 +28,9 @@ const HUNG: Duration = Duration::from_secs(60);
 /// The servers this test compares.
 const SERVERS: [&str; 2] = ["srv-single", "srv-poll"];
 
-/// The directory with the server binaries: the client's own, where cargo
-/// puts every binary of the workspace. `cargo nextest run --workspace` and
-/// `cargo test --workspace` build them all (each server crate has
-/// integration tests, and cargo builds a package's binaries for those);
-/// when this package is tested alone they may be missing, and are built
-/// here with the same cargo, profile and target directory.
+/// The directory with the server binaries this file starts.
 fn server_binaries() -> PathBuf {
-    let client = Path::new(env!("CARGO_BIN_EXE_client"));
-    let dir = client.parent().expect("the client is in a directory");
-    let missing = |dir: &Path| SERVERS.iter().any(|bin| !dir.join(bin).is_file());
-    if missing(dir) {
-        let profile = dir
-            .file_name()
-            .and_then(|name| name.to_str())
-            .unwrap_or("debug");
-        let target_dir = dir
-            .parent()
-            .expect("a profile directory is in a target directory");
-        let mut cargo = Command::new(env!("CARGO"));
-        cargo.args(["build", "--bins", "--profile"]);
-        // The `debug` directory is the `dev` profile's.
-        cargo.arg(if profile == "debug" { "dev" } else { profile });
-        for bin in SERVERS {
-            cargo.args(["-p", bin]);
-        }
-        let status = cargo
-            .env("CARGO_TARGET_DIR", target_dir)
-            .status()
-            .expect("run cargo build for the servers");
-        assert!(status.success(), "cargo build of {SERVERS:?} failed");
-    }
-    assert!(!missing(dir), "{SERVERS:?} not found in {}", dir.display());
-    dir.to_owned()
+    common::server_binaries(&SERVERS)
 }
 
 #[test]

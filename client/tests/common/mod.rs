@@ -147,3 +147,40 @@ pub(crate) fn answer_questions(
 pub(crate) fn zen_server() -> SocketAddr {
     fake_server(|stream, _| answer_questions(stream, answer, None))
 }
+
+/// The directory with the binaries `bins` of the workspace's servers: the
+/// client's own, where cargo puts every binary of the workspace. `cargo
+/// nextest run --workspace` and `cargo test --workspace` build them all
+/// (each server crate has integration tests, and cargo builds a package's
+/// binaries for those); when this package is tested alone they may be
+/// missing, and are built here with the same cargo, profile and target
+/// directory.
+pub(crate) fn server_binaries(bins: &[&str]) -> std::path::PathBuf {
+    use std::path::Path;
+    let client = Path::new(env!("CARGO_BIN_EXE_client"));
+    let dir = client.parent().expect("the client is in a directory");
+    let missing = |dir: &Path| bins.iter().any(|bin| !dir.join(bin).is_file());
+    if missing(dir) {
+        let profile = dir
+            .file_name()
+            .and_then(|name| name.to_str())
+            .unwrap_or("debug");
+        let target_dir = dir
+            .parent()
+            .expect("a profile directory is in a target directory");
+        let mut cargo = Command::new(env!("CARGO"));
+        cargo.args(["build", "--bins", "--profile"]);
+        // The `debug` directory is the `dev` profile's.
+        cargo.arg(if profile == "debug" { "dev" } else { profile });
+        for bin in bins {
+            cargo.args(["-p", bin]);
+        }
+        let status = cargo
+            .env("CARGO_TARGET_DIR", target_dir)
+            .status()
+            .expect("run cargo build for the servers");
+        assert!(status.success(), "cargo build of {bins:?} failed");
+    }
+    assert!(!missing(dir), "{bins:?} not found in {}", dir.display());
+    dir.to_owned()
+}
