@@ -193,7 +193,9 @@ impl<'a> Connection<'a> {
     /// Moves the idle timer to the conversation's idle deadline, if that
     /// moved (questions were answered).
     fn follow_idle_deadline(&mut self) {
-        if let (Some(idle), Some(at)) = (&mut self.idle, self.conversation.idle_deadline()) {
+        // The write deadline: the idle deadline as it stands, owed work or
+        // not, so that a write to a slow reader has its full timeout.
+        if let (Some(idle), Some(at)) = (&mut self.idle, self.conversation.write_deadline()) {
             let at = Instant::from_std(at);
             if idle.deadline() != at {
                 idle.as_mut().reset(at);

@@ -338,9 +338,7 @@ impl Connection {
     /// Whether the idle deadline has passed. A connection whose answer is
     /// being worked on is not idle: the server owes it that answer.
     pub(crate) fn idle_expired(&self, now: Instant) -> bool {
-        self.conversation
-            .idle_deadline()
-            .is_some_and(|deadline| now >= deadline)
+        self.conversation.idle_expired(now)
     }
 
     /// The idle deadline passed: how the connection ends. With answers

@@ -42,8 +42,9 @@ pub struct Conversation {
     decoder: Decoder,
     /// Answers made and not yet written: `out[sent..]`.
     out: Vec<u8>,
-    /// At most [`OUTPUT_LIMIT`] plus one answer: 32 bits hold it, and an
-    /// idle connection is the smaller for it.
+    /// Under [`OUTPUT_LIMIT`]: what was written is dropped from the buffer
+    /// past it (see [`wrote`](Self::wrote)). 32 bits hold it, and an idle
+    /// connection is the smaller for it.
     sent: u32,
     /// When the idle timeout ends the conversation unless a question
     /// completes first; `None` when the timeout is off.
@@ -203,7 +204,14 @@ impl Conversation {
     /// `n` bytes of [`output`](Self::output) were written.
     pub fn wrote(&mut self, n: usize) {
         self.sent += n as u32;
-        if self.sent as usize == self.out.len() {
+        if self.sent as usize >= OUTPUT_LIMIT && (self.sent as usize) < self.out.len() {
+            // A client that reads slowly but steadily may never let the
+            // output drain whole, while answers keep joining it behind
+            // what it read: drop what was written, so the buffer stays
+            // within twice the bound.
+            self.out.drain(..self.sent as usize);
+            self.sent = 0;
+        } else if self.sent as usize == self.out.len() {
             if self.out.capacity() > OUTPUT_KEEP {
                 self.out = Vec::new();
             } else {
@@ -223,12 +231,32 @@ impl Conversation {
         }
     }
 
+    /// When the client must have read its answers: the idle deadline as
+    /// it stands, whether an answer is owed or the conversation closes. A
+    /// driver blocked writing gives up then.
+    pub fn write_deadline(&self) -> Option<Instant> {
+        self.idle_deadline
+    }
+
+    /// Whether the idle timeout has come at `now`: with answers unwritten,
+    /// at [`write_deadline`](Self::write_deadline) (the client did not read
+    /// them), whatever else the conversation is doing; otherwise at
+    /// [`idle_deadline`](Self::idle_deadline).
+    pub fn idle_expired(&self, now: Instant) -> bool {
+        let deadline = if self.output().is_empty() {
+            self.idle_deadline()
+        } else {
+            self.write_deadline()
+        };
+        deadline.is_some_and(|deadline| now >= deadline)
+    }
+
     /// Looks at the idle deadline at `now`. Past it, a client with answers
     /// unwritten did not read them (the returned end, an error);
     /// otherwise the conversation closes with the last word `Error: idle
     /// timeout.`.
     pub fn check_idle(&mut self, now: Instant) -> Option<End> {
-        if self.idle_deadline().is_none_or(|deadline| now < deadline) {
+        if !self.idle_expired(now) {
             return None;
         }
         if !self.output().is_empty() {
@@ -497,6 +525,48 @@ mod tests {
             matches!(end, Some(End::Unread(Stall::IdleTimeout))),
             "{end:?}"
         );
+
+        // Answers unread behind a request too long (the conversation is
+        // closing) or before an owed answer's work: still a stall at the
+        // deadline, not a wait for ever.
+        let small = Config {
+            max_request: 8,
+            ..config.clone()
+        };
+        let mut closing = Conversation::new(&small, now);
+        feed(&mut closing, b"Why?xxxxxxxxxx");
+        closing.answer(now, &small, &stats);
+        assert!(closing.idle_expired(later));
+        let end = closing.check_idle(later);
+        assert!(
+            matches!(end, Some(End::Unread(Stall::IdleTimeout))),
+            "{end:?}"
+        );
+        let (working, _) = working(Duration::from_secs(1));
+        let mut owed = Conversation::new(&working, now);
+        feed(&mut owed, b"Why?Now is better than?");
+        owed.answer(now, &working, &stats);
+        owed.worked(now, &working, &stats);
+        assert!(owed.owes_work() && !owed.output().is_empty());
+        assert!(owed.idle_expired(later));
+    }
+
+    #[test]
+    fn questions_held_behind_the_bound_are_seen_past_whitespace_and_too_long() {
+        let (now, stats, config) = (Instant::now(), Stats::new(), config());
+        for tail in [&b"   \n  Now is better than?"[..], &[b'x'; 1100][..]] {
+            let mut conversation = Conversation::new(&config, now);
+            let mut bytes = vec![b'?'; OUTPUT_LIMIT / 24 + 1];
+            bytes.extend_from_slice(tail);
+            for chunk in bytes.chunks(1000) {
+                conversation.read_buf()[..chunk.len()].copy_from_slice(chunk);
+                conversation.received(chunk.len());
+            }
+            conversation.answer(now, &config, &stats);
+            let unsent = conversation.output().len();
+            conversation.wrote(unsent);
+            assert!(conversation.has_questions(), "{:?}", &tail[..4]);
+        }
     }
 
     #[test]

@@ -154,12 +154,17 @@ impl Decoder {
         self.start < self.end
     }
 
-    /// Whether a complete question waits to be taken (a `?` within
-    /// `--max-request` of the undecoded bytes).
+    /// Whether [`next_question`](Self::next_question) would return
+    /// something now: a complete question, or a request too long. As it
+    /// does, whitespace before the question is skipped first.
     pub fn has_complete(&self) -> bool {
-        let start = self.start as usize;
-        let window_end = (self.end as usize).min(start + self.max_request as usize);
-        self.buf[start..window_end].contains(&b'?')
+        let (mut start, end) = (self.start as usize, self.end as usize);
+        while start < end && self.buf[start].is_ascii_whitespace() {
+            start += 1;
+        }
+        let max_request = self.max_request as usize;
+        let window_end = end.min(start + max_request);
+        window_end - start == max_request || self.buf[start..window_end].contains(&b'?')
     }
 
     /// The bytes this decoder holds in memory (its capacity, 0 until the first read).
