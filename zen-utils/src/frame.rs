@@ -148,12 +148,6 @@ impl Decoder {
         first.map_or(&[], |first| &undecoded[first..])
     }
 
-    /// Whether bytes are waiting that were not decoded yet (a partial
-    /// question, or complete ones the server has not taken).
-    pub fn has_undecoded(&self) -> bool {
-        self.start < self.end
-    }
-
     /// Whether [`next_question`](Self::next_question) would return
     /// something now: a complete question, or a request too long. As it
     /// does, whitespace before the question is skipped first.
@@ -288,7 +282,10 @@ mod tests {
         assert_eq!(decoder.next_question(), Ok(Some(&b"x?"[..])));
         assert_eq!(decoder.next_question(), Ok(None));
         assert_eq!(decoder.partial(), b"Be");
-        assert!(decoder.has_undecoded());
+        assert!(
+            !decoder.has_complete(),
+            "a partial question is not complete"
+        );
     }
 
     #[test]
