@@ -16,7 +16,7 @@ use clap::Args;
 use zen_utils::config::parse_duration;
 use zen_utils::protocol::{IDLE_TIMEOUT, SERVER_BUSY};
 
-use crate::event_loop::{connect_all, nanos, now_ns, Interest, Poller};
+use crate::event_loop::{connect_all, nanos, now_ns, Interest};
 use crate::flags::{positive, positive_duration};
 use crate::report::{ConnectFailures, HoldReport, IdleCloses};
 use crate::target::Target;
@@ -178,10 +178,10 @@ impl Holding {
 /// Watches every connection for `duration`, noting what the server says
 /// and when it closes each one.
 fn watch(held: &mut [Held], duration: Duration) -> io::Result<()> {
-    let mut poller = Poller::new(1024)?;
+    let mut poller = crate::event_loop::poller(1024)?;
     for (key, conn) in held.iter().enumerate() {
         if let Some(stream) = &conn.stream {
-            poller.add(stream, key as u64, Interest::Read)?;
+            poller.add(stream, key as u64, Interest::READ)?;
         }
     }
     let end = now_ns().saturating_add(nanos(duration));

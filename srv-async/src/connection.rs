@@ -15,6 +15,7 @@ use tokio::time::{sleep_until, Instant, Sleep};
 use zen_utils::conversation::Conversation;
 use zen_utils::{listener, End, Stall, Work, WorkKind};
 
+use crate::small_task::boxed;
 use crate::{precise_sleep, Shared, Stop};
 
 /// How long a final error answer (`request too long`, `idle timeout`) may
@@ -43,9 +44,12 @@ struct Connection<'a> {
     /// question being worked on, the idle deadline, the last word.
     conversation: Conversation,
     shared: &'a Shared,
-    /// Fires at the conversation's idle deadline; `None` when the timeout
-    /// is off. One timer for the connection's life, moved (reset in place)
-    /// when the deadline moves, once per batch of answers, not per read.
+    /// Fires at or before the conversation's idle deadline; `None` when the
+    /// timeout is off. One timer for the connection's life, moved lazily:
+    /// each answer pushes the deadline on, but the timer stays where it is
+    /// until it fires, and only then, if the deadline has moved, is reset
+    /// to it. Resetting it per answer would touch tokio's timer wheel once
+    /// per answer; this touches it once per idle timeout.
     idle: Option<Pin<Box<Sleep>>>,
     /// The timer of `--work wait`, made at the first wait and re-armed for
     /// each one after; boxed, so a connection that never waits carries
@@ -114,11 +118,8 @@ impl<'a> Connection<'a> {
                 if let Err(end) = self.flush().await {
                     return end;
                 }
-                // Boxed: the work's future (a timer, its registration) is
-                // large, and kept inline it would make every connection's
-                // task that much larger for its whole life, idle or not.
-                // Boxing costs an allocation per question, only with --work.
-                if Box::pin(self.work()).await.is_err() {
+                // Boxed: the work's future is large (see `small_task`).
+                if boxed(self.work()).await.is_err() {
                     // The grace ran out during the work: this question and
                     // the ones behind it are dropped, as in every model.
                     return self.conversation.grace_over();
@@ -138,9 +139,8 @@ impl<'a> Connection<'a> {
                 continue;
             }
             if let Some(word) = self.conversation.last_word(&self.shared.stats) {
-                // Boxed, like the work: the last word runs once, and inline
-                // its future would enlarge every idle connection.
-                Box::pin(self.say_last(word)).await;
+                // Boxed, like the work: it runs once, and is large.
+                boxed(self.say_last(word)).await;
             }
             if let Some(end) = self.conversation.end() {
                 return end;
@@ -177,6 +177,7 @@ impl<'a> Connection<'a> {
                     if let Some(end) = self.conversation.check_idle(std::time::Instant::now()) {
                         return end;
                     }
+                    self.follow_idle_deadline();
                 }
             }
         }
@@ -190,11 +191,11 @@ impl<'a> Connection<'a> {
             .answer(std::time::Instant::now(), config, stats)
     }
 
-    /// Moves the idle timer to the conversation's idle deadline, if that
-    /// moved (questions were answered).
+    /// The idle timer fired: moves it to the conversation's deadline as it
+    /// stands now, if that moved since it was set. The write deadline is
+    /// the idle deadline whether work is owed or not, so that a write to a
+    /// slow reader has its full timeout.
     fn follow_idle_deadline(&mut self) {
-        // The write deadline: the idle deadline as it stands, owed work or
-        // not, so that a write to a slow reader has its full timeout.
         if let (Some(idle), Some(at)) = (&mut self.idle, self.conversation.write_deadline()) {
             let at = Instant::from_std(at);
             if idle.deadline() != at {
@@ -243,24 +244,48 @@ impl<'a> Connection<'a> {
     /// Writes every unsent answer. Gives up when the client has not read for
     /// the idle timeout, or when the shutdown grace has passed.
     async fn flush(&mut self) -> Result<(), End> {
-        // Questions were just answered: the idle clock starts again.
-        self.follow_idle_deadline();
-        let output = self.conversation.output();
-        if output.is_empty() {
-            return Ok(());
-        }
-        let idle = self.idle.as_mut().map(Pin::as_mut);
-        let written = guarded(self.stream.write_all(output), &mut self.shutdown, idle).await;
-        match written {
-            Ok(Ok(())) => {
-                let n = self.conversation.output().len();
-                self.conversation.wrote(n);
-                Ok(())
+        // Most answers fit in the socket's buffer at once: written without
+        // an await. Only a client that does not keep up makes the task wait,
+        // and that rare wait is boxed (see `small_task`).
+        while !self.conversation.output().is_empty() {
+            match self.stream.try_write(self.conversation.output()) {
+                Ok(0) => return Err(End::Failed(io::ErrorKind::WriteZero.into())),
+                Ok(n) => self.conversation.wrote(n),
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    return boxed(self.flush_when_writable()).await;
+                }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(End::Failed(error)),
             }
-            Ok(Err(error)) => Err(End::Failed(error)),
-            Err(GaveUp::Grace) => Err(End::Unread(Stall::Shutdown)),
-            Err(GaveUp::Idle) => Err(End::Unread(Stall::IdleTimeout)),
         }
+        Ok(())
+    }
+
+    /// [`flush`](Self::flush), for a client that is not reading: waits for
+    /// room, until the idle deadline or the end of the shutdown grace.
+    async fn flush_when_writable(&mut self) -> Result<(), End> {
+        while !self.conversation.output().is_empty() {
+            // One write at a time, each cancel-safe: when a timer
+            // interrupts it, what was written is known.
+            let output = self.conversation.output();
+            let idle = self.idle.as_mut().map(Pin::as_mut);
+            match guarded(self.stream.write(output), &mut self.shutdown, idle).await {
+                Ok(Ok(0)) => return Err(End::Failed(io::ErrorKind::WriteZero.into())),
+                Ok(Ok(n)) => self.conversation.wrote(n),
+                Ok(Err(error)) if is_retry(&error) => {}
+                Ok(Err(error)) => return Err(End::Failed(error)),
+                Err(GaveUp::Grace) => return Err(End::Unread(Stall::Shutdown)),
+                Err(GaveUp::Idle) => {
+                    let now = std::time::Instant::now();
+                    if let Some(end) = self.conversation.check_idle(now) {
+                        return Err(end);
+                    }
+                    // The timer was early: answers moved the deadline on.
+                    self.follow_idle_deadline();
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Sends a final error answer, best effort (it was counted when the
@@ -352,4 +377,37 @@ fn is_retry(error: &io::Error) -> bool {
         error.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zen_utils::{Config, Shutdown};
+
+    /// What a task per connection costs while the connection is idle: its
+    /// future, which the runtime keeps for the connection's whole life (the
+    /// README's memory figure per idle connection is mostly this and the
+    /// kernel's socket).
+    const TASK_BUDGET: usize = 768;
+
+    #[test]
+    fn a_connection_task_stays_small() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let _client = TcpStream::connect(listener.local_addr().unwrap())
+                .await
+                .unwrap();
+            let (stream, peer) = listener.accept().await.unwrap();
+            let shutdown = Shutdown::new();
+            let shared = Shared::new(Config::default(), shutdown.clone());
+            let stop = Stop::new(&shutdown);
+            let task = handle_connection(stream, peer, &shared, &stop);
+            let size = size_of_val(&task);
+            assert!(size <= TASK_BUDGET, "{size} bytes");
+        });
+    }
 }

@@ -53,6 +53,7 @@
 
 mod connection;
 mod precise_sleep;
+mod small_task;
 
 use std::io;
 use std::net::SocketAddr;

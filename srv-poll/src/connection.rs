@@ -1,18 +1,20 @@
 //! One client of the loop: the driver of its conversation (zen-utils'
-//! `Conversation`, the protocol), and what it does each time the loop
-//! tells it that its socket is ready or its timer is due.
+//! `Conversation`, the protocol). The loop tells it what happened (its
+//! socket is ready, its timer is due, the server shuts down); it does all
+//! it can without blocking and tells the loop what it wants next
+//! ([`Next`]). The loop never writes into it.
 //!
 //! Nothing here blocks. Every read and write is non-blocking, and
 //! `WouldBlock` is not an error: it means "not now", and the connection
-//! asks the loop (through [`Connection::wanted_interest`]) to be told when
-//! to try again. All of its state lives in this struct, in the loop's slab:
-//! there is no stack to hold it between events.
+//! asks to be told when to try again. All of its state lives in this
+//! struct, in the loop's slab: there is no stack to hold it between events.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Instant;
 
 use zen_utils::conversation::Conversation;
+use zen_utils::epoll::Interest;
 use zen_utils::{Config, End, Leftover, Shutdown, Stats, WorkKind};
 
 use crate::timers::Timers;
@@ -45,22 +47,36 @@ pub(crate) enum Timer {
     ResumeAccepting,
 }
 
-/// Readiness a connection asks the poller for.
+/// What happened, as the loop tells a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Interest {
-    pub(crate) readable: bool,
-    pub(crate) writable: bool,
+pub(crate) enum Wake {
+    /// The poller reported the socket `ready` for what it was registered
+    /// for. `unasked` is readiness it was not registered for: epoll
+    /// reports an error or a hang-up even to a socket with no interest, and
+    /// level-triggered it would report it at every wait, so the error is
+    /// collected now.
+    Ready { ready: Interest, unasked: bool },
+    /// The `--work wait` timer of the question in progress is due.
+    AnswerDue,
+    /// Its last turn ended with more to read, and every other ready
+    /// connection has had its turn since.
+    NextTurn,
+    /// The server begins its shutdown: read what has already arrived,
+    /// answer it, and end.
+    Shutdown,
 }
 
-impl Interest {
-    pub(crate) const NONE: Self = Self {
-        readable: false,
-        writable: false,
-    };
-    pub(crate) const READABLE: Self = Self {
-        readable: true,
-        writable: false,
-    };
+/// What a connection wants from the loop after a turn.
+#[derive(Debug)]
+pub(crate) enum Next {
+    /// Tell me when the socket is ready for this (or a timer is due).
+    Wait(Interest),
+    /// I used my whole turn with more to read: give me another after the
+    /// others had theirs (edge-triggered, no event would come for it), and
+    /// meanwhile watch for this.
+    AnotherTurn(Interest),
+    /// Close me: the conversation ended this way.
+    Close(End),
 }
 
 /// What a connection needs from the loop while it advances.
@@ -70,163 +86,139 @@ pub(crate) struct Context<'a> {
     /// The end of its grace cuts `--work cpu` short.
     pub(crate) shutdown: &'a Shutdown,
     pub(crate) timers: &'a mut Timers<Timer>,
-    /// Whether a short read may be taken to mean "nothing more to read".
-    /// True for level-triggered and oneshot registrations: the poller
-    /// reports bytes still in the socket (or arriving later) at the next
-    /// wait, so reading again now would only earn a `WouldBlock`, one
-    /// system call per answer. An edge-triggered registration reports only
-    /// *new* bytes, so there reading must go on until `WouldBlock`.
+    /// Whether a short read may be taken to mean "nothing more to read"
+    /// (see `poll_mode`): it saves the read that would only return
+    /// `WouldBlock`, one system call per answer.
     pub(crate) short_read_drains: bool,
 }
 
 /// One client, in the slab, from accept to close: its socket, the
-/// protocol's conversation, and what the loop knows of the socket's
-/// readiness.
+/// protocol's conversation, and what the loop's events said the socket can
+/// do.
 pub(crate) struct Connection {
     pub(crate) stream: TcpStream,
     pub(crate) peer: SocketAddr,
     pub(crate) id: ConnId,
-    /// The interest registered with the poller now. The loop calls
-    /// `modify` only when [`wanted_interest`](Self::wanted_interest)
-    /// differs from it: in level-triggered mode interest changes only at
-    /// backpressure, pending output and `--work wait`, not per event.
-    pub(crate) registered: Interest,
     /// The protocol: what was received, the answers not yet sent and their
     /// bound, the question being worked on, the idle deadline, the last
     /// word, why it ended. Its buffers are allocated at first use, and an
     /// output buffer that grew is freed once drained.
     conversation: Conversation,
-    /// A `--work wait` timer is due: the answer it held joins the output
-    /// at the next advance, and the questions behind it proceed.
-    work_done: bool,
-    /// The poller said readable and no read has returned `WouldBlock` since:
-    /// there may be bytes to read. Readiness is remembered rather than
-    /// re-asked, so a connection that stopped reading at the output bound
+    /// What the socket can do as far as we know: `readable` from an event
+    /// until a read finds it drained; `writable` until a write returns
+    /// `WouldBlock`, and again from an event. Remembered rather than asked
+    /// again, so a connection that stopped reading at the output bound
     /// resumes as soon as its answers drain, without waiting for an event.
-    read_ready: bool,
-    /// A write returned `WouldBlock` and the poller has not said writable
-    /// since: trying again now would only fail again.
-    write_blocked: bool,
-    /// The server is shutting down and this connection takes what has
-    /// already arrived: it reads until the socket has nothing more (over
-    /// as many turns as that takes), then stops reading.
-    draining: bool,
-    /// The connection used its whole turn ([`READS_PER_TURN`]) with more to
-    /// read: the loop advances it again once the others had their turn,
-    /// rather than wait for an event that, edge-triggered, may never come.
-    pub(crate) unfinished: bool,
-    /// The loop holds this connection in its list of unfinished ones.
-    pub(crate) queued: bool,
-    /// A read or write failed: close now.
-    failed: Option<io::Error>,
+    socket: Interest,
 }
 
 impl Connection {
-    /// A connection just accepted, registered as `READABLE`.
+    /// A connection just accepted, registered as readable.
     pub(crate) fn new(stream: TcpStream, peer: SocketAddr, id: ConnId, config: &Config) -> Self {
         Self {
             stream,
             peer,
             id,
-            registered: Interest::READABLE,
             conversation: Conversation::new(config, Instant::now()),
-            work_done: false,
-            read_ready: false,
-            write_blocked: false,
-            draining: false,
-            unfinished: false,
-            queued: false,
-            failed: None,
+            socket: Interest::new(false, true),
         }
     }
 
-    /// The poller reported readiness. `unasked` is readiness that was not
-    /// registered: epoll reports a hang-up or an error even to a socket
-    /// with no interest, and in level-triggered mode it would report it
-    /// again at every wait, so the error is collected now.
-    pub(crate) fn on_ready(&mut self, ready: Interest, unasked: bool) {
-        self.read_ready |= ready.readable;
-        self.write_blocked &= !ready.writable;
-        if unasked {
-            if let Ok(Some(error)) | Err(error) = self.stream.take_error() {
-                self.failed.get_or_insert(error);
+    /// Takes in what happened, does everything that can be done now without
+    /// blocking (send pending answers, answer complete questions, read
+    /// more), and says what it wants next.
+    pub(crate) fn advance(&mut self, wake: Wake, ctx: &mut Context<'_>) -> Next {
+        match self.turn(wake, ctx) {
+            Ok(more_to_read) => match self.end(ctx.stats) {
+                Some(end) => Next::Close(end),
+                None if more_to_read => Next::AnotherTurn(self.interest()),
+                None => Next::Wait(self.interest()),
+            },
+            Err(error) => Next::Close(End::Failed(error)),
+        }
+    }
+
+    /// One turn: read, answer, send. Each step can unblock another (sent
+    /// answers make room under the output bound, so more questions can be
+    /// answered, so more can be read), so the three repeat until none of
+    /// them makes progress, or until the connection has had its
+    /// [`READS_PER_TURN`].
+    /// Returns whether it stopped with more to read.
+    fn turn(&mut self, wake: Wake, ctx: &mut Context<'_>) -> io::Result<bool> {
+        let mut work_done = false;
+        match wake {
+            Wake::Ready { ready, unasked } => {
+                self.socket.readable |= ready.readable;
+                self.socket.writable |= ready.writable;
+                if unasked {
+                    if let Some(error) = self.stream.take_error()? {
+                        return Err(error);
+                    }
+                }
+            }
+            Wake::AnswerDue => work_done = true,
+            Wake::NextTurn => {}
+            Wake::Shutdown => {
+                // Read at least once: whatever has already arrived.
+                self.socket.readable = true;
+                self.conversation.shutdown();
             }
         }
-    }
-
-    /// The `--work wait` timer of the question in progress is due: its
-    /// answer joins the output at the next [`advance`](Self::advance).
-    pub(crate) fn on_answer_ready(&mut self) {
-        self.work_done = true;
-    }
-
-    /// Does everything that can be done now without blocking: send pending
-    /// answers, answer complete questions, read more. Returns why the
-    /// connection is over, if it is.
-    ///
-    /// Each step can unblock another (sent answers make room under the
-    /// output bound, so more questions can be answered, so more can be
-    /// read), so the three repeat until none of them makes progress, or
-    /// until the connection has had its [`READS_PER_TURN`] (then it is
-    /// left [`unfinished`](Self::unfinished)).
-    pub(crate) fn advance(&mut self, ctx: &mut Context<'_>) -> Option<End> {
         let mut reads = 0;
-        self.unfinished = false;
-        while self.failed.is_none() {
-            let sent = self.flush();
-            let answered = self.answer(ctx);
-            if reads == READS_PER_TURN {
-                self.unfinished = self.read_ready && self.wants_read();
-                break;
-            }
-            let read = self.read(ctx);
+        loop {
+            let read = reads < READS_PER_TURN && self.read(ctx)?;
             reads += usize::from(read);
-            if self.draining && !self.read_ready {
-                // Everything that had arrived is read: no more reads.
+            if !self.socket.readable {
+                // Shutting down, everything that had arrived is read: no
+                // more reads. (Otherwise this does nothing.)
                 self.conversation.drained();
             }
-            if !(sent || answered || read) {
-                break;
+            let answered = self.answer(std::mem::take(&mut work_done), ctx)?;
+            let sent = self.flush()?;
+            if !(read || answered || sent) {
+                return Ok(false);
+            }
+            if reads == READS_PER_TURN {
+                // What the last read brought is answered and sent: yield.
+                return Ok(self.socket.readable && self.conversation.wants_read());
             }
         }
-        self.end(ctx.stats)
     }
 
     /// Sends pending answers until they are all sent or the socket's buffer
     /// is full. A short write is not an error: the rest stays in the
     /// conversation's output and goes when the poller says writable.
     /// Returns whether any byte went.
-    fn flush(&mut self) -> bool {
+    fn flush(&mut self) -> io::Result<bool> {
         let mut sent = false;
-        while !self.conversation.output().is_empty() && !self.write_blocked && self.failed.is_none()
-        {
+        while !self.conversation.output().is_empty() && self.socket.writable {
             match self.stream.write(self.conversation.output()) {
-                Ok(0) => self.fail(io::ErrorKind::WriteZero.into()),
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
                     self.conversation.wrote(n);
                     sent = true;
                 }
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    self.write_blocked = true;
+                    self.socket.writable = false;
                 }
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                Err(error) => self.fail(error),
+                Err(error) => return Err(error),
             }
         }
-        sent
+        Ok(sent)
     }
 
     /// Answers the complete questions received, in order, while the output
     /// is under its bound and no answer waits on a timer, doing or starting
-    /// each one's `--work`. Returns whether it answered (or began working
-    /// on) any.
-    fn answer(&mut self, ctx: &mut Context<'_>) -> bool {
-        if self.failed.is_some() {
-            return false;
+    /// each one's `--work` (`work_done`: the one waited for is due).
+    /// Returns whether it answered (or began working on) any.
+    fn answer(&mut self, work_done: bool, ctx: &mut Context<'_>) -> io::Result<bool> {
+        if !work_done && !self.conversation.has_questions() {
+            return Ok(false); // Nothing to answer: not even a clock read.
         }
         let before = self.conversation.output().len();
         let now = Instant::now();
-        let mut work = if std::mem::take(&mut self.work_done) {
+        let mut work = if work_done {
             self.conversation.worked(now, ctx.config, ctx.stats)
         } else {
             self.conversation.answer(now, ctx.config, ctx.stats)
@@ -247,7 +239,7 @@ impl Connection {
             // `--work block`. Answers made so far go out first. The end of
             // the shutdown grace cuts cpu short (block cannot be: it is a
             // sleep that hears nothing), and the loop then closes everyone.
-            self.flush();
+            self.flush()?;
             if !needed.run_within(ctx.shutdown) {
                 break;
             }
@@ -255,15 +247,14 @@ impl Connection {
                 .conversation
                 .worked(Instant::now(), ctx.config, ctx.stats);
         }
-        progressed
+        Ok(progressed)
     }
 
     /// Reads once, if this connection wants input and the socket may have
-    /// some. Returns whether anything happened (bytes, end of input, an
-    /// error).
-    fn read(&mut self, ctx: &Context<'_>) -> bool {
-        if !(self.read_ready && self.wants_read()) {
-            return false;
+    /// some. Returns whether anything happened (bytes, end of input).
+    fn read(&mut self, ctx: &Context<'_>) -> io::Result<bool> {
+        if !(self.socket.readable && self.conversation.wants_read()) {
+            return Ok(false);
         }
         let room = self.conversation.read_buf();
         let capacity = room.len();
@@ -271,68 +262,43 @@ impl Connection {
             // Cannot happen while `wants_read` holds (complete questions
             // are taken before reading); reading into nothing would look
             // like the end of input.
-            return false;
+            return Ok(false);
         }
         match self.stream.read(room) {
-            Ok(0) => self.conversation.received(0),
             Ok(n) => {
                 self.conversation.received(n);
-                if n < capacity && ctx.short_read_drains {
-                    self.read_ready = false;
+                if n < capacity && n > 0 && ctx.short_read_drains {
+                    self.socket.readable = false;
                 }
+                Ok(true)
             }
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                self.read_ready = false;
-                return false;
+                self.socket.readable = false;
+                Ok(false)
             }
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-            Err(error) => self.fail(error),
-        }
-        true
-    }
-
-    /// Whether to read more from the client now: as the conversation says
-    /// (not past the output bound, which is the backpressure; not while an
-    /// answer is owed; never again once the input ended), and not after a
-    /// failure.
-    fn wants_read(&self) -> bool {
-        self.failed.is_none() && self.conversation.wants_read()
-    }
-
-    /// The interest to register now: readable while it wants input,
-    /// writable only while answers are pending (asking for writable with
-    /// nothing to send would wake the loop for nothing, constantly in
-    /// level-triggered mode).
-    pub(crate) fn wanted_interest(&self) -> Interest {
-        Interest {
-            readable: self.wants_read(),
-            writable: self.owes_output(),
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => Ok(true),
+            Err(error) => Err(error),
         }
     }
 
-    /// Why the connection is over, if it is: an error at once; otherwise
-    /// as the conversation says, after its last word (sent best effort:
-    /// with whatever room the socket has now, as the connection closes
-    /// next whatever happens).
+    /// The interest to register now: readable while the conversation wants
+    /// input (not past the output bound, which is the backpressure; not
+    /// while an answer is owed; never again once the input ended), writable
+    /// only while answers are pending (asking for writable with nothing to
+    /// send would wake the loop for nothing, constantly when
+    /// level-triggered).
+    fn interest(&self) -> Interest {
+        Interest::new(self.conversation.wants_read(), self.owes_output())
+    }
+
+    /// Why the connection is over, if it is, as the conversation says,
+    /// after its last word (sent best effort: with whatever room the socket
+    /// has now, as the connection closes next whatever happens).
     fn end(&mut self, stats: &Stats) -> Option<End> {
-        if let Some(error) = self.failed.take() {
-            return Some(End::Failed(error));
-        }
         if let Some(word) = self.conversation.last_word(stats) {
             let _ = self.stream.write(word);
         }
         self.conversation.end()
-    }
-
-    /// The server begins its shutdown: the connection reads what has
-    /// already arrived (`read_ready` is set, so it tries at least once),
-    /// stops reading once a read finds the socket drained, and ends once
-    /// its answers are sent. A client that never stops sending keeps it
-    /// reading until the shutdown grace closes it.
-    pub(crate) fn last_read(&mut self) {
-        self.read_ready = true;
-        self.draining = true;
-        self.conversation.shutdown();
     }
 
     /// Whether the idle deadline has passed. A connection whose answer is
@@ -351,6 +317,12 @@ impl Connection {
         self.end(stats).unwrap_or(End::IdleTimeout)
     }
 
+    /// The shutdown grace is over: how the connection ends, whatever it
+    /// still owes.
+    pub(crate) fn grace_over(&mut self) -> End {
+        self.conversation.grace_over()
+    }
+
     /// What the connection holds unanswered if it closes now: the bytes of
     /// a question begun but not ended, and complete questions not answered
     /// (the one being worked on and those behind it), which it gives up.
@@ -360,12 +332,8 @@ impl Connection {
 
     /// Whether answers are still waiting to be sent: the client has not
     /// read them.
-    pub(crate) fn owes_output(&self) -> bool {
+    fn owes_output(&self) -> bool {
         !self.conversation.output().is_empty()
-    }
-
-    fn fail(&mut self, error: io::Error) {
-        self.failed.get_or_insert(error);
     }
 
     /// Bytes this connection holds in the server's memory: the struct in
@@ -449,13 +417,13 @@ mod tests {
             timers: &mut timers,
             short_read_drains: true,
         };
-        let both = Interest {
-            readable: true,
-            writable: true,
+        let both = Wake::Ready {
+            ready: Interest::READ_WRITE,
+            unasked: false,
         };
         let mut step = |connection: &mut Connection| {
-            connection.on_ready(both, false);
-            assert!(connection.advance(&mut ctx).is_none());
+            let next = connection.advance(both, &mut ctx);
+            assert!(!matches!(next, Next::Close(_)), "{next:?}");
             std::thread::yield_now();
         };
         // The client does not read: the output grows to its bound. (A

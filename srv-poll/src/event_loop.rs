@@ -8,18 +8,23 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use polling::{Event, Events, PollMode, Poller};
 use slab::Slab;
+use zen_utils::epoll::{self, Interest, Poller, Waker};
 use zen_utils::listener::{self, AcceptErrors, AcceptFailure, ACCEPT_BACKOFF};
-use zen_utils::{Config, End, Shutdown, Stall, Stats, Summary};
+use zen_utils::{Config, End, Shutdown, Stats, Summary};
 
-use crate::connection::{ConnId, Connection, Context, Interest, Timer};
+use crate::connection::{ConnId, Connection, Context, Next, Timer, Wake};
+use crate::poll_mode::{self, PollMode, Registration};
 use crate::timers::Timers;
 
-/// The poll key of the listener. Connections are keyed by their slab key,
-/// which counts up from 0, and polling reserves `usize::MAX` for its own
-/// `notify`, so the key just below it is free for the listener.
-const SERVER: usize = usize::MAX - 1;
+/// The poll keys of the loop's own sources. Connections are keyed by their
+/// slab key, which counts up from 0, so the top of the range is free.
+const SERVER: u64 = u64::MAX;
+const WAKER: u64 = u64::MAX - 1;
+const TIMER: u64 = u64::MAX - 2;
+
+/// At most this many events per wait; more wait for the next one.
+const EVENTS_PER_WAIT: usize = 1024;
 
 /// How many idle scans run per idle timeout. A connection is closed between
 /// one and `1 + 1/IDLE_SCANS_PER_TIMEOUT` timeouts after its last question.
@@ -29,14 +34,29 @@ const SERVER: usize = usize::MAX - 1;
 /// millisecond.
 const IDLE_SCANS_PER_TIMEOUT: u32 = 8;
 
+/// A connection in the loop's slab, with the loop's own bookkeeping about
+/// it, which only the loop writes.
+struct Slot {
+    conn: Connection,
+    registration: Registration,
+    /// Listed in `unfinished`, waiting for its next turn.
+    queued: bool,
+}
+
 /// The loop and everything it owns. Only its one thread ever touches it.
 pub(crate) struct EventLoop {
-    poller: Arc<Poller>,
+    poller: Poller,
     mode: PollMode,
-    /// `None` once the shutdown began: it is deleted from the poller and
-    /// closed, so new clients are refused by the kernel.
+    /// Another thread's way to wake the wait: the shutdown trigger.
+    waker: Arc<Waker>,
+    /// The one timerfd, armed for the earliest of the timer queue and the
+    /// shutdown's grace deadline (`armed_for`).
+    timer: epoll::Timer,
+    armed_for: Option<Instant>,
+    /// `None` once the shutdown began: it is closed, so new clients are
+    /// refused by the kernel.
     listener: Option<TcpListener>,
-    connections: Slab<Connection>,
+    connections: Slab<Slot>,
     /// Counts accepted connections, to tell a reused slab key apart.
     next_generation: u64,
     timers: Timers<Timer>,
@@ -55,27 +75,28 @@ pub(crate) struct EventLoop {
 }
 
 impl EventLoop {
-    /// Registers the listener and the shutdown waker.
+    /// Registers the listener, the shutdown waker and the timer.
     pub(crate) fn new(
         listener: TcpListener,
         config: Config,
         shutdown: Shutdown,
         mode: PollMode,
     ) -> io::Result<Self> {
-        let poller = Arc::new(Poller::new()?);
-        let mode = supported(mode, &poller);
+        let poller = Poller::new(EVENTS_PER_WAIT, mode)?;
         listener.set_nonblocking(true)?;
-        // SAFETY: the listener lives in `self.listener` until `stop_accepting`
-        // or `Drop` deletes it from the poller, and only then is it dropped.
-        unsafe { poller.add_with_mode(&listener, Event::readable(SERVER), mode)? };
+        poller.add(&listener, SERVER, Interest::READ)?;
+        let timer = epoll::Timer::new()?;
+        poller.watch(timer.fd(), TIMER)?;
         // The shutdown may come from any thread (a signal handler's, a
-        // test's): `notify` wakes the loop out of `wait` at once. A weak
-        // reference, so that the waker does not keep the poller open after
-        // `serve` returns.
-        let waker = Arc::downgrade(&poller);
+        // test's): the waker wakes the loop out of `wait` at once. A weak
+        // reference, so that the trigger does not keep the eventfd open
+        // after `serve` returns.
+        let waker = Arc::new(Waker::new()?);
+        poller.watch(waker.fd(), WAKER)?;
+        let weak = Arc::downgrade(&waker);
         shutdown.on_trigger(move || {
-            if let Some(poller) = waker.upgrade() {
-                let _ = poller.notify();
+            if let Some(waker) = weak.upgrade() {
+                waker.wake();
             }
         });
         let mut timers = Timers::new();
@@ -85,6 +106,9 @@ impl EventLoop {
         Ok(Self {
             poller,
             mode,
+            waker,
+            timer,
+            armed_for: None,
             listener: Some(listener),
             connections: Slab::new(),
             next_generation: 0,
@@ -100,7 +124,6 @@ impl EventLoop {
 
     /// Runs until the shutdown is over; returns the summary.
     pub(crate) fn run(mut self) -> io::Result<Summary> {
-        let mut events = Events::new();
         loop {
             if self.shutdown.is_triggered() && !self.shutting_down {
                 self.begin_shutdown();
@@ -112,22 +135,24 @@ impl EventLoop {
                 }
             }
             // The one place the loop waits (`--work block` aside, on
-            // purpose): until a socket is ready, the next timer is due, or
-            // `notify` wakes it for the shutdown.
-            let now = Instant::now();
-            let timeout = [
-                // Unfinished connections are ready now: only look for events.
-                (!self.unfinished.is_empty()).then_some(Duration::ZERO),
-                self.timers.time_to_next(now),
-                grace_deadline.map(|deadline| deadline.saturating_duration_since(now)),
-            ]
-            .into_iter()
-            .flatten()
-            .min();
-            events.clear();
-            self.poller.wait(&mut events, timeout)?;
-            for event in events.iter() {
-                self.on_event(event);
+            // purpose): until a socket is ready, the timer fires, or the
+            // waker wakes it for the shutdown. Unfinished connections are
+            // ready now: then it only looks for events.
+            let next_due = [self.timers.next_due(), grace_deadline]
+                .into_iter()
+                .flatten()
+                .min();
+            self.arm_timer(next_due)?;
+            let deadline = (!self.unfinished.is_empty()).then_some(0);
+            self.poller.wait(deadline)?;
+            for i in 0..self.poller.len() {
+                let event = self.poller.event(i);
+                match event.key {
+                    SERVER => self.accept_all(),
+                    WAKER => self.waker.clear(),
+                    TIMER => self.timer_fired(),
+                    key => self.on_ready(key as usize, event),
+                }
             }
             self.run_due_timers(Instant::now());
             self.advance_unfinished();
@@ -136,34 +161,47 @@ impl EventLoop {
         Ok(self.stats.summary())
     }
 
-    fn on_event(&mut self, event: Event) {
-        if event.key == SERVER {
-            self.accept_all();
-            return;
-        }
-        // A connection closed earlier in this batch left its events behind.
-        let Some(conn) = self.connections.get_mut(event.key) else {
-            return;
+    /// Arms the timerfd for `next_due`, if it is not armed for it already:
+    /// one `timerfd_settime` when the earliest timer changes, not per wait.
+    fn arm_timer(&mut self, next_due: Option<Instant>) -> io::Result<()> {
+        let Some(at) = next_due else {
+            return Ok(()); // A stale expiry only wakes the loop once for nothing.
         };
-        let asked = conn.registered;
-        if self.mode == PollMode::Oneshot {
-            // The kernel disabled the registration when it delivered this
-            // event: `settle_interest` re-arms it, one more `epoll_ctl`.
-            conn.registered = Interest::NONE;
+        if self.armed_for == Some(at) {
+            return Ok(());
         }
-        let ready = Interest {
-            readable: event.readable && asked.readable,
-            writable: event.writable && asked.writable,
-        };
-        let unasked = (event.readable && !asked.readable) || (event.writable && !asked.writable);
-        conn.on_ready(ready, unasked);
-        self.advance(event.key);
+        // `Instant` reads the monotonic clock, as the timerfd does; the
+        // clock is read after the instant, so the timer never fires early.
+        let left = at.saturating_duration_since(Instant::now());
+        self.timer.arm(epoll::now_ns() + epoll::nanos(left))?;
+        self.armed_for = Some(at);
+        Ok(())
     }
 
-    /// Lets a connection do all it can, then closes it or updates its
-    /// interest.
-    fn advance(&mut self, key: usize) {
-        let Some(conn) = self.connections.get_mut(key) else {
+    fn timer_fired(&mut self) {
+        self.timer.fired();
+        self.armed_for = None;
+    }
+
+    fn on_ready(&mut self, key: usize, event: epoll::Ready) {
+        // A connection closed earlier in this batch left its events behind.
+        let Some(slot) = self.connections.get_mut(key) else {
+            return;
+        };
+        let asked = slot.registration.interest();
+        slot.registration.delivered(self.mode);
+        let ready = Interest::new(
+            event.readable && asked.readable,
+            event.writable && asked.writable,
+        );
+        let unasked = (event.readable && !asked.readable) || (event.writable && !asked.writable);
+        self.advance(key, Wake::Ready { ready, unasked });
+    }
+
+    /// Tells a connection what happened, and does what it wants next:
+    /// close it, or register its interest (and list it for another turn).
+    fn advance(&mut self, key: usize, wake: Wake) {
+        let Some(slot) = self.connections.get_mut(key) else {
             return;
         };
         let mut ctx = Context {
@@ -171,17 +209,24 @@ impl EventLoop {
             stats: &self.stats,
             shutdown: &self.shutdown,
             timers: &mut self.timers,
-            short_read_drains: self.mode != PollMode::Edge,
+            short_read_drains: poll_mode::short_read_drains(self.mode),
         };
-        match conn.advance(&mut ctx) {
-            Some(end) => self.close(key, end),
-            None => {
-                if conn.unfinished && !conn.queued {
-                    conn.queued = true;
-                    self.unfinished.push(conn.id);
+        let interest = match slot.conn.advance(wake, &mut ctx) {
+            Next::Close(end) => return self.close(key, end),
+            Next::Wait(interest) => interest,
+            Next::AnotherTurn(interest) => {
+                if !slot.queued {
+                    slot.queued = true;
+                    self.unfinished.push(slot.conn.id);
                 }
-                self.settle_interest(key);
+                interest
             }
+        };
+        let updated =
+            slot.registration
+                .update(&self.poller, &slot.conn.stream, key as u64, interest);
+        if let Err(error) = updated {
+            self.close(key, End::Failed(error));
         }
     }
 
@@ -189,35 +234,19 @@ impl EventLoop {
     /// next one, after every other ready connection had its own.
     fn advance_unfinished(&mut self) {
         for id in std::mem::take(&mut self.unfinished) {
-            let Some(conn) = self.connections.get_mut(id.key).filter(|c| c.id == id) else {
-                continue;
-            };
-            conn.queued = false;
-            if conn.unfinished {
-                self.advance(id.key);
+            if let Some(slot) = self.slot_of(id) {
+                slot.queued = false;
+                self.advance(id.key, Wake::NextTurn);
             }
         }
     }
 
-    /// Tells the poller what the connection wants now, if that changed:
-    /// the one `epoll_ctl` that level-triggered mode needs, and only at
-    /// backpressure, pending output or a wait.
-    fn settle_interest(&mut self, key: usize) {
-        let Some(conn) = self.connections.get_mut(key) else {
-            return;
-        };
-        let wanted = conn.wanted_interest();
-        if wanted == conn.registered {
-            return;
-        }
-        let interest = Event::new(key, wanted.readable, wanted.writable);
-        match self
-            .poller
-            .modify_with_mode(&conn.stream, interest, self.mode)
-        {
-            Ok(()) => conn.registered = wanted,
-            Err(error) => self.close(key, End::Failed(error)),
-        }
+    /// The slot of connection `id`, unless it closed (even if its key was
+    /// reused since: the generation tells).
+    fn slot_of(&mut self, id: ConnId) -> Option<&mut Slot> {
+        self.connections
+            .get_mut(id.key)
+            .filter(|slot| slot.conn.id == id)
     }
 
     /// Accepts every connection waiting in the backlog.
@@ -252,8 +281,8 @@ impl EventLoop {
 
     fn listen(&mut self, readable: bool) {
         if let Some(listener) = &self.listener {
-            let interest = Event::new(SERVER, readable, false);
-            if let Err(error) = self.poller.modify_with_mode(listener, interest, self.mode) {
+            let interest = Interest::new(readable, false);
+            if let Err(error) = self.poller.modify(listener, SERVER, interest) {
                 tracing::warn!("warning: cannot change the listener's interest: {error}");
             }
         }
@@ -268,24 +297,14 @@ impl EventLoop {
             listener::turn_away(&stream, peer, &self.config, &self.stats);
             return;
         }
-        let prepared =
-            listener::prepare_accepted(&stream).and_then(|()| stream.set_nonblocking(true));
-        if let Err(error) = prepared {
-            self.stats.error(1);
-            tracing::debug!("connection from {peer} closed: error: {error}");
-            return;
-        }
         let entry = self.connections.vacant_entry();
         let key = entry.key();
-        // SAFETY: the stream lives in the slab entry, and `close` (or
-        // `Drop`) deletes it from the poller before the entry is dropped.
-        let added = unsafe {
-            self.poller
-                .add_with_mode(&stream, Event::readable(key), self.mode)
-        };
-        if let Err(error) = added {
+        let registered = listener::prepare_accepted(&stream)
+            .and_then(|()| stream.set_nonblocking(true))
+            .and_then(|()| self.poller.add(&stream, key as u64, Interest::READ));
+        if let Err(error) = registered {
             self.stats.error(1);
-            tracing::warn!("warning: cannot register connection from {peer}: {error}");
+            tracing::debug!("connection from {peer} closed: error: {error}");
             return;
         }
         let id = ConnId {
@@ -293,21 +312,23 @@ impl EventLoop {
             generation: self.next_generation,
         };
         self.next_generation += 1;
-        entry.insert(Connection::new(stream, peer, id, &self.config));
+        entry.insert(Slot {
+            conn: Connection::new(stream, peer, id, &self.config),
+            registration: Registration::new(Interest::READ),
+            queued: false,
+        });
         tracing::debug!("accepted connection from {peer}");
     }
 
     fn run_due_timers(&mut self, now: Instant) {
         while let Some(timer) = self.timers.pop_due(now) {
             match timer {
+                // The generation check drops the timer of a connection
+                // that closed while it waited, even if its key was reused.
                 Timer::Answer(id) => {
-                    // The generation check drops the timer of a connection
-                    // that closed while it waited, even if its key was reused.
-                    let Some(conn) = self.connections.get_mut(id.key).filter(|c| c.id == id) else {
-                        continue;
-                    };
-                    conn.on_answer_ready();
-                    self.advance(id.key);
+                    if self.slot_of(id).is_some() {
+                        self.advance(id.key, Wake::AnswerDue);
+                    }
                 }
                 Timer::IdleScan => self.scan_for_timeouts(now),
                 Timer::ResumeAccepting => self.listen(true),
@@ -321,33 +342,27 @@ impl EventLoop {
         let expired: Vec<usize> = self
             .connections
             .iter()
-            .filter(|(_, conn)| conn.idle_expired(now))
+            .filter(|(_, slot)| slot.conn.idle_expired(now))
             .map(|(key, _)| key)
             .collect();
         for key in expired {
-            if let Some(conn) = self.connections.get_mut(key) {
-                let end = conn.idle_end(now, &self.stats);
-                self.close(key, end);
-            }
+            let end = self.connections[key].conn.idle_end(now, &self.stats);
+            self.close(key, end);
         }
         if let Some(period) = idle_scan_period(&self.config) {
             self.timers.add(now + period, Timer::IdleScan);
         }
     }
 
-    /// Stops accepting, takes a last read of every connection, and lets
-    /// each finish what it owes; idle ones close at once.
+    /// Stops accepting, and tells every connection: each takes a last read,
+    /// finishes what it owes and ends; idle ones end at once.
     fn begin_shutdown(&mut self) {
         self.shutting_down = true;
-        if let Some(listener) = self.listener.take() {
-            let _ = self.poller.delete(&listener);
-        }
+        // Closing the listener removes it from the epoll set.
+        self.listener = None;
         let keys: Vec<usize> = self.connections.iter().map(|(key, _)| key).collect();
         for key in keys {
-            if let Some(conn) = self.connections.get_mut(key) {
-                conn.last_read();
-                self.advance(key);
-            }
+            self.advance(key, Wake::Shutdown);
         }
     }
 
@@ -358,43 +373,16 @@ impl EventLoop {
     fn close_remaining(&mut self) {
         let keys: Vec<usize> = self.connections.iter().map(|(key, _)| key).collect();
         for key in keys {
-            let end = if self.connections[key].owes_output() {
-                End::Unread(Stall::Shutdown)
-            } else {
-                End::Shutdown
-            };
+            let end = self.connections[key].conn.grace_over();
             self.close(key, end);
         }
     }
 
-    /// Deletes a connection from the poller, then drops it (polling's
-    /// safety rule: deleted before closed), and counts and logs its end.
+    /// Closes a connection (closing its socket removes it from the epoll
+    /// set), and counts and logs its end.
     fn close(&mut self, key: usize, end: End) {
-        let mut conn = self.connections.remove(key);
-        let _ = self.poller.delete(&conn.stream);
-        end.record(conn.peer, conn.leftover(), &self.stats);
-    }
-}
-
-impl Drop for EventLoop {
-    /// On an early return (a failed `wait`), every source still registered
-    /// is deleted before its socket closes, as polling requires.
-    fn drop(&mut self) {
-        for conn in self.connections.drain() {
-            let _ = self.poller.delete(&conn.stream);
-        }
-        if let Some(listener) = self.listener.take() {
-            let _ = self.poller.delete(&listener);
-        }
-    }
-}
-
-/// The mode asked for, or oneshot where the OS does not support it.
-fn supported(mode: PollMode, poller: &Poller) -> PollMode {
-    match mode {
-        PollMode::Level if !poller.supports_level() => PollMode::Oneshot,
-        PollMode::Edge if !poller.supports_edge() => PollMode::Oneshot,
-        mode => mode,
+        let mut slot = self.connections.remove(key);
+        end.record(slot.conn.peer, slot.conn.leftover(), &self.stats);
     }
 }
 

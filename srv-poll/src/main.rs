@@ -15,8 +15,8 @@ struct Cli {
     server: ServerArgs,
 
     /// How sockets are registered with epoll: level (no re-arm per event),
-    /// edge (must read until WouldBlock) or oneshot (polling's default:
-    /// one more epoll_ctl per event)
+    /// edge (must read until WouldBlock) or oneshot (one more epoll_ctl
+    /// per event)
     #[arg(long, value_enum, default_value_t = Mode::Level)]
     poll_mode: Mode,
 }

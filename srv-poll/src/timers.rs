@@ -1,13 +1,13 @@
 //! The loop's timer queue: the BitTorrent RawServer's `add_task`, with a
 //! binary heap instead of a sorted list.
 //!
-//! The loop never sleeps on a timer: it asks the queue how long until the
-//! next one is due and hands that to `Poller::wait` as its timeout, so a
-//! socket event and a timer wake the same single thread.
+//! The loop never sleeps on a timer: it arms one timerfd, registered with
+//! its poller, for the earliest task, so a socket event and a timer wake
+//! the same single thread in the same wait.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Tasks due at instants, earliest first. Ties come out in the tasks' own
 /// order, which keeps the queue deterministic.
@@ -32,13 +32,10 @@ impl<T: Ord> Timers<T> {
         self.heap.push(Reverse((at, task)));
     }
 
-    /// How long the loop may wait for I/O before the next task is due:
-    /// zero if one is already due, `None` (wait for I/O alone) if there
-    /// are no tasks.
-    pub(crate) fn time_to_next(&self, now: Instant) -> Option<Duration> {
-        self.heap
-            .peek()
-            .map(|Reverse((at, _))| at.saturating_duration_since(now))
+    /// When the next task is due (`None`: no tasks): the loop's timer is
+    /// armed for it.
+    pub(crate) fn next_due(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse((at, _))| *at)
     }
 
     /// The earliest task due at or before `now`, removed from the queue.
@@ -59,6 +56,7 @@ impl<T: Ord> Timers<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
@@ -90,19 +88,15 @@ mod tests {
     }
 
     #[test]
-    fn the_wait_timeout_is_the_time_to_the_next_task() {
+    fn the_timer_is_armed_for_the_earliest_task() {
         let start = Instant::now();
         let mut timers = Timers::new();
-        assert_eq!(timers.time_to_next(start), None, "no task: wait for I/O");
+        assert_eq!(timers.next_due(), None, "no task: wait for I/O alone");
         timers.add(start + ms(50), 2);
         timers.add(start + ms(20), 1);
-        assert_eq!(timers.time_to_next(start), Some(ms(20)));
-        assert_eq!(timers.time_to_next(start + ms(15)), Some(ms(5)));
-        assert_eq!(
-            timers.time_to_next(start + ms(40)),
-            Some(Duration::ZERO),
-            "overdue: do not wait at all"
-        );
+        assert_eq!(timers.next_due(), Some(start + ms(20)));
+        timers.pop_due(start + ms(20));
+        assert_eq!(timers.next_due(), Some(start + ms(50)));
     }
 
     #[test]

@@ -17,6 +17,8 @@
 //!   is gone.
 //! - [`stats`]: relaxed-atomic counters and the one-line [`Summary`].
 //! - [`end`]: why a connection ended, counted and logged alike everywhere.
+//! - [`epoll`]: epoll with a one-system-call wait, for srv-poll and the
+//!   load generator.
 //! - [`shutdown`]: the [`Shutdown`] trigger and SIGINT/SIGTERM handling.
 //! - [`server`]: the `main` that every server binary shares.
 //! - `testkit` (feature `testkit`): the one conformance suite, stamped out
@@ -32,6 +34,7 @@ pub mod admission;
 pub mod config;
 pub mod conversation;
 pub mod end;
+pub mod epoll;
 pub mod frame;
 pub mod listener;
 pub mod log;

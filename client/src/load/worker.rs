@@ -176,11 +176,11 @@ impl Worker {
         targets: usize,
         progress: Arc<Progress>,
     ) -> io::Result<Self> {
-        let poller = Poller::new(EVENTS)?;
+        let poller = crate::event_loop::poller(EVENTS)?;
         let timer = match shared.rate {
             Some(_) => {
                 let timer = Timer::new()?;
-                poller.add(timer.fd(), TIMER_KEY, Interest::Read)?;
+                poller.watch(timer.fd(), TIMER_KEY)?;
                 Some(timer)
             }
             None => None,
@@ -207,7 +207,7 @@ impl Worker {
             if self.conns[i].stream.is_some() {
                 let conn = &mut self.conns[i];
                 if let Some(stream) = &conn.stream {
-                    self.poller.add(stream, i as u64, Interest::Read)?;
+                    self.poller.add(stream, i as u64, Interest::READ)?;
                 }
                 conn.phase = Phase::Open;
                 conn.next_due = self.shared.due(conn.slot, 0);
@@ -576,9 +576,9 @@ impl Worker {
         // Watch for room to write only while something is left to write.
         if conn.writing == all_written {
             let interest = if all_written {
-                Interest::Read
+                Interest::READ
             } else {
-                Interest::ReadWrite
+                Interest::READ_WRITE
             };
             if let Err(error) = self.poller.modify(stream, i as u64, interest) {
                 return self.fail(i, Failure::of(&error), now);
@@ -712,8 +712,8 @@ impl Worker {
     fn reconnect(&mut self, i: usize, now: u64) {
         let started = start_connect(self.conns[i].server).and_then(|started| {
             let (stream, interest) = match &started {
-                Started::Done(stream) => (stream, Interest::Read),
-                Started::InProgress(stream) => (stream, Interest::ReadWrite),
+                Started::Done(stream) => (stream, Interest::READ),
+                Started::InProgress(stream) => (stream, Interest::READ_WRITE),
             };
             self.poller.add(stream, i as u64, interest)?;
             Ok(started)
@@ -739,7 +739,7 @@ impl Worker {
             return;
         };
         let result = finish_connect(stream)
-            .and_then(|()| self.poller.modify(stream, i as u64, Interest::Read));
+            .and_then(|()| self.poller.modify(stream, i as u64, Interest::READ));
         match result {
             Ok(()) => self.on_open(i, now),
             Err(error) => self.fail(i, Failure::of(&error), now),

@@ -1,0 +1,73 @@
+//! `--poll-mode`, a performance device: level-triggered registration saves
+//! a system call per answer over edge-triggered and oneshot.
+//!
+//! - **level** (the default): epoll reports a socket at every wait while it
+//!   is ready, so nothing is re-armed per event, and a short read may end
+//!   the reading: if more arrives, the next wait says so. The loop calls
+//!   `epoll_ctl` only when a connection's interest really changes (output
+//!   pending, backpressure, a `--work wait`).
+//! - **edge**: epoll reports only *new* readiness, so a connection must
+//!   read until `WouldBlock`: one more `read` per answer.
+//! - **oneshot**: epoll disables a socket after each event, and each event
+//!   costs one more `epoll_ctl` to re-arm it.
+//!
+//! docs/targets.md gives the system calls per answer of each mode, as
+//! measured with `strace -c -f`. The service is the same in all three.
+
+use std::io;
+use std::os::fd::AsFd;
+
+use zen_utils::epoll::{Interest, Poller};
+
+/// How sockets are registered with epoll.
+pub use zen_utils::epoll::Trigger as PollMode;
+
+/// Whether a short read may be taken to mean "nothing more to read now":
+/// not when edge-triggered, where a socket with bytes left is never
+/// reported again.
+pub(crate) fn short_read_drains(mode: PollMode) -> bool {
+    mode != PollMode::Edge
+}
+
+/// What one source is registered for now, so that the loop calls
+/// `epoll_ctl` only when that changes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Registration {
+    interest: Interest,
+}
+
+impl Registration {
+    /// A source just added with `interest`.
+    pub(crate) fn new(interest: Interest) -> Self {
+        Self { interest }
+    }
+
+    /// What is registered now: the readiness an event may report.
+    pub(crate) fn interest(&self) -> Interest {
+        self.interest
+    }
+
+    /// The poller delivered an event: a oneshot registration is now
+    /// disabled, so the next [`update`](Self::update) re-arms it.
+    pub(crate) fn delivered(&mut self, mode: PollMode) {
+        if mode == PollMode::Oneshot {
+            self.interest = Interest::NONE;
+        }
+    }
+
+    /// Registers `wanted` for `source` under `key`, if it differs from what
+    /// is registered: the one `epoll_ctl` that level-triggered mode needs.
+    pub(crate) fn update(
+        &mut self,
+        poller: &Poller,
+        source: impl AsFd,
+        key: u64,
+        wanted: Interest,
+    ) -> io::Result<()> {
+        if wanted != self.interest {
+            poller.modify(source, key, wanted)?;
+            self.interest = wanted;
+        }
+        Ok(())
+    }
+}
