@@ -15,7 +15,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = zen_utils::server::parse();
     zen_utils::server::run("srv-async", &cli.server, false, srv_async::serve)
 }
 

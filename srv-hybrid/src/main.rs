@@ -6,7 +6,6 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use srv_hybrid::{HybridOptions, Runtime};
-use zen_utils::config::BindError;
 use zen_utils::ServerArgs;
 
 const NAME: &str = "srv-hybrid";
@@ -30,14 +29,8 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = zen_utils::server::parse();
     let per_core = cli.runtime == Runtime::PerCore;
-    if per_core {
-        if let Err(error) = probe_port(&cli.server) {
-            zen_utils::log_line!("{NAME}: error: {error}");
-            return ExitCode::FAILURE;
-        }
-    }
     let options = HybridOptions {
         workers: cli.workers.unwrap_or_else(srv_hybrid::default_workers),
         runtime: cli.runtime,
@@ -61,24 +54,6 @@ fn parse_workers(text: &str) -> Result<NonZeroUsize, String> {
         return Err(format!("must be at most {}", srv_hybrid::MAX_WORKERS));
     }
     Ok(workers)
-}
-
-/// Fails if something already listens on the address.
-///
-/// `SO_REUSEPORT` lets a socket of the same user join a port whose
-/// listeners all have it: a second `srv-hybrid --runtime per-core` on a
-/// busy port would silently join the first one's group and take a share of
-/// its connections, instead of failing with "address in use". A bind
-/// without `SO_REUSEPORT` cannot join a group, so it fails exactly when the
-/// port is held; the probe is closed at once. (A server that takes the port
-/// between the probe and the real bind still wins that race: the probe
-/// makes the common mistake loud, it cannot close the window.)
-fn probe_port(args: &ServerArgs) -> Result<(), BindError> {
-    // Port 0 asks the OS for a free port: nobody can be holding it.
-    if args.port != 0 {
-        drop(args.bind(false)?);
-    }
-    Ok(())
 }
 
 #[cfg(test)]

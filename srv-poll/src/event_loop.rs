@@ -304,6 +304,7 @@ impl EventLoop {
             .and_then(|()| self.poller.add(&stream, key as u64, Interest::READ));
         if let Err(error) = registered {
             self.stats.error(1);
+            self.stats.closed();
             tracing::debug!("connection from {peer} closed: error: {error}");
             return;
         }

@@ -30,7 +30,7 @@ enum Mode {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = zen_utils::server::parse();
     let mode = match cli.poll_mode {
         Mode::Level => PollMode::Level,
         Mode::Edge => PollMode::Edge,

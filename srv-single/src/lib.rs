@@ -30,8 +30,6 @@
 //! cargo run --release -p srv-single -- -p 1060
 //! ```
 
-mod conversation;
-
 use std::io;
 use std::net::TcpListener;
 
@@ -40,7 +38,7 @@ use zen_utils::listener::{AcceptErrors, AcceptFailure, ACCEPT_BACKOFF};
 use zen_utils::shutdown::TICK;
 use zen_utils::{Config, Shutdown, Stats, Summary};
 
-pub use conversation::converse;
+pub use zen_utils::blocking::converse;
 
 /// Serves clients one at a time on `listener` until `shutdown` is
 /// triggered, then returns the summary.

@@ -23,7 +23,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = zen_utils::server::parse();
     zen_utils::server::run("srv-single", &cli.server, false, srv_single::serve)
 }
 

@@ -40,7 +40,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = zen_utils::server::parse();
     let mode = if cli.per_connection {
         Mode::PerConnection
     } else {

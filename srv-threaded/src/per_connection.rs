@@ -48,6 +48,7 @@ pub(crate) fn run(listener: &TcpListener, shared: &Shared) {
                 // client sees a close; pause as for any accept that ran
                 // out of resources, rather than spin, and warn as rarely.
                 stats.error(1);
+                stats.closed();
                 tracing::debug!("connection from {peer} closed: no thread to serve it: {error}");
                 accept_errors.out_of_resources("starting a connection's thread", &error);
                 thread::sleep(ACCEPT_BACKOFF);

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
@@ -29,6 +30,9 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// more slowly than clients connect overflowed its accept queue. Linux caps
 /// it at `net.core.somaxconn` (4,096 by default).
 pub const DEFAULT_BACKLOG: i32 = 4096;
+
+/// The most worker processes `--processes` starts.
+pub const MAX_PROCESSES: u16 = 256;
 
 /// The flags of the protocol's command-line contract; each server flattens them
 /// into its own command with `#[command(flatten)]`.
@@ -77,6 +81,30 @@ pub struct ServerArgs {
     /// Log only errors
     #[arg(short, long)]
     pub quiet: bool,
+
+    /// Started by inetd: fd 0 is a connection (nowait: serve it, then
+    /// exit) or a listener (wait: serve it until --exit-idle). Nothing is
+    /// written to fds 1 and 2, which are the client's socket
+    #[arg(long, help_heading = "Started by someone else")]
+    pub inetd: bool,
+
+    /// Under --inetd wait, exit once no connection has been open for this
+    /// long
+    #[arg(long, value_name = "DUR", default_value = "10s", value_parser = parse_duration,
+          help_heading = "Started by someone else")]
+    pub exit_idle: Duration,
+
+    /// Append logs and the summary to this file instead of stderr (under
+    /// --inetd, without it, they are dropped)
+    #[arg(long, value_name = "PATH", help_heading = "Started by someone else")]
+    pub log_file: Option<PathBuf>,
+
+    /// Run as a supervisor of N worker processes of this server, which
+    /// share its listener; 1: no supervisor (at most 256)
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=MAX_PROCESSES as i64),
+          help_heading = "Started by someone else")]
+    pub processes: u16,
 }
 
 /// What a server needs to know besides its listener: the parsed limits.

@@ -53,6 +53,7 @@ impl End {
     /// so is a partial question when the client closed or the server shut
     /// down (after a limit or a failure, the stream was broken anyway).
     pub fn record(&self, peer: SocketAddr, left: Leftover, stats: &Stats) {
+        stats.closed();
         let partial_dropped =
             left.partial > 0 && matches!(self, Self::ClientClosed | Self::Shutdown);
         stats.dropped(left.unanswered + u64::from(partial_dropped));

@@ -4,6 +4,8 @@
 //! - [`protocol`]: the aphorism table and the fixed answers, exact bytes.
 //! - [`conversation`]: one conversation with one client, with no I/O: the
 //!   protocol written once, driven by every model.
+//! - [`blocking`]: its driver on a thread that blocks (srv-single,
+//!   srv-threaded, and every server under inetd's `nowait`).
 //! - [`frame`]: the framing decoder. It never touches a socket: bytes in,
 //!   questions out, the same for blocking, polling and async servers.
 //! - [`config`]: the protocol's shared flags as one clap [`ServerArgs`] struct,
@@ -21,6 +23,10 @@
 //!   load generator.
 //! - [`shutdown`]: the [`Shutdown`] trigger and SIGINT/SIGTERM handling.
 //! - [`server`]: the `main` that every server binary shares.
+//! - [`started`]: started by someone else: socket activation, inetd,
+//!   systemd's readiness notifications, `--exit-idle`.
+//! - [`supervisor`]: `--processes N`, pre-forked workers that share the
+//!   listener.
 //! - `testkit` (feature `testkit`): the one conformance suite, stamped out
 //!   in each server crate by [`conformance_suite!`].
 //!
@@ -31,6 +37,7 @@
 #![warn(missing_docs)]
 
 pub mod admission;
+pub mod blocking;
 pub mod config;
 pub mod conversation;
 pub mod end;
@@ -41,7 +48,9 @@ pub mod log;
 pub mod protocol;
 pub mod server;
 pub mod shutdown;
+pub mod started;
 pub mod stats;
+pub mod supervisor;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod work;

@@ -54,6 +54,7 @@ pub fn prepare_accepted(stream: &impl AsFd) -> io::Result<()> {
 /// logged at `-v`. The caller then drops the connection.
 pub fn turn_away(stream: &impl AsFd, peer: SocketAddr, config: &Config, stats: &Stats) {
     stats.error(1);
+    stats.closed();
     let _ = SockRef::from(stream).send_with_flags(SERVER_BUSY, libc::MSG_DONTWAIT);
     tracing::debug!(
         "connection from {peer} turned away: server busy ({} open)",

@@ -1,4 +1,5 @@
-//! Logs on stderr that can never stop a server or the client.
+//! Logs on stderr (or in `--log-file`) that can never stop a server or the
+//! client.
 //!
 //! The servers log through `tracing`: connections at `debug` (shown with
 //! `-v`), start, warnings and the summary at `info` and `warn` (shown by
@@ -10,28 +11,38 @@
 //! stderr cannot be written (a pipe whose reader has gone, as in `server
 //! 2>&1 | head -3`), and so does `tracing-subscriber` when its writer
 //! fails (it reports the failure with `eprintln!`): the subscriber's
-//! writer, [`BestEffortStderr`], swallows the failure instead. A log line
+//! writer, [`BestEffortLog`], swallows the failure instead. A log line
 //! is never worth a server. [`log_line!`](crate::log_line) is the same
 //! promise for the few lines written before the subscriber or without it
 //! (the client's).
 
 use std::fmt;
+use std::fs::File;
 use std::io::{self, Write};
+use std::sync::OnceLock;
 
 use tracing::level_filters::LevelFilter;
 
 use crate::Verbosity;
 
-/// Installs the process's logger at the level of `verbosity`. Called once,
+/// The `--log-file`, once opened: every log line goes there instead of
+/// stderr.
+static LOG_FILE: OnceLock<File> = OnceLock::new();
+
+/// Installs the process's logger at the level of `verbosity`, writing to
+/// `file` (opened for appending) if given, else to stderr. Called once,
 /// first thing in a server's `main`; a second call changes nothing.
-pub fn init(verbosity: Verbosity) {
+pub fn init(verbosity: Verbosity, file: Option<File>) {
+    if let Some(file) = file {
+        let _ = LOG_FILE.set(file);
+    }
     let level = match verbosity {
         Verbosity::Quiet => LevelFilter::ERROR,
         Verbosity::Normal => LevelFilter::INFO,
         Verbosity::Verbose => LevelFilter::DEBUG,
     };
     let _ = tracing_subscriber::fmt()
-        .with_writer(|| BestEffortStderr)
+        .with_writer(|| BestEffortLog)
         .with_max_level(level)
         .without_time()
         .with_target(false)
@@ -39,15 +50,18 @@ pub fn init(verbosity: Verbosity) {
         .try_init();
 }
 
-/// Stderr, where a failed write is dropped, not reported: the subscriber's
-/// writer. The subscriber formats each line whole and writes it with one
+/// Stderr (or the `--log-file`), where a failed write is dropped, not
+/// reported: the subscriber's writer. The subscriber formats each line whole and writes it with one
 /// `write_all`, and stderr is unbuffered, so the lines of different
 /// threads do not mix.
-pub struct BestEffortStderr;
+pub struct BestEffortLog;
 
-impl Write for BestEffortStderr {
+impl Write for BestEffortLog {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let _ = io::stderr().write_all(buf);
+        let _ = match LOG_FILE.get() {
+            Some(mut file) => file.write_all(buf),
+            None => io::stderr().write_all(buf),
+        };
         Ok(buf.len())
     }
 
@@ -60,7 +74,7 @@ impl Write for BestEffortStderr {
 /// dropped.
 pub fn line(args: fmt::Arguments<'_>) {
     // Formatted first, so that it leaves in one write.
-    let _ = BestEffortStderr.write_all(format!("{args}\n").as_bytes());
+    let _ = BestEffortLog.write_all(format!("{args}\n").as_bytes());
 }
 
 /// `eprintln!` that never panics: a line that cannot be written is

@@ -1,12 +1,28 @@
-//! The part of every server's `main` that is the same for all five: raise
-//! the descriptor limit, bind (and prepare), install the signal handlers,
-//! print `listening on IP:PORT`, serve, print the summary.
+//! The part of every server's `main` that is the same for all of them:
+//! find the socket to serve (bind one, or take the one systemd, inetd or a
+//! supervisor handed down), raise the descriptor limit, install the signal
+//! handlers, print `listening on IP:PORT`, serve, print the summary. Or,
+//! with `--processes N`, supervise N workers that do all that.
 
+use std::fs::File;
 use std::io::{self, Write};
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::ExitCode;
 
-use crate::{Config, ServerArgs, Shutdown, Summary};
+use clap::Parser;
+
+use crate::started::{self, Handed};
+use crate::{supervisor, Config, ServerArgs, Shutdown, Stats, Summary};
+
+/// Parses a server's flags. Under `--inetd`, fds 1 and 2 are the client's
+/// socket, so they are pointed at `/dev/null` first: not even a usage
+/// error may reach the client.
+pub fn parse<C: Parser>() -> C {
+    if started::inetd_requested() {
+        let _ = started::silence_stdio(&[1, 2]);
+    }
+    C::parse()
+}
 
 /// Runs a server binary to its end and returns its exit code.
 ///
@@ -23,8 +39,10 @@ pub fn run(
 }
 
 /// [`run`], with a step between binding and announcing: `prepare` turns the
-/// bound listener into whatever `serve` takes (srv-hybrid binds the rest of
-/// its per-core listeners there).
+/// listener into whatever `serve` takes (srv-hybrid binds the rest of its
+/// per-core listeners there, if the listener has `SO_REUSEPORT`; one
+/// handed down by systemd, inetd or a supervisor has not, and its runtimes
+/// share it).
 ///
 /// `listening on` is printed only once `prepare` has succeeded, because
 /// tools read that line as "ready": every socket that will accept must be
@@ -37,46 +55,153 @@ pub fn run_prepared<T>(
     prepare: impl FnOnce(TcpListener) -> io::Result<T>,
     serve: impl FnOnce(T, Config, Shutdown) -> io::Result<Summary>,
 ) -> ExitCode {
+    // Before anything else, and before any thread starts: socket
+    // activation reads and removes the LISTEN_* variables, and --inetd
+    // takes fd 0 and silences fds 0 to 2.
+    let handed = match handed_socket(args) {
+        Ok(handed) => handed,
+        Err(error) => return fail(name, &error),
+    };
     let config = args.config();
-    crate::log::init(config.verbosity);
+    let log_file = match args.log_file.as_ref().map(open_log) {
+        Some(Ok(file)) => Some(file),
+        Some(Err(error)) => return fail(name, &error),
+        None => None,
+    };
+    crate::log::init(config.verbosity, log_file);
     if let Err(error) = crate::listener::raise_fd_limit() {
         tracing::warn!("{name}: warning: cannot raise the file-descriptor limit: {error}");
     }
-    let listener = match args.bind(reuse_port) {
-        Ok(listener) => listener,
-        Err(error) => return fail(name, &error),
+    let supervising = args.processes > 1 && !supervisor::is_worker();
+    let listener = match handed {
+        Some(Handed::Connection(stream)) => return converse_once(name, stream, &config),
+        Some(Handed::Listener(listener)) => listener,
+        // A supervisor's workers share its one listener, so it joins no
+        // SO_REUSEPORT group.
+        None => match bind(args, reuse_port && !supervising) {
+            Ok(listener) => listener,
+            Err(error) => return fail(name, &error),
+        },
     };
     let addr = match listener.local_addr() {
         Ok(addr) => addr,
         Err(error) => return fail(name, &error),
     };
+    if supervising {
+        let shutdown = match announce(name, addr, args.inetd, &config) {
+            Ok(shutdown) => shutdown,
+            Err(error) => return fail(name, &error),
+        };
+        return finish(
+            name,
+            supervisor::supervise(name, listener, args.processes, &shutdown),
+            false,
+        );
+    }
     let prepared = match prepare(listener) {
         Ok(prepared) => prepared,
         Err(error) => return fail(name, &error),
     };
+    let shutdown = match announce(name, addr, args.inetd, &config) {
+        Ok(shutdown) => shutdown,
+        Err(error) => return fail(name, &error),
+    };
+    if args.inetd {
+        started::exit_when_idle(&shutdown, args.exit_idle);
+    }
+    shutdown.on_trigger(started::notify_stopping);
+    finish(
+        name,
+        serve(prepared, config.clone(), shutdown),
+        supervisor::is_worker(),
+    )
+}
+
+/// The socket someone else handed down, if any: inetd's fd 0 under
+/// `--inetd`, else a socket-activated listener at fd 3.
+fn handed_socket(args: &ServerArgs) -> io::Result<Option<Handed>> {
+    if args.inetd {
+        return started::inetd_socket().map(Some);
+    }
+    Ok(started::activated_listener()?.map(Handed::Listener))
+}
+
+/// Binds `HOST -p PORT`. A listener that others will join with
+/// `SO_REUSEPORT` (srv-hybrid per core) is first bound without it, so that
+/// a port another process holds is refused rather than shared.
+fn bind(args: &ServerArgs, reuse_port: bool) -> io::Result<TcpListener> {
+    if reuse_port && args.port != 0 {
+        drop(args.bind(false).map_err(io::Error::other)?);
+    }
+    args.bind(reuse_port).map_err(io::Error::other)
+}
+
+/// Installs the signal handlers, prints `listening on` (not under
+/// `--inetd`: stdout is the client's socket) and tells systemd the server
+/// is ready.
+fn announce(name: &str, addr: SocketAddr, inetd: bool, config: &Config) -> io::Result<Shutdown> {
     // The signal handlers come before the line: a tool that reads it may
     // send SIGTERM at once, and must get a graceful shutdown, not a death
     // by the signal's default action. A signal that comes before `serve`
     // runs is not lost: `serve` starts with the shutdown triggered.
     let shutdown = Shutdown::new();
+    shutdown.trigger_on_signals()?;
+    if !inetd {
+        // Tools start a server with `-p 0` and read this line to find the
+        // port, so it is the first line on stdout and leaves at once.
+        let mut stdout = io::stdout().lock();
+        writeln!(stdout, "listening on {addr}")?;
+        stdout.flush()?;
+    }
+    started::notify_ready();
+    tracing::info!("{name}: serving on {addr} ({config})");
+    Ok(shutdown)
+}
+
+/// inetd's `nowait`: the process holds one conversation, on a thread that
+/// blocks (inetd is the concurrency model here: a process per
+/// connection), then exits.
+fn converse_once(name: &str, stream: TcpStream, config: &Config) -> ExitCode {
+    let shutdown = Shutdown::new();
     if let Err(error) = shutdown.trigger_on_signals() {
         return fail(name, &error);
     }
-    // Tools start a server with `-p 0` and read this line to find the port,
-    // so it is the first line on stdout and leaves at once.
-    let mut stdout = io::stdout().lock();
-    if let Err(error) = writeln!(stdout, "listening on {addr}").and_then(|()| stdout.flush()) {
-        return fail(name, &error);
-    }
-    drop(stdout);
-    tracing::info!("{name}: serving on {addr} ({config})");
-    match serve(prepared, config.clone(), shutdown) {
+    let peer = stream
+        .peer_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let stats = Stats::new();
+    stats.connection();
+    crate::blocking::converse(stream, peer, config, &shutdown, &stats);
+    finish(name, Ok(stats.summary()), false)
+}
+
+/// Reports the summary: a worker prints it on stdout for its supervisor,
+/// anyone else logs it.
+fn finish(name: &str, served: io::Result<Summary>, worker: bool) -> ExitCode {
+    match served {
+        Ok(summary) if worker => {
+            let _ = writeln!(io::stdout(), "{summary}");
+            ExitCode::SUCCESS
+        }
         Ok(summary) => {
             tracing::info!("{name}: {summary}");
             ExitCode::SUCCESS
         }
         Err(error) => fail(name, &error),
     }
+}
+
+fn open_log(path: &std::path::PathBuf) -> io::Result<File> {
+    File::options()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|error| {
+            io::Error::new(
+                error.kind(),
+                format!("--log-file {}: {error}", path.display()),
+            )
+        })
 }
 
 fn fail(name: &str, error: &dyn std::fmt::Display) -> ExitCode {

@@ -1,7 +1,7 @@
 //! Counters shared by a server's threads, and the one-line summary.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// What a server counts while it runs. Each counter is a relaxed atomic:
@@ -17,7 +17,7 @@ pub struct Stats {
 }
 
 /// The server's totals, printed to stderr as one line when it stops.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Summary {
     /// Connections accepted, including the ones turned away as busy.
     pub connections: u64,
@@ -34,6 +34,21 @@ pub struct Summary {
     pub uptime: Duration,
 }
 
+/// Connections accepted and connections open in this process, across
+/// every [`Stats`]: what `--exit-idle` watches, from outside the model
+/// that serves them. A binary runs one server, so the process's count is
+/// the server's.
+static ACCEPTED: AtomicU64 = AtomicU64::new(0);
+static OPEN: AtomicI64 = AtomicI64::new(0);
+
+/// This process's connections so far: (accepted, open now).
+pub fn process_connections() -> (u64, i64) {
+    (
+        ACCEPTED.load(Ordering::Relaxed),
+        OPEN.load(Ordering::Relaxed),
+    )
+}
+
 impl Stats {
     /// Counters at zero; uptime starts now.
     pub fn new() -> Self {
@@ -46,9 +61,17 @@ impl Stats {
         }
     }
 
-    /// Counts one accepted connection.
+    /// Counts one accepted connection, open until [`closed`](Self::closed).
     pub fn connection(&self) {
         self.connections.fetch_add(1, Ordering::Relaxed);
+        ACCEPTED.fetch_add(1, Ordering::Relaxed);
+        OPEN.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A connection counted by [`connection`](Self::connection) is closed
+    /// (its end recorded, or turned away).
+    pub fn closed(&self) {
+        OPEN.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Counts `answers` answers, of which `errors` were error answers.
@@ -92,6 +115,58 @@ impl Default for Stats {
     }
 }
 
+impl Summary {
+    /// Adds `other`'s counts to these (the uptime is the longer one): a
+    /// supervisor's total over its workers.
+    pub fn add(&mut self, other: &Self) {
+        self.connections += other.connections;
+        self.answered += other.answered;
+        self.errors += other.errors;
+        self.dropped += other.dropped;
+        self.uptime = self.uptime.max(other.uptime);
+    }
+}
+
+/// A line that is not a [`Summary`] as its `Display` writes it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a summary line: {0:?}")]
+pub struct NotASummary(String);
+
+impl std::str::FromStr for Summary {
+    type Err = NotASummary;
+
+    /// Reads back the line that `Display` writes (how a worker process
+    /// reports its summary to its supervisor).
+    fn from_str(line: &str) -> Result<Self, Self::Err> {
+        let fail = || NotASummary(line.to_owned());
+        let rest = line.trim().strip_prefix("summary: ").ok_or_else(fail)?;
+        let mut fields = rest.split(", ");
+        let mut count = |unit: &str| -> Result<u64, NotASummary> {
+            let field = fields.next().ok_or_else(fail)?;
+            let number = field.strip_suffix(unit).ok_or_else(fail)?;
+            number.parse().map_err(|_| fail())
+        };
+        let connections = count(" connections")?;
+        let answered = count(" questions answered")?;
+        let errors = count(" errors")?;
+        let dropped = count(" questions dropped")?;
+        let uptime = fields
+            .next()
+            .and_then(|field| field.strip_prefix("uptime "))
+            .and_then(|field| field.strip_suffix('s'))
+            .and_then(|secs| secs.parse::<f64>().ok())
+            .filter(|secs| secs.is_finite() && *secs >= 0.0)
+            .ok_or_else(fail)?;
+        Ok(Self {
+            connections,
+            answered,
+            errors,
+            dropped,
+            uptime: Duration::from_secs_f64(uptime),
+        })
+    }
+}
+
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -130,5 +205,33 @@ mod tests {
              1 questions dropped, uptime "
         ));
         assert!(!line.contains('\n'));
+    }
+
+    #[test]
+    fn a_summary_reads_back_as_it_is_written_and_adds_up() {
+        let one = Summary {
+            connections: 3,
+            answered: 1_000_000,
+            errors: 2,
+            dropped: 1,
+            uptime: Duration::from_millis(1500),
+        };
+        let read: Summary = one.to_string().parse().unwrap();
+        assert_eq!(read, one);
+        let mut total = Summary::default();
+        total.add(&read);
+        total.add(&read);
+        assert_eq!(
+            (
+                total.connections,
+                total.answered,
+                total.errors,
+                total.dropped
+            ),
+            (6, 2_000_000, 4, 2)
+        );
+        for bad in ["", "summary: 3 connections", "summary: x connections, 1 questions answered, 0 errors, 0 questions dropped, uptime 1.0s", "summary: 1 connections, 1 questions answered, 0 errors, 0 questions dropped, uptime -1s"] {
+            assert!(bad.parse::<Summary>().is_err(), "{bad:?}");
+        }
     }
 }

@@ -24,6 +24,7 @@ use crate::{listener, Config, Shutdown, Summary};
 
 pub mod binary;
 pub mod cases;
+pub mod started;
 
 /// How long a test client waits for bytes that must come before it calls
 /// the server broken. Generous: machines running tests are shared and slow.
@@ -39,12 +40,20 @@ pub enum Model {
     Concurrent,
 }
 
-/// A server running in-process on `127.0.0.1:0`, on a thread of its own,
-/// for one test. Dropping it stops it.
+/// A server for one test, on `127.0.0.1:0`: running in-process on a thread
+/// of its own, or a real binary started the way systemd starts it
+/// ([`activated`](Self::activated)). Dropping it stops it.
 pub struct TestServer {
     addr: SocketAddr,
-    shutdown: Shutdown,
-    thread: Option<JoinHandle<io::Result<Summary>>>,
+    backend: Backend,
+}
+
+enum Backend {
+    Thread {
+        shutdown: Shutdown,
+        thread: Option<JoinHandle<io::Result<Summary>>>,
+    },
+    Process(started::Activated),
 }
 
 impl TestServer {
@@ -73,8 +82,21 @@ impl TestServer {
             .expect("spawn the test server");
         Self {
             addr,
-            shutdown,
-            thread: Some(thread),
+            backend: Backend::Thread {
+                shutdown,
+                thread: Some(thread),
+            },
+        }
+    }
+
+    /// Starts the server binary `bin` (with `args` and the flags of
+    /// `config`) as systemd would: socket-activated on a listener the test
+    /// bound, and ready once it sent `READY=1`.
+    pub fn activated(bin: &str, args: &[&str], config: &Config) -> Self {
+        let server = started::Activated::start(bin, args, config);
+        Self {
+            addr: server.addr(),
+            backend: Backend::Process(server),
         }
     }
 
@@ -90,29 +112,39 @@ impl TestServer {
 
     /// Starts the graceful shutdown without waiting for it.
     pub fn trigger_shutdown(&self) {
-        self.shutdown.trigger();
+        match &self.backend {
+            Backend::Thread { shutdown, .. } => shutdown.trigger(),
+            Backend::Process(server) => server.terminate(),
+        }
     }
 
     /// Shuts the server down and returns its summary.
     ///
     /// # Panics
-    /// If `serve` returned an error or panicked.
+    /// If `serve` returned an error or panicked (the binary failed).
     pub fn stop(mut self) -> Summary {
-        self.shutdown.trigger();
-        let thread = self.thread.take().expect("stopped once");
-        thread
-            .join()
-            .expect("the server panicked")
-            .expect("serve failed")
+        match &mut self.backend {
+            Backend::Thread { shutdown, thread } => {
+                shutdown.trigger();
+                let thread = thread.take().expect("stopped once");
+                thread
+                    .join()
+                    .expect("the server panicked")
+                    .expect("serve failed")
+            }
+            Backend::Process(server) => server.stop(),
+        }
     }
 }
 
 impl Drop for TestServer {
     fn drop(&mut self) {
-        self.shutdown.trigger();
-        if let Some(thread) = self.thread.take() {
-            // A test that already failed must not also panic here.
-            let _ = thread.join();
+        if let Backend::Thread { shutdown, thread } = &mut self.backend {
+            shutdown.trigger();
+            if let Some(thread) = thread.take() {
+                // A test that already failed must not also panic here.
+                let _ = thread.join();
+            }
         }
     }
 }

@@ -1,13 +1,18 @@
 //! One blocking conversation with one client, from accept to close: the
-//! protocol's conversation (zen-utils), driven by a thread that blocks.
+//! protocol's [`Conversation`], driven by a thread that blocks.
+//!
+//! srv-single calls it for one client after another; srv-threaded calls it
+//! on many threads at once; and every server calls it under inetd's
+//! `nowait`, where inetd is the concurrency model (a process per
+//! connection) and the process has exactly one conversation to hold.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use zen_utils::conversation::Conversation;
-use zen_utils::shutdown::TICK;
-use zen_utils::{listener, Config, End, Shutdown, Stall, Stats};
+use crate::conversation::Conversation;
+use crate::shutdown::TICK;
+use crate::{listener, Config, End, Shutdown, Stall, Stats};
 
 /// Serves one client until it leaves, breaks a limit, or the server shuts
 /// down; counts what happened in `stats` and logs it at `-v`.

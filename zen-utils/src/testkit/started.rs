@@ -1,0 +1,678 @@
+//! Servers started by someone else, as the tests start them: the way
+//! systemd does (a listener at fd 3, `LISTEN_FDS`, `LISTEN_PID`, and
+//! `READY=1` on a datagram socket of the test's own), the way inetd does
+//! (the socket at fds 0, 1 and 2), and under a `--processes` supervisor.
+//! [`started_suite!`](crate::started_suite) stamps out the tests.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixDatagram;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use super::{Client, PATIENCE};
+use crate::protocol::{answer, APHORISMS, REQUEST_TOO_LONG};
+use crate::{listener, Config, Summary, Verbosity};
+
+/// A server binary started as systemd starts one, for one test.
+pub struct Activated {
+    child: Child,
+    addr: SocketAddr,
+    stderr: Option<JoinHandle<String>>,
+}
+
+impl Activated {
+    /// Binds `127.0.0.1:0`, starts `bin` with it at fd 3 (`LISTEN_FDS=1`,
+    /// `LISTEN_PID` its pid, set by a shell that then `exec`s it, as
+    /// systemd sets it between fork and exec) and `NOTIFY_SOCKET`, and
+    /// waits for `READY=1`.
+    ///
+    /// # Panics
+    /// If the server does not say `READY=1`, or its first line is not
+    /// `listening on` the handed-down address.
+    pub fn start(bin: &str, args: &[&str], config: &Config) -> Self {
+        let listener = listener::bind("127.0.0.1:0".parse().unwrap(), 1024, false).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let notify = NotifySocket::new();
+        let mut command = Command::new("/bin/sh");
+        command
+            .arg("-c")
+            .arg(r#"LISTEN_PID=$$; export LISTEN_PID; exec "$0" "$@""#)
+            .arg(bin)
+            .args(config_flags(config))
+            .args(args)
+            .env("LISTEN_FDS", "1")
+            .env("NOTIFY_SOCKET", &notify.path);
+        hand_down_at_fd_3(&mut command, &listener);
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the server binary");
+        // The server has its own copy now.
+        drop(listener);
+        let stderr = drain(child.stderr.take().unwrap());
+        let mut server = Self {
+            child,
+            addr,
+            stderr: Some(stderr),
+        };
+        let ready = notify.receive();
+        assert!(ready.lines().any(|line| line == "READY=1"), "{ready:?}");
+        let mut first = String::new();
+        BufReader::new(server.child.stdout.as_mut().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        assert_eq!(first, format!("listening on {addr}\n"));
+        server.addr = addr;
+        server
+    }
+
+    /// The handed-down listener's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Sends SIGTERM (the graceful shutdown) without waiting.
+    pub fn terminate(&self) {
+        sigterm(&self.child);
+    }
+
+    /// Shuts the server down and returns the summary it logged.
+    ///
+    /// # Panics
+    /// If it does not exit 0 with one summary line.
+    pub fn stop(&mut self) -> Summary {
+        sigterm(&self.child);
+        let status = wait_bounded(&mut self.child);
+        let stderr = self.stderr.take().unwrap().join().unwrap();
+        assert!(status.success(), "{status}: {stderr}");
+        one_summary(&stderr)
+    }
+}
+
+impl Drop for Activated {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A datagram socket of the test's own, at a fresh path, for
+/// `NOTIFY_SOCKET`.
+pub struct NotifySocket {
+    socket: UnixDatagram,
+    /// Its path.
+    pub path: PathBuf,
+}
+
+impl NotifySocket {
+    /// Binds a fresh one.
+    pub fn new() -> Self {
+        static COUNT: AtomicU32 = AtomicU32::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "zen-notify-{}-{}.sock",
+            std::process::id(),
+            COUNT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_file(&path);
+        let socket = UnixDatagram::bind(&path).expect("bind the notify socket");
+        socket.set_read_timeout(Some(PATIENCE)).unwrap();
+        Self { socket, path }
+    }
+
+    /// The next notification.
+    ///
+    /// # Panics
+    /// If none comes within [`PATIENCE`].
+    pub fn receive(&self) -> String {
+        let mut buf = [0; 4096];
+        let n = self.socket.recv(&mut buf).expect("a notification");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+}
+
+impl Default for NotifySocket {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for NotifySocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// The flags that give a server `config`. The summary is logged at the
+/// default verbosity, so `-q` is never passed: the test reads it.
+pub fn config_flags(config: &Config) -> Vec<String> {
+    let mut flags = vec![
+        "--max-conns".to_owned(),
+        config.max_conns.to_string(),
+        "--idle-timeout".to_owned(),
+        config.idle_timeout.map_or("0".to_owned(), |timeout| {
+            format!("{}us", timeout.as_micros())
+        }),
+        "--max-request".to_owned(),
+        config.max_request.to_string(),
+    ];
+    if let Some(work) = config.work {
+        flags.extend(["--work".to_owned(), work.to_string()]);
+    }
+    if config.verbosity == Verbosity::Verbose {
+        flags.push("-v".to_owned());
+    }
+    flags
+}
+
+/// Makes `command`'s child find `listener` at fd 3.
+fn hand_down_at_fd_3(command: &mut Command, listener: &TcpListener) {
+    let fd = listener.as_raw_fd();
+    // SAFETY: only dup2 and fcntl between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            let done = if fd == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(fd, 3)
+            };
+            if done < 0 {
+                Err(std::io::Error::last_os_error())
+            } else {
+                Ok(())
+            }
+        });
+    }
+}
+
+/// Reads a pipe to its end on a thread, so that the child never blocks
+/// on a full pipe.
+fn drain(mut pipe: impl Read + Send + 'static) -> JoinHandle<String> {
+    thread::spawn(move || {
+        let mut text = String::new();
+        let _ = pipe.read_to_string(&mut text);
+        text
+    })
+}
+
+fn sigterm(child: &Child) {
+    // SAFETY: kill() only sends a signal to a child we started and have
+    // not reaped.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+}
+
+/// Waits for a child to exit; kills it and panics after [`PATIENCE`].
+pub fn wait_bounded(child: &mut Child) -> ExitStatus {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if started.elapsed() > PATIENCE {
+            let _ = child.kill();
+            panic!("the server did not exit within {PATIENCE:?}");
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The one summary line in a server's log.
+///
+/// # Panics
+/// If there is not exactly one.
+pub fn one_summary(log: &str) -> Summary {
+    let summaries: Vec<Summary> = log
+        .lines()
+        .filter_map(|line| line.find("summary: ").map(|at| &line[at..]))
+        .map(|line| line.parse().unwrap())
+        .collect();
+    assert_eq!(summaries.len(), 1, "one summary line in {log:?}");
+    summaries[0]
+}
+
+/// A server binary run as inetd runs one: `socket` at fds 0, 1 and 2.
+pub fn inetd(bin: &str, args: &[&str], socket: OwnedFd) -> Child {
+    let stdin = socket.try_clone().unwrap();
+    let stdout = socket.try_clone().unwrap();
+    Command::new(bin)
+        .arg("--inetd")
+        .args(args)
+        .stdin(Stdio::from(stdin))
+        .stdout(Stdio::from(stdout))
+        .stderr(Stdio::from(socket))
+        .spawn()
+        .expect("start the server binary")
+}
+
+/// A connection accepted by the test itself, as inetd's `nowait` accepts
+/// it: (the client's end, the server's end).
+fn accepted_pair() -> (TcpStream, TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (server, _) = listener.accept().unwrap();
+    client.set_read_timeout(Some(PATIENCE)).unwrap();
+    (client, server)
+}
+
+/// Everything the client reads until the server closes.
+fn read_to_close(client: &mut TcpStream) -> Vec<u8> {
+    let mut got = Vec::new();
+    client.read_to_end(&mut got).expect("the server closes");
+    got
+}
+
+/// inetd `nowait`: the process holds one conversation on fd 0, answers it
+/// exactly (pipelined, then a half-close), and exits 0. Under `-v`, not one
+/// byte of log reaches the client: what it reads is the answers alone.
+pub fn inetd_nowait_serves_one_conversation_and_exits(bin: &str, args: &[&str]) {
+    let log = std::env::temp_dir().join(format!("zen-inetd-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let (mut client, server) = accepted_pair();
+    let log_arg = log.to_str().unwrap();
+    let mut child = inetd(
+        bin,
+        &[&["-v", "--log-file", log_arg], args].concat(),
+        server.into(),
+    );
+    let mut questions = Vec::new();
+    let mut expected = Vec::new();
+    for (question, reply) in APHORISMS {
+        questions.extend_from_slice(question);
+        expected.extend_from_slice(reply);
+    }
+    client.write_all(&questions).unwrap();
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    let got = read_to_close(&mut client);
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        String::from_utf8_lossy(&expected)
+    );
+    let status = wait_bounded(&mut child);
+    assert!(status.success(), "{status}");
+    let logged = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_file(&log);
+    let summary = one_summary(&logged);
+    assert_eq!(
+        (summary.connections, summary.answered),
+        (1, APHORISMS.len() as u64)
+    );
+    assert!(logged.contains("closed: client closed"), "{logged}");
+}
+
+/// inetd `nowait` with hostile input: a request too long gets exactly
+/// `Error: request too long.` after the answers before it, then the
+/// close; at `-v`, without `--log-file`, no log byte reaches the client.
+pub fn inetd_nowait_answers_hostile_input_as_ever_and_logs_nothing_to_the_client(
+    bin: &str,
+    args: &[&str],
+) {
+    let (mut client, server) = accepted_pair();
+    let mut child = inetd(
+        bin,
+        &[&["-v", "--max-request", "64"], args].concat(),
+        server.into(),
+    );
+    client.write_all(b"Simple is better than?").unwrap();
+    client.write_all(&[b'x'; 200]).unwrap();
+    let got = read_to_close(&mut client);
+    let mut want = answer(b"Simple is better than?").to_vec();
+    want.extend_from_slice(REQUEST_TOO_LONG);
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        String::from_utf8_lossy(&want)
+    );
+    assert!(wait_bounded(&mut child).success());
+}
+
+/// A bad flag under `--inetd`: the usage error must not reach the client
+/// either. The process exits non-zero and the client reads nothing.
+pub fn inetd_writes_not_even_a_usage_error_to_the_client(bin: &str, args: &[&str]) {
+    let (mut client, server) = accepted_pair();
+    let mut child = inetd(bin, &[&["--no-such-flag"], args].concat(), server.into());
+    let status = wait_bounded(&mut child);
+    assert!(!status.success());
+    assert_eq!(read_to_close(&mut client), b"");
+}
+
+/// inetd `wait`: fd 0 is the listener. The server serves every client
+/// with its model, and exits 0 once none has been open for `--exit-idle`.
+pub fn inetd_wait_serves_the_listener_until_idle(bin: &str, args: &[&str]) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut child = inetd(
+        bin,
+        &[&["--exit-idle", "500ms", "-v"], args].concat(),
+        listener.into(),
+    );
+    for _ in 0..3 {
+        let mut client = Client::connect(addr);
+        assert_eq!(
+            client.ask(b"Flat is better than?"),
+            answer(b"Flat is better than?")
+        );
+    }
+    let status = wait_bounded(&mut child);
+    assert!(status.success(), "{status}");
+}
+
+/// `--processes 2`: the supervisor prints `listening on`, its workers
+/// serve, and SIGTERM ends it with exit 0 and one summary that totals the
+/// workers'.
+pub fn a_supervisor_serves_and_sums_its_workers(bin: &str, args: &[&str]) {
+    let mut supervisor = Supervised::start(bin, &[&["--processes", "2"], args].concat());
+    let workers = supervisor.workers(2);
+    assert_eq!(workers.len(), 2, "{workers:?}");
+    for _ in 0..3 {
+        let mut client = Client::connect(supervisor.addr);
+        assert_eq!(
+            client.ask(b"Now is better than?"),
+            answer(b"Now is better than?")
+        );
+    }
+    let (status, log) = supervisor.terminate();
+    assert!(status.success(), "{status}: {log}");
+    let summary = one_summary(&log);
+    assert_eq!((summary.connections, summary.answered), (3, 3), "{log}");
+}
+
+/// SIGKILL of one worker: its client is cut off, the other worker's client
+/// loses nothing, and the supervisor starts a new worker that serves.
+pub fn a_killed_worker_is_restarted_and_nobody_else_notices(bin: &str, args: &[&str]) {
+    let supervisor = Supervised::start(bin, &[&["--processes", "2"], args].concat());
+    let workers = supervisor.workers(2);
+    // Clients until each worker holds one (the kernel picks the worker).
+    let mut held: Vec<(u32, Client)> = Vec::new();
+    for _ in 0..64 {
+        let mut client = Client::connect(supervisor.addr);
+        assert_eq!(
+            client.ask(b"Flat is better than?"),
+            answer(b"Flat is better than?")
+        );
+        let worker = worker_of(&client, supervisor.addr, &workers);
+        held.push((worker, client));
+        if workers.iter().all(|w| held.iter().any(|(h, _)| h == w)) {
+            break;
+        }
+    }
+    let victim = workers[0];
+    assert!(held.iter().any(|(w, _)| *w == victim) && held.iter().any(|(w, _)| *w != victim));
+    // SAFETY: kill() only signals a worker of the supervisor we started.
+    unsafe { libc::kill(victim as libc::pid_t, libc::SIGKILL) };
+    for (worker, client) in &mut held {
+        if *worker != victim {
+            let reply = client.ask(b"Sparse is better than?");
+            assert_eq!(
+                reply,
+                answer(b"Sparse is better than?"),
+                "a survivor's client"
+            );
+        }
+    }
+    let after = supervisor.workers_except(victim, 2);
+    assert_eq!(after.len(), 2, "a new worker replaced {victim}: {after:?}");
+    // The new worker serves: the survivor's clients stay connected, so
+    // srv-single's survivor is busy, and a new client's answer can only
+    // come from the new worker there.
+    held.retain(|(worker, _)| *worker != victim);
+    let mut client = Client::connect(supervisor.addr);
+    assert_eq!(
+        client.ask(b"Now is better than?"),
+        answer(b"Now is better than?")
+    );
+}
+
+/// A worker that dies as soon as it starts (killed by the test each time)
+/// is restarted at most 5 times in 10 s per slot: the supervisor then says
+/// so and starts none for a while, rather than spin.
+pub fn a_worker_that_keeps_dying_hits_the_restart_budget(bin: &str, args: &[&str]) {
+    let mut supervisor = Supervised::start(bin, &[&["--processes", "2"], args].concat());
+    let mut killed = Vec::new();
+    let started = Instant::now();
+    // Six deaths per slot within the window: the start after the sixth
+    // is refused.
+    while killed.len() < 12 {
+        let workers = supervisor.workers_except_all(&killed, 1);
+        let Some(&worker) = workers.first() else {
+            break;
+        };
+        // SAFETY: kill() only signals a worker of the supervisor we started.
+        unsafe { libc::kill(worker as libc::pid_t, libc::SIGKILL) };
+        killed.push(worker);
+    }
+    assert!(
+        started.elapsed() < crate::supervisor::RESTART_WINDOW,
+        "too slow a machine"
+    );
+    assert_eq!(
+        killed.len(),
+        12,
+        "five restarts per slot and no more: {killed:?}"
+    );
+    // No worker comes back within the quiet period: the slot waits.
+    thread::sleep(Duration::from_millis(500));
+    assert_eq!(supervisor.children(), Vec::<u32>::new());
+    let cpu = supervisor.cpu_ticks();
+    thread::sleep(Duration::from_millis(1000));
+    let used = supervisor.cpu_ticks() - cpu;
+    // A busy loop would use about 100 ticks in that second.
+    assert!(
+        used < 50,
+        "the waiting supervisor used {used} ticks of CPU in 1 s"
+    );
+    let (status, log) = supervisor.terminate();
+    assert!(status.success(), "{status}: {log}");
+    assert!(log.contains("was restarted 5 times in 10s"), "{log}");
+}
+
+/// A supervisor binary started with `-p 0`.
+pub struct Supervised {
+    child: Child,
+    /// The address it printed.
+    pub addr: SocketAddr,
+    stderr: Option<JoinHandle<String>>,
+}
+
+impl Supervised {
+    /// Starts `bin -p 0 args`, reads `listening on`.
+    pub fn start(bin: &str, args: &[&str]) -> Self {
+        let mut child = Command::new(bin)
+            .args(["-p", "0"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the server binary");
+        let stderr = drain(child.stderr.take().unwrap());
+        let mut first = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        let addr = first
+            .strip_prefix("listening on ")
+            .and_then(|rest| rest.trim_end().parse().ok())
+            .unwrap_or_else(|| panic!("bad first line {first:?}"));
+        Self {
+            child,
+            addr,
+            stderr: Some(stderr),
+        }
+    }
+
+    /// Its worker processes now.
+    pub fn children(&self) -> Vec<u32> {
+        let pid = self.child.id();
+        let path = format!("/proc/{pid}/task/{pid}/children");
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|pid| pid.parse().ok())
+            .collect()
+    }
+
+    /// Waits until it has `n` workers that are listening (each has said
+    /// `listening on` to the supervisor, so it accepts), and returns them.
+    pub fn workers(&self, n: usize) -> Vec<u32> {
+        self.workers_except_all(&[], n)
+    }
+
+    /// [`workers`](Self::workers), none of them `gone`.
+    pub fn workers_except(&self, gone: u32, n: usize) -> Vec<u32> {
+        self.workers_except_all(&[gone], n)
+    }
+
+    /// [`workers`](Self::workers), none of them in `gone`; fewer if they do
+    /// not come within [`PATIENCE`].
+    pub fn workers_except_all(&self, gone: &[u32], n: usize) -> Vec<u32> {
+        let started = Instant::now();
+        loop {
+            let workers: Vec<u32> = self
+                .children()
+                .into_iter()
+                .filter(|pid| !gone.contains(pid) && listens(*pid))
+                .collect();
+            if workers.len() >= n || started.elapsed() > PATIENCE {
+                return workers;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// User and system CPU time it has used, in clock ticks.
+    pub fn cpu_ticks(&self) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        // The fields after the command's closing parenthesis; utime and
+        // stime are the 12th and 13th of them.
+        let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    }
+
+    /// SIGTERM; waits for the exit; returns the status and the log.
+    pub fn terminate(&mut self) -> (ExitStatus, String) {
+        sigterm(&self.child);
+        let status = wait_bounded(&mut self.child);
+        (status, self.stderr.take().unwrap().join().unwrap())
+    }
+}
+
+impl Drop for Supervised {
+    fn drop(&mut self) {
+        // The workers follow a killed supervisor (PR_SET_PDEATHSIG).
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether process `pid` holds a socket at fd 3: it is a worker (the
+/// listener is put there between fork and exec).
+fn listens(pid: u32) -> bool {
+    std::fs::read_link(format!("/proc/{pid}/fd/3"))
+        .is_ok_and(|target| target.to_string_lossy().starts_with("socket:"))
+}
+
+/// The worker (of `workers`) holding the server end of `client`'s
+/// connection to `addr`, found through the socket's inode.
+fn worker_of(client: &Client, addr: SocketAddr, workers: &[u32]) -> u32 {
+    let local = client.try_clone_stream().local_addr().unwrap();
+    let inode = server_inode(addr, local).expect("the server's end of the connection");
+    let target = format!("socket:[{inode}]");
+    workers
+        .iter()
+        .copied()
+        .find(|pid| {
+            std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|fd| {
+                    std::fs::read_link(fd.path()).is_ok_and(|t| t.to_string_lossy() == target)
+                })
+        })
+        .expect("a worker holds the connection")
+}
+
+/// The inode of the established socket from `server` to `client`, from
+/// /proc/net/tcp.
+fn server_inode(server: SocketAddr, client: SocketAddr) -> Option<u64> {
+    let hex = |addr: SocketAddr| match addr {
+        SocketAddr::V4(v4) => format!(
+            "{:08X}:{:04X}",
+            u32::from_ne_bytes(v4.ip().octets()),
+            v4.port()
+        ),
+        SocketAddr::V6(_) => String::new(),
+    };
+    let (local, remote) = (hex(server), hex(client));
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        (fields.get(1) == Some(&local.as_str()) && fields.get(2) == Some(&remote.as_str()))
+            .then(|| fields.get(9)?.parse().ok())
+            .flatten()
+    })
+}
+
+/// Stamps out the tests of starting a server binary the ways of
+/// docs/protocol.md's "Started by someone else": the conformance suite on
+/// a socket-activated server (all but its in-process memory case), inetd's
+/// two modes, and the `--processes` supervisor.
+#[macro_export]
+macro_rules! started_suite {
+    (bin: $bin:expr, model: $model:expr $(, args: [$($arg:expr),* $(,)?])? $(,)?) => {
+        mod activated {
+            use super::*;
+            fn start(config: $crate::Config) -> $crate::testkit::TestServer {
+                $crate::testkit::TestServer::activated($bin, &[$($($arg),*)?], &config)
+            }
+            $crate::conformance_suite!(@cases $model;
+                answers_every_aphorism,
+                answers_a_question_split_byte_by_byte,
+                answers_many_questions_in_one_write_in_order,
+                skips_whitespace_between_questions,
+                answers_unknown_questions_and_keeps_the_connection,
+                closes_a_request_that_is_too_long_after_answering_what_came_before,
+                accepts_a_question_of_exactly_max_request_bytes,
+                survives_a_half_question_and_a_hang_up,
+                answers_everything_before_closing_on_half_close,
+                survives_a_reset_in_the_middle_of_a_stream,
+                loses_nothing_when_a_huge_pipeline_is_sent_without_reading,
+                limits_the_connections_it_serves,
+                closes_an_idle_connection,
+                keeps_a_connection_that_keeps_asking,
+                closes_a_connection_that_trickles_bytes_without_a_question,
+                serves_others_while_slowloris_clients_trickle,
+                overlaps_waiting_work_across_clients_when_concurrent,
+                answers_in_flight_questions_on_graceful_shutdown,
+                drops_work_that_outlasts_the_shutdown_grace,
+                closes_idle_clients_on_graceful_shutdown,
+                counts_answers_and_errors_in_the_summary,
+                closes_a_request_of_many_megabytes_without_a_question_mark,
+                answers_in_order_until_shut_down_under_pipelined_load,
+            );
+        }
+        $crate::started_suite!(@cases $bin, &[$($($arg),*)?];
+            inetd_nowait_serves_one_conversation_and_exits,
+            inetd_nowait_answers_hostile_input_as_ever_and_logs_nothing_to_the_client,
+            inetd_writes_not_even_a_usage_error_to_the_client,
+            inetd_wait_serves_the_listener_until_idle,
+            a_supervisor_serves_and_sums_its_workers,
+            a_killed_worker_is_restarted_and_nobody_else_notices,
+            a_worker_that_keeps_dying_hits_the_restart_budget,
+        );
+    };
+    (@cases $bin:expr, $args:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                $crate::testkit::started::$case($bin, $args);
+            }
+        )*
+    };
+}
