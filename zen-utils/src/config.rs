@@ -91,7 +91,7 @@ pub struct ServerArgs {
     /// Under --inetd wait, exit once no connection has been open for this
     /// long
     #[arg(long, value_name = "DUR", default_value = "10s", value_parser = parse_duration,
-          help_heading = "Started by someone else")]
+          requires = "inetd", help_heading = "Started by someone else")]
     pub exit_idle: Duration,
 
     /// Append logs and the summary to this file instead of stderr (under

@@ -24,6 +24,7 @@ pub struct Activated {
     child: Child,
     addr: SocketAddr,
     stderr: Option<JoinHandle<String>>,
+    notify: NotifySocket,
 }
 
 impl Activated {
@@ -58,12 +59,13 @@ impl Activated {
         // The server has its own copy now.
         drop(listener);
         let stderr = drain(child.stderr.take().unwrap());
+        let ready = notify.receive();
         let mut server = Self {
             child,
             addr,
             stderr: Some(stderr),
+            notify,
         };
-        let ready = notify.receive();
         assert!(ready.lines().any(|line| line == "READY=1"), "{ready:?}");
         let mut first = String::new();
         BufReader::new(server.child.stdout.as_mut().unwrap())
@@ -87,12 +89,18 @@ impl Activated {
     /// Shuts the server down and returns the summary it logged.
     ///
     /// # Panics
-    /// If it does not exit 0 with one summary line.
+    /// If it does not exit 0 with one summary line, or did not tell
+    /// systemd `STOPPING=1`.
     pub fn stop(&mut self) -> Summary {
         sigterm(&self.child);
         let status = wait_bounded(&mut self.child);
         let stderr = self.stderr.take().unwrap().join().unwrap();
         assert!(status.success(), "{status}: {stderr}");
+        let stopping = self.notify.receive();
+        assert!(
+            stopping.lines().any(|line| line == "STOPPING=1"),
+            "{stopping:?}"
+        );
         one_summary(&stderr)
     }
 }
@@ -471,6 +479,212 @@ pub fn a_worker_that_keeps_dying_hits_the_restart_budget(bin: &str, args: &[&str
     assert!(log.contains("was restarted 5 times in 10s"), "{log}");
 }
 
+/// The repository's deploy/ directory: its examples are tested as they are.
+pub fn deploy_dir() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy"))
+}
+
+/// A free port on 127.0.0.1 (bound, then let go: another process could
+/// take it meanwhile, which would fail the test, not pass it).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The name of the user the tests run as, for inetd's user field.
+fn user_name() -> String {
+    // SAFETY: getpwuid returns a pointer into static storage or null; it
+    // is read at once, on this thread.
+    unsafe {
+        let entry = libc::getpwuid(libc::getuid());
+        assert!(!entry.is_null(), "the test user has no name");
+        std::ffi::CStr::from_ptr((*entry).pw_name)
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
+/// A child process stopped at the end of a test, even a failed one, with
+/// its own children first (inetd's servers).
+struct Stopped(Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let pid = self.0.id();
+        let children =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        for child in children
+            .split_whitespace()
+            .filter_map(|c| c.parse::<i32>().ok())
+        {
+            // SAFETY: kill() only signals a child of the inetd we started.
+            unsafe { libc::kill(child, libc::SIGTERM) };
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Connects to `port` once something listens there.
+fn connect_when_listening(port: u16) -> TcpStream {
+    let started = Instant::now();
+    loop {
+        match TcpStream::connect(("127.0.0.1", port)) {
+            Ok(stream) => {
+                stream.set_read_timeout(Some(PATIENCE)).unwrap();
+                return stream;
+            }
+            Err(error) if started.elapsed() > PATIENCE => {
+                panic!("nothing listens on {port}: {error}")
+            }
+            Err(_) => thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
+/// Asks the three questions of the book's client on `stream`, then
+/// half-closes: the answers come back, exactly, and the server closes.
+fn ask_three_and_close(mut stream: TcpStream) {
+    let questions: &[&[u8]] = &[
+        b"Beautiful is better than?",
+        b"Explicit is better than?",
+        b"Simple is better than?",
+    ];
+    stream.write_all(&questions.concat()).unwrap();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let want: Vec<u8> = questions.iter().flat_map(|q| answer(q).to_vec()).collect();
+    assert_eq!(
+        String::from_utf8_lossy(&read_to_close(&mut stream)),
+        String::from_utf8_lossy(&want)
+    );
+}
+
+/// The real openbsd-inetd (`inetd -d`, in the foreground) runs the server
+/// with deploy/inetd/inetd.conf's two lines, their ports, path and user
+/// made the test's own: `nowait.1000` (a process per connection) and
+/// `wait` (the listener handed over).
+pub fn runs_under_the_real_inetd_in_both_modes(bin: &str, args: &[&str]) {
+    let inetd = ["/usr/sbin/inetd", "/usr/bin/inetd"]
+        .into_iter()
+        .find(|path| std::path::Path::new(path).exists())
+        .expect("openbsd-inetd is not installed: scripts/test installs it");
+    let example = std::fs::read_to_string(deploy_dir().join("inetd/inetd.conf")).unwrap();
+    let (nowait_port, wait_port) = (free_port(), free_port());
+    let name = std::path::Path::new(bin)
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap();
+    let extra = args.join(" ");
+    let config: String = example
+        .lines()
+        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+        .map(|line| {
+            let mut fields: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
+            let port = if fields[3].starts_with("nowait") {
+                nowait_port
+            } else {
+                wait_port
+            };
+            fields[0] = format!("127.0.0.1:{port}");
+            fields[4] = user_name();
+            fields[5] = bin.to_owned();
+            fields[6] = name.to_owned();
+            let mut line = fields
+                .join(" ")
+                .replace("--exit-idle 10s", "--exit-idle 300ms");
+            line.push(' ');
+            line.push_str(&extra);
+            line.trim_end().to_owned() + "\n"
+        })
+        .collect();
+    assert!(
+        config.contains("nowait.1000") && config.contains(" wait "),
+        "{config}"
+    );
+    let path = std::env::temp_dir().join(format!(
+        "zen-inetd-{}-{nowait_port}.conf",
+        std::process::id()
+    ));
+    std::fs::write(&path, &config).unwrap();
+    let _inetd = Stopped(
+        Command::new(inetd)
+            .arg("-d")
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start inetd"),
+    );
+    for port in [nowait_port, wait_port] {
+        // Twice each: nowait starts a process per connection; wait hands
+        // the second connection to the process the first one started.
+        ask_three_and_close(connect_when_listening(port));
+        ask_three_and_close(connect_when_listening(port));
+    }
+    let _ = std::fs::remove_file(&path);
+}
+
+/// deploy/socket-activate.sh: systemd-socket-activate listens, and the
+/// first connection starts the server on that listener; a real question
+/// gets its answer, and SIGTERM ends the server with its summary.
+pub fn systemd_socket_activate_starts_it_at_the_first_connection(bin: &str, args: &[&str]) {
+    let port = free_port();
+    let mut command = Command::new(deploy_dir().join("socket-activate.sh"));
+    command.arg(port.to_string()).arg(bin).args(args);
+    let mut server = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start systemd-socket-activate (in the systemd package)");
+    let stderr = drain(server.stderr.take().unwrap());
+    let mut server = Stopped(server);
+    ask_three_and_close(connect_when_listening(port));
+    let mut first = String::new();
+    BufReader::new(server.0.stdout.as_mut().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert_eq!(first, format!("listening on 127.0.0.1:{port}\n"));
+    sigterm(&server.0);
+    let status = wait_bounded(&mut server.0);
+    let log = stderr.join().unwrap();
+    assert!(status.success(), "{status}: {log}");
+    let summary = one_summary(&log);
+    assert_eq!((summary.connections, summary.answered), (1, 3), "{log}");
+}
+
+/// deploy/systemd's units pass `systemd-analyze verify` without a word,
+/// with their ExecStart pointing at this server.
+pub fn the_systemd_units_verify(bin: &str, _: &[&str]) {
+    let dir =
+        std::env::temp_dir().join(format!("zen-units-{}-{}", std::process::id(), free_port()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for unit in ["zen.socket", "zen.service"] {
+        let text = std::fs::read_to_string(deploy_dir().join("systemd").join(unit)).unwrap();
+        let text = text.replace("/usr/local/bin/srv-poll", bin);
+        std::fs::write(dir.join(unit), text).unwrap();
+    }
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(dir.join("zen.socket"))
+        .arg(dir.join("zen.service"))
+        .output()
+        .expect("systemd-analyze (in the systemd package)");
+    let _ = std::fs::remove_dir_all(&dir);
+    let said =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "{}: {said}",
+        out.status
+    );
+}
+
 /// A supervisor binary started with `-p 0`.
 pub struct Supervised {
     child: Child,
@@ -665,6 +879,9 @@ macro_rules! started_suite {
             a_supervisor_serves_and_sums_its_workers,
             a_killed_worker_is_restarted_and_nobody_else_notices,
             a_worker_that_keeps_dying_hits_the_restart_budget,
+            runs_under_the_real_inetd_in_both_modes,
+            systemd_socket_activate_starts_it_at_the_first_connection,
+            the_systemd_units_verify,
         );
     };
     (@cases $bin:expr, $args:expr; $($case:ident),* $(,)?) => {
