@@ -105,6 +105,21 @@ pub struct ServerArgs {
           value_parser = clap::value_parser!(u16).range(1..=MAX_PROCESSES as i64),
           help_heading = "Started by someone else")]
     pub processes: u16,
+
+    /// Register in ZooKeeper once listening (an ephemeral znode under
+    /// PATH, deleted at shutdown): zk://HOST:PORT[,HOST:PORT...]/PATH
+    #[arg(long, value_name = "URL", help_heading = "Found through a registry")]
+    pub register: Option<crate::registry::RegistryUrl>,
+
+    /// The address to register (default: the bound one; needed when bound
+    /// to 0.0.0.0 or ::)
+    #[arg(
+        long,
+        value_name = "IP:PORT",
+        requires = "register",
+        help_heading = "Found through a registry"
+    )]
+    pub advertise: Option<SocketAddr>,
 }
 
 /// What a server needs to know besides its listener: the parsed limits.

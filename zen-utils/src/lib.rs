@@ -25,6 +25,7 @@
 //! - [`server`]: the `main` that every server binary shares.
 //! - [`started`]: started by someone else: socket activation, inetd,
 //!   systemd's readiness notifications, `--exit-idle`.
+//! - [`registry`]: ZooKeeper: a server's registration, a client's watcher.
 //! - [`supervisor`]: `--processes N`, pre-forked workers that share the
 //!   listener.
 //! - `testkit` (feature `testkit`): the one conformance suite, stamped out
@@ -46,6 +47,7 @@ pub mod frame;
 pub mod listener;
 pub mod log;
 pub mod protocol;
+pub mod registry;
 pub mod server;
 pub mod shutdown;
 pub mod started;

@@ -22,6 +22,9 @@ use std::io::{self, Write};
 use std::sync::OnceLock;
 
 use tracing::level_filters::LevelFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::Verbosity;
 
@@ -41,12 +44,19 @@ pub fn init(verbosity: Verbosity, file: Option<File>) {
         Verbosity::Normal => LevelFilter::INFO,
         Verbosity::Verbose => LevelFilter::DEBUG,
     };
+    // The registry's ZooKeeper client logs its protocol at `debug`: only
+    // its warnings and errors are the server's business.
+    let filter = Targets::new()
+        .with_default(level)
+        .with_target("zookeeper_client", level.min(LevelFilter::WARN));
     let _ = tracing_subscriber::fmt()
         .with_writer(|| BestEffortLog)
         .with_max_level(level)
         .without_time()
         .with_target(false)
         .with_level(false)
+        .finish()
+        .with(filter)
         .try_init();
 }
 

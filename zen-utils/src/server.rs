@@ -11,6 +11,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+use crate::registry::{Entry, Registration, RegistryUrl, DEREGISTER_PATIENCE};
 use crate::started::{self, Handed};
 use crate::{supervisor, Config, ServerArgs, Shutdown, Stats, Summary};
 
@@ -87,8 +88,12 @@ pub fn run_prepared<T>(
         Ok(addr) => addr,
         Err(error) => return fail(name, &error),
     };
+    let registry = match registry_entry(name, args, addr) {
+        Ok(registry) => registry,
+        Err(error) => return fail(name, &error),
+    };
     if supervising {
-        let shutdown = match announce(name, addr, args.inetd, &config) {
+        let shutdown = match announce(name, addr, args.inetd, &config, registry) {
             Ok(shutdown) => shutdown,
             Err(error) => return fail(name, &error),
         };
@@ -102,7 +107,7 @@ pub fn run_prepared<T>(
         Ok(prepared) => prepared,
         Err(error) => return fail(name, &error),
     };
-    let shutdown = match announce(name, addr, args.inetd, &config) {
+    let shutdown = match announce(name, addr, args.inetd, &config, registry) {
         Ok(shutdown) => shutdown,
         Err(error) => return fail(name, &error),
     };
@@ -136,16 +141,60 @@ fn bind(args: &ServerArgs, reuse_port: bool) -> io::Result<TcpListener> {
     args.bind(reuse_port).map_err(io::Error::other)
 }
 
+/// What `--register` registers, if given (a supervisor's workers leave it
+/// to their supervisor: the service is one address).
+fn registry_entry(
+    name: &str,
+    args: &ServerArgs,
+    bound: SocketAddr,
+) -> io::Result<Option<(RegistryUrl, Entry)>> {
+    let Some(url) = args.register.clone() else {
+        return Ok(None);
+    };
+    if supervisor::is_worker() {
+        return Ok(None);
+    }
+    let advertised = args.advertise.unwrap_or(bound);
+    if advertised.ip().is_unspecified() || advertised.port() == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("--register: cannot register {advertised}: give --advertise IP:PORT"),
+        ));
+    }
+    let entry = Entry {
+        host: advertised.ip(),
+        port: advertised.port(),
+        model: name.to_owned(),
+    };
+    Ok(Some((url, entry)))
+}
+
 /// Installs the signal handlers, prints `listening on` (not under
-/// `--inetd`: stdout is the client's socket) and tells systemd the server
-/// is ready.
-fn announce(name: &str, addr: SocketAddr, inetd: bool, config: &Config) -> io::Result<Shutdown> {
+/// `--inetd`: stdout is the client's socket), tells systemd the server is
+/// ready, and registers it (`--register`). Returns the server's shutdown.
+///
+/// A registered server leaves the registry before it stops accepting, so
+/// that clients stop choosing it first: the signal deletes the znode
+/// (waiting at most [`DEREGISTER_PATIENCE`]), and only then triggers the
+/// server's shutdown, whose grace starts there.
+fn announce(
+    name: &str,
+    addr: SocketAddr,
+    inetd: bool,
+    config: &Config,
+    registry: Option<(RegistryUrl, Entry)>,
+) -> io::Result<Shutdown> {
     // The signal handlers come before the line: a tool that reads it may
     // send SIGTERM at once, and must get a graceful shutdown, not a death
     // by the signal's default action. A signal that comes before `serve`
     // runs is not lost: `serve` starts with the shutdown triggered.
-    let shutdown = Shutdown::new();
-    shutdown.trigger_on_signals()?;
+    let signals = Shutdown::new();
+    signals.trigger_on_signals()?;
+    let shutdown = if registry.is_some() {
+        Shutdown::new()
+    } else {
+        signals.clone()
+    };
     if !inetd {
         // Tools start a server with `-p 0` and read this line to find the
         // port, so it is the first line on stdout and leaves at once.
@@ -155,6 +204,16 @@ fn announce(name: &str, addr: SocketAddr, inetd: bool, config: &Config) -> io::R
     }
     started::notify_ready();
     tracing::info!("{name}: serving on {addr} ({config})");
+    if let Some((url, entry)) = registry {
+        let registration = Registration::start(url, entry, signals.clone());
+        let server = shutdown.clone();
+        let name = name.to_owned();
+        signals.on_trigger(move || {
+            registration.wait_gone(DEREGISTER_PATIENCE);
+            tracing::info!("{name}: stopping: no new connections");
+            server.trigger();
+        });
+    }
     Ok(shutdown)
 }
 

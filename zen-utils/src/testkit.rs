@@ -24,6 +24,7 @@ use crate::{listener, Config, Shutdown, Summary};
 
 pub mod binary;
 pub mod cases;
+pub mod components;
 pub mod started;
 
 /// How long a test client waits for bytes that must come before it calls

@@ -685,6 +685,70 @@ pub fn the_systemd_units_verify(bin: &str, _: &[&str]) {
     );
 }
 
+/// `--register`: once listening, the server is an ephemeral znode under
+/// the path, with the JSON of docs/protocol.md; SIGTERM deletes it before
+/// the server stops accepting (the log says so in that order), and the
+/// server still answers what it was asked.
+pub fn registers_in_zookeeper_and_leaves_before_it_stops_accepting(bin: &str, args: &[&str]) {
+    let zookeeper = super::components::ZooKeeper::start();
+    let url = zookeeper.url("/zen/servers");
+    let mut server = Supervised::start(bin, &[&["--register", url.as_str(), "-v"], args].concat());
+    let children = zookeeper.wait_for_children("/zen/servers", 1);
+    assert!(children[0].starts_with("server-"), "{children:?}");
+    let name = std::path::Path::new(bin)
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap();
+    let data = zookeeper.children_data("/zen/servers");
+    assert_eq!(
+        data,
+        [format!(
+            r#"{{"host":"127.0.0.1","port":{},"model":"{name}"}}"#,
+            server.addr.port()
+        )]
+    );
+    let mut client = Client::connect(server.addr);
+    assert_eq!(
+        client.ask(b"Now is better than?"),
+        answer(b"Now is better than?")
+    );
+    drop(client);
+    let (status, log) = server.terminate();
+    assert!(status.success(), "{status}: {log}");
+    let left = log
+        .find("left the registry")
+        .unwrap_or_else(|| panic!("{log}"));
+    let stopping = log
+        .find("stopping: no new connections")
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(left < stopping, "the znode went first: {log}");
+    assert_eq!(zookeeper.children("/zen/servers"), Vec::<String>::new());
+}
+
+/// A ZooKeeper that is not there when the server starts stops nothing:
+/// the server serves, warns once, and registers once ZooKeeper is up.
+pub fn serves_while_zookeeper_is_down_and_registers_once_it_is_up(bin: &str, args: &[&str]) {
+    let port = super::components::free_port();
+    let url = format!("zk://127.0.0.1:{port}/zen");
+    let mut server = Supervised::start(bin, &[&["--register", url.as_str()], args].concat());
+    for _ in 0..3 {
+        let mut client = Client::connect(server.addr);
+        assert_eq!(
+            client.ask(b"Flat is better than?"),
+            answer(b"Flat is better than?")
+        );
+        thread::sleep(Duration::from_millis(400));
+    }
+    let zookeeper = super::components::ZooKeeper::start_on(port);
+    zookeeper.wait_for_children("/zen", 1);
+    let (status, log) = server.terminate();
+    assert!(status.success(), "{status}: {log}");
+    let warnings = log.matches("cannot register in").count();
+    assert_eq!(warnings, 1, "warned once: {log}");
+    assert!(log.contains("registered in"), "{log}");
+}
+
 /// A supervisor binary started with `-p 0`.
 pub struct Supervised {
     child: Child,
@@ -882,6 +946,8 @@ macro_rules! started_suite {
             runs_under_the_real_inetd_in_both_modes,
             systemd_socket_activate_starts_it_at_the_first_connection,
             the_systemd_units_verify,
+            registers_in_zookeeper_and_leaves_before_it_stops_accepting,
+            serves_while_zookeeper_is_down_and_registers_once_it_is_up,
         );
     };
     (@cases $bin:expr, $args:expr; $($case:ident),* $(,)?) => {

@@ -1,0 +1,500 @@
+//! Found through a registry: ZooKeeper, as the RPC framework this project
+//! grows from uses it. A server registers itself as an ephemeral
+//! sequential znode `PATH/server-NNNNNNNNNN` whose data is
+//! `{"host": "IP", "port": N, "model": "srv-poll"}`; a client reads
+//! `PATH`'s children, watches them, and picks a random server.
+//!
+//! The registry is never on the answer path. Both sides run their
+//! ZooKeeper session on a thread of their own, with a small tokio runtime
+//! (the client crate, `zookeeper-client`, is async), and the servers and
+//! the load generator only read what it found. A ZooKeeper that is down
+//! stops nobody: the server serves and registers once it is back; the
+//! client keeps the last list it read.
+//!
+//! Why `zookeeper-client`: it is maintained, async on tokio, and speaks
+//! ZooKeeper 3.5+ (ephemeral sequential nodes, one-shot watches, session
+//! states) natively. The `zookeeper` crate is synchronous and its last
+//! release is years old; `tokio-zookeeper` is unmaintained.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use zookeeper_client as zk;
+
+use crate::Shutdown;
+
+/// How long a ZooKeeper session outlives its holder: a killed server's
+/// znode stays this long (clients must fall back on a refused connect
+/// meanwhile).
+pub const SESSION_TIMEOUT: Duration = Duration::from_secs(4);
+/// How long a connect or a request to ZooKeeper may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+/// Between attempts while ZooKeeper is unreachable.
+const RETRY: Duration = Duration::from_millis(500);
+/// The most often "ZooKeeper is unreachable" is said.
+const WARNING_INTERVAL: Duration = Duration::from_secs(60);
+/// How long a server waits for its znode's deletion at shutdown before it
+/// stops accepting anyway.
+pub const DEREGISTER_PATIENCE: Duration = Duration::from_secs(1);
+
+/// `zk://HOST:PORT[,HOST:PORT...]/PATH`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryUrl {
+    /// `HOST:PORT,HOST:PORT`, as ZooKeeper's connect string.
+    pub hosts: String,
+    /// `/PATH`.
+    pub path: String,
+}
+
+/// Why a registry URL was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad registry URL {url:?}: {why} (expected zk://HOST:PORT[,HOST:PORT...]/PATH)")]
+pub struct BadUrl {
+    url: String,
+    why: &'static str,
+}
+
+impl FromStr for RegistryUrl {
+    type Err = BadUrl;
+
+    fn from_str(url: &str) -> Result<Self, Self::Err> {
+        let bad = |why| BadUrl {
+            url: url.to_owned(),
+            why,
+        };
+        let rest = url
+            .strip_prefix("zk://")
+            .ok_or_else(|| bad("it does not start with zk://"))?;
+        let (hosts, path) = rest
+            .find('/')
+            .map(|at| rest.split_at(at))
+            .ok_or_else(|| bad("it has no /PATH"))?;
+        if hosts.is_empty() {
+            return Err(bad("it names no HOST:PORT"));
+        }
+        for host in hosts.split(',') {
+            let (name, port) = host
+                .rsplit_once(':')
+                .ok_or_else(|| bad("a host has no :PORT"))?;
+            if name.is_empty() || port.parse::<u16>().map_or(true, |port| port == 0) {
+                return Err(bad("a HOST:PORT does not parse"));
+            }
+        }
+        let path = path.trim_end_matches('/');
+        if path.is_empty() {
+            return Err(bad("the PATH is empty"));
+        }
+        if path
+            .split('/')
+            .skip(1)
+            .any(|part| part.is_empty() || part == "." || part == "..")
+        {
+            return Err(bad("the PATH has an empty, . or .. part"));
+        }
+        Ok(Self {
+            hosts: hosts.to_owned(),
+            path: path.to_owned(),
+        })
+    }
+}
+
+impl fmt::Display for RegistryUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "zk://{}{}", self.hosts, self.path)
+    }
+}
+
+/// A znode's data: where a server is, and which model it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Its IP address.
+    pub host: std::net::IpAddr,
+    /// Its port.
+    pub port: u16,
+    /// Its binary's name (`srv-poll`).
+    pub model: String,
+}
+
+impl Entry {
+    /// The address to connect to.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::new(self.host, self.port)
+    }
+}
+
+/// Runs `future` on a fresh current-thread runtime: the registry's thread.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime for the registry")
+        .block_on(future)
+}
+
+async fn connect(hosts: &str) -> Result<zk::Client, String> {
+    let connecting = zk::Client::connector()
+        .with_session_timeout(SESSION_TIMEOUT)
+        .with_connection_timeout(REQUEST_TIMEOUT)
+        .with_fail_eagerly()
+        .connect(hosts);
+    match tokio::time::timeout(REQUEST_TIMEOUT, connecting).await {
+        Ok(Ok(client)) => Ok(client),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err("no answer".to_owned()),
+    }
+}
+
+async fn timed<T>(
+    future: impl std::future::Future<Output = Result<T, zk::Error>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(REQUEST_TIMEOUT, future).await {
+        Ok(result) => result.map_err(|error| error.to_string()),
+        Err(_) => Err("no answer".to_owned()),
+    }
+}
+
+/// Says "ZooKeeper is unreachable" at most once a [`WARNING_INTERVAL`].
+struct Warnings {
+    last: Option<Instant>,
+}
+
+impl Warnings {
+    fn warn(&mut self, what: fmt::Arguments<'_>) {
+        if self
+            .last
+            .is_none_or(|last| last.elapsed() >= WARNING_INTERVAL)
+        {
+            self.last = Some(Instant::now());
+            tracing::warn!("warning: {what}");
+        }
+    }
+}
+
+/// A server's registration, on a thread of its own.
+pub struct Registration {
+    /// Set when the znode is gone (deleted, or never made), for the
+    /// shutdown to wait on.
+    gone: Arc<(Mutex<bool>, std::sync::Condvar)>,
+}
+
+impl Registration {
+    /// Registers `entry` under `url` from now on, again after every lost
+    /// session, until `leave` is triggered: then deletes the znode and
+    /// stops. Never fails: ZooKeeper being away is only warned about.
+    pub fn start(url: RegistryUrl, entry: Entry, leave: Shutdown) -> Self {
+        let gone = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let done = Arc::clone(&gone);
+        // Hooked to the trigger here, before the caller hooks its wait for
+        // the deletion to it: the trigger runs them in that order.
+        let leaving = leave_signal(&leave);
+        let spawned = thread::Builder::new()
+            .name("registry".to_owned())
+            .spawn(move || {
+                block_on(register(&url, &entry, &leave, &leaving));
+                let (lock, changed) = &*done;
+                *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
+                changed.notify_all();
+            });
+        if let Err(error) = spawned {
+            tracing::warn!("warning: not registering: cannot start the registry's thread: {error}");
+            *gone.0.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        }
+        Self { gone }
+    }
+
+    /// Waits (at most `patience`) until the znode is deleted, after
+    /// `leave` was triggered. Returns whether it was.
+    pub fn wait_gone(&self, patience: Duration) -> bool {
+        let (lock, changed) = &*self.gone;
+        let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let (guard, _) = changed
+            .wait_timeout_while(guard, patience, |gone| !*gone)
+            .unwrap_or_else(|e| e.into_inner());
+        *guard
+    }
+}
+
+/// The registration loop: connect, make the znode, keep it until the
+/// session is lost (then again) or `leave` (then delete it).
+async fn register(url: &RegistryUrl, entry: &Entry, leave: &Shutdown, leaving: &LeaveSignal) {
+    let data = serde_json::to_vec(entry).expect("an entry serializes");
+    let mut warnings = Warnings { last: None };
+    let mut announced = false;
+    while !leave.is_triggered() {
+        let attempt = async {
+            let client = connect(&url.hosts).await?;
+            let directory = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+            timed(client.mkdir(&url.path, &directory)).await?;
+            let ephemeral = zk::CreateMode::EphemeralSequential.with_acls(zk::Acls::anyone_all());
+            let prefix = format!("{}/server-", url.path);
+            let (_, sequence) = timed(client.create(&prefix, &data, &ephemeral)).await?;
+            Ok::<_, String>((client, format!("{prefix}{sequence}")))
+        };
+        let (client, znode) = match attempt.await {
+            Ok(made) => made,
+            Err(error) => {
+                warnings.warn(format_args!(
+                    "cannot register in {url}: {error}; serving anyway, and trying again"
+                ));
+                tokio::select! {
+                    () = tokio::time::sleep(RETRY) => continue,
+                    () = leaving.notified() => break,
+                }
+            }
+        };
+        if announced {
+            tracing::info!("registered again in {url} as {znode}");
+        } else {
+            tracing::info!("registered in {url} as {znode}");
+            announced = true;
+        }
+        warnings.last = None;
+        let mut state = client.state_watcher();
+        let lost = async {
+            loop {
+                if state.changed().await.is_terminated() {
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            () = lost => {
+                warnings.warn(format_args!("lost the registry session in {url}: registering again"));
+            }
+            () = leaving.notified() => {
+                match timed(client.delete(&znode, None)).await {
+                    Ok(()) => tracing::info!("left the registry {url} ({znode} deleted)"),
+                    Err(error) => tracing::warn!(
+                        "warning: cannot delete {znode} from {url}: {error}; it goes when the session expires"
+                    ),
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// A `Notify` that `shutdown`'s trigger fires (and that stays fired).
+fn leave_signal(shutdown: &Shutdown) -> Arc<LeaveSignal> {
+    let signal = Arc::new(LeaveSignal(tokio::sync::Notify::new()));
+    let fire = Arc::clone(&signal);
+    shutdown.on_trigger(move || fire.0.notify_one());
+    signal
+}
+
+struct LeaveSignal(tokio::sync::Notify);
+
+impl LeaveSignal {
+    async fn notified(&self) {
+        // `notify_one` stores a permit if nobody waits yet, so a trigger
+        // before the first wait is not lost; put it back for the next.
+        self.0.notified().await;
+        self.0.notify_one();
+    }
+}
+
+/// The servers registered under a path, as a client's watcher last read
+/// them.
+#[derive(Debug, Clone, Default)]
+pub struct Servers {
+    /// Their addresses, in znode order.
+    pub addrs: Vec<SocketAddr>,
+    /// Bumped at every change.
+    pub version: u64,
+    /// The watcher has read the registry at least once.
+    pub read: bool,
+    /// Why the last read failed, if it did.
+    pub failure: Option<String>,
+}
+
+/// A client's view of a registry, kept current by a thread of its own
+/// that watches `PATH`'s children.
+#[derive(Clone)]
+pub struct Watcher {
+    servers: Arc<(Mutex<Servers>, std::sync::Condvar)>,
+}
+
+impl Watcher {
+    /// Starts watching `url`. Garbage in a znode is warned about (once
+    /// per znode) and skipped.
+    pub fn start(url: RegistryUrl) -> std::io::Result<Self> {
+        let servers = Arc::new((Mutex::new(Servers::default()), std::sync::Condvar::new()));
+        let shared = Arc::clone(&servers);
+        thread::Builder::new()
+            .name("registry".to_owned())
+            .spawn(move || block_on(watch(&url, &shared)))?;
+        Ok(Self { servers })
+    }
+
+    /// The servers now.
+    pub fn servers(&self) -> Servers {
+        self.servers
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Waits until at least one server is registered, for at most
+    /// `patience`; returns the servers then (none: the wait ran out).
+    pub fn wait_for_servers(&self, patience: Duration) -> Servers {
+        let (lock, changed) = &*self.servers;
+        let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let (guard, _) = changed
+            .wait_timeout_while(guard, patience, |servers| servers.addrs.is_empty())
+            .unwrap_or_else(|e| e.into_inner());
+        guard.clone()
+    }
+
+    /// A random registered server, other than `avoid` if there is another.
+    pub fn pick(&self, avoid: Option<SocketAddr>) -> Option<SocketAddr> {
+        let servers = self.servers();
+        let others: Vec<SocketAddr> = servers
+            .addrs
+            .iter()
+            .copied()
+            .filter(|addr| Some(*addr) != avoid)
+            .collect();
+        let from = if others.is_empty() {
+            &servers.addrs
+        } else {
+            &others
+        };
+        (!from.is_empty()).then(|| from[fastrand::usize(..from.len())])
+    }
+}
+
+/// The watch loop: read the children and their data, publish, wait for a
+/// change (or, with ZooKeeper away, retry).
+async fn watch(url: &RegistryUrl, shared: &(Mutex<Servers>, std::sync::Condvar)) {
+    let mut warned_garbage = std::collections::HashSet::new();
+    let mut warnings = Warnings { last: None };
+    loop {
+        let client = match connect(&url.hosts).await {
+            Ok(client) => client,
+            Err(error) => {
+                publish_failure(
+                    shared,
+                    format!("cannot reach the registry {url}: {error}"),
+                    &mut warnings,
+                );
+                tokio::time::sleep(RETRY).await;
+                continue;
+            }
+        };
+        loop {
+            let (children, watcher) = match timed(client.list_and_watch_children(&url.path)).await {
+                Ok(read) => read,
+                Err(error) => {
+                    publish_failure(
+                        shared,
+                        format!("cannot read the registry {url}: {error}"),
+                        &mut warnings,
+                    );
+                    // NoNode: nobody registered yet; wait for the path.
+                    tokio::time::sleep(RETRY).await;
+                    if client.state().is_terminated() {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            let mut addrs = Vec::new();
+            let mut names = children;
+            names.sort();
+            for name in names {
+                let path = format!("{}/{name}", url.path);
+                let Ok((data, _)) = timed(client.get_data(&path)).await else {
+                    continue; // Gone between the list and the read.
+                };
+                match serde_json::from_slice::<Entry>(&data) {
+                    Ok(entry) => addrs.push(entry.addr()),
+                    Err(error) => {
+                        if warned_garbage.insert(path.clone()) {
+                            tracing::warn!(
+                                "warning: skipping {path} in the registry: not a server ({error})"
+                            );
+                        }
+                    }
+                }
+            }
+            {
+                let mut servers = shared.0.lock().unwrap_or_else(|e| e.into_inner());
+                if servers.addrs != addrs || !servers.read {
+                    servers.version += 1;
+                }
+                servers.addrs = addrs;
+                servers.read = true;
+                servers.failure = None;
+            }
+            shared.1.notify_all();
+            let event = watcher.changed().await;
+            if event.event_type == zk::EventType::Session && event.session_state.is_terminated() {
+                break;
+            }
+        }
+    }
+}
+
+fn publish_failure(
+    shared: &(Mutex<Servers>, std::sync::Condvar),
+    failure: String,
+    warnings: &mut Warnings,
+) {
+    warnings.warn(format_args!("{failure}"));
+    shared.0.lock().unwrap_or_else(|e| e.into_inner()).failure = Some(failure);
+    shared.1.notify_all();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_registry_url_and_refuses_bad_ones_in_words() {
+        let url: RegistryUrl = "zk://127.0.0.1:2181,10.0.0.2:2181/zen/servers/"
+            .parse()
+            .unwrap();
+        assert_eq!(url.hosts, "127.0.0.1:2181,10.0.0.2:2181");
+        assert_eq!(url.path, "/zen/servers");
+        assert_eq!(
+            url.to_string(),
+            "zk://127.0.0.1:2181,10.0.0.2:2181/zen/servers"
+        );
+        for (bad, why) in [
+            ("http://h:1/p", "zk://"),
+            ("zk://h:1", "no /PATH"),
+            ("zk:///p", "no HOST:PORT"),
+            ("zk://h/p", "no :PORT"),
+            ("zk://h:0/p", "does not parse"),
+            ("zk://h:99999/p", "does not parse"),
+            ("zk://h:1/", "PATH is empty"),
+            ("zk://h:1/a//b", "empty, . or .."),
+        ] {
+            let error = bad.parse::<RegistryUrl>().unwrap_err().to_string();
+            assert!(
+                error.contains(why) && !error.contains('\n'),
+                "{bad}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_entry_is_the_json_of_docs_protocol() {
+        let entry = Entry {
+            host: "127.0.0.1".parse().unwrap(),
+            port: 1060,
+            model: "srv-poll".to_owned(),
+        };
+        assert_eq!(
+            serde_json::to_string(&entry).unwrap(),
+            r#"{"host":"127.0.0.1","port":1060,"model":"srv-poll"}"#
+        );
+        assert!(serde_json::from_slice::<Entry>(b"garbage").is_err());
+    }
+}
