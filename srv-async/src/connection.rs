@@ -158,7 +158,7 @@ impl<'a> Connection<'a> {
                         self.conversation.drained();
                     }
                     Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                    Err(error) => return End::Failed(error),
+                    Err(error) => return self.conversation.read_failed(error),
                 }
                 continue;
             }
@@ -170,7 +170,7 @@ impl<'a> Connection<'a> {
                 read = read_some(&mut self.stream, &mut self.conversation) => match read {
                     Ok(n) => self.conversation.received(n),
                     Err(error) if is_retry(&error) => {}
-                    Err(error) => return End::Failed(error),
+                    Err(error) => return self.conversation.read_failed(error),
                 },
                 () = self.shutdown.begins() => {}
                 () = expired(self.idle.as_mut().map(Pin::as_mut)) => {

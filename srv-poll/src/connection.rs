@@ -134,7 +134,7 @@ impl Connection {
                 None if more_to_read => Next::AnotherTurn(self.interest()),
                 None => Next::Wait(self.interest()),
             },
-            Err(error) => Next::Close(End::Failed(error)),
+            Err(end) => Next::Close(end),
         }
     }
 
@@ -144,15 +144,18 @@ impl Connection {
     /// them makes progress, or until the connection has had its
     /// [`READS_PER_TURN`].
     /// Returns whether it stopped with more to read.
-    fn turn(&mut self, wake: Wake, ctx: &mut Context<'_>) -> io::Result<bool> {
+    fn turn(&mut self, wake: Wake, ctx: &mut Context<'_>) -> Result<bool, End> {
         let mut work_done = false;
         match wake {
             Wake::Ready { ready, unasked } => {
                 self.socket.readable |= ready.readable;
                 self.socket.writable |= ready.writable;
                 if unasked {
-                    if let Some(error) = self.stream.take_error()? {
-                        return Err(error);
+                    match self.stream.take_error() {
+                        Ok(None) => {}
+                        Ok(Some(error)) | Err(error) => {
+                            return Err(self.conversation.read_failed(error))
+                        }
                     }
                 }
             }
@@ -166,15 +169,20 @@ impl Connection {
         }
         let mut reads = 0;
         loop {
-            let read = reads < READS_PER_TURN && self.read(ctx)?;
+            let read = reads < READS_PER_TURN
+                && self
+                    .read(ctx)
+                    .map_err(|error| self.conversation.read_failed(error))?;
             reads += usize::from(read);
             if !self.socket.readable {
                 // Shutting down, everything that had arrived is read: no
                 // more reads. (Otherwise this does nothing.)
                 self.conversation.drained();
             }
-            let answered = self.answer(std::mem::take(&mut work_done), ctx)?;
-            let sent = self.flush()?;
+            let answered = self
+                .answer(std::mem::take(&mut work_done), ctx)
+                .map_err(End::Failed)?;
+            let sent = self.flush().map_err(End::Failed)?;
             if !(read || answered || sent) {
                 return Ok(false);
             }

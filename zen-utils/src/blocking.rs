@@ -120,7 +120,7 @@ impl Blocking {
             match read {
                 Ok(n) => self.conversation.received(n),
                 Err(Stalled::Tick) => {}
-                Err(Stalled::Failed(error)) => return End::Failed(error),
+                Err(Stalled::Failed(error)) => return self.conversation.read_failed(error),
             }
         }
     }

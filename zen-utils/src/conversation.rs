@@ -266,6 +266,28 @@ impl Conversation {
         None
     }
 
+    /// A read failed with `error`: how the conversation ends. A reset (or
+    /// an abort) from a client that had nothing outstanding, no question
+    /// begun or unanswered and every answer written, is an ordinary close,
+    /// not an error: it is how load balancers end their health checks
+    /// (HAProxy's `tcp-check` resets once it has its answer), and how
+    /// clients that close with unread data in their buffers end.
+    pub fn read_failed(&mut self, error: std::io::Error) -> End {
+        let reset = matches!(
+            error.kind(),
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted
+        );
+        let outstanding = self.working.is_some()
+            || self.decoder.has_complete()
+            || !self.decoder.partial().is_empty()
+            || !self.output().is_empty();
+        if reset && !outstanding {
+            End::ClientClosed
+        } else {
+            End::Failed(error)
+        }
+    }
+
     /// The server begins its shutdown: the conversation answers what has
     /// already arrived, then ends.
     pub fn shutdown(&mut self) {

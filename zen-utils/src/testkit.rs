@@ -309,6 +309,7 @@ macro_rules! conformance_suite {
             survives_a_half_question_and_a_hang_up,
             answers_everything_before_closing_on_half_close,
             survives_a_reset_in_the_middle_of_a_stream,
+            a_reset_after_every_answer_is_an_ordinary_close,
             loses_nothing_when_a_huge_pipeline_is_sent_without_reading,
             limits_the_connections_it_serves,
             closes_an_idle_connection,

@@ -243,6 +243,30 @@ pub fn survives_a_reset_in_the_middle_of_a_stream(start: Start<'_>, model: Model
     }
 }
 
+/// A client that resets its connection once it has every answer (as
+/// HAProxy ends its health checks) closed it in the ordinary way: not an
+/// error. (One that resets with questions outstanding failed: whether the
+/// server saw them before the reset is up to the kernel, so that side is
+/// not asserted here.)
+pub fn a_reset_after_every_answer_is_an_ordinary_close(start: Start<'_>, _: Model) {
+    let server = start(quiet());
+    for question in [&b"Beautiful is better than?"[..], b"Flat is better than?"] {
+        let mut checker = server.connect();
+        assert_eq!(checker.ask(question), answer(question));
+        checker.reset();
+    }
+    // A third client, answered, proves both resets were taken in.
+    let mut last = server.connect();
+    assert_eq!(text(&last.ask(b"Now is better than?")), "never.");
+    drop(last);
+    let summary = server.stop();
+    assert_eq!(
+        (summary.connections, summary.answered, summary.errors),
+        (3, 3, 0),
+        "{summary}"
+    );
+}
+
 /// A client that sends a huge pipeline without reading loses nothing: the
 /// server stops reading until the client drains its answers, then answers
 /// every question in order.
