@@ -298,7 +298,6 @@ impl Stop {
 /// Answers a connection beyond `--max-conns` `Error: server busy.` and
 /// closes it (by dropping it, at the caller).
 fn turn_away(stream: &TcpStream, peer: SocketAddr, shared: &Shared) {
-    shared.stats.error(1);
     // It goes straight to the socket, whatever readiness tokio has
     // recorded for it: no task will ever wait on this one.
     listener::turn_away(stream, peer, &shared.config, &shared.stats);

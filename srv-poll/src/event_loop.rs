@@ -359,8 +359,13 @@ impl EventLoop {
     /// finishes what it owes and ends; idle ones end at once.
     fn begin_shutdown(&mut self) {
         self.shutting_down = true;
-        // Closing the listener removes it from the epoll set.
-        self.listener = None;
+        // Deleted from the epoll set first: closing this descriptor does
+        // not remove it while other processes hold the socket (systemd,
+        // inetd, a supervisor's other workers), and a connection they
+        // queue would be reported at every wait, for nobody to accept.
+        if let Some(listener) = self.listener.take() {
+            let _ = self.poller.delete(&listener);
+        }
         let keys: Vec<usize> = self.connections.iter().map(|(key, _)| key).collect();
         for key in keys {
             self.advance(key, Wake::Shutdown);

@@ -55,7 +55,7 @@ pub fn serve(listener: TcpListener, config: Config, shutdown: Shutdown) -> io::R
                 // The one conversation: nothing else happens until it ends.
                 converse(stream, peer, &config, &shutdown, &stats);
             }
-            Err(error) => on_accept_error(&error, &accept_errors),
+            Err(error) => on_accept_error(&error, &accept_errors, &listener),
         }
     }
     Ok(stats.summary())
@@ -67,8 +67,16 @@ pub fn serve(listener: TcpListener, config: Config, shutdown: Shutdown) -> io::R
 /// descriptors or memory ran out, pauses so that the loop does not spin
 /// while nothing can change. The server goes on serving either way.
 /// srv-threaded's workers use it too.
-pub fn on_accept_error(error: &io::Error, errors: &AcceptErrors) {
-    if errors.on_error(error) == AcceptFailure::OutOfResources {
+///
+/// A listener handed down non-blocking (systemd's `NonBlocking=yes`, or
+/// one shared with event-loop workers, which make it so) says
+/// `WouldBlock` at once instead of waiting a tick: the thread then waits
+/// for a connection for a tick itself, rather than spin. The listener's
+/// mode is never changed: other processes share it.
+pub fn on_accept_error(error: &io::Error, errors: &AcceptErrors, listener: &TcpListener) {
+    if error.kind() == io::ErrorKind::WouldBlock {
+        zen_utils::listener::wait_for_connection(listener, TICK);
+    } else if errors.on_error(error) == AcceptFailure::OutOfResources {
         std::thread::sleep(ACCEPT_BACKOFF);
     }
 }

@@ -25,7 +25,7 @@ pub(crate) fn run(listener: &TcpListener, shared: &Shared) {
             let (stream, peer) = match listener.accept() {
                 Ok(accepted) => accepted,
                 Err(error) => {
-                    on_accept_error(&error, accept_errors);
+                    on_accept_error(&error, accept_errors, listener);
                     continue;
                 }
             };

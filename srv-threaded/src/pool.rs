@@ -58,7 +58,7 @@ fn work(listener: &TcpListener, shared: &Shared) {
                     None => refuse(stream, peer, config, stats),
                 }
             }
-            Err(error) => on_accept_error(&error, accept_errors),
+            Err(error) => on_accept_error(&error, accept_errors, listener),
         }
     }
 }

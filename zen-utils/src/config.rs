@@ -103,7 +103,7 @@ pub struct ServerArgs {
     /// share its listener; 1: no supervisor (at most 256)
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u16).range(1..=MAX_PROCESSES as i64),
-          help_heading = "Started by someone else")]
+          conflicts_with = "inetd", help_heading = "Started by someone else")]
     pub processes: u16,
 
     /// Register in ZooKeeper once listening (an ephemeral znode under

@@ -62,6 +62,23 @@ pub fn turn_away(stream: &impl AsFd, peer: SocketAddr, config: &Config, stats: &
     );
 }
 
+/// Waits at most `patience` for a connection to accept on `listener`,
+/// for a blocking server whose listener turned out non-blocking: one
+/// handed down by systemd (`NonBlocking=yes`) or shared with event-loop
+/// workers. Its `accept` then returns `WouldBlock` at once, and without
+/// this wait the accept loop would spin.
+pub fn wait_for_connection(listener: &impl AsFd, patience: Duration) {
+    let mut fds = [rustix::event::PollFd::new(
+        listener,
+        rustix::event::PollFlags::IN,
+    )];
+    let timeout = rustix::time::Timespec {
+        tv_sec: patience.as_secs() as _,
+        tv_nsec: patience.subsec_nanos() as _,
+    };
+    let _ = rustix::event::poll(&mut fds, Some(&timeout));
+}
+
 /// Sets the `SO_LINGER` of a socket; `Some(ZERO)` makes close send a reset.
 pub fn set_linger(stream: &TcpStream, linger: Option<Duration>) -> io::Result<()> {
     SockRef::from(stream).set_linger(linger)

@@ -56,20 +56,25 @@ pub fn run_prepared<T>(
     prepare: impl FnOnce(TcpListener) -> io::Result<T>,
     serve: impl FnOnce(T, Config, Shutdown) -> io::Result<Summary>,
 ) -> ExitCode {
-    // Before anything else, and before any thread starts: socket
-    // activation reads and removes the LISTEN_* variables, and --inetd
-    // takes fd 0 and silences fds 0 to 2.
+    // The logger first, so that every error below is said (under --inetd
+    // stderr is /dev/null already: see `parse`). No thread starts here.
+    let config = args.config();
+    let log_file = match args.log_file.as_ref().map(open_log) {
+        Some(Ok(file)) => Some(file),
+        Some(Err(error)) => {
+            crate::log_line!("{name}: error: {error}");
+            return ExitCode::FAILURE;
+        }
+        None => None,
+    };
+    crate::log::init(config.verbosity, log_file);
+    // Then, before any thread starts: socket activation reads and removes
+    // the LISTEN_* variables, and --inetd takes fd 0 and silences fds 0
+    // to 2.
     let handed = match handed_socket(args) {
         Ok(handed) => handed,
         Err(error) => return fail(name, &error),
     };
-    let config = args.config();
-    let log_file = match args.log_file.as_ref().map(open_log) {
-        Some(Ok(file)) => Some(file),
-        Some(Err(error)) => return fail(name, &error),
-        None => None,
-    };
-    crate::log::init(config.verbosity, log_file);
     if let Err(error) = crate::listener::raise_fd_limit() {
         tracing::warn!("{name}: warning: cannot raise the file-descriptor limit: {error}");
     }

@@ -30,19 +30,26 @@ pub enum Handed {
 }
 
 /// The listener of socket activation, if `LISTEN_FDS` hands one down
-/// (fd 3) to this process (`LISTEN_PID`, when set, is its id). Takes the
-/// `LISTEN_*` variables out of the environment, so call it first in
-/// `main`, before any thread starts. The listener is returned blocking:
-/// each model makes it what it needs.
+/// (the first, fd 3) to this process (`LISTEN_PID`, when set, is its id).
+/// Takes the `LISTEN_*` variables out of the environment, so call it first
+/// in `main`, before any thread starts. A second socket and more are not
+/// this server's to serve: they are closed with a warning, so that no
+/// worker inherits them.
+///
+/// The listener's blocking mode is left as it came: it belongs to the
+/// socket, which other processes share (systemd, a supervisor, sibling
+/// workers); each model copes with either (see `srv_single::on_accept_error`).
 pub fn activated_listener() -> io::Result<Option<TcpListener>> {
     let mut fds = ListenFd::from_env();
+    // SAFETY: before any thread starts (the caller's promise).
+    std::env::remove_var("LISTEN_FDNAMES");
     if fds.len() == 0 {
         return Ok(None);
     }
     let not_a_listener = |error: io::Error| {
         io::Error::new(
             error.kind(),
-            format!("fd 3 (LISTEN_FDS) is not a listening TCP socket: {error}"),
+            format!("the first socket of LISTEN_FDS is not a listening TCP socket: {error}"),
         )
     };
     let listener = fds
@@ -52,7 +59,17 @@ pub fn activated_listener() -> io::Result<Option<TcpListener>> {
     if !is_listening(&listener)? {
         return Err(not_a_listener(io::ErrorKind::InvalidInput.into()));
     }
-    listener.set_nonblocking(false)?;
+    for extra in 1..fds.len() {
+        if let Ok(Some(fd)) = fds.take_raw_fd(extra) {
+            // SAFETY: LISTEN_FDS handed this descriptor to this process,
+            // and nothing else took it: closing it is ours to do.
+            drop(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) });
+        }
+        tracing::warn!(
+            "warning: LISTEN_FDS: serving only the first socket; closed socket {}",
+            extra + 1
+        );
+    }
     Ok(Some(listener))
 }
 
@@ -69,7 +86,10 @@ pub fn inetd_socket() -> io::Result<Handed> {
     let socket = SockRef::from(&fd);
     let is_tcp = socket
         .domain()
-        .is_ok_and(|domain| domain == socket2::Domain::IPV4 || domain == socket2::Domain::IPV6);
+        .is_ok_and(|domain| domain == socket2::Domain::IPV4 || domain == socket2::Domain::IPV6)
+        && socket
+            .r#type()
+            .is_ok_and(|kind| kind == socket2::Type::STREAM);
     if !is_tcp {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -77,9 +97,8 @@ pub fn inetd_socket() -> io::Result<Handed> {
         ));
     }
     let handed = if is_listening(&fd)? {
-        let listener = TcpListener::from(fd);
-        listener.set_nonblocking(false)?;
-        Handed::Listener(listener)
+        // Shared with inetd: its blocking mode is left as it came.
+        Handed::Listener(TcpListener::from(fd))
     } else {
         let stream = TcpStream::from(fd);
         stream.set_nonblocking(false)?;

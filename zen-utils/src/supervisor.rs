@@ -178,6 +178,8 @@ fn start(name: &str, i: usize, slot: &mut Slot, listener: &TcpListener) {
 /// fd 3, `LISTEN_FDS=1`, and stdout a pipe for its summary.
 fn spawn_worker(listener: &TcpListener) -> io::Result<Child> {
     let fd = listener.as_raw_fd();
+    // SAFETY: getpid has no preconditions.
+    let supervisor = unsafe { libc::getpid() };
     let mut command = Command::new(std::env::current_exe()?);
     command
         .args(std::env::args_os().skip(1))
@@ -204,6 +206,11 @@ fn spawn_worker(listener: &TcpListener) -> io::Result<Child> {
             // A worker never outlives its supervisor, even one killed
             // with SIGKILL: it is told to shut down.
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            // The supervisor died before the line above: nobody would
+            // tell this worker to stop.
+            if libc::getppid() != supervisor {
+                libc::_exit(1);
+            }
             Ok(())
         });
     }

@@ -37,7 +37,14 @@ impl Activated {
     /// If the server does not say `READY=1`, or its first line is not
     /// `listening on` the handed-down address.
     pub fn start(bin: &str, args: &[&str], config: &Config) -> Self {
+        Self::start_with(bin, args, config, false)
+    }
+
+    /// [`start`](Self::start), with the listener handed down non-blocking
+    /// if `nonblocking` (systemd's `NonBlocking=yes`).
+    pub fn start_with(bin: &str, args: &[&str], config: &Config, nonblocking: bool) -> Self {
         let listener = listener::bind("127.0.0.1:0".parse().unwrap(), 1024, false).unwrap();
+        listener.set_nonblocking(nonblocking).unwrap();
         let addr = listener.local_addr().unwrap();
         let notify = NotifySocket::new();
         let mut command = Command::new("/bin/sh");
@@ -749,6 +756,50 @@ pub fn serves_while_zookeeper_is_down_and_registers_once_it_is_up(bin: &str, arg
     assert!(log.contains("registered in"), "{log}");
 }
 
+/// A listener handed down non-blocking (systemd's `NonBlocking=yes`) is
+/// served as any other, by blocking models too, and its mode is left
+/// alone: other processes share it.
+pub fn serves_a_listener_handed_down_non_blocking(bin: &str, args: &[&str]) {
+    let mut server = Activated::start_with(bin, args, &Config::default(), true);
+    for _ in 0..3 {
+        let mut client = Client::connect(server.addr());
+        assert_eq!(
+            client.ask(b"Flat is better than?"),
+            answer(b"Flat is better than?")
+        );
+    }
+    assert_eq!(server.stop().answered, 3);
+}
+
+/// A `--log-file` that cannot be opened is one clear line on stderr, and
+/// exit code 1; and `--processes` cannot go with `--inetd` (the workers
+/// would have no fd 0 to serve): exit code 2.
+pub fn refuses_a_bad_log_file_and_processes_under_inetd_in_one_line(bin: &str, args: &[&str]) {
+    let out = Command::new(bin)
+        .args(["-p", "0", "--log-file", "/nonexistent/zen/log"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(": error: --log-file /nonexistent/zen/log: "),
+        "{stderr}"
+    );
+    let out = Command::new(bin)
+        .args(["--inetd", "--processes", "2"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    // Refused by the flag parser; its message is not written (under
+    // --inetd, fd 2 is the client's socket).
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+}
+
 /// A supervisor binary started with `-p 0`.
 pub struct Supervised {
     child: Child,
@@ -949,6 +1000,8 @@ macro_rules! started_suite {
             the_systemd_units_verify,
             registers_in_zookeeper_and_leaves_before_it_stops_accepting,
             serves_while_zookeeper_is_down_and_registers_once_it_is_up,
+            serves_a_listener_handed_down_non_blocking,
+            refuses_a_bad_log_file_and_processes_under_inetd_in_one_line,
         );
     };
     (@cases $bin:expr, $args:expr; $($case:ident),* $(,)?) => {
