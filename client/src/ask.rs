@@ -2,19 +2,26 @@
 //! time, each printed with its answer; `-e` sends half a question and hangs up.
 
 use std::io::{ErrorKind, Read, Write};
+use std::iter::Peekable;
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _};
 use clap::Args;
 use zen_utils::protocol::{self, APHORISMS};
 
 use crate::flags::positive_duration;
+use crate::servers::Picker;
 use crate::target::Target;
 
 /// The longest answer the client accepts: the table's longest is 24 bytes,
 /// so anything past this is not a zen server talking.
 const MAX_ANSWER: usize = 1024;
+/// With a registry, the first wait before asking another server, doubled
+/// after each failure up to [`RETRY_MAX`]: a server that is gone costs a
+/// few connects, not a busy loop.
+const RETRY_MIN: Duration = Duration::from_millis(10);
+const RETRY_MAX: Duration = Duration::from_secs(1);
 
 #[derive(Args, Debug)]
 pub(crate) struct AskArgs {
@@ -29,44 +36,123 @@ pub(crate) struct AskArgs {
     #[arg(short = 'e', long)]
     cause_error: bool,
 
-    /// Give up when the server is silent this long (e.g. 500ms, 10s)
+    /// Give up when the server is silent this long (e.g. 500ms, 10s); with
+    /// --registry, when no server has answered for this long
     #[arg(long, value_name = "DUR", default_value = "10s", value_parser = positive_duration)]
     timeout: Duration,
 }
 
 pub(crate) fn run(args: &AskArgs) -> anyhow::Result<()> {
-    let mut stream = args.target.connect(args.timeout)?;
-    stream.set_nodelay(true)?;
-    stream.set_read_timeout(Some(args.timeout))?;
+    let mut questions = random_questions(args.count).peekable();
+    let Some(url) = &args.target.registry else {
+        let stream = args.target.connect(args.timeout)?;
+        return converse(stream, args, &mut questions, &mut Instant::now()).map_err(Stop::error);
+    };
+    // Found through a registry: a refused connect or a broken connection
+    // is one server gone; the questions not yet answered are asked of
+    // another, until none has answered for --timeout.
+    let picker = Picker::registry(url, args.timeout)?;
+    let mut progress = Instant::now();
+    let mut avoid = None;
+    let mut backoff = RETRY_MIN;
+    loop {
+        let Some((target, addr)) = picker.pick(avoid) else {
+            if progress.elapsed() > args.timeout {
+                bail!("no server registered in {url} any more");
+            }
+            std::thread::sleep(backoff);
+            continue;
+        };
+        picker.leave(target); // One connection at a time: nothing to balance.
+        let result = TcpStream::connect_timeout(&addr, args.timeout)
+            .map_err(|error| Stop::Broken(anyhow!("cannot connect to {addr}: {error}")))
+            .and_then(|stream| converse(stream, args, &mut questions, &mut progress));
+        match result {
+            Ok(()) => return Ok(()),
+            Err(Stop::Broken(error)) if progress.elapsed() <= args.timeout => {
+                zen_utils::log_line!("client: warning: {error:#}; asking another server");
+                avoid = Some(addr);
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(RETRY_MAX);
+            }
+            Err(stop) => return Err(stop.error()),
+        }
+    }
+}
+
+/// Why a conversation stopped short.
+enum Stop {
+    /// The connection broke before an answer came (a reset, a close, a
+    /// silence): with a registry, the question is asked of another server.
+    Broken(anyhow::Error),
+    /// The server answered wrong: asking another would hide it.
+    Wrong(anyhow::Error),
+}
+
+impl Stop {
+    fn error(self) -> anyhow::Error {
+        match self {
+            Self::Broken(error) | Self::Wrong(error) => error,
+        }
+    }
+}
+
+/// Asks `questions` on `stream` one at a time, printing each with its
+/// answer and taking it off `questions` once answered; `progress` is when
+/// the last answer came.
+fn converse(
+    mut stream: TcpStream,
+    args: &AskArgs,
+    questions: &mut Peekable<impl Iterator<Item = &'static [u8]>>,
+    progress: &mut Instant,
+) -> Result<(), Stop> {
+    let broken = |error: anyhow::Error| Stop::Broken(error);
+    stream.set_nodelay(true).map_err(|e| broken(e.into()))?;
+    stream
+        .set_read_timeout(Some(args.timeout))
+        .map_err(|e| broken(e.into()))?;
     if args.cause_error {
         let (question, _) = APHORISMS[0];
         let half = &question[..question.len() / 2];
-        stream.write_all(half).context("cannot send")?;
+        stream
+            .write_all(half)
+            .context("cannot send")
+            .map_err(broken)?;
         return say(format_args!(
             "sent half a question ({:?}) and hung up",
             String::from_utf8_lossy(half)
-        ));
+        ))
+        .map_err(Stop::Wrong);
     }
-    for question in random_questions(args.count) {
-        stream.write_all(question).context("cannot send")?;
+    while let Some(&question) = questions.peek() {
+        stream
+            .write_all(question)
+            .context("cannot send")
+            .map_err(broken)?;
         let reply = read_answer(&mut stream, question, args.timeout)?;
         let expected = protocol::answer(question);
         if reply != expected {
             if protocol::is_error(&reply) {
-                bail!("the server answered {:?}", String::from_utf8_lossy(&reply));
+                return Err(Stop::Wrong(anyhow!(
+                    "the server answered {:?}",
+                    String::from_utf8_lossy(&reply)
+                )));
             }
-            bail!(
+            return Err(Stop::Wrong(anyhow!(
                 "wrong answer to {:?}: expected {:?}, got {:?}",
                 String::from_utf8_lossy(question),
                 String::from_utf8_lossy(expected),
                 String::from_utf8_lossy(&reply)
-            );
+            )));
         }
+        *progress = Instant::now();
+        questions.next();
         say(format_args!(
             "{} {}",
             String::from_utf8_lossy(question),
             String::from_utf8_lossy(&reply)
-        ))?;
+        ))
+        .map_err(Stop::Wrong)?;
     }
     Ok(())
 }
@@ -99,34 +185,38 @@ fn read_answer(
     stream: &mut TcpStream,
     question: &[u8],
     timeout: Duration,
-) -> anyhow::Result<Vec<u8>> {
+) -> Result<Vec<u8>, Stop> {
     let asked = || String::from_utf8_lossy(question).into_owned();
     let mut reply = Vec::new();
     let mut byte = [0];
     while !reply.ends_with(b".") {
         match stream.read(&mut byte) {
             Ok(0) if reply.is_empty() => {
-                bail!(
+                return Err(Stop::Broken(anyhow!(
                     "the server closed the connection before answering {:?}",
                     asked()
-                )
+                )))
             }
-            Ok(0) => bail!(
-                "the server closed the connection in the middle of an answer: {:?}",
-                String::from_utf8_lossy(&reply)
-            ),
+            Ok(0) => {
+                return Err(Stop::Broken(anyhow!(
+                    "the server closed the connection in the middle of an answer: {:?}",
+                    String::from_utf8_lossy(&reply)
+                )))
+            }
             Ok(_) => reply.push(byte[0]),
             Err(error) if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                return Err(anyhow!(
+                return Err(Stop::Broken(anyhow!(
                     "no answer to {:?} within {}",
                     asked(),
                     zen_utils::config::format_duration(timeout)
-                ))
+                )))
             }
-            Err(error) => return Err(error).context("cannot receive"),
+            Err(error) => return Err(Stop::Broken(anyhow!(error).context("cannot receive"))),
         }
         if reply.len() > MAX_ANSWER {
-            bail!("an answer longer than {MAX_ANSWER} bytes: not a zen server?");
+            return Err(Stop::Wrong(anyhow!(
+                "an answer longer than {MAX_ANSWER} bytes: not a zen server?"
+            )));
         }
     }
     Ok(reply)

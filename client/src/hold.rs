@@ -6,6 +6,7 @@
 //! a socket and a few bytes each: all the connects are started at once
 //! (non-blocking), then the loop waits for whatever the server says.
 
+use std::collections::BTreeMap;
 use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -19,6 +20,7 @@ use zen_utils::protocol::{IDLE_TIMEOUT, SERVER_BUSY};
 use crate::event_loop::{connect_all, nanos, now_ns, Interest};
 use crate::flags::{positive, positive_duration};
 use crate::report::{ConnectFailures, HoldReport, IdleCloses};
+use crate::servers::Picker;
 use crate::target::Target;
 
 /// The most a held connection keeps of what the server sends: enough for
@@ -38,7 +40,8 @@ pub(crate) struct HoldArgs {
     #[arg(short = 'd', long = "duration", value_name = "DUR", value_parser = parse_duration)]
     duration: Duration,
 
-    /// Give up on a connect that has not completed after this long
+    /// Give up on a connect that has not completed after this long (with
+    /// --registry, also the longest wait for a first server)
     #[arg(long, value_name = "DUR", default_value = "10s", value_parser = positive_duration)]
     timeout: Duration,
 
@@ -73,8 +76,14 @@ enum Fate {
 /// server did with the others is the report, not an error.
 pub(crate) fn run(args: &HoldArgs) -> anyhow::Result<ExitCode> {
     crate::load::check_descriptors(args.connections)?;
-    let addr = args.target.addrs()?[0];
-    let report = Holding::connect(addr, args.connections, args.timeout)?.hold(args.duration)?;
+    let holding = match &args.target.registry {
+        Some(url) => {
+            let picker = Picker::registry(url, args.timeout)?;
+            Holding::connect_to(url.to_string(), &picker, args.connections, args.timeout)?
+        }
+        None => Holding::connect(args.target.addrs()?[0], args.connections, args.timeout)?,
+    };
+    let report = holding.hold(args.duration)?;
     crate::report::print(&report, args.json)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -82,10 +91,13 @@ pub(crate) fn run(args: &HoldArgs) -> anyhow::Result<ExitCode> {
 /// Idle connections, open and not yet watched: `client compare` opens
 /// them, measures the server, then holds them while it loads the server.
 pub(crate) struct Holding {
-    addr: SocketAddr,
+    /// The server, or the registry.
+    target: String,
     connections: usize,
     held: Vec<Held>,
     failed: ConnectFailures,
+    /// From a registry: connections held by each server.
+    per_server: BTreeMap<String, usize>,
 }
 
 impl Holding {
@@ -96,39 +108,78 @@ impl Holding {
         connections: usize,
         timeout: Duration,
     ) -> anyhow::Result<Self> {
-        let results =
-            connect_all(&vec![addr; connections], timeout).context("cannot start connecting")?;
+        let picker = Picker::fixed(vec![addr]);
+        Self::connect_to(addr.to_string(), &picker, connections, timeout)
+    }
+
+    /// Opens `connections` connections to the servers `picker` picks, all
+    /// at once. From a registry, a connect that fails is made again to
+    /// another server, for as many rounds as there are servers; every
+    /// failed connect is counted. Fails only if none could be opened.
+    pub(crate) fn connect_to(
+        target: String,
+        picker: &Picker,
+        connections: usize,
+        timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        let registry = picker.url().is_some();
+        let rounds = if registry { picker.choices().max(1) } else { 1 };
         let mut failed = ConnectFailures::default();
         let mut first_error = None;
-        let mut held = Vec::with_capacity(results.len());
-        for result in results {
-            match result {
-                Ok((stream, connected_at)) => held.push(Held {
-                    stream: Some(stream),
-                    connected_at,
-                    heard: [0; HEARD],
-                    heard_len: 0,
-                    fate: Fate::Open,
-                }),
-                Err(error) => {
-                    match error.kind() {
-                        io::ErrorKind::ConnectionRefused => failed.refused += 1,
-                        io::ErrorKind::TimedOut => failed.timeout += 1,
-                        _ => failed.other += 1,
+        let mut held = Vec::with_capacity(connections);
+        let mut per_server = BTreeMap::new();
+        // Each connection still to open, and the server it must avoid.
+        let mut to_open: Vec<Option<SocketAddr>> = vec![None; connections];
+        for _ in 0..rounds {
+            let picked: Vec<(usize, SocketAddr)> = to_open
+                .iter()
+                .map_while(|&avoid| picker.pick(avoid))
+                .collect();
+            let addrs: Vec<SocketAddr> = picked.iter().map(|&(_, addr)| addr).collect();
+            let results = connect_all(&addrs, timeout).context("cannot start connecting")?;
+            to_open.clear();
+            for ((target, addr), result) in picked.into_iter().zip(results) {
+                match result {
+                    Ok((stream, connected_at)) => {
+                        held.push(Held {
+                            stream: Some(stream),
+                            connected_at,
+                            heard: [0; HEARD],
+                            heard_len: 0,
+                            fate: Fate::Open,
+                        });
+                        if registry {
+                            *per_server.entry(addr.to_string()).or_default() += 1;
+                        }
                     }
-                    first_error.get_or_insert(error);
+                    Err(error) => {
+                        picker.leave(target);
+                        match error.kind() {
+                            io::ErrorKind::ConnectionRefused => failed.refused += 1,
+                            io::ErrorKind::TimedOut => failed.timeout += 1,
+                            _ => failed.other += 1,
+                        }
+                        first_error.get_or_insert((addr, error));
+                        to_open.push(Some(addr));
+                    }
                 }
+            }
+            if to_open.is_empty() {
+                break;
             }
         }
         if held.is_empty() {
-            let error = first_error.expect("at least one connection");
-            return Err(anyhow!("cannot connect to {addr}: {error}"));
+            return Err(match first_error {
+                Some((addr, error)) => anyhow!("cannot connect to {addr}: {error}"),
+                None => anyhow!("no server registered in {target} any more"),
+            });
         }
         Ok(Self {
-            addr,
+            target,
             connections,
             held,
             failed,
+            per_server,
         })
     }
 
@@ -151,7 +202,8 @@ impl Holding {
             idle_timeout: IdleCloses::default(),
             closed: 0,
             connect_failed: self.failed,
-            target: self.addr.to_string(),
+            target: self.target,
+            per_server: self.per_server,
         };
         for conn in &self.held {
             match conn.fate {

@@ -25,4 +25,5 @@ mod compare;
 mod event_loop;
 mod flags;
 mod hold;
+mod servers;
 mod target;

@@ -31,14 +31,20 @@
 //! - **`-n`:** one budget of questions for the whole run, shared by the
 //!   threads (`load/budget.rs`): a thread whose servers are slow or dead
 //!   keeps none of it.
-//! - **Failures:** a connection that fails is counted by kind and
-//!   reconnected with back-off (10 ms doubling to 1 s); its unanswered
-//!   questions are asked again (questions are idempotent), so a restarted
-//!   server loses no answer: on the new connection with `-d`, by any
-//!   connection with `-n`. A server that answers when nothing was asked,
-//!   or floods the client, breaks the protocol: that connection is closed
-//!   at once, and no loop reads more than a few buffers from one
-//!   connection before it looks at the others and at the clock.
+//! - **Servers** (`servers.rs`): a fixed list (`--server`, `HOST -p`),
+//!   dealt round robin to the first connections, or the servers a
+//!   registry lists (`--registry`), picked as each connection opens.
+//! - **Failures:** a connection that fails (refused, reset, closed by the
+//!   server, or a question unanswered for `--timeout`) is counted by kind
+//!   and reconnected with back-off (10 ms doubling to 1 s), to another
+//!   server when there is one; its unanswered questions are asked again
+//!   (questions are idempotent), so a server killed mid-run loses no
+//!   answer: on the new connection with `-d`, by any connection with `-n`
+//!   (the report counts them, `reasked`). A server that answers when
+//!   nothing was asked, or floods the client, breaks the protocol: that
+//!   connection is closed at once (what it answered stays wrong), and no
+//!   loop reads more than a few buffers from one connection before it
+//!   looks at the others and at the clock.
 //! - **The window:** answers, errors and reconnects are counted only in
 //!   the measured window, after `--warmup`: every figure of the report
 //!   covers the same time.
@@ -74,13 +80,15 @@ use zen_utils::config::parse_duration;
 
 use crate::event_loop::{connect_all, nanos, now_ns};
 use crate::flags::{positive, positive_duration, positive_rate, positive_u64};
-use crate::report::{ErrorCounts, Fairness, LoadReport, TargetReport};
+use crate::report::{ErrorCounts, Fairness, LoadReport, Percentiles, TargetReport};
+use crate::servers::Picker;
 use crate::target::Target;
 use budget::Budget;
 use conn::Conn;
 use tally::{percentiles, Failure, Tally};
 use worker::{Outcome, Progress, Shared, Worker};
 use workload::{unescape, Script};
+use zen_utils::registry::RegistryUrl;
 
 /// redis-benchmark's default, and the "many clients" of zen's experiments.
 const DEFAULT_CONNECTIONS: usize = 50;
@@ -161,8 +169,10 @@ pub(crate) struct LoadArgs {
     expect: Option<String>,
 
     /// A server to load, HOST:PORT; repeat it to spread the connections
-    /// across several servers, round robin (replaces HOST and -p)
-    #[arg(long = "server", value_name = "HOST:PORT", conflicts_with_all = ["host", "port"])]
+    /// across several servers, round robin (replaces HOST and -p; a
+    /// connection that fails goes to another one)
+    #[arg(long = "server", value_name = "HOST:PORT",
+          conflicts_with_all = ["host", "port", "registry"])]
     servers: Vec<String>,
 
     /// Load the server this long before measuring (e.g. 1s); answers
@@ -173,8 +183,9 @@ pub(crate) struct LoadArgs {
     warmup: Duration,
 
     /// A connect or a question unanswered this long is a timeout: the
-    /// connection is closed and reconnected (with -n, the run also stops
-    /// when no answer at all comes for this long)
+    /// connection is closed, and its questions asked again on another
+    /// (with -n, the run also stops when no answer at all comes for this
+    /// long; with --registry, the longest wait for a first server)
     #[arg(long, value_name = "DUR", default_value = DEFAULT_TIMEOUT_FLAG,
           value_parser = positive_duration)]
     timeout: Duration,
@@ -211,8 +222,12 @@ pub(crate) struct LoadArgs {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Options {
     /// The servers to load (`--server`, or `HOST -p PORT`): connection
-    /// `i` goes to server `i % servers.len()`. At least one.
+    /// `i` first goes to server `i % servers.len()`, and after a failure to
+    /// another one. At least one, unless `registry` is given.
     pub servers: Vec<SocketAddr>,
+    /// Load the servers registered here instead (`--registry`; `servers`
+    /// then empty): each connection picks one as it opens.
+    pub registry: Option<RegistryUrl>,
     /// Connections to keep busy (`-c`), at least 1.
     pub connections: usize,
     /// When the run ends (`-d` or `-n`).
@@ -252,6 +267,7 @@ impl Options {
     pub fn new(server: SocketAddr) -> Self {
         Self {
             servers: vec![server],
+            registry: None,
             connections: DEFAULT_CONNECTIONS,
             length: Length::Duration(DEFAULT_DURATION),
             pipeline: 1,
@@ -274,7 +290,10 @@ impl Options {
     /// Refuses what the command line's parsers refuse: a library caller
     /// gets no clap in front of [`measure`].
     fn check(&self) -> anyhow::Result<()> {
-        ensure!(!self.servers.is_empty(), "no server to load");
+        ensure!(
+            self.servers.is_empty() == self.registry.is_some(),
+            "give either servers to load or a registry"
+        );
         ensure!(self.connections > 0, "connections must be at least 1");
         ensure!(
             (1..=MAX_PIPELINE).contains(&self.pipeline),
@@ -303,7 +322,10 @@ impl Options {
 /// completed with no error; with errors, when it stopped early, or when no
 /// answer at all arrived in the measured window (not a measurement: the
 /// server answers another protocol, say, or is stuck), the report is
-/// printed all the same and the exit code is 1.
+/// printed all the same and the exit code is 1. With `--registry`, servers
+/// come and go: a connection that failed, its questions asked again
+/// elsewhere, is counted in the report but fails no run; a wrong answer
+/// does.
 pub(crate) fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
     let options = args.options()?;
     let interrupted = interrupt_flag();
@@ -316,7 +338,12 @@ pub(crate) fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
         },
     )?;
     crate::report::print(&report, args.json)?;
-    let clean = report.errors == 0 && report.stopped_early.is_none();
+    let errors = &report.errors_by_kind;
+    let failing = match options.registry {
+        Some(_) => errors.wrong_answer + errors.error_answer + errors.unasked_answer,
+        None => report.errors,
+    };
+    let clean = failing == 0 && report.stopped_early.is_none();
     let unanswered = clean && report.requests == 0;
     if unanswered {
         zen_utils::log_line!(
@@ -395,28 +422,60 @@ pub fn interrupt_flag() -> Arc<AtomicBool> {
 pub fn measure(options: &Options, watching: &mut Watch<'_>) -> anyhow::Result<LoadReport> {
     options.check()?;
     let workload = Script::new(&options.workload, options.pipeline)?;
-    let servers = &options.servers;
     check_in_flight(options.connections, options.pipeline)?;
     check_descriptors(options.connections)?;
+    let picker = match &options.registry {
+        Some(url) => Picker::registry(url, options.timeout)?,
+        None => Picker::fixed(options.servers.clone()),
+    };
+    let fixed = options.servers.len();
 
-    let addrs: Vec<SocketAddr> = (0..options.connections)
-        .map(|slot| servers[slot % servers.len()])
-        .collect();
+    // A fixed list is dealt round robin; a registry's servers are picked
+    // (the last of them may have left since it was read: then none is).
+    let picked: Vec<(usize, SocketAddr)> = (0..options.connections)
+        .map(|slot| match fixed {
+            0 => picker.pick(None),
+            _ => {
+                picker.take(slot % fixed);
+                Some((slot % fixed, options.servers[slot % fixed]))
+            }
+        })
+        .collect::<Option<_>>()
+        .ok_or_else(|| {
+            let url = options.registry.as_ref().map(RegistryUrl::to_string);
+            anyhow!(
+                "no server registered in {} any more",
+                url.unwrap_or_default()
+            )
+        })?;
+    let addrs: Vec<SocketAddr> = picked.iter().map(|&(_, addr)| addr).collect();
+    // Each target's figures are kept but with one fixed server, whose
+    // figures are the run's.
+    let by_target = fixed != 1;
     // A connect that fails before the run is counted only if the window
     // opens at once: what happens during a warmup is not counted.
-    let mut initial_errors = Tally::new(servers.len());
+    let mut initial_errors = Tally::new(by_target);
     let mut conns = Vec::with_capacity(addrs.len());
     let mut first_failure = None;
     let connected = connect_all(&addrs, options.timeout).context("cannot start connecting")?;
     for (slot, result) in connected.into_iter().enumerate() {
-        let mut conn = Conn::new(slot, addrs[slot], slot % servers.len(), options.pipeline);
+        let (target, addr) = picked[slot];
+        let mut conn = Conn::new(slot, addr, target, options.pipeline);
+        if fixed > 1 {
+            conn.home = Some((target, addr));
+        }
         match result {
             Ok((stream, _)) => conn.stream = Some(stream),
             Err(error) => {
+                let failure = Failure::of(&error);
                 if options.warmup.is_zero() {
-                    initial_errors.error(Failure::of(&error));
+                    initial_errors.error(failure);
                 }
-                first_failure.get_or_insert((addrs[slot], error));
+                if matches!(failure, Failure::Refused | Failure::Timeout) {
+                    picker.pass_over(target, options.timeout);
+                }
+                conn.avoid = Some(addr);
+                first_failure.get_or_insert((addr, error));
             }
         }
         conns.push(conn);
@@ -447,12 +506,13 @@ pub fn measure(options: &Options, watching: &mut Watch<'_>) -> anyhow::Result<Lo
             Length::Duration(duration) => Some(measure_start.saturating_add(nanos(duration))),
         },
         budget: options.requests().map(Budget::new),
+        picker,
         stop: AtomicBool::new(false),
     });
 
     let mut shares: Vec<Vec<Conn>> = (0..threads).map(|_| Vec::new()).collect();
     for conn in conns {
-        shares[thread_of(conn.slot, options.connections, servers.len(), threads)].push(conn);
+        shares[thread_of(conn.slot, options.connections, fixed.max(1), threads)].push(conn);
     }
     let (done_tx, done_rx) = mpsc::channel();
     let mut handles = Vec::with_capacity(threads);
@@ -462,11 +522,10 @@ pub fn measure(options: &Options, watching: &mut Watch<'_>) -> anyhow::Result<Lo
         progress.push(Arc::clone(&answers));
         let shared = Arc::clone(&shared);
         let done = done_tx.clone();
-        let targets = servers.len();
         let handle = std::thread::Builder::new()
             .name(format!("load-{t}"))
             .spawn(move || {
-                let outcome = Worker::new(shared, share, targets, answers).and_then(Worker::run);
+                let outcome = Worker::new(shared, share, by_target, answers).and_then(Worker::run);
                 let _ = done.send(());
                 outcome
             })
@@ -722,7 +781,11 @@ impl LoadArgs {
             _ => Workload::Table,
         };
         Ok(Options {
-            servers: self.servers()?,
+            servers: match self.target.registry {
+                Some(_) => Vec::new(),
+                None => self.servers()?,
+            },
+            registry: self.target.registry.clone(),
             connections: self.connections,
             length: match self.requests {
                 Some(requests) => Length::Requests(requests),
@@ -765,10 +828,17 @@ fn report(
     window: u64,
     stopped_early: Option<String>,
 ) -> LoadReport {
-    let servers = &options.servers;
+    // Every server of a fixed list; every server a connection went to,
+    // from a registry.
+    let servers = shared.picker.known();
     let seconds = window as f64 / 1e9;
     let errors: ErrorCounts = tally.errors;
     let rate = shared.rate;
+    let latency = percentiles(if rate.is_some() {
+        &tally.corrected
+    } else {
+        &tally.latency
+    });
     LoadReport {
         connections: options.connections,
         requests: tally.answers,
@@ -780,41 +850,40 @@ fn report(
         },
         errors: errors.total(),
         served_conns: answers_per_conn.iter().filter(|&&n| n > 0).count(),
-        latency_us: percentiles(if rate.is_some() {
-            &tally.corrected
-        } else {
-            &tally.latency
-        }),
+        latency_us: latency,
         uncorrected_latency_us: rate.map(|_| percentiles(&tally.latency)),
         errors_by_kind: errors,
         fairness: Fairness::of(answers_per_conn),
         reconnects: tally.reconnects,
+        reasked: tally.reasked,
         pipeline: options.pipeline,
         threads,
         rate,
         warmup_seconds: options.warmup.as_secs_f64(),
         workload: shared.workload.description().to_owned(),
         targets: servers.iter().map(SocketAddr::to_string).collect(),
+        registry: options.registry.as_ref().map(RegistryUrl::to_string),
         stopped_early,
-        per_target: match tally.per_target.as_slice() {
-            [] => vec![TargetReport {
+        per_target: if options.servers.len() == 1 {
+            vec![TargetReport {
                 target: servers[0].to_string(),
                 requests: tally.answers,
-                latency_us: percentiles(if rate.is_some() {
-                    &tally.corrected
-                } else {
-                    &tally.latency
-                }),
-            }],
-            shares => servers
+                latency_us: latency,
+            }]
+        } else {
+            servers
                 .iter()
-                .zip(shares)
-                .map(|(server, share)| TargetReport {
-                    target: server.to_string(),
-                    requests: share.answers,
-                    latency_us: percentiles(&share.latency),
+                .enumerate()
+                .map(|(target, server)| {
+                    let share = tally.per_target.get(target);
+                    TargetReport {
+                        target: server.to_string(),
+                        requests: share.map_or(0, |share| share.answers),
+                        latency_us: share
+                            .map_or_else(Percentiles::default, |share| percentiles(&share.latency)),
+                    }
                 })
-                .collect(),
+                .collect()
         },
     }
 }

@@ -5,6 +5,7 @@
 //! Both types deserialize as well as serialize, so that a tool can read a
 //! `--json` report back into them.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Write as _;
 
@@ -63,6 +64,11 @@ pub struct LoadReport {
     pub fairness: Fairness,
     /// Connections re-established after a failure.
     pub reconnects: u64,
+    /// Questions asked again because their connection failed before their
+    /// answer came (on the new connection with `-d`, on any with `-n`):
+    /// each is answered once, so none is lost and none counted twice.
+    #[serde(default)]
+    pub reasked: u64,
     /// Questions in flight per connection (`--pipeline`).
     pub pipeline: usize,
     /// Event-loop threads the connections were split across.
@@ -74,13 +80,17 @@ pub struct LoadReport {
     pub warmup_seconds: f64,
     /// What was asked: the table, one question, or a fixed request.
     pub workload: String,
-    /// The servers, `HOST:PORT` each; connections are spread across them
-    /// round robin.
+    /// The servers, `HOST:PORT` each: the fixed list, whose servers the
+    /// connections are dealt round robin; or every server picked from the
+    /// registry.
     pub targets: Vec<String>,
+    /// `--registry`: where the servers were found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<String>,
     /// Why the run ended before its `-d` or `-n` was reached, if it did.
     pub stopped_early: Option<String>,
     /// Each target's right answers and latencies, in `targets` order (one
-    /// entry, the run's own figures, when there is one target): a slow or
+    /// entry, the run's own figures, with one fixed target): a slow or
     /// dead server among several shows here, not only at p99.9.
     #[serde(default)]
     pub per_target: Vec<TargetReport>,
@@ -172,8 +182,12 @@ pub(crate) struct HoldReport {
     pub(crate) closed: usize,
     /// Connects that failed, by kind.
     pub(crate) connect_failed: ConnectFailures,
-    /// The server, `HOST:PORT`.
+    /// The server, `HOST:PORT`, or the registry `zk://...`.
     pub(crate) target: String,
+    /// From a registry: the connections held by each server, by
+    /// `HOST:PORT`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) per_server: BTreeMap<String, usize>,
 }
 
 /// Idle-timeout closes, and how long after its connect each came.
@@ -270,7 +284,11 @@ impl Fairness {
 impl fmt::Display for LoadReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let plural = |n: usize| if n == 1 { "" } else { "s" };
-        writeln!(f, "target        {}", self.targets.join(", "))?;
+        write!(f, "target        {}", self.targets.join(", "))?;
+        match &self.registry {
+            Some(registry) => writeln!(f, " (from {registry})")?,
+            None => writeln!(f)?,
+        }
         writeln!(f, "workload      {}", self.workload)?;
         let threads = self.threads;
         let looping = match self.rate {
@@ -301,6 +319,7 @@ impl fmt::Display for LoadReport {
         }
         writeln!(f)?;
         writeln!(f, "reconnects    {}", self.reconnects)?;
+        writeln!(f, "re-asked      {}", self.reasked)?;
         writeln!(
             f,
             "served conns  {} of {}; answers per connection: min {}, median {}, max {}; \
@@ -331,7 +350,7 @@ impl fmt::Display for LoadReport {
             }
             None => row(f, "", &self.latency_us)?,
         }
-        if self.per_target.len() > 1 {
+        if self.per_target.len() > 1 || self.registry.is_some() {
             writeln!(
                 f,
                 "per target    {:>10} {:>10} {:>10}",
@@ -355,6 +374,14 @@ impl fmt::Display for LoadReport {
 impl fmt::Display for HoldReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "target          {}", self.target)?;
+        if !self.per_server.is_empty() {
+            let shares: Vec<String> = self
+                .per_server
+                .iter()
+                .map(|(server, held)| format!("{server} {held}"))
+                .collect();
+            writeln!(f, "per server      {}", shares.join(", "))?;
+        }
         writeln!(
             f,
             "connections     {} held idle for {:.2}s",

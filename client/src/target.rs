@@ -1,4 +1,5 @@
-//! Where the client connects: `[HOST] [-p PORT]`, as every server takes it.
+//! Where the client connects: `[HOST] [-p PORT]`, as every server takes it,
+//! or `--registry URL`, the servers a ZooKeeper registry lists.
 
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
@@ -6,6 +7,7 @@ use std::time::Duration;
 use anyhow::{anyhow, Context as _};
 use clap::Args;
 use zen_utils::config::DEFAULT_PORT;
+use zen_utils::registry::RegistryUrl;
 
 /// The server to talk to.
 #[derive(Args, Debug, Clone)]
@@ -17,6 +19,14 @@ pub(crate) struct Target {
     /// Server TCP port
     #[arg(short, long, default_value_t = DEFAULT_PORT)]
     pub(crate) port: u16,
+
+    /// Find the servers in a ZooKeeper registry instead, URL
+    /// zk://HOST:PORT[,HOST:PORT...]/PATH (replaces HOST and -p): each
+    /// connection picks one of the servers registered under PATH, and
+    /// another one when its connect is refused or it breaks; with none
+    /// registered, wait up to --timeout
+    #[arg(long, value_name = "URL", conflicts_with_all = ["host", "port"])]
+    pub(crate) registry: Option<RegistryUrl>,
 }
 
 impl Target {

@@ -440,6 +440,9 @@ fn nothing_to_connect_to_is_one_line_and_a_failure() {
 
 #[test]
 fn one_server_down_of_two_is_counted_not_fatal() {
+    // The connections dealt to the server that is down are refused, and
+    // go to the other one: every connection is served, by the one that is
+    // up, and the refusals are counted (they fail a run of fixed servers).
     let up = zen_server();
     let down = {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -459,9 +462,11 @@ fn one_server_down_of_two_is_counted_not_fatal() {
     ]);
     assert_eq!(output.status.code(), Some(1));
     let report: Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(num(&report, "served_conns"), 2.0);
+    assert_eq!(num(&report, "served_conns"), 4.0, "{report}");
     assert!(num(&report, "errors_by_kind.refused") >= 2.0, "{report}");
     assert_eq!(report["targets"].as_array().unwrap().len(), 2);
+    assert_eq!(report["per_target"][1]["target"], down.to_string());
+    assert_eq!(report["per_target"][1]["requests"], 0, "{report}");
 }
 
 #[test]

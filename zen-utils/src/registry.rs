@@ -165,13 +165,20 @@ struct Warnings {
 
 impl Warnings {
     fn warn(&mut self, what: fmt::Arguments<'_>) {
-        if self
-            .last
-            .is_none_or(|last| last.elapsed() >= WARNING_INTERVAL)
-        {
-            self.last = Some(Instant::now());
+        if self.due() {
             tracing::warn!("warning: {what}");
         }
+    }
+
+    /// Whether a warning may be said now; if so, it counts as said.
+    fn due(&mut self) -> bool {
+        let due = self
+            .last
+            .is_none_or(|last| last.elapsed() >= WARNING_INTERVAL);
+        if due {
+            self.last = Some(Instant::now());
+        }
+        due
     }
 }
 
@@ -319,15 +326,26 @@ pub struct Watcher {
     servers: Arc<(Mutex<Servers>, std::sync::Condvar)>,
 }
 
+/// Where a watcher's warnings go: one line each, without `warning: `.
+pub type Warn = Box<dyn Fn(fmt::Arguments<'_>) + Send>;
+
 impl Watcher {
-    /// Starts watching `url`. Garbage in a znode is warned about (once
-    /// per znode) and skipped.
+    /// Starts watching `url`, warning through `tracing`. Garbage in a
+    /// znode is warned about (once per znode) and skipped.
     pub fn start(url: RegistryUrl) -> std::io::Result<Self> {
+        Self::start_with(url, Box::new(|what| tracing::warn!("warning: {what}")))
+    }
+
+    /// [`start`](Self::start), with the warnings given to `warn`: a client
+    /// prints them its own way. Until the registry has been read once,
+    /// failures are not warned about but kept in [`Servers::failure`],
+    /// for the caller to report as it gives up.
+    pub fn start_with(url: RegistryUrl, warn: Warn) -> std::io::Result<Self> {
         let servers = Arc::new((Mutex::new(Servers::default()), std::sync::Condvar::new()));
         let shared = Arc::clone(&servers);
         thread::Builder::new()
             .name("registry".to_owned())
-            .spawn(move || block_on(watch(&url, &shared)))?;
+            .spawn(move || block_on(watch(&url, &shared, &warn)))?;
         Ok(Self { servers })
     }
 
@@ -371,32 +389,39 @@ impl Watcher {
 
 /// The watch loop: read the children and their data, publish, wait for a
 /// change (or, with ZooKeeper away, retry).
-async fn watch(url: &RegistryUrl, shared: &(Mutex<Servers>, std::sync::Condvar)) {
+async fn watch(url: &RegistryUrl, shared: &(Mutex<Servers>, std::sync::Condvar), warn: &Warn) {
     let mut warned_garbage = std::collections::HashSet::new();
     let mut warnings = Warnings { last: None };
     loop {
         let client = match connect(&url.hosts).await {
             Ok(client) => client,
             Err(error) => {
-                publish_failure(
-                    shared,
-                    format!("cannot reach the registry {url}: {error}"),
-                    &mut warnings,
-                );
+                let failure = format!("cannot reach the registry {url}: {error}");
+                publish_failure(shared, failure, &mut warnings, warn);
                 tokio::time::sleep(RETRY).await;
                 continue;
             }
         };
         loop {
-            let (children, watcher) = match timed(client.list_and_watch_children(&url.path)).await {
-                Ok(read) => read,
-                Err(error) => {
-                    publish_failure(
-                        shared,
-                        format!("cannot read the registry {url}: {error}"),
-                        &mut warnings,
-                    );
-                    // NoNode: nobody registered yet; wait for the path.
+            let listed =
+                tokio::time::timeout(REQUEST_TIMEOUT, client.list_and_watch_children(&url.path))
+                    .await;
+            let (children, watcher) = match listed {
+                Ok(Ok(read)) => read,
+                // Nobody has registered yet: an empty registry, not a
+                // failure. Look again for the path in a moment.
+                Ok(Err(zk::Error::NoNode)) => {
+                    publish(shared, Vec::new());
+                    tokio::time::sleep(RETRY).await;
+                    continue;
+                }
+                failed => {
+                    let error = match failed {
+                        Ok(Err(error)) => error.to_string(),
+                        _ => "no answer".to_owned(),
+                    };
+                    let failure = format!("cannot read the registry {url}: {error}");
+                    publish_failure(shared, failure, &mut warnings, warn);
                     tokio::time::sleep(RETRY).await;
                     if client.state().is_terminated() {
                         break;
@@ -416,23 +441,15 @@ async fn watch(url: &RegistryUrl, shared: &(Mutex<Servers>, std::sync::Condvar))
                     Ok(entry) => addrs.push(entry.addr()),
                     Err(error) => {
                         if warned_garbage.insert(path.clone()) {
-                            tracing::warn!(
-                                "warning: skipping {path} in the registry: not a server ({error})"
-                            );
+                            warn(format_args!(
+                                "skipping {path} in the registry: not a server ({error})"
+                            ));
                         }
                     }
                 }
             }
-            {
-                let mut servers = shared.0.lock().unwrap_or_else(|e| e.into_inner());
-                if servers.addrs != addrs || !servers.read {
-                    servers.version += 1;
-                }
-                servers.addrs = addrs;
-                servers.read = true;
-                servers.failure = None;
-            }
-            shared.1.notify_all();
+            warnings.last = None;
+            publish(shared, addrs);
             let event = watcher.changed().await;
             if event.event_type == zk::EventType::Session && event.session_state.is_terminated() {
                 break;
@@ -441,13 +458,36 @@ async fn watch(url: &RegistryUrl, shared: &(Mutex<Servers>, std::sync::Condvar))
     }
 }
 
+/// A successful read: these are the servers now.
+fn publish(shared: &(Mutex<Servers>, std::sync::Condvar), addrs: Vec<SocketAddr>) {
+    {
+        let mut servers = shared.0.lock().unwrap_or_else(|e| e.into_inner());
+        if servers.addrs != addrs || !servers.read {
+            servers.version += 1;
+        }
+        servers.addrs = addrs;
+        servers.read = true;
+        servers.failure = None;
+    }
+    shared.1.notify_all();
+}
+
+/// A failed read: said (once a [`WARNING_INTERVAL`]) only once the
+/// registry has been read, since until then the caller says why it gives up.
 fn publish_failure(
     shared: &(Mutex<Servers>, std::sync::Condvar),
     failure: String,
     warnings: &mut Warnings,
+    warn: &Warn,
 ) {
-    warnings.warn(format_args!("{failure}"));
-    shared.0.lock().unwrap_or_else(|e| e.into_inner()).failure = Some(failure);
+    let read = {
+        let mut servers = shared.0.lock().unwrap_or_else(|e| e.into_inner());
+        servers.failure = Some(failure.clone());
+        servers.read
+    };
+    if read && warnings.due() {
+        warn(format_args!("{failure}; keeping the servers last read"));
+    }
     shared.1.notify_all();
 }
 

@@ -38,8 +38,23 @@ pub(crate) struct Conn {
     /// place in the open loop's schedule and in the fairness counts.
     pub(crate) slot: usize,
     pub(crate) server: SocketAddr,
-    /// The index of `server` among the run's targets.
+    /// The index of `server` among the run's targets (the picker's target
+    /// number).
     pub(crate) target: usize,
+    /// The server that failed this connection last: its next connect goes
+    /// to another one, if there is another.
+    pub(crate) avoid: Option<SocketAddr>,
+    /// A fixed list's server for this connection (with several servers):
+    /// after a failure there the connection goes to another, but only
+    /// until `away_until`, so that a server that comes back gets its
+    /// share of the load again.
+    pub(crate) home: Option<(usize, SocketAddr)>,
+    /// Away from home: when to stop asking, and go back once answered.
+    pub(crate) away_until: Option<u64>,
+    /// How long the next stay away lasts: doubled by every failure at
+    /// home, up to [`BACKOFF_MAX`], and back to [`BACKOFF_MIN`] once home
+    /// answers.
+    pub(crate) home_backoff: u64,
     /// `None` while waiting to reconnect and once done.
     pub(crate) stream: Option<TcpStream>,
     pub(crate) phase: Phase,
@@ -81,6 +96,10 @@ impl Conn {
             slot,
             server,
             target,
+            avoid: None,
+            home: None,
+            away_until: None,
+            home_backoff: BACKOFF_MIN,
             stream: None,
             phase: Phase::Done,
             writing: false,
@@ -97,6 +116,12 @@ impl Conn {
             in_heap: false,
             reopening: false,
         }
+    }
+
+    /// Whether the connection is away from home past its time: it asks
+    /// nothing more, and goes home once its questions are answered.
+    pub(crate) fn heading_home(&self, now: u64) -> bool {
+        self.away_until.is_some_and(|until| now >= until)
     }
 
     /// The cycle index of the oldest question not fully written.

@@ -55,12 +55,17 @@ pub(crate) struct Tally {
     pub(crate) corrected: Histogram<u64>,
     pub(crate) errors: ErrorCounts,
     pub(crate) reconnects: u64,
+    /// Questions asked again because their connection failed first.
+    pub(crate) reasked: u64,
     /// Answers in the measured window.
     pub(crate) answers: u64,
     /// When the last counted answer came (monotonic nanoseconds; 0: none).
     pub(crate) last_answer: u64,
-    /// With several targets, each one's answers and latencies, by target
-    /// index; empty with one target, whose figures are the run's.
+    /// Whether each target's figures are kept (not with one fixed target,
+    /// whose figures are the run's).
+    by_target: bool,
+    /// Each target's answers and latencies, by target number; grown by
+    /// [`Tally::track`] as connections go to new targets.
     pub(crate) per_target: Vec<TargetTally>,
 }
 
@@ -75,26 +80,29 @@ fn histogram(digits: u8) -> Histogram<u64> {
 }
 
 impl Tally {
-    /// Empty counts for a run against `targets` servers.
-    pub(crate) fn new(targets: usize) -> Self {
-        let per_target = if targets > 1 {
-            (0..targets)
-                .map(|_| TargetTally {
-                    answers: 0,
-                    latency: histogram(TARGET_HISTOGRAM_DIGITS),
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
+    /// Empty counts; `by_target`: keep each target's figures too.
+    pub(crate) fn new(by_target: bool) -> Self {
         Self {
             latency: histogram(HISTOGRAM_DIGITS),
             corrected: histogram(HISTOGRAM_DIGITS),
             errors: ErrorCounts::default(),
             reconnects: 0,
+            reasked: 0,
             answers: 0,
             last_answer: 0,
-            per_target,
+            by_target,
+            per_target: Vec::new(),
+        }
+    }
+
+    /// Makes room for target `target`'s figures: called as a connection
+    /// opens, so that counting an answer never allocates.
+    pub(crate) fn track(&mut self, target: usize) {
+        while self.by_target && self.per_target.len() <= target {
+            self.per_target.push(TargetTally {
+                answers: 0,
+                latency: histogram(TARGET_HISTOGRAM_DIGITS),
+            });
         }
     }
 
@@ -148,8 +156,12 @@ impl Tally {
         let _ = self.corrected.add(&other.corrected);
         self.errors.add(&other.errors);
         self.reconnects += other.reconnects;
+        self.reasked += other.reasked;
         self.answers += other.answers;
         self.last_answer = self.last_answer.max(other.last_answer);
+        if let Some(last) = other.per_target.len().checked_sub(1) {
+            self.track(last);
+        }
         for (mine, theirs) in self.per_target.iter_mut().zip(&other.per_target) {
             mine.answers += theirs.answers;
             let _ = mine.latency.add(&theirs.latency);

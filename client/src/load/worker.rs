@@ -10,7 +10,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io::{self, Read, Write};
-use std::net::Shutdown as Direction;
+use std::net::{Shutdown as Direction, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -20,6 +20,7 @@ use super::budget::Budget;
 use super::conn::{Conn, Phase, BACKOFF_MAX, BACKOFF_MIN};
 use super::tally::{Failure, Tally};
 use super::workload::{Script, Verdict};
+use crate::servers::Picker;
 
 /// The read buffer, one per thread: big enough for a burst of answers
 /// from every connection's pipeline, and reused for all of them.
@@ -62,6 +63,8 @@ pub(crate) struct Shared {
     pub(crate) end: Option<u64>,
     /// `-n`: the questions of the run, shared by every thread.
     pub(crate) budget: Option<Budget>,
+    /// Where each new connection goes.
+    pub(crate) picker: Picker,
     /// Set by the main thread to end the run early.
     pub(crate) stop: AtomicBool,
 }
@@ -168,12 +171,12 @@ pub(crate) struct Worker {
 }
 
 impl Worker {
-    /// A thread's loop over `conns` (open or failed already) of a run
-    /// against `targets` servers.
+    /// A thread's loop over `conns` (open or failed already); `by_target`:
+    /// keep each target's figures.
     pub(crate) fn new(
         shared: Arc<Shared>,
         conns: Vec<Conn>,
-        targets: usize,
+        by_target: bool,
         progress: Arc<Progress>,
     ) -> io::Result<Self> {
         let poller = crate::event_loop::poller(EVENTS)?;
@@ -186,13 +189,17 @@ impl Worker {
             None => None,
         };
         let schedule = BinaryHeap::with_capacity(conns.len());
+        let mut tally = Tally::new(by_target);
+        for conn in &conns {
+            tally.track(conn.target);
+        }
         Ok(Self {
             shared,
             poller,
             timer,
             conns,
             buf: vec![0; READ_BUFFER].into_boxed_slice(),
-            tally: Tally::new(targets),
+            tally,
             schedule,
             next_scan: 0,
             progress,
@@ -437,7 +444,11 @@ impl Worker {
         // Only a right answer proves the server is serving: a connection
         // turned away with `Error: server busy.` keeps backing off.
         if batch.right > 0 {
-            self.conns[i].backoff = BACKOFF_MIN;
+            let conn = &mut self.conns[i];
+            conn.backoff = BACKOFF_MIN;
+            if conn.home.is_some_and(|(home, _)| home == conn.target) {
+                conn.home_backoff = BACKOFF_MIN;
+            }
         }
         if batch.answered > 0 {
             self.heard += batch.answered as u64;
@@ -462,6 +473,9 @@ impl Worker {
     /// Closed loop: asks up to `count` more questions on connection `i`,
     /// in one write.
     fn ask(&mut self, i: usize, count: usize, now: u64) {
+        if self.conns[i].heading_home(now) {
+            return;
+        }
         let count = self.claim(count, now);
         if count == 0 {
             return;
@@ -478,7 +492,7 @@ impl Worker {
     /// fits in its pipeline, with its due time as its intended send time,
     /// then puts the connection back in the schedule for its next one.
     fn schedule(&mut self, i: usize, now: u64) {
-        if self.conns[i].phase != Phase::Open {
+        if self.conns[i].phase != Phase::Open || self.conns[i].heading_home(now) {
             return;
         }
         let mut asked = 0;
@@ -520,8 +534,8 @@ impl Worker {
     }
 
     /// Takes up to `count` questions from the `-n` budget (none after the
-    /// end of a `-d` run). Questions asked during the warmup are not
-    /// counted, so they are free.
+    /// end of a `-d` run), counting those asked again. Questions asked
+    /// during the warmup are not counted, so they are free.
     fn claim(&mut self, count: usize, now: u64) -> usize {
         // Past the end, an answer is not followed by a new question: the
         // server is left with no more than the pipeline to answer.
@@ -529,7 +543,11 @@ impl Worker {
             return 0;
         }
         match &self.shared.budget {
-            Some(budget) if now >= self.shared.measure_start => budget.claim(count),
+            Some(budget) if now >= self.shared.measure_start => {
+                let claim = budget.claim(count);
+                self.tally.reasked += claim.again;
+                claim.taken
+            }
             _ => count,
         }
     }
@@ -588,14 +606,22 @@ impl Worker {
     }
 
     /// Counts the failure of connection `i` (inside the measured window),
-    /// closes it, and schedules a reconnect after the back-off. With `-d`,
-    /// its questions in flight stay in its ring: they are asked again, in
-    /// order, on the new connection, and keep their first send time. With
-    /// `-n`, those it took from the run's budget go back there, for any
-    /// connection to ask: a server that stays down keeps none of them.
+    /// closes it, and schedules a reconnect after the back-off, to another
+    /// server if there is one. With `-d`, its questions in flight stay in
+    /// its ring: they are asked again, in order, on the new connection, and
+    /// keep their first send time. With `-n`, those it took from the run's
+    /// budget go back there, for any connection to ask again: a server
+    /// that stays down keeps none of them.
     fn fail(&mut self, i: usize, failure: Failure, now: u64) {
         if self.shared.in_window(now) {
             self.tally.error(failure);
+        }
+        // Nobody listens there, or nobody answers: no new connection goes
+        // there for a timeout's time, while another server can be picked.
+        // (A reset or a close may be one connection's fate only.)
+        if matches!(failure, Failure::Refused | Failure::Timeout) {
+            let time = std::time::Duration::from_nanos(self.shared.timeout);
+            self.shared.picker.pass_over(self.conns[i].target, time);
         }
         self.start_over(i, now);
     }
@@ -603,18 +629,11 @@ impl Worker {
     /// [`fail`](Self::fail) without counting: closes connection `i` and
     /// schedules its reconnect.
     fn start_over(&mut self, i: usize, now: u64) {
+        self.hang_up(i);
         let shared = &*self.shared;
         let conn = &mut self.conns[i];
-        conn.stream = None;
-        conn.writing = false;
+        conn.avoid = Some(conn.server);
         conn.reopening = false;
-        conn.check.reset();
-        if let Some(budget) = &shared.budget {
-            budget.release(conn.inflight.sent_since(shared.measure_start));
-            conn.inflight.clear();
-        }
-        conn.unsent = conn.inflight.len();
-        conn.unsent_skip = 0;
         conn.phase = if shared.budget_spent() && conn.inflight.len() == 0 {
             Phase::Done
         } else {
@@ -631,6 +650,7 @@ impl Worker {
     fn scan(&mut self, now: u64) {
         for i in 0..self.conns.len() {
             match self.conns[i].phase {
+                Phase::Open if self.conns[i].heading_home(now) => self.head_home(i, now),
                 Phase::Open if self.timed_out(i, now) => {
                     // The loop itself may have run late (its thread was not
                     // scheduled): answers that arrived meanwhile are read
@@ -708,9 +728,90 @@ impl Worker {
         }
     }
 
-    /// Starts connection `i`'s reconnect, to the same server.
+    /// Closes connection `i`. Its questions in flight are asked again:
+    /// with `-n` by any connection (those it took from the budget go back
+    /// there), with `-d` on its next connection (they stay in its ring).
+    fn hang_up(&mut self, i: usize) {
+        let shared = &*self.shared;
+        let conn = &mut self.conns[i];
+        conn.stream = None;
+        conn.writing = false;
+        conn.check.reset();
+        if let Some(budget) = &shared.budget {
+            budget.release(conn.inflight.sent_since(shared.measure_start));
+            conn.inflight.clear();
+        }
+        conn.unsent = conn.inflight.len();
+        conn.unsent_skip = 0;
+    }
+
+    /// Connection `i`, away from home past its time, goes home: at once
+    /// if every answer has come (it closes cleanly, nothing left unread);
+    /// otherwise once they have, or without them if they have not come
+    /// within the next home back-off (a server that has not even accepted
+    /// it, as srv-single busy with another), to ask them again at home.
+    /// No failure, no reconnect.
+    fn head_home(&mut self, i: usize, now: u64) {
+        if self.conns[i].inflight.len() > 0 {
+            // Answers that came since the last read are taken first.
+            self.on_readable(i);
+        }
+        let conn = &self.conns[i];
+        let Some(until) = conn.away_until else { return };
+        if conn.phase != Phase::Open {
+            return; // It failed, or closed at the end of the run.
+        }
+        if conn.inflight.len() == 0 || now >= until.saturating_add(conn.home_backoff) {
+            self.hang_up(i);
+            let conn = &mut self.conns[i];
+            conn.away_until = None;
+            conn.reopening = true;
+            conn.phase = Phase::Waiting { until: now };
+        } else if self.timed_out(i, now) {
+            self.fail(i, Failure::Timeout, now);
+        }
+    }
+
+    /// Where connection `i` connects next. Another server than the one
+    /// that failed it, when there is another: with a registry, picked now;
+    /// from a fixed list, for a stay away from home that lasts the home
+    /// back-off (then it goes home again). `None`: no server is registered
+    /// at the moment.
+    fn next_server(&mut self, i: usize, now: u64) -> Option<(usize, SocketAddr)> {
+        let picker = &self.shared.picker;
+        let conn = &mut self.conns[i];
+        let avoid = conn.avoid.take();
+        match conn.home {
+            Some((home, addr)) if avoid != Some(addr) => {
+                picker.take(home);
+                conn.away_until = None;
+                Some((home, addr))
+            }
+            Some((_, addr)) => {
+                conn.away_until = Some(now + conn.home_backoff);
+                conn.home_backoff = (conn.home_backoff * 2).min(BACKOFF_MAX);
+                picker.pick(Some(addr))
+            }
+            None => picker.pick(avoid),
+        }
+    }
+
+    /// Starts connection `i`'s reconnect, to [`next_server`](Self::next_server).
+    /// With no server registered at the moment, it waits another back-off.
     fn reconnect(&mut self, i: usize, now: u64) {
-        let started = start_connect(self.conns[i].server).and_then(|started| {
+        let next = self.next_server(i, now);
+        let conn = &mut self.conns[i];
+        let Some((target, server)) = next else {
+            conn.phase = Phase::Waiting {
+                until: now + conn.backoff,
+            };
+            conn.backoff = (conn.backoff * 2).min(BACKOFF_MAX);
+            return;
+        };
+        self.shared.picker.leave(conn.target);
+        (conn.target, conn.server) = (target, server);
+        self.tally.track(target);
+        let started = start_connect(server).and_then(|started| {
             let (stream, interest) = match &started {
                 Started::Done(stream) => (stream, Interest::READ),
                 Started::InProgress(stream) => (stream, Interest::READ_WRITE),
@@ -753,10 +854,16 @@ impl Worker {
         // A connection reopened for questions given back did not fail: it
         // is no reconnect.
         let reopened = std::mem::take(&mut self.conns[i].reopening);
-        if !reopened && self.shared.in_window(now) {
-            self.tally.reconnects += 1;
-        }
         let conn = &mut self.conns[i];
+        if self.shared.in_window(now) {
+            if !reopened {
+                self.tally.reconnects += 1;
+            }
+            // With -d the questions of the connection before are still in
+            // its ring (with -n they went back to the budget, and are
+            // counted as they are taken again).
+            self.tally.reasked += conn.inflight.len() as u64;
+        }
         conn.phase = Phase::Open;
         conn.writing = false;
         conn.resent_at = now;

@@ -1,0 +1,465 @@
+//! Found through a registry: `client ask`, `load` and `hold` with
+//! `--registry`, against a real private ZooKeeper and real server binaries
+//! that register themselves (`--register`), and `client load` asking again
+//! what a killed server left unanswered, with a registry or without.
+//!
+//! Every process a test starts is stopped when the test ends, failed or
+//! not: ZooKeeper, the servers and the client are held by guards that kill
+//! them on drop. No test asserts how long anything takes; events mid-run
+//! are triggered by the progress a counting server sees, not by sleeps.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use zen_utils::protocol::answer;
+use zen_utils::testkit::binary::Running;
+use zen_utils::testkit::components::{free_port, ZooKeeper};
+use zen_utils::testkit::PATIENCE;
+use zen_utils::Decoder;
+
+/// A server binary registered in `url`, killed (SIGKILL) when dropped.
+fn registered(url: &str, args: &[&str]) -> Running {
+    let bin = bin_dir().join("srv-poll");
+    let mut all = vec!["--register", url];
+    all.extend(args);
+    Running::start(bin.to_str().unwrap(), &all)
+}
+
+fn bin_dir() -> PathBuf {
+    common::server_binaries(&["srv-poll"])
+}
+
+/// A registry entry, as a server writes it.
+fn entry(addr: SocketAddr) -> Vec<u8> {
+    format!(
+        r#"{{"host":"{}","port":{},"model":"probe"}}"#,
+        addr.ip(),
+        addr.port()
+    )
+    .into_bytes()
+}
+
+/// An in-test server that answers right after `delay` per question and
+/// counts its answers: the test's view of a run's progress. `hang_up`
+/// makes every connection open at that moment close once it has answered
+/// what it has read (connections opened later are kept).
+struct Probe {
+    addr: SocketAddr,
+    answers: Arc<AtomicU64>,
+    generation: Arc<AtomicU64>,
+}
+
+impl Probe {
+    fn start(delay: Duration) -> Self {
+        let answers = Arc::new(AtomicU64::new(0));
+        let generation = Arc::new(AtomicU64::new(0));
+        let (counted, now) = (Arc::clone(&answers), Arc::clone(&generation));
+        let addr = common::fake_server(move |mut stream, _| {
+            let born = now.load(Ordering::SeqCst);
+            stream.set_nodelay(true).unwrap();
+            let mut decoder = Decoder::new(1024);
+            loop {
+                let n = match stream.read(decoder.read_buf()) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                decoder.filled(n);
+                let mut out = Vec::new();
+                while let Ok(Some(question)) = decoder.next_question() {
+                    thread::sleep(delay);
+                    out.extend_from_slice(answer(question));
+                }
+                if stream.write_all(&out).is_err() {
+                    return;
+                }
+                counted.fetch_add(
+                    out.iter().filter(|&&b| b == b'.').count() as u64,
+                    Ordering::SeqCst,
+                );
+                if now.load(Ordering::SeqCst) != born {
+                    return;
+                }
+            }
+        });
+        Self {
+            addr,
+            answers,
+            generation,
+        }
+    }
+
+    /// Waits until it has answered `more` questions beyond what it had.
+    fn wait_for(&self, more: u64) {
+        let target = self.answers.load(Ordering::SeqCst) + more;
+        let started = Instant::now();
+        while self.answers.load(Ordering::SeqCst) < target {
+            assert!(started.elapsed() < PATIENCE, "the run made no progress");
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn hang_up(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// What a pipe brought, read on a thread of its own.
+type Reading = JoinHandle<Vec<u8>>;
+
+/// A client run in the background, killed if the test ends before it.
+struct Background {
+    child: Child,
+    /// Its stdout and its stderr.
+    out: Option<(Reading, Reading)>,
+}
+
+impl Background {
+    fn start(args: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_client"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run the client");
+        let read_all = |mut pipe: Box<dyn Read + Send>| {
+            thread::spawn(move || {
+                let mut bytes = Vec::new();
+                let _ = pipe.read_to_end(&mut bytes);
+                bytes
+            })
+        };
+        let stdout = read_all(Box::new(child.stdout.take().unwrap()));
+        let stderr = read_all(Box::new(child.stderr.take().unwrap()));
+        Self {
+            child,
+            out: Some((stdout, stderr)),
+        }
+    }
+
+    /// Waits for the end (a run still going after a minute fails the test).
+    fn finish(mut self) -> Output {
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the client hung"
+            );
+            thread::sleep(Duration::from_millis(10));
+        };
+        let (stdout, stderr) = self.out.take().unwrap();
+        Output {
+            status,
+            stdout: stdout.join().unwrap(),
+            stderr: stderr.join().unwrap(),
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `--json` report of a run, with its output for messages.
+fn report(output: &Output) -> Value {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let report = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|error| panic!("{error}: {output:?}"));
+    eprintln!("{report}");
+    report
+}
+
+fn n(report: &Value, key: &str) -> u64 {
+    report[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{key} in {report}"))
+}
+
+/// Right answers from `addr`, from the per-target report (0 if absent).
+fn answers_from(report: &Value, addr: SocketAddr) -> u64 {
+    report["per_target"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|share| share["target"] == addr.to_string())
+        .map_or(0, |share| share["requests"].as_u64().unwrap())
+}
+
+fn stderr_lines(output: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn two_registered_servers_share_a_load_and_every_answer_counts() {
+    let zk = ZooKeeper::start();
+    let url = zk.url("/zen");
+    let servers = [registered(&url, &[]), registered(&url, &[])];
+    zk.wait_for_children("/zen", 2);
+    let output = common::client(&[
+        "load",
+        "--registry",
+        &url,
+        "-n",
+        "2000",
+        "-c",
+        "4",
+        "--json",
+    ]);
+    let report = report(&output);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert_eq!(n(&report, "requests"), 2000);
+    assert_eq!(n(&report, "errors"), 0);
+    assert_eq!(report["registry"], url);
+    let shares: Vec<u64> = servers
+        .iter()
+        .map(|server| answers_from(&report, server.addr))
+        .collect();
+    assert!(shares.iter().all(|&share| share > 0), "{report}");
+    assert_eq!(shares.iter().sum::<u64>(), 2000);
+}
+
+#[test]
+fn a_killed_server_and_one_that_joins_lose_no_answer() {
+    let zk = ZooKeeper::start();
+    let url = zk.url("/zen");
+    // Slow servers (2 ms a question) make the run last over the events.
+    let slow = ["--work", "wait:2ms"];
+    let killed = registered(&url, &slow);
+    let killed_addr = killed.addr;
+    let _steady = registered(&url, &slow);
+    let probe = Probe::start(Duration::from_millis(2));
+    zk.create("/zen/probe", &entry(probe.addr));
+    zk.wait_for_children("/zen", 3);
+
+    let run = Background::start(&[
+        "load",
+        "--registry",
+        &url,
+        "-n",
+        "10000",
+        "-c",
+        "4",
+        "--json",
+    ]);
+    probe.wait_for(300);
+    let joined = registered(&url, &slow);
+    zk.wait_for_children("/zen", 4);
+    // Time for the client's watch to hear of it, as the run goes on.
+    probe.wait_for(200);
+    // SIGKILL: its znode stays until its session expires (4 s). Its
+    // connections break; they go to other servers, the joined one first
+    // (it has the fewest connections), and ask again what it left.
+    drop(killed);
+    probe.wait_for(200);
+    // On purpose: the probe's connections close, and the server with the
+    // fewest connections is now the killed one, still registered: their
+    // connects are refused, and they go elsewhere.
+    probe.hang_up();
+    let output = run.finish();
+
+    let report = report(&output);
+    assert_eq!(n(&report, "requests"), 10_000, "{report}");
+    assert!(report["stopped_early"].is_null(), "{report}");
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let errors = &report["errors_by_kind"];
+    for kind in ["wrong_answer", "error_answer", "unasked_answer"] {
+        assert_eq!(errors[kind], 0, "{report}");
+    }
+    assert!(n(errors, "refused") >= 1, "{report}");
+    assert!(answers_from(&report, killed_addr) > 0, "{report}");
+    assert!(answers_from(&report, joined.addr) > 0, "{report}");
+    let total: u64 = report["per_target"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|share| share["requests"].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 10_000);
+}
+
+#[test]
+fn a_server_killed_under_fixed_servers_loses_no_answer() {
+    // No registry: --server A --server B, A killed mid-run. What A had in
+    // flight is asked again of B; its connections go to B, and back to A
+    // to be refused, counted, until the run ends.
+    let killed = Running::start(
+        bin_dir().join("srv-poll").to_str().unwrap(),
+        &["--work", "wait:2ms"],
+    );
+    let killed_addr = killed.addr;
+    let probe = Probe::start(Duration::from_millis(2));
+    let run = Background::start(&[
+        "load",
+        "--server",
+        &killed_addr.to_string(),
+        "--server",
+        &probe.addr.to_string(),
+        "-n",
+        "5000",
+        "-c",
+        "4",
+        "--pipeline",
+        "4",
+        "--json",
+    ]);
+    probe.wait_for(300);
+    drop(killed);
+    let output = run.finish();
+
+    let report = report(&output);
+    assert_eq!(n(&report, "requests"), 5000, "{report}");
+    assert!(report["stopped_early"].is_null(), "{report}");
+    // Its connections had questions in flight when it died (4 each).
+    assert!(n(&report, "reasked") >= 1, "{report}");
+    let errors = &report["errors_by_kind"];
+    assert!(n(&report, "errors") >= 1, "{report}");
+    for kind in ["wrong_answer", "error_answer", "unasked_answer"] {
+        assert_eq!(errors[kind], 0, "{report}");
+    }
+    // With fixed servers, a failure fails the run, after the report.
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(answers_from(&report, killed_addr) > 0, "{report}");
+    assert_eq!(
+        answers_from(&report, killed_addr) + answers_from(&report, probe.addr),
+        5000
+    );
+}
+
+#[test]
+fn bad_input_is_one_line_and_a_failure() {
+    // A bad URL: clap's error, exit 2.
+    let output = common::client(&["load", "--registry", "http://127.0.0.1:1/zen"]);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let lines = stderr_lines(&output);
+    assert!(
+        lines[0].starts_with("error: invalid value 'http://127.0.0.1:1/zen' for '--registry")
+            && lines[0].contains("bad registry URL"),
+        "{lines:?}"
+    );
+    // With HOST or --server as well: clap refuses the mix.
+    let output = common::client(&["load", "127.0.0.1", "--registry", "zk://h:1/zen"]);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+
+    // Nothing listening where ZooKeeper should be.
+    let nowhere = format!("zk://127.0.0.1:{}/zen", free_port());
+    for command in ["ask", "load", "hold"] {
+        let mut args = vec![command, "--registry", &nowhere, "--timeout", "1s"];
+        if command == "hold" {
+            args.extend(["-c", "1", "-d", "1s"]);
+        }
+        let output = common::client(&args);
+        assert_eq!(output.status.code(), Some(1), "{output:?}");
+        let lines = stderr_lines(&output);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].starts_with(&format!("client: cannot reach the registry {nowhere}: ")),
+            "{lines:?}"
+        );
+        assert!(output.stdout.is_empty());
+    }
+
+    // A registry with no server: a path nobody made, and one left empty.
+    let zk = ZooKeeper::start();
+    zk.create("/empty", b"");
+    for path in ["/nobody", "/empty"] {
+        let url = zk.url(path);
+        let output = common::client(&["load", "--registry", &url, "--timeout", "1s"]);
+        assert_eq!(output.status.code(), Some(1), "{output:?}");
+        assert_eq!(
+            stderr_lines(&output),
+            [format!("client: no server registered in {url} within 1s")]
+        );
+    }
+}
+
+#[test]
+fn a_znode_that_is_not_a_server_is_warned_about_once_and_skipped() {
+    let zk = ZooKeeper::start();
+    let url = zk.url("/zen");
+    zk.create("/zen/garbage", b"not a server");
+    let server = registered(&url, &[]);
+    zk.wait_for_children("/zen", 2);
+    let output = common::client(&["load", "--registry", &url, "-n", "500", "-c", "2", "--json"]);
+    let report = report(&output);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert_eq!(n(&report, "requests"), 500);
+    assert_eq!(answers_from(&report, server.addr), 500);
+    let lines = stderr_lines(&output);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0]
+            .starts_with("client: warning: skipping /zen/garbage in the registry: not a server"),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn ask_and_hold_find_their_servers_in_the_registry() {
+    let zk = ZooKeeper::start();
+    let url = zk.url("/zen");
+    let servers = [registered(&url, &[]), registered(&url, &[])];
+    zk.wait_for_children("/zen", 2);
+
+    let output = common::client(&["ask", "--registry", &url, "-n", "3"]);
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 3, "{stdout}");
+    for line in stdout.lines() {
+        let (question, reply) = line.split_once("? ").unwrap();
+        assert_eq!(answer(format!("{question}?").as_bytes()), reply.as_bytes());
+    }
+
+    let output = common::client(&["hold", "--registry", &url, "-c", "10", "-d", "1s", "--json"]);
+    assert!(output.status.success(), "{output:?}");
+    let report = report(&output);
+    assert_eq!(n(&report, "connected"), 10);
+    assert_eq!(n(&report, "open"), 10);
+    assert_eq!(report["target"], url);
+    // Each connection went to the server with the fewest: five each.
+    for server in &servers {
+        assert_eq!(report["per_server"][server.addr.to_string()], 5, "{report}");
+    }
+}
+
+#[test]
+fn ask_goes_past_a_registered_server_that_is_gone() {
+    // A znode left by a server that is gone (its port refuses) beside a
+    // live one: whichever ask picks first, it asks every question of the
+    // live one, and says so when it had to.
+    let zk = ZooKeeper::start();
+    let url = zk.url("/zen");
+    let gone: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    zk.create("/zen/gone", &entry(gone));
+    let _server = registered(&url, &[]);
+    zk.wait_for_children("/zen", 2);
+    for _ in 0..3 {
+        let output = common::client(&["ask", "--registry", &url, "-n", "7"]);
+        assert!(output.status.success(), "{output:?}");
+        assert_eq!(String::from_utf8_lossy(&output.stdout).lines().count(), 7);
+        for line in stderr_lines(&output) {
+            assert!(
+                line.starts_with(&format!("client: warning: cannot connect to {gone}: ")),
+                "{line}"
+            );
+        }
+    }
+}
