@@ -23,8 +23,13 @@ struct Backend {
 
 impl Backend {
     fn start(bin_dir: &Path, port: u16) -> Self {
+        Self::start_with(bin_dir, port, &[])
+    }
+
+    fn start_with(bin_dir: &Path, port: u16, args: &[&str]) -> Self {
         let mut child = Command::new(bin_dir.join("srv-poll"))
             .args(["-p", &port.to_string(), "-v"])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -128,4 +133,73 @@ fn the_health_check_marks_a_killed_backend_down_and_a_restarted_one_up() {
     assert_eq!(summary.errors, 0, "{log}");
     assert!(!log.contains("closed: error"), "{log}");
     assert!(log.contains("closed: client closed"), "{log}");
+}
+
+/// HAProxy in TCP mode retries only connects: the sessions a killed
+/// backend held are cut, and `client load` asks their questions again,
+/// through HAProxy, on a live backend. Exactly N right answers, none
+/// wrong, across the kill and the restart.
+#[test]
+fn a_load_through_haproxy_loses_no_answer_across_a_kill() {
+    const N: u64 = 20_000;
+    let bin_dir = common::server_binaries(&["srv-poll"]);
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    // 1 ms per answer: the run lasts long enough to span the kill.
+    let slow = |port: u16| Backend::start_with(&bin_dir, port, &["--work", "wait:1ms"]);
+    let mut backends: Vec<Backend> = ports.iter().map(|port| slow(*port)).collect();
+    let front = free_port();
+    let front_addr: SocketAddr = ([127, 0, 0, 1], front).into();
+    let haproxy = HaProxy::start(&config(front, &ports), front_addr);
+    for name in ["zen1", "zen2", "zen3"] {
+        haproxy.wait_for_status("zen_servers", name, "UP");
+    }
+    let mut load = Command::new(env!("CARGO_BIN_EXE_client"))
+        .args([
+            "load",
+            "-p",
+            &front.to_string(),
+            "-c",
+            "8",
+            "-n",
+            &N.to_string(),
+            "--json",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the client");
+    // The kill comes once zen2 holds sessions (HAProxy's `scur`).
+    haproxy.wait_for_field("zen_servers", "zen2", "scur", |scur| scur > 0);
+    backends[1].kill();
+    assert!(
+        load.try_wait().unwrap().is_none(),
+        "the load ended before the kill"
+    );
+    haproxy.wait_for_status("zen_servers", "zen2", "DOWN");
+    backends[1] = slow(ports[1]);
+    haproxy.wait_for_status("zen_servers", "zen2", "UP");
+    let mut stdout = String::new();
+    load.stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    let _ = load.wait();
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).expect("a JSON report");
+    assert_eq!(common::num(&report, "requests") as u64, N, "{report}");
+    assert_eq!(
+        common::num(&report, "errors_by_kind.wrong_answer"),
+        0.0,
+        "{report}"
+    );
+    assert_eq!(
+        common::num(&report, "errors_by_kind.error_answer"),
+        0.0,
+        "{report}"
+    );
+    assert!(
+        common::num(&report, "reasked") >= 1.0,
+        "the cut sessions were asked again: {report}"
+    );
 }

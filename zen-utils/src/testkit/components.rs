@@ -318,6 +318,45 @@ impl HaProxy {
             .collect()
     }
 
+    /// Waits until `field` of `show stat` (a number: `scur`, `stot`...) for
+    /// server `server` of `backend` satisfies `ok`.
+    ///
+    /// # Panics
+    /// If it does not within [`PATIENCE`].
+    pub fn wait_for_field(
+        &self,
+        backend: &str,
+        server: &str,
+        field: &str,
+        ok: impl Fn(u64) -> bool,
+    ) {
+        let started = Instant::now();
+        loop {
+            let table = self.command("show stat");
+            let mut lines = table.lines();
+            let header: Vec<&str> = lines
+                .next()
+                .unwrap_or_default()
+                .trim_start_matches("# ")
+                .split(',')
+                .collect();
+            let column = |name: &str| header.iter().position(|h| *h == name).unwrap();
+            let (px, sv, at) = (column("pxname"), column("svname"), column(field));
+            let value = lines
+                .map(|line| line.split(',').collect::<Vec<_>>())
+                .find(|f| f.len() > at && f[px] == backend && f[sv] == server)
+                .and_then(|f| f[at].parse::<u64>().ok());
+            if value.is_some_and(&ok) {
+                return;
+            }
+            assert!(
+                started.elapsed() < PATIENCE,
+                "{server}'s {field} never as wanted: {value:?}"
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Waits until server `server` of `backend` has status `want`.
     ///
     /// # Panics
