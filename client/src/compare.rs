@@ -21,6 +21,7 @@
 //! (`process::SERVER_NICE`).
 
 mod charts;
+mod dead_server;
 mod experiments;
 mod lineup;
 mod process;
@@ -141,7 +142,21 @@ pub(crate) fn run(args: &CompareArgs) -> anyhow::Result<ExitCode> {
         c10k: args.c10k.unwrap_or(base.c10k),
         pool_workers: args.pool_workers,
     };
-    let experiments = select_experiments(experiments::all(&sizes), &args.only)?;
+    // Experiment 11 runs apart: its rows are ways to reach three backends,
+    // not servers.
+    let dead_server_wanted =
+        args.only.is_empty() || args.only.iter().any(|name| name == dead_server::KEY);
+    let only: Vec<String> = args
+        .only
+        .iter()
+        .filter(|name| *name != dead_server::KEY)
+        .cloned()
+        .collect();
+    let experiments = if !args.only.is_empty() && only.is_empty() {
+        Vec::new()
+    } else {
+        select_experiments(experiments::all(&sizes), &only)?
+    };
     let redis = match lineup::find_on_path(REDIS) {
         Some(path) => process::ensure_runs(&path).map(|()| path).ok(),
         None => None,
@@ -183,6 +198,7 @@ pub(crate) fn run(args: &CompareArgs) -> anyhow::Result<ExitCode> {
             load_timeout_seconds: LOAD_TIMEOUT.as_secs_f64(),
         },
         experiments: Vec::new(),
+        dead_server: None,
         interrupted: false,
     };
     progress.say(&format!(
@@ -225,6 +241,33 @@ pub(crate) fn run(args: &CompareArgs) -> anyhow::Result<ExitCode> {
             results.interrupted = true;
             break;
         }
+    }
+    if dead_server_wanted && !interrupted.load(Ordering::Relaxed) {
+        // The backends are one model: the first server named, srv-poll by
+        // default.
+        let model = contenders
+            .iter()
+            .find(|contender| contender.kind != Kind::Redis)
+            .filter(|_| !args.servers.is_empty())
+            .map_or("srv-poll", |contender| contender.bin);
+        let duration = if args.quick {
+            Duration::from_secs(3)
+        } else {
+            Duration::from_secs(6)
+        };
+        progress.say(&format!(
+            "client compare: {} with {model} backends, {:.0} s each way",
+            dead_server::TITLE,
+            duration.as_secs_f64()
+        ));
+        let result = dead_server::run(&bin_dir.join(model), duration, &interrupted);
+        progress.print(&format!(
+            "{}. {}\n{}",
+            dead_server::NUMBER,
+            dead_server::TITLE,
+            dead_server::table(&result)
+        ));
+        results.dead_server = Some(result);
     }
     progress.done();
 
@@ -579,7 +622,27 @@ fn write_report(results: &Results, out: &Path) -> anyhow::Result<()> {
         write(name, svg.clone())?;
     }
     let names: Vec<&str> = charts.iter().map(|(name, _)| name.as_str()).collect();
-    write("report.md", tables::report(results, &names))?;
+    let mut report = tables::report(results, &names);
+    if let Some(dead) = &results.dead_server {
+        report += &format!(
+            "\n## {}. {}\n\n{}\n\n{}",
+            dead.number,
+            dead.title,
+            dead.lesson,
+            dead_server::table(dead)
+        );
+        match charts::dead_server(dead) {
+            Ok(svg) => {
+                write(dead_server::CHART, svg)?;
+                report += &format!("\n![answers per 100 ms]({})\n", dead_server::CHART);
+            }
+            Err(error) => zen_utils::log_line!(
+                "client compare: warning: no {}: {error}",
+                dead_server::CHART
+            ),
+        }
+    }
+    write("report.md", report)?;
     Ok(())
 }
 

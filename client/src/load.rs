@@ -248,6 +248,10 @@ pub struct Options {
     /// Event-loop threads (`--threads`); `None` for [`default_threads`].
     /// At most one per connection is used.
     pub threads: Option<usize>,
+    /// Count the answers of each target per this long of the window, for
+    /// a chart over time (each [`TargetReport`]'s `timeline`); `None`
+    /// (the command line's only choice) counts none.
+    pub timeline: Option<Duration>,
 }
 
 /// When a run ends.
@@ -276,6 +280,7 @@ impl Options {
             warmup: DEFAULT_WARMUP,
             timeout: DEFAULT_TIMEOUT,
             threads: None,
+            timeline: None,
         }
     }
 
@@ -508,6 +513,7 @@ pub fn measure(options: &Options, watching: &mut Watch<'_>) -> anyhow::Result<Lo
         budget: options.requests().map(Budget::new),
         picker,
         stop: AtomicBool::new(false),
+        timeline: options.timeline.map(nanos),
     });
 
     let mut shares: Vec<Vec<Conn>> = (0..threads).map(|_| Vec::new()).collect();
@@ -797,6 +803,7 @@ impl LoadArgs {
             warmup: self.warmup,
             timeout: self.timeout,
             threads: self.threads,
+            timeline: None,
         })
     }
 
@@ -869,6 +876,7 @@ fn report(
                 target: servers[0].to_string(),
                 requests: tally.answers,
                 latency_us: latency,
+                timeline: timeline_of(&tally, 0),
             }]
         } else {
             servers
@@ -881,11 +889,21 @@ fn report(
                         requests: share.map_or(0, |share| share.answers),
                         latency_us: share
                             .map_or_else(Percentiles::default, |share| percentiles(&share.latency)),
+                        timeline: timeline_of(&tally, target),
                     }
                 })
                 .collect()
         },
     }
+}
+
+/// Target `target`'s answers per interval, if a timeline was kept.
+fn timeline_of(tally: &Tally, target: usize) -> Vec<u64> {
+    tally
+        .timeline
+        .as_ref()
+        .and_then(|timeline| timeline.counts.get(target).cloned())
+        .unwrap_or_default()
 }
 
 fn pipeline_depth(text: &str) -> Result<usize, String> {

@@ -106,6 +106,10 @@ pub struct TargetReport {
     /// Latency percentiles of those answers, in microseconds (two
     /// significant digits).
     pub latency_us: Percentiles,
+    /// Its answers per interval of the window, when the run kept a
+    /// timeline (a library option; none from the command line).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timeline: Vec<u64>,
 }
 
 /// Latency percentiles, in microseconds.

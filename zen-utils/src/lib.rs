@@ -25,6 +25,8 @@
 //! - [`server`]: the `main` that every server binary shares.
 //! - [`started`]: started by someone else: socket activation, inetd,
 //!   systemd's readiness notifications, `--exit-idle`.
+//! - [`components`]: private ZooKeeper and HAProxy instances, for
+//!   `client compare` and the tests.
 //! - [`registry`]: ZooKeeper: a server's registration, a client's watcher.
 //! - [`supervisor`]: `--processes N`, pre-forked workers that share the
 //!   listener.
@@ -39,6 +41,7 @@
 
 pub mod admission;
 pub mod blocking;
+pub mod components;
 pub mod config;
 pub mod conversation;
 pub mod end;

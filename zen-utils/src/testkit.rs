@@ -24,7 +24,8 @@ use crate::{listener, Config, Shutdown, Summary};
 
 pub mod binary;
 pub mod cases;
-pub mod components;
+/// The real components the tests start (ZooKeeper, HAProxy).
+pub use crate::components;
 pub mod started;
 
 /// How long a test client waits for bytes that must come before it calls

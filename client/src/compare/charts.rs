@@ -464,3 +464,89 @@ mod tests {
         assert_eq!(decade_above(47.0), 100.0);
     }
 }
+
+/// Experiment 11's chart: answers per 100 ms over the run, a line per way,
+/// the kill and the restart marked. The dip after the kill, and how soon
+/// each line climbs back, is the lesson.
+pub(crate) fn dead_server(result: &super::dead_server::DeadServerResult) -> Result<String, String> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (960, 480)).into_drawing_area();
+        let drawn: Outcome = (|| {
+            root.fill(&WHITE)?;
+            let interval = result.interval_ms as f64 / 1000.0;
+            let top = result
+                .ways
+                .iter()
+                .flat_map(|way| way.timeline.iter().copied())
+                .max()
+                .unwrap_or(1)
+                .max(1) as f64;
+            let mut chart = ChartBuilder::on(&root)
+                .caption(
+                    format!(
+                        "{}. {}: {} ×3, answers per {} ms",
+                        result.number, result.title, result.model, result.interval_ms
+                    ),
+                    (FONT, 20),
+                )
+                .margin(16)
+                .x_label_area_size(40)
+                .y_label_area_size(70)
+                .build_cartesian_2d(0.0..result.seconds, 0.0..top * 1.15)?;
+            chart
+                .configure_mesh()
+                .x_desc("seconds into the run")
+                .y_desc("answers")
+                .disable_x_mesh()
+                .draw()?;
+            for (at, what) in [
+                (result.kill_at_seconds, "backend 2 killed"),
+                (result.restart_at_seconds, "backend 2 restarted"),
+            ] {
+                chart.draw_series([PathElement::new(
+                    vec![(at, 0.0), (at, top * 1.15)],
+                    BLACK.mix(0.5).stroke_width(2),
+                )])?;
+                chart.draw_series([Text::new(
+                    what.to_owned(),
+                    (at + 0.05, top * 1.1),
+                    (FONT, 14),
+                )])?;
+            }
+            let colours = [
+                RGBColor(31, 119, 180),
+                RGBColor(255, 127, 14),
+                RGBColor(44, 160, 44),
+            ];
+            for (way, colour) in result.ways.iter().zip(colours) {
+                if way.not_run.is_some() || way.timeline.is_empty() {
+                    continue;
+                }
+                let points: Vec<(f64, f64)> = way
+                    .timeline
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| ((i as f64 + 0.5) * interval, *n as f64))
+                    .collect();
+                chart
+                    .draw_series([PathElement::new(points, colour.stroke_width(2))])?
+                    .label(way.way.label())
+                    .legend(move |(x, y)| {
+                        PathElement::new([(x, y), (x + 20, y)], colour.stroke_width(3))
+                    });
+            }
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::LowerRight)
+                .background_style(WHITE.mix(0.9))
+                .border_style(BLACK.mix(0.3))
+                .label_font((FONT, 14))
+                .draw()?;
+            root.present()?;
+            Ok(())
+        })();
+        drawn.map_err(|error| error.to_string())?;
+    }
+    Ok(svg)
+}

@@ -157,8 +157,16 @@ impl Server {
     /// Starts a zen server binary on 127.0.0.1 port 0 and waits for its
     /// `listening on IP:PORT` line.
     pub(crate) fn start_zen(bin: &Path, args: &[String]) -> anyhow::Result<Self> {
+        Self::start_zen_on(bin, 0, args)
+    }
+
+    /// [`start_zen`](Self::start_zen) on a given port (a server killed and
+    /// started again where its clients and balancer expect it).
+    pub(crate) fn start_zen_on(bin: &Path, port: u16, args: &[String]) -> anyhow::Result<Self> {
         let (child, stdout, stderr) = spawn_piped(
-            Command::new(bin).args(["127.0.0.1", "-p", "0"]).args(args),
+            Command::new(bin)
+                .args(["127.0.0.1", "-p", &port.to_string()])
+                .args(args),
             bin,
         )?;
         let log = Arc::new(Mutex::new(Log::default()));
@@ -273,6 +281,15 @@ impl Server {
     pub(crate) fn open_fds(&self) -> usize {
         let pid = self.pid.as_raw_nonzero().get();
         std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
+    }
+
+    /// Kills it with SIGKILL: no shutdown, no summary, its connections cut.
+    pub(crate) fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
     }
 
     /// Stops it with SIGTERM and says how it ended. A server still running

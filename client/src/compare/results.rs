@@ -15,6 +15,8 @@ pub(crate) struct Results {
     pub(crate) machine: Machine,
     pub(crate) settings: Settings,
     pub(crate) experiments: Vec<ExperimentResult>,
+    /// Experiment 11, three ways to survive a dead server, if it ran.
+    pub(crate) dead_server: Option<super::dead_server::DeadServerResult>,
     /// Stopped by Ctrl-C or SIGTERM: the runs after that are missing.
     pub(crate) interrupted: bool,
 }

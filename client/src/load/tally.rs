@@ -67,6 +67,51 @@ pub(crate) struct Tally {
     /// Each target's answers and latencies, by target number; grown by
     /// [`Tally::track`] as connections go to new targets.
     pub(crate) per_target: Vec<TargetTally>,
+    /// Answers per interval of the window, by target (`timeline`).
+    pub(crate) timeline: Option<Timeline>,
+}
+
+/// Answers per interval of the measured window, by target: what a chart
+/// of the run over time is drawn from (`client compare`'s dead server).
+#[derive(Debug, Clone)]
+pub(crate) struct Timeline {
+    /// The window's start (monotonic nanoseconds).
+    pub(crate) origin: u64,
+    /// One interval, nanoseconds.
+    pub(crate) interval: u64,
+    /// `counts[target][i]`: answers from `target` in interval `i`.
+    pub(crate) counts: Vec<Vec<u64>>,
+}
+
+impl Timeline {
+    fn count(&mut self, target: usize, now: u64) {
+        let i = (now.saturating_sub(self.origin) / self.interval) as usize;
+        if self.counts.len() <= target {
+            self.counts.resize(target + 1, Vec::new());
+        }
+        let row = &mut self.counts[target];
+        if row.len() <= i {
+            row.resize(i + 1, 0);
+        }
+        row[i] += 1;
+    }
+
+    fn merge(&mut self, other: &Self) {
+        for (target, row) in other.counts.iter().enumerate() {
+            for (i, n) in row.iter().enumerate() {
+                if *n > 0 {
+                    if self.counts.len() <= target {
+                        self.counts.resize(target + 1, Vec::new());
+                    }
+                    let mine = &mut self.counts[target];
+                    if mine.len() <= i {
+                        mine.resize(i + 1, 0);
+                    }
+                    mine[i] += n;
+                }
+            }
+        }
+    }
 }
 
 /// One target's share of a thread's counts.
@@ -92,7 +137,18 @@ impl Tally {
             last_answer: 0,
             by_target,
             per_target: Vec::new(),
+            timeline: None,
         }
+    }
+
+    /// Counts answers per `interval` of the window that opens at `origin`
+    /// from now on.
+    pub(crate) fn keep_timeline(&mut self, origin: u64, interval: u64) {
+        self.timeline = Some(Timeline {
+            origin,
+            interval: interval.max(1),
+            counts: Vec::new(),
+        });
     }
 
     /// Makes room for target `target`'s figures: called as a connection
@@ -128,6 +184,9 @@ impl Tally {
             // The latency the run reports: from the due time in the open loop.
             let from = if open_loop { intended } else { sent };
             share.latency.saturating_record(now.saturating_sub(from));
+        }
+        if let Some(timeline) = &mut self.timeline {
+            timeline.count(target, now);
         }
         self.answers += 1;
         self.last_answer = now;
@@ -165,6 +224,11 @@ impl Tally {
         for (mine, theirs) in self.per_target.iter_mut().zip(&other.per_target) {
             mine.answers += theirs.answers;
             let _ = mine.latency.add(&theirs.latency);
+        }
+        match (&mut self.timeline, &other.timeline) {
+            (Some(mine), Some(theirs)) => mine.merge(theirs),
+            (None, Some(theirs)) => self.timeline = Some(theirs.clone()),
+            _ => {}
         }
     }
 }

@@ -67,6 +67,8 @@ pub(crate) struct Shared {
     pub(crate) picker: Picker,
     /// Set by the main thread to end the run early.
     pub(crate) stop: AtomicBool,
+    /// Count answers per this many nanoseconds of the window, by target.
+    pub(crate) timeline: Option<u64>,
 }
 
 impl Shared {
@@ -192,6 +194,9 @@ impl Worker {
         let mut tally = Tally::new(by_target);
         for conn in &conns {
             tally.track(conn.target);
+        }
+        if let Some(interval) = shared.timeline {
+            tally.keep_timeline(shared.measure_start, interval);
         }
         Ok(Self {
             shared,

@@ -1,7 +1,9 @@
-//! Real components, really started, for the tests: a private ZooKeeper
+//! Real components, really started: a private ZooKeeper
 //! (`zkServer.sh start-foreground` with a config of its own) and a private
 //! HAProxy (`haproxy -db -f`), each on free loopback ports, ready before
-//! a test uses it, and stopped when it is dropped, even by a failing test.
+//! it is used, and stopped when it is dropped (even by a failing test).
+//! `client compare` and the tests start them; the `wait_for_*` helpers,
+//! which panic, are the tests'.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -14,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use zookeeper_client as zk;
 
-use super::PATIENCE;
+/// How long a component may take to come up, and a test to see a
+/// change in it.
+pub const PATIENCE: Duration = Duration::from_secs(20);
 
 /// Where ZooKeeper's Debian package keeps its start script.
 pub const ZK_SERVER: &str = "/usr/share/zookeeper/bin/zkServer.sh";
@@ -91,11 +95,23 @@ impl ZooKeeper {
 
     /// Starts one on `port` (a test that starts ZooKeeper late, on a port
     /// a server was told already).
+    ///
+    /// # Panics
+    /// As [`start`](Self::start).
     pub fn start_on(port: u16) -> Self {
-        assert!(
-            Path::new(ZK_SERVER).exists(),
-            "{ZK_SERVER} is missing: install the zookeeper package (scripts/test does)"
-        );
+        Self::try_start_on(port)
+            .unwrap_or_else(|error| panic!("{error} (scripts/test installs it)"))
+    }
+
+    /// Starts one on `port`; an error if it is not installed or does not
+    /// come up within [`PATIENCE`].
+    pub fn try_start_on(port: u16) -> std::io::Result<Self> {
+        if !Path::new(ZK_SERVER).exists() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{ZK_SERVER} is missing: install the zookeeper package"),
+            ));
+        }
         let dir = temp_dir("zookeeper");
         let config = dir.join("zoo.cfg");
         std::fs::create_dir_all(dir.join("data")).unwrap();
@@ -118,8 +134,7 @@ impl ZooKeeper {
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null()),
-        )
-        .expect("start zkServer.sh");
+        )?;
         let zookeeper = Self {
             process: Some(process),
             port,
@@ -127,13 +142,15 @@ impl ZooKeeper {
         };
         let started = Instant::now();
         while !zookeeper.ruok() {
-            assert!(
-                started.elapsed() < PATIENCE,
-                "ZooKeeper did not come up on {port}"
-            );
+            if started.elapsed() > PATIENCE {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("ZooKeeper did not come up on port {port}"),
+                ));
+            }
             thread::sleep(Duration::from_millis(50));
         }
-        zookeeper
+        Ok(zookeeper)
     }
 
     fn ruok(&self) -> bool {
@@ -254,6 +271,12 @@ impl HaProxy {
     /// If haproxy is not installed (scripts/test installs it) or does not
     /// come up within [`PATIENCE`].
     pub fn start(config: &str, listen: SocketAddr) -> Self {
+        Self::try_start(config, listen)
+            .unwrap_or_else(|error| panic!("{error} (scripts/test installs it)"))
+    }
+
+    /// [`start`](Self::start), with an error instead of a panic.
+    pub fn try_start(config: &str, listen: SocketAddr) -> std::io::Result<Self> {
         let dir = temp_dir("haproxy");
         let stats = dir.join("stats.sock");
         let path = dir.join("haproxy.cfg");
@@ -271,20 +294,25 @@ impl HaProxy {
                 .stdout(Stdio::null())
                 .stderr(Stdio::null()),
         )
-        .expect("start haproxy: install the haproxy package (scripts/test does)");
-        let started = Instant::now();
-        while TcpStream::connect(listen).is_err() || !stats.exists() {
-            assert!(
-                started.elapsed() < PATIENCE,
-                "haproxy did not come up on {listen}"
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
-        Self {
+        .map_err(|error| {
+            std::io::Error::new(error.kind(), format!("cannot start haproxy: {error}"))
+        })?;
+        let haproxy = Self {
             _process: process,
             stats,
             dir,
+        };
+        let started = Instant::now();
+        while TcpStream::connect(listen).is_err() || !haproxy.stats.exists() {
+            if started.elapsed() > PATIENCE {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("haproxy did not come up on {listen}"),
+                ));
+            }
+            thread::sleep(Duration::from_millis(20));
         }
+        Ok(haproxy)
     }
 
     /// A command's answer on the stats socket (`show stat`, say).

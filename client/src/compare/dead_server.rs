@@ -1,0 +1,468 @@
+//! Experiment 11, "three ways to survive a dead server": three backends of
+//! one model, one `client load` for the whole run, backend 2 killed
+//! (SIGKILL) at a third of the run and started again at two thirds. The
+//! client reaches the backends three ways:
+//!
+//! - **servers**: it is given all three (`--server` ×3) and spreads its
+//!   connections over them; a broken one is asked again elsewhere.
+//! - **haproxy**: it knows one address, a real HAProxy's (deploy/haproxy's
+//!   configuration), whose health check takes the dead backend out.
+//! - **registry**: it finds them in a real ZooKeeper (`--registry`), where
+//!   each registered itself (`--register`); the killed one's znode stays
+//!   until its session expires, so the client is refused and picks again.
+//!
+//! Each way reports its answers, the answers lost (none should be), the
+//! errors it saw and the questions it asked again, how long the rate took
+//! to come back after the kill, how long the restarted backend took to get
+//! traffic again, and each backend's answers; the chart draws answers per
+//! 100 ms over the run, with the kill and the restart marked.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use zen_utils::components::{free_port, HaProxy, ZooKeeper, ZK_SERVER};
+
+use super::process::Server;
+use crate::load::{self, Length, Options, Watch};
+use crate::report::LoadReport;
+
+/// Answers are counted per this long for the chart.
+pub(crate) const INTERVAL: Duration = Duration::from_millis(100);
+/// Connections of the one load.
+const CONNECTIONS: usize = 8;
+/// The experiment's key for `--only`.
+pub(crate) const KEY: &str = "dead-server";
+/// Its number in the README's list.
+pub(crate) const NUMBER: usize = 11;
+pub(crate) const TITLE: &str = "Three ways to survive a dead server";
+pub(crate) const LESSON: &str = "Backend 2 of three is killed at a third of the run and \
+    started again at two thirds. Given every address, the client notices the death itself \
+    and asks again elsewhere; behind HAProxy it knows one address, and HAProxy's health check \
+    takes the dead backend out within half a second; through a ZooKeeper registry it picks \
+    from the registered servers, and the killed one stays registered until its session \
+    expires (4 s), so the client is refused and picks again. No way loses an answer; they \
+    differ in how long the rate dips and who must know what.";
+
+/// The way the client reaches the backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Way {
+    Servers,
+    Haproxy,
+    Registry,
+}
+
+impl Way {
+    pub(crate) const ALL: [Self; 3] = [Self::Servers, Self::Haproxy, Self::Registry];
+
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Self::Servers => "--server ×3",
+            Self::Haproxy => "HAProxy in front",
+            Self::Registry => "ZooKeeper registry",
+        }
+    }
+}
+
+/// The whole experiment.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct DeadServerResult {
+    pub(crate) number: usize,
+    pub(crate) key: &'static str,
+    pub(crate) title: &'static str,
+    pub(crate) lesson: &'static str,
+    /// The backends' binary.
+    pub(crate) model: String,
+    pub(crate) seconds: f64,
+    pub(crate) kill_at_seconds: f64,
+    pub(crate) restart_at_seconds: f64,
+    pub(crate) interval_ms: u64,
+    pub(crate) ways: Vec<WayResult>,
+}
+
+/// One way's run.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct WayResult {
+    pub(crate) way: Way,
+    /// `None` when it ran; why not, when it did not ("not run: install
+    /// haproxy") or failed.
+    pub(crate) not_run: Option<String>,
+    pub(crate) answers: u64,
+    /// Questions that got a wrong or an error answer, or none: must be 0.
+    pub(crate) lost: u64,
+    /// Errors the client saw (refused connects, resets, closes...).
+    pub(crate) errors: u64,
+    /// Questions asked again after their connection broke.
+    pub(crate) reasked: u64,
+    /// From the kill until the rate was back to 90% of what it was before.
+    pub(crate) recovered_after_ms: Option<f64>,
+    /// From the restart until the restarted backend answered again.
+    pub(crate) back_after_ms: Option<f64>,
+    /// Each backend's answers, from its own summary (backend 2: its
+    /// second life only; the killed one reports nothing).
+    pub(crate) per_backend: Vec<Option<u64>>,
+    /// Answers per [`INTERVAL`] over the run.
+    pub(crate) timeline: Vec<u64>,
+}
+
+impl WayResult {
+    fn not_run(way: Way, why: String) -> Self {
+        Self {
+            way,
+            not_run: Some(why),
+            answers: 0,
+            lost: 0,
+            errors: 0,
+            reasked: 0,
+            recovered_after_ms: None,
+            back_after_ms: None,
+            per_backend: Vec::new(),
+            timeline: Vec::new(),
+        }
+    }
+}
+
+/// Runs every way for `duration` with backends of `bin`.
+pub(crate) fn run(bin: &Path, duration: Duration, interrupted: &AtomicBool) -> DeadServerResult {
+    let ways = Way::ALL
+        .iter()
+        .map(|way| {
+            if interrupted.load(std::sync::atomic::Ordering::Relaxed) {
+                return WayResult::not_run(*way, "not run: interrupted".to_owned());
+            }
+            match missing(*way) {
+                Some(why) => WayResult::not_run(*way, why),
+                None => run_way(*way, bin, duration, interrupted)
+                    .unwrap_or_else(|error| WayResult::not_run(*way, format!("failed: {error:#}"))),
+            }
+        })
+        .collect();
+    DeadServerResult {
+        number: NUMBER,
+        key: KEY,
+        title: TITLE,
+        lesson: LESSON,
+        model: bin
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        seconds: duration.as_secs_f64(),
+        kill_at_seconds: duration.as_secs_f64() / 3.0,
+        restart_at_seconds: duration.as_secs_f64() * 2.0 / 3.0,
+        interval_ms: INTERVAL.as_millis() as u64,
+        ways,
+    }
+}
+
+/// Why a way cannot run on this machine, if it cannot.
+fn missing(way: Way) -> Option<String> {
+    match way {
+        Way::Servers => None,
+        Way::Haproxy => (!on_path("haproxy")).then(|| "not run: install haproxy".to_owned()),
+        Way::Registry => {
+            (!Path::new(ZK_SERVER).exists()).then(|| "not run: install zookeeper".to_owned())
+        }
+    }
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+        || Path::new("/usr/sbin").join(program).is_file()
+}
+
+/// What a way needs beside its backends, kept alive for its run.
+enum Front {
+    Servers,
+    Haproxy(HaProxy, SocketAddr),
+    /// The ZooKeeper is held only to keep it running.
+    Registry {
+        _zookeeper: ZooKeeper,
+        url: String,
+    },
+}
+
+fn run_way(
+    way: Way,
+    bin: &Path,
+    duration: Duration,
+    interrupted: &AtomicBool,
+) -> anyhow::Result<WayResult> {
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let zookeeper = match way {
+        Way::Registry => Some(ZooKeeper::try_start_on(free_port())?),
+        _ => None,
+    };
+    let register: Vec<String> = match &zookeeper {
+        Some(zk) => vec!["--register".to_owned(), zk.url("/zen/dead-server")],
+        None => Vec::new(),
+    };
+    let start = |port: u16| Server::start_zen_on(bin, port, &register);
+    let mut backends: Vec<Option<Server>> = Vec::new();
+    for port in &ports {
+        backends.push(Some(start(*port)?));
+    }
+    let front = match (way, zookeeper) {
+        (Way::Servers, _) => Front::Servers,
+        (Way::Haproxy, _) => {
+            let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
+            let haproxy = HaProxy::try_start(&haproxy_config(listen.port(), &ports), listen)?;
+            wait_until(|| {
+                haproxy
+                    .statuses("zen_servers")
+                    .iter()
+                    .all(|(_, s)| s.starts_with("UP"))
+            })?;
+            Front::Haproxy(haproxy, listen)
+        }
+        (Way::Registry, Some(zookeeper)) => {
+            let path = "/zen/dead-server";
+            wait_until(|| zookeeper.children(path).len() == 3)?;
+            let url = zookeeper.url(path);
+            Front::Registry {
+                _zookeeper: zookeeper,
+                url,
+            }
+        }
+        (Way::Registry, None) => unreachable!("started above"),
+    };
+    let addrs: Vec<SocketAddr> = ports
+        .iter()
+        .map(|p| SocketAddr::from(([127, 0, 0, 1], *p)))
+        .collect();
+    let mut options = match &front {
+        Front::Servers => Options {
+            servers: addrs.clone(),
+            ..Options::new(addrs[0])
+        },
+        Front::Haproxy(_, listen) => Options::new(*listen),
+        Front::Registry { url, .. } => Options {
+            servers: Vec::new(),
+            registry: Some(url.parse().map_err(anyhow::Error::msg)?),
+            ..Options::new(addrs[0])
+        },
+    };
+    options.connections = CONNECTIONS;
+    options.length = Length::Duration(duration);
+    options.warmup = Duration::ZERO;
+    options.timeout = Duration::from_secs(2);
+    options.threads = Some(1);
+    options.timeline = Some(INTERVAL);
+
+    let started = Instant::now();
+    let load = thread::scope(|scope| -> anyhow::Result<(LoadReport, Option<f64>)> {
+        let measuring = scope.spawn(|| {
+            let mut watch = Watch {
+                interrupted,
+                ..Watch::default()
+            };
+            load::measure(&options, &mut watch)
+        });
+        sleep_until(started + duration / 3);
+        if let Some(victim) = backends[1].take() {
+            victim.kill();
+        }
+        sleep_until(started + duration * 2 / 3);
+        let restarted_at = Instant::now();
+        backends[1] = Some(start(ports[1])?);
+        // Behind HAProxy the client cannot tell its backends apart: the
+        // restarted one's first session is read from HAProxy's counters.
+        let back = match &front {
+            Front::Haproxy(haproxy, _) => {
+                let before = haproxy_sessions(haproxy, "zen2");
+                let deadline = started + duration;
+                let mut back = None;
+                while Instant::now() < deadline {
+                    if haproxy_sessions(haproxy, "zen2") > before {
+                        back = Some(restarted_at.elapsed().as_secs_f64() * 1000.0);
+                        break;
+                    }
+                    thread::sleep(Duration::from_millis(10));
+                }
+                back
+            }
+            _ => None,
+        };
+        let report = measuring
+            .join()
+            .map_err(|_| anyhow::anyhow!("the load panicked"))??;
+        Ok((report, back))
+    });
+    let (report, haproxy_back) = load?;
+    let per_backend = backends
+        .into_iter()
+        .map(|backend| {
+            backend
+                .and_then(|server| server.stop().summary)
+                .map(|s| s.answered)
+        })
+        .collect();
+    let timeline = total_timeline(&report);
+    let kill_at = duration.as_secs_f64() / 3.0;
+    let restart_at = duration.as_secs_f64() * 2.0 / 3.0;
+    let back_after_ms = match way {
+        Way::Haproxy => haproxy_back,
+        _ => first_answer_after(&report, addrs[1], restart_at).map(|at| (at - restart_at) * 1000.0),
+    };
+    let errors = report.errors_by_kind;
+    Ok(WayResult {
+        way,
+        not_run: None,
+        answers: report.requests,
+        lost: errors.wrong_answer + errors.error_answer + errors.unasked_answer,
+        errors: report.errors,
+        reasked: report.reasked,
+        recovered_after_ms: recovered_after(&timeline, kill_at).map(|at| (at - kill_at) * 1000.0),
+        back_after_ms,
+        per_backend,
+        timeline,
+    })
+}
+
+/// deploy/haproxy/zen.cfg with this run's ports and a stats socket of its
+/// own (`HaProxy::try_start` fills in `@STATS@`).
+fn haproxy_config(front: u16, backends: &[u16]) -> String {
+    let mut config = DEPLOY_HAPROXY
+        .replace("/run/haproxy/zen.sock", "@STATS@")
+        .replace("127.0.0.1:1060", &format!("127.0.0.1:{front}"));
+    for (i, port) in backends.iter().enumerate() {
+        config = config.replace(
+            &format!("127.0.0.1:{}", 1061 + i),
+            &format!("127.0.0.1:{port}"),
+        );
+    }
+    config
+}
+
+/// The repository's HAProxy example, compiled in: the experiment runs the
+/// configuration users are given.
+const DEPLOY_HAPROXY: &str = include_str!("../../../deploy/haproxy/zen.cfg");
+
+fn haproxy_sessions(haproxy: &HaProxy, server: &str) -> u64 {
+    let table = haproxy.command("show stat");
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("# ")
+        .split(',')
+        .collect();
+    let column = |name: &str| header.iter().position(|h| *h == name);
+    let (Some(sv), Some(stot)) = (column("svname"), column("stot")) else {
+        return 0;
+    };
+    lines
+        .map(|line| line.split(',').collect::<Vec<_>>())
+        .find(|fields| fields.get(sv) == Some(&server))
+        .and_then(|fields| fields.get(stot)?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn sleep_until(at: Instant) {
+    thread::sleep(at.saturating_duration_since(Instant::now()));
+}
+
+/// Waits (at most 20 s) until `ready`.
+fn wait_until(mut ready: impl FnMut() -> bool) -> anyhow::Result<()> {
+    let started = Instant::now();
+    while !ready() {
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(20),
+            "the backends never came up"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// Every target's answers per interval, added up.
+fn total_timeline(report: &LoadReport) -> Vec<u64> {
+    let mut total: Vec<u64> = Vec::new();
+    for target in &report.per_target {
+        if total.len() < target.timeline.len() {
+            total.resize(target.timeline.len(), 0);
+        }
+        for (sum, n) in total.iter_mut().zip(&target.timeline) {
+            *sum += n;
+        }
+    }
+    total
+}
+
+/// When (seconds into the run) the rate was first back to 90% of its
+/// median before `kill_at`, after `kill_at`.
+fn recovered_after(timeline: &[u64], kill_at: f64) -> Option<f64> {
+    let interval = INTERVAL.as_secs_f64();
+    let kill = (kill_at / interval) as usize;
+    let mut before: Vec<u64> = timeline.get(1..kill)?.to_vec();
+    if before.is_empty() {
+        return None;
+    }
+    before.sort_unstable();
+    let normal = before[before.len() / 2] as f64;
+    timeline
+        .iter()
+        .enumerate()
+        .skip(kill + 1)
+        .find(|(_, n)| **n as f64 >= 0.9 * normal)
+        .map(|(i, _)| i as f64 * interval)
+}
+
+/// When (seconds into the run) `backend` first answered after `after`.
+fn first_answer_after(report: &LoadReport, backend: SocketAddr, after: f64) -> Option<f64> {
+    let interval = INTERVAL.as_secs_f64();
+    let target = report
+        .per_target
+        .iter()
+        .find(|t| t.target == backend.to_string())?;
+    target
+        .timeline
+        .iter()
+        .enumerate()
+        .skip((after / interval) as usize)
+        .find(|(_, n)| **n > 0)
+        .map(|(i, _)| i as f64 * interval)
+}
+
+/// The experiment's table, as Markdown.
+pub(crate) fn table(result: &DeadServerResult) -> String {
+    let mut out = format!(
+        "| way ({} ×3, {:.0} s, killed at {:.1} s, back at {:.1} s) | answers | lost | errors seen | re-asked | rate back after | restarted one back after | answers per backend |\n|---|---|---|---|---|---|---|---|\n",
+        result.model, result.seconds, result.kill_at_seconds, result.restart_at_seconds
+    );
+    for way in &result.ways {
+        if let Some(why) = &way.not_run {
+            out += &format!("| {} | {why} | | | | | | |\n", way.way.label());
+            continue;
+        }
+        let ms = |v: Option<f64>| v.map_or("–".to_owned(), |ms| format!("{ms:.0} ms"));
+        let backends: Vec<String> = way
+            .per_backend
+            .iter()
+            .map(|n| {
+                n.map_or("?".to_owned(), |n| {
+                    super::experiments::group_digits(n as f64)
+                })
+            })
+            .collect();
+        out += &format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            way.way.label(),
+            super::experiments::group_digits(way.answers as f64),
+            way.lost,
+            way.errors,
+            way.reasked,
+            ms(way.recovered_after_ms),
+            ms(way.back_after_ms),
+            backends.join(" / ")
+        );
+    }
+    out
+}
+
+/// Where the chart goes in the report directory.
+pub(crate) const CHART: &str = "dead-server.svg";
