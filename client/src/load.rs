@@ -876,7 +876,7 @@ fn report(
                 target: servers[0].to_string(),
                 requests: tally.answers,
                 latency_us: latency,
-                timeline: timeline_of(&tally, 0),
+                timeline: timeline_of(tally, 0),
             }]
         } else {
             servers
@@ -889,7 +889,7 @@ fn report(
                         requests: share.map_or(0, |share| share.answers),
                         latency_us: share
                             .map_or_else(Percentiles::default, |share| percentiles(&share.latency)),
-                        timeline: timeline_of(&tally, target),
+                        timeline: timeline_of(tally, target),
                     }
                 })
                 .collect()
