@@ -447,24 +447,6 @@ fn duration_label(us: f64) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn axis_labels() {
-        assert_eq!(per_second(0.0), "0");
-        assert_eq!(per_second(50_000.0), "50k");
-        assert_eq!(per_second(2_500.0), "2.5k");
-        assert_eq!(per_second(1_200_000.0), "1.2M");
-        assert_eq!(duration_label(10.0), "10µs");
-        assert_eq!(duration_label(1_000.0), "1ms");
-        assert_eq!(duration_label(2_000_000.0), "2s");
-        assert_eq!(decade_below(47.0), 10.0);
-        assert_eq!(decade_above(47.0), 100.0);
-    }
-}
-
 /// Experiment 11's chart: answers per 100 ms over the run, a line per way,
 /// the kill and the restart marked. The dip after the kill, and how soon
 /// each line climbs back, is the lesson.
@@ -549,4 +531,22 @@ pub(crate) fn dead_server(result: &super::dead_server::DeadServerResult) -> Resu
         drawn.map_err(|error| error.to_string())?;
     }
     Ok(svg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn axis_labels() {
+        assert_eq!(per_second(0.0), "0");
+        assert_eq!(per_second(50_000.0), "50k");
+        assert_eq!(per_second(2_500.0), "2.5k");
+        assert_eq!(per_second(1_200_000.0), "1.2M");
+        assert_eq!(duration_label(10.0), "10µs");
+        assert_eq!(duration_label(1_000.0), "1ms");
+        assert_eq!(duration_label(2_000_000.0), "2s");
+        assert_eq!(decade_below(47.0), 10.0);
+        assert_eq!(decade_above(47.0), 100.0);
+    }
 }
