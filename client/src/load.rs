@@ -45,6 +45,15 @@
 //!   connection is closed at once (what it answered stays wrong), and no
 //!   loop reads more than a few buffers from one connection before it
 //!   looks at the others and at the clock.
+//! - **`--reconnect-every N`:** a connection asks at most N questions
+//!   (`--pipeline` of them in flight at most), and once they are answered
+//!   it closes and a new one opens at once in its place, to a server picked
+//!   as any new connection's: no failure, no back-off, counted apart
+//!   (`planned_reconnects`). A failure before its N answers is one as
+//!   ever, and the new connection's N counts afresh. With `-n`, each
+//!   connection takes its N questions from the budget as it opens (when
+//!   N × connections ≤ n), so a run without failures opens exactly
+//!   ⌈n / N⌉ connections.
 //! - **The window:** answers, errors and reconnects are counted only in
 //!   the measured window, after `--warmup`: every figure of the report
 //!   covers the same time.
@@ -195,6 +204,13 @@ pub(crate) struct LoadArgs {
     #[arg(long, value_name = "N", value_parser = positive)]
     threads: Option<usize>,
 
+    /// Close each connection once it has asked N questions and had their
+    /// answers, and open a new one at once in its place, to a server picked
+    /// as any new connection's (N=3 is the book's client: connect, three
+    /// questions, close); counted apart from reconnects after a failure
+    #[arg(long, value_name = "N", value_parser = positive_u64)]
+    reconnect_every: Option<u64>,
+
     /// Print the report as one JSON object
     #[arg(long)]
     json: bool,
@@ -252,6 +268,12 @@ pub struct Options {
     /// a chart over time (each [`TargetReport`]'s `timeline`); `None`
     /// (the command line's only choice) counts none.
     pub timeline: Option<Duration>,
+    /// `--reconnect-every N`: each connection closes (cleanly: no error, no
+    /// back-off) once it has asked N questions and had their answers, and a
+    /// new one opens at once in its place, to a server picked as any new
+    /// connection's. `None` (the default): a connection lives until the end
+    /// of the run or its failure. At least 1.
+    pub reconnect_every: Option<u64>,
 }
 
 /// When a run ends.
@@ -281,6 +303,7 @@ impl Options {
             timeout: DEFAULT_TIMEOUT,
             threads: None,
             timeline: None,
+            reconnect_every: None,
         }
     }
 
@@ -319,6 +342,10 @@ impl Options {
             );
         }
         ensure!(self.threads != Some(0), "threads must be at least 1");
+        ensure!(
+            self.reconnect_every != Some(0),
+            "reconnect-every must be at least 1"
+        );
         Ok(())
     }
 }
@@ -511,6 +538,13 @@ pub fn measure(options: &Options, watching: &mut Watch<'_>) -> anyhow::Result<Lo
             Length::Duration(duration) => Some(measure_start.saturating_add(nanos(duration))),
         },
         budget: options.requests().map(Budget::new),
+        reconnect_every: options.reconnect_every,
+        reserve: match (options.requests(), options.reconnect_every) {
+            (Some(requests), Some(every)) => {
+                every.saturating_mul(options.connections as u64) <= requests
+            }
+            _ => false,
+        },
         picker,
         stop: AtomicBool::new(false),
         timeline: options.timeline.map(nanos),
@@ -804,6 +838,7 @@ impl LoadArgs {
             timeout: self.timeout,
             threads: self.threads,
             timeline: None,
+            reconnect_every: self.reconnect_every,
         })
     }
 
@@ -862,6 +897,8 @@ fn report(
         errors_by_kind: errors,
         fairness: Fairness::of(answers_per_conn),
         reconnects: tally.reconnects,
+        planned_reconnects: tally.planned_reconnects,
+        reconnect_every: options.reconnect_every,
         reasked: tally.reasked,
         pipeline: options.pipeline,
         threads,
@@ -948,6 +985,7 @@ mod tests {
         .unwrap();
         assert_eq!(options.servers.len(), 2);
         assert_eq!(options.length, Length::Requests(7));
+        assert_eq!(options.reconnect_every, None);
         assert_eq!(
             options.workload,
             Workload::Fixed {
@@ -955,6 +993,23 @@ mod tests {
                 expect: b"B".to_vec()
             }
         );
+    }
+
+    #[test]
+    fn reconnect_every_is_at_least_one() {
+        let options = parse(&["--reconnect-every", "3"]).options().unwrap();
+        assert_eq!(options.reconnect_every, Some(3));
+        let huge = parse(&["--reconnect-every", "18446744073709551615"]);
+        assert_eq!(huge.reconnect_every, Some(u64::MAX));
+        #[derive(Parser)]
+        struct Load {
+            #[command(flatten)]
+            args: LoadArgs,
+        }
+        let zero = Load::try_parse_from(["load", "--reconnect-every", "0"])
+            .err()
+            .unwrap();
+        assert!(zero.to_string().contains("must be at least 1"), "{zero}");
     }
 
     #[test]
@@ -996,6 +1051,10 @@ mod tests {
             },
             Options {
                 threads: Some(0),
+                ..good.clone()
+            },
+            Options {
+                reconnect_every: Some(0),
                 ..good.clone()
             },
         ] {

@@ -64,6 +64,18 @@ pub struct LoadReport {
     pub fairness: Fairness,
     /// Connections re-established after a failure.
     pub reconnects: u64,
+    /// `--reconnect-every N`: connections opened in place of one that
+    /// closed itself after its N answers (counted as the new one opens, so
+    /// `-c 1 -n 30 --reconnect-every 3` makes 9; a connection closed at the
+    /// end of the run has none in its place). Never a failure: not in
+    /// `reconnects` nor in `errors`. With no failure and no warmup, the
+    /// connections a server accepted are `connections + planned_reconnects`.
+    #[serde(default)]
+    pub planned_reconnects: u64,
+    /// `--reconnect-every N`: the most questions one connection asked
+    /// before it closed and another took its place; `None` without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconnect_every: Option<u64>,
     /// Questions asked again because their connection failed before their
     /// answer came (on the new connection with `-d`, on any with `-n`):
     /// each is answered once, so none is lost and none counted twice.
@@ -323,6 +335,14 @@ impl fmt::Display for LoadReport {
         }
         writeln!(f)?;
         writeln!(f, "reconnects    {}", self.reconnects)?;
+        if let Some(every) = self.reconnect_every {
+            writeln!(
+                f,
+                "planned       {} reconnects (a new connection every {every} answer{})",
+                self.planned_reconnects,
+                plural(every as usize)
+            )?;
+        }
         writeln!(f, "re-asked      {}", self.reasked)?;
         writeln!(
             f,

@@ -599,3 +599,65 @@ fn starvation_by_idle_clients_is_a_figure_not_a_failure() {
     assert_eq!(num(&run["load"], "requests"), 0.0, "{run}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Experiment 11 on its own: three srv-poll backends, one load per way,
+/// backend 2 killed and restarted mid-run. Every way ran (this machine has
+/// HAProxy and ZooKeeper), lost no answer, and saw the kill (an error or
+/// a question asked again); the table and the chart are written.
+#[test]
+fn survives_a_dead_server_three_ways_losing_nothing() {
+    let bin_dir = common::server_binaries(&["srv-poll"]);
+    let out = std::env::temp_dir().join(format!("zen-compare-dead-{}", std::process::id()));
+    let output = Command::new(env!("CARGO_BIN_EXE_client"))
+        .args([
+            "compare",
+            "--quick",
+            "--only",
+            "dead-server",
+            "--servers",
+            "srv-poll",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .arg("--bin-dir")
+        .arg(&bin_dir)
+        .output()
+        .expect("run client compare");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("11. Three ways to survive a dead server"),
+        "{stdout}"
+    );
+    let json = std::fs::read_to_string(out.join("results.json")).expect("results.json");
+    let results: Value = serde_json::from_str(&json).expect("valid JSON");
+    assert_eq!(results["experiments"].as_array().unwrap().len(), 0);
+    let dead = &results["dead_server"];
+    assert_eq!(dead["model"], "srv-poll");
+    let ways = dead["ways"].as_array().unwrap();
+    let names: Vec<&str> = ways.iter().map(|w| w["way"].as_str().unwrap()).collect();
+    assert_eq!(names, ["servers", "haproxy", "registry"]);
+    for way in ways {
+        assert!(way["not_run"].is_null(), "{way}");
+        assert!(num(way, "answers") > 0.0, "{way}");
+        assert_eq!(num(way, "lost"), 0.0, "{way}");
+        assert!(
+            num(way, "errors") + num(way, "reasked") > 0.0,
+            "the kill was seen: {way}"
+        );
+        let timeline = way["timeline"].as_array().unwrap();
+        let total: f64 = timeline.iter().map(|n| n.as_f64().unwrap()).sum();
+        assert_eq!(
+            total,
+            num(way, "answers"),
+            "the chart adds up to the answers: {way}"
+        );
+        assert_eq!(way["per_backend"].as_array().unwrap().len(), 3, "{way}");
+    }
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("| HAProxy in front |"), "{report}");
+    let chart = std::fs::read_to_string(out.join("dead-server.svg")).unwrap();
+    assert!(chart.contains("backend 2 killed") && chart.contains("ZooKeeper registry"));
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -26,6 +26,8 @@ struct Truth {
     conns: AtomicUsize,
     questions: AtomicUsize,
     answers: AtomicUsize,
+    /// The most answers one connection got (counted by `serve_questions`).
+    most_per_conn: AtomicUsize,
 }
 
 impl Truth {
@@ -37,6 +39,9 @@ impl Truth {
     }
     fn answers(&self) -> u64 {
         self.answers.load(Ordering::SeqCst) as u64
+    }
+    fn most_per_conn(&self) -> u64 {
+        self.most_per_conn.load(Ordering::SeqCst) as u64
     }
 }
 
@@ -66,6 +71,7 @@ fn serve_questions(
     stream.set_nodelay(true).unwrap();
     let mut decoder = Decoder::new(1024);
     let mut asked = 0;
+    let mut answered = 0;
     loop {
         let n = match stream.read(decoder.read_buf()) {
             Ok(0) | Err(_) => return,
@@ -79,6 +85,8 @@ fn serve_questions(
                 Some(bytes) => {
                     out.extend_from_slice(&bytes);
                     truth.answers.fetch_add(1, Ordering::SeqCst);
+                    answered += 1;
+                    truth.most_per_conn.fetch_max(answered, Ordering::SeqCst);
                 }
                 None => {
                     // Stalls for good, holding the connection open.
@@ -108,6 +116,9 @@ struct Seen {
     /// The error kinds that happened, by their name in the text report.
     errors: BTreeMap<String, u64>,
     reconnects: u64,
+    /// `planned_reconnects` (the text's `planned` line, 0 when absent).
+    planned: u64,
+    reasked: u64,
     served: u64,
     /// `(target, answers)`, when there are several targets.
     per_target: Vec<(String, u64)>,
@@ -145,6 +156,8 @@ impl Seen {
             requests: n(&report["requests"]),
             errors,
             reconnects: n(&report["reconnects"]),
+            planned: n(&report["planned_reconnects"]),
+            reasked: n(&report["reasked"]),
             served: n(&report["served_conns"]),
             per_target: if targets.len() > 1 {
                 targets
@@ -208,6 +221,11 @@ impl Seen {
             requests: first_number(&field("requests ")),
             errors,
             reconnects: first_number(&field("reconnects ")),
+            planned: text
+                .lines()
+                .find_map(|line| line.strip_prefix("planned "))
+                .map_or(0, first_number),
+            reasked: first_number(&field("re-asked ")),
             served: first_number(&field("served conns ")),
             per_target,
             stopped_early: text
@@ -755,4 +773,193 @@ fn a_client_paused_past_its_timeout_reads_before_it_blames_the_server() {
     let seen = Seen::from_json(&report, output.status.code());
     assert_eq!(seen.errors, BTreeMap::new(), "{seen:?}");
     assert!(seen.requests > 0 && seen.requests <= truth.answers());
+}
+
+#[test]
+fn reconnect_every_3_is_the_books_client() {
+    // Connect, three questions, close: ten times for thirty answers. The
+    // planned reconnects are the nine connections opened in place of one
+    // that had its three answers (the tenth has nothing left to ask).
+    load_twice(
+        || one(right_server(Duration::ZERO)),
+        &["-c", "1", "-n", "30", "--reconnect-every", "3"],
+        |seen, truth| {
+            assert_eq!(truth[0].conns(), 10);
+            assert_eq!(truth[0].answers(), 30);
+            assert_eq!(truth[0].most_per_conn(), 3);
+            assert_eq!(seen.requests, 30);
+            assert_eq!(seen.errors, BTreeMap::new());
+            assert_eq!(seen.planned, 9);
+            assert_eq!(seen.planned + 1, truth[0].conns());
+            assert_eq!((seen.reconnects, seen.reasked), (0, 0));
+            assert_eq!(seen.stopped_early, None);
+            assert_eq!(seen.exit, Some(0));
+        },
+    );
+}
+
+#[test]
+fn reconnect_every_with_a_pipeline_and_threads_opens_exactly_n_over_every() {
+    // Each connection takes its five questions from the shared budget as
+    // it opens, two in flight at most: 1,000 questions are 200
+    // connections, whatever the threads' race for the budget.
+    load_twice(
+        || one(right_server(Duration::ZERO)),
+        &[
+            "-c",
+            "4",
+            "--pipeline",
+            "2",
+            "-n",
+            "1000",
+            "--reconnect-every",
+            "5",
+            "--threads",
+            "2",
+        ],
+        |seen, truth| {
+            assert_eq!(truth[0].conns(), 200);
+            assert_eq!(truth[0].answers(), 1000);
+            assert_eq!(truth[0].questions(), 1000);
+            assert_eq!(truth[0].most_per_conn(), 5);
+            assert_eq!(seen.requests, 1000);
+            assert_eq!(seen.errors, BTreeMap::new());
+            assert_eq!(seen.planned, 196);
+            assert_eq!(seen.reconnects, 0);
+            assert_eq!(seen.exit, Some(0));
+        },
+    );
+}
+
+#[test]
+fn reconnect_every_in_the_open_loop_is_exact_too() {
+    load_twice(
+        || one(right_server(Duration::ZERO)),
+        &[
+            "-c",
+            "2",
+            "-n",
+            "30",
+            "--rate",
+            "2000",
+            "--reconnect-every",
+            "3",
+        ],
+        |seen, truth| {
+            assert_eq!(truth[0].conns(), 10);
+            assert_eq!(truth[0].answers(), 30);
+            assert_eq!(truth[0].most_per_conn(), 3);
+            assert_eq!(seen.requests, 30);
+            assert_eq!(seen.errors, BTreeMap::new());
+            assert_eq!(seen.planned, 8);
+            assert_eq!(seen.exit, Some(0));
+        },
+    );
+}
+
+#[test]
+fn reconnect_every_for_a_duration_spreads_over_both_servers() {
+    load_twice(
+        || vec![right_server(Duration::ZERO), right_server(Duration::ZERO)],
+        &["-c", "4", "-d", "500ms", "--reconnect-every", "3"],
+        |seen, truth| {
+            assert_eq!(seen.errors, BTreeMap::new());
+            assert_eq!(seen.reconnects, 0);
+            assert_eq!(seen.per_target.len(), 2);
+            for ((_, answers), truth) in seen.per_target.iter().zip(truth) {
+                // Each server: its two first connections, and more since.
+                assert!(truth.conns() > 2, "{truth:?}");
+                assert!(truth.most_per_conn() <= 3, "{truth:?}");
+                assert!(*answers > 0 && *answers <= truth.answers());
+            }
+            // Every connection the client opened, the servers accepted; a
+            // connect still in progress at the end (one per connection at
+            // most) is accepted but never opened.
+            let accepted: u64 = truth.iter().map(|t| t.conns()).sum();
+            assert!(
+                (4 + seen.planned..=4 + seen.planned + 4).contains(&accepted),
+                "{accepted} accepted, {seen:?}"
+            );
+            assert_eq!(seen.exit, Some(0));
+        },
+    );
+}
+
+#[test]
+fn a_server_closing_before_the_nth_answer_is_still_a_failure() {
+    // The server answers two questions, then closes on the third: with
+    // --reconnect-every 3 that close is an error (closed by the server),
+    // not the planned end, and its question is asked again on the next
+    // connection, whose three count afresh. 30 answers take 15
+    // connections; the last one, with two questions left, has both
+    // answered.
+    let closes_after_two = || {
+        one(counted(|mut stream, truth| {
+            let mut decoder = Decoder::new(1024);
+            let mut asked = 0;
+            loop {
+                let n = match stream.read(decoder.read_buf()) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                decoder.filled(n);
+                while let Ok(Some(question)) = decoder.next_question() {
+                    truth.questions.fetch_add(1, Ordering::SeqCst);
+                    if asked == 2 {
+                        return; // every byte read: a clean close
+                    }
+                    if stream.write_all(&right(question)).is_err() {
+                        return;
+                    }
+                    truth.answers.fetch_add(1, Ordering::SeqCst);
+                    asked += 1;
+                    truth.most_per_conn.fetch_max(asked, Ordering::SeqCst);
+                }
+            }
+        }))
+    };
+    load_twice(
+        closes_after_two,
+        &["-c", "1", "-n", "30", "--reconnect-every", "3"],
+        |seen, truth| {
+            assert_eq!(truth[0].conns(), 15);
+            assert_eq!(truth[0].answers(), 30);
+            assert_eq!(truth[0].questions(), 44);
+            assert_eq!(seen.requests, 30);
+            assert_eq!(seen.error("closed by server"), 14);
+            assert_eq!(seen.errors.len(), 1);
+            assert_eq!((seen.reconnects, seen.reasked, seen.planned), (14, 14, 0));
+            assert_eq!(seen.stopped_early, None);
+            assert_eq!(seen.exit, Some(1));
+        },
+    );
+}
+
+#[test]
+fn reconnect_every_0_is_refused_by_the_flag_parser() {
+    let output = client(&["load", "--reconnect-every", "0"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("'--reconnect-every <N>': must be at least 1"),
+        "{stderr}"
+    );
+    // And huge is fine: no connection reaches it.
+    load_twice(
+        || one(right_server(Duration::ZERO)),
+        &[
+            "-c",
+            "2",
+            "-n",
+            "100",
+            "--reconnect-every",
+            "18446744073709551615",
+        ],
+        |seen, truth| {
+            assert_eq!(truth[0].conns(), 2);
+            assert_eq!(seen.requests, 100);
+            assert_eq!((seen.planned, seen.reconnects), (0, 0));
+            assert_eq!(seen.exit, Some(0));
+        },
+    );
 }

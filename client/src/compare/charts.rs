@@ -480,6 +480,7 @@ pub(crate) fn dead_server(result: &super::dead_server::DeadServerResult) -> Resu
                 .configure_mesh()
                 .x_desc("seconds into the run")
                 .y_desc("answers")
+                .y_label_formatter(&|v| format!("{v:.0}"))
                 .disable_x_mesh()
                 .draw()?;
             for (at, what) in [

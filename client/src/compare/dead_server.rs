@@ -32,8 +32,15 @@ use crate::report::LoadReport;
 
 /// Answers are counted per this long for the chart.
 pub(crate) const INTERVAL: Duration = Duration::from_millis(100);
-/// Connections of the one load.
-const CONNECTIONS: usize = 8;
+/// Connections of the one load: four per backend.
+const CONNECTIONS: usize = 12;
+/// Each backend's answer waits this long (`--work wait`), as a backend
+/// that asks a database would: the rate is then the connections' and the
+/// backends', not the CPU's, and a dead backend shows as a dip instead of
+/// freeing a core for the others.
+const BACKEND_WORK: &str = "wait:1ms";
+/// Answers per connection before it is remade.
+const RECONNECT_EVERY: u64 = 200;
 /// The experiment's key for `--only`.
 pub(crate) const KEY: &str = "dead-server";
 /// Its number in the README's list.
@@ -197,11 +204,11 @@ fn run_way(
         Way::Registry => Some(ZooKeeper::try_start_on(free_port())?),
         _ => None,
     };
-    let register: Vec<String> = match &zookeeper {
-        Some(zk) => vec!["--register".to_owned(), zk.url("/zen/dead-server")],
-        None => Vec::new(),
-    };
-    let start = |port: u16| Server::start_zen_on(bin, port, &register);
+    let mut flags = vec!["--work".to_owned(), BACKEND_WORK.to_owned()];
+    if let Some(zk) = &zookeeper {
+        flags.extend(["--register".to_owned(), zk.url("/zen/dead-server")]);
+    }
+    let start = |port: u16| Server::start_zen_on(bin, port, &flags);
     let mut backends: Vec<Option<Server>> = Vec::new();
     for port in &ports {
         backends.push(Some(start(*port)?));
@@ -249,9 +256,14 @@ fn run_way(
     options.connections = CONNECTIONS;
     options.length = Length::Duration(duration);
     options.warmup = Duration::ZERO;
-    options.timeout = Duration::from_secs(2);
+    // Also how long a client passes over a server that refused it.
+    options.timeout = Duration::from_secs(1);
     options.threads = Some(1);
     options.timeline = Some(INTERVAL);
+    // Connections are remade now and then (each is about a second old at
+    // most): a balancer and a registry choose a server per connection, so
+    // without new connections a backend that comes back would get none.
+    options.reconnect_every = Some(RECONNECT_EVERY);
 
     let started = Instant::now();
     let load = thread::scope(|scope| -> anyhow::Result<(LoadReport, Option<f64>)> {

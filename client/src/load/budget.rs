@@ -74,6 +74,14 @@ impl Budget {
         }
     }
 
+    /// Gives back `count` questions that were taken but never asked: they
+    /// are fresh again, not asked again.
+    pub(crate) fn unclaim(&self, count: u64) {
+        if count > 0 {
+            self.fresh.fetch_add(count, Ordering::Relaxed);
+        }
+    }
+
     /// `count` questions taken from the pool have been answered.
     pub(crate) fn answered(&self, count: u64) {
         if count > 0 {
@@ -138,5 +146,16 @@ mod tests {
         assert_eq!(budget.claim(3), Claim { taken: 3, again: 2 });
         assert_eq!(budget.claim(10), Claim { taken: 5, again: 0 });
         assert!(budget.spent());
+    }
+
+    #[test]
+    fn questions_never_asked_go_back_as_fresh() {
+        let budget = Budget::new(6);
+        assert_eq!(budget.claim(6).taken, 6);
+        budget.unclaim(2);
+        assert_eq!(budget.unclaimed(), 2);
+        assert_eq!(budget.claim(5), Claim { taken: 2, again: 0 });
+        budget.answered(6);
+        assert!(budget.done());
     }
 }

@@ -87,6 +87,17 @@ pub(crate) struct Conn {
     /// `-n`: being reopened for questions that a failed connection gave
     /// back, not after a failure of its own.
     pub(crate) reopening: bool,
+    /// `--reconnect-every`: being opened in place of a connection that
+    /// closed after its N answers, not after a failure.
+    pub(crate) renewing: bool,
+    /// `--reconnect-every N`: how many more questions this connection may
+    /// ask (N as it opens, less those it asks again there); `u64::MAX`
+    /// without the flag.
+    pub(crate) quota: u64,
+    /// `--reconnect-every N` with `-n`: questions taken from the run's
+    /// budget for this connection and not asked yet (see
+    /// `Shared::reserve`).
+    pub(crate) reserved: u64,
 }
 
 impl Conn {
@@ -115,6 +126,9 @@ impl Conn {
             next_due: 0,
             in_heap: false,
             reopening: false,
+            renewing: false,
+            quota: u64::MAX,
+            reserved: 0,
         }
     }
 

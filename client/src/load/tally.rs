@@ -54,7 +54,11 @@ pub(crate) struct Tally {
     /// Open loop: latency from when each question should have been sent.
     pub(crate) corrected: Histogram<u64>,
     pub(crate) errors: ErrorCounts,
+    /// Connections re-established after a failure.
     pub(crate) reconnects: u64,
+    /// `--reconnect-every`: connections opened in place of one that closed
+    /// after its N answers.
+    pub(crate) planned_reconnects: u64,
     /// Questions asked again because their connection failed first.
     pub(crate) reasked: u64,
     /// Answers in the measured window.
@@ -132,6 +136,7 @@ impl Tally {
             corrected: histogram(HISTOGRAM_DIGITS),
             errors: ErrorCounts::default(),
             reconnects: 0,
+            planned_reconnects: 0,
             reasked: 0,
             answers: 0,
             last_answer: 0,
@@ -215,6 +220,7 @@ impl Tally {
         let _ = self.corrected.add(&other.corrected);
         self.errors.add(&other.errors);
         self.reconnects += other.reconnects;
+        self.planned_reconnects += other.planned_reconnects;
         self.reasked += other.reasked;
         self.answers += other.answers;
         self.last_answer = self.last_answer.max(other.last_answer);

@@ -6,6 +6,8 @@
 //! `write` of the next questions straight from the pre-built script. No
 //! allocation, no lock, no atomic shared with another thread except one
 //! relaxed store of the answer count for the progress line.
+//! `--reconnect-every` adds one comparison per batch (and, with `-n`,
+//! takes a connection's questions from the budget once, as it opens).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -63,6 +65,17 @@ pub(crate) struct Shared {
     pub(crate) end: Option<u64>,
     /// `-n`: the questions of the run, shared by every thread.
     pub(crate) budget: Option<Budget>,
+    /// `--reconnect-every N`: each connection asks at most N questions,
+    /// then closes, and a new one takes its place.
+    pub(crate) reconnect_every: Option<u64>,
+    /// `-n` with `--reconnect-every N`, when N questions per connection
+    /// are no more than an even share of the budget (N × connections ≤
+    /// -n): each connection takes its N questions from the budget at once,
+    /// as it opens (its replacement before it connects), so that a run
+    /// without failures opens exactly ⌈n / N⌉ connections, each asking N
+    /// but the last. A bigger N takes questions as they are asked, as
+    /// without the flag: no connection holds more than its share.
+    pub(crate) reserve: bool,
     /// Where each new connection goes.
     pub(crate) picker: Picker,
     /// Set by the main thread to end the run early.
@@ -94,6 +107,17 @@ impl Shared {
     /// answers and errors alike.
     pub(crate) fn in_window(&self, now: u64) -> bool {
         self.measure_start <= now && self.end.is_none_or(|end| now <= end)
+    }
+
+    /// How many questions a new connection may ask: N with
+    /// `--reconnect-every N`, no limit without.
+    fn quota(&self) -> u64 {
+        self.reconnect_every.unwrap_or(u64::MAX)
+    }
+
+    /// Whether the run is over for new questions: stopped, or past `-d`.
+    fn over(&self, now: u64) -> bool {
+        self.stop.load(Ordering::Relaxed) || self.end.is_some_and(|end| now >= end)
     }
 
     /// Whether a `-n` run has handed out every question (for now).
@@ -216,6 +240,7 @@ impl Worker {
     pub(crate) fn run(mut self) -> io::Result<Outcome> {
         let now = now_ns();
         for i in 0..self.conns.len() {
+            self.conns[i].quota = self.shared.quota();
             if self.conns[i].stream.is_some() {
                 let conn = &mut self.conns[i];
                 if let Some(stream) = &conn.stream {
@@ -366,7 +391,12 @@ impl Worker {
             self.ask(i, batch.answered, now);
         }
         let conn = &self.conns[i];
-        if self.shared.budget_spent() && conn.inflight.len() == 0 && conn.phase == Phase::Open {
+        if conn.phase != Phase::Open || conn.inflight.len() > 0 {
+            return;
+        }
+        if conn.quota == 0 {
+            self.renew(i, now);
+        } else if self.shared.budget_spent() && conn.reserved == 0 {
             self.begin_close(i, now);
         }
     }
@@ -481,7 +511,7 @@ impl Worker {
         if self.conns[i].heading_home(now) {
             return;
         }
-        let count = self.claim(count, now);
+        let count = self.claim(i, count, now);
         if count == 0 {
             return;
         }
@@ -502,7 +532,7 @@ impl Worker {
         }
         let mut asked = 0;
         while !self.conns[i].inflight.is_full() && self.conns[i].next_due <= now {
-            if self.claim(1, now) == 0 {
+            if self.claim(i, 1, now) == 0 {
                 break;
             }
             let conn = &mut self.conns[i];
@@ -515,11 +545,14 @@ impl Worker {
             self.conns[i].unsent += asked;
             self.flush(i, now);
         }
+        // A connection at its --reconnect-every quota waits for its
+        // answers, then closes: it has nothing more to ask here.
         let conn = &mut self.conns[i];
         if conn.phase == Phase::Open
             && !conn.inflight.is_full()
             && !conn.in_heap
-            && !self.shared.budget_spent()
+            && conn.quota > 0
+            && !(self.shared.budget_spent() && conn.reserved == 0)
         {
             self.schedule.push(Reverse((conn.next_due, i)));
             conn.in_heap = true;
@@ -538,23 +571,63 @@ impl Worker {
         }
     }
 
-    /// Takes up to `count` questions from the `-n` budget (none after the
-    /// end of a `-d` run), counting those asked again. Questions asked
-    /// during the warmup are not counted, so they are free.
-    fn claim(&mut self, count: usize, now: u64) -> usize {
+    /// Takes up to `count` questions for connection `i` to ask: no more
+    /// than its `--reconnect-every` quota leaves, none after the end of a
+    /// `-d` run, and with `-n` from the budget (or from what the
+    /// connection reserved of it), counting those asked again. Questions
+    /// asked during the warmup are not counted, so they are free.
+    fn claim(&mut self, i: usize, count: usize, now: u64) -> usize {
         // Past the end, an answer is not followed by a new question: the
         // server is left with no more than the pipeline to answer.
         if self.shared.end.is_some_and(|end| now >= end) {
             return 0;
         }
-        match &self.shared.budget {
+        let count = count.min(usize::try_from(self.conns[i].quota).unwrap_or(usize::MAX));
+        if count == 0 {
+            return 0;
+        }
+        let taken = match &self.shared.budget {
+            Some(_) if now >= self.shared.measure_start && self.shared.reserve => {
+                if self.conns[i].reserved < count as u64 {
+                    self.reserve(i, now);
+                }
+                let conn = &mut self.conns[i];
+                let taken = conn.reserved.min(count as u64);
+                conn.reserved -= taken;
+                taken as usize
+            }
             Some(budget) if now >= self.shared.measure_start => {
                 let claim = budget.claim(count);
                 self.tally.reasked += claim.again;
                 claim.taken
             }
             _ => count,
+        };
+        let conn = &mut self.conns[i];
+        if conn.quota != u64::MAX {
+            conn.quota -= taken as u64;
         }
+        taken
+    }
+
+    /// `-n` with `--reconnect-every` (when [`Shared::reserve`]): takes from
+    /// the budget every question connection `i` may still ask and has not
+    /// taken yet, counting those asked again. Not during the warmup, whose
+    /// questions are free.
+    fn reserve(&mut self, i: usize, now: u64) {
+        let shared = &*self.shared;
+        let Some(budget) = &shared.budget else { return };
+        if !shared.reserve || now < shared.measure_start {
+            return;
+        }
+        let conn = &mut self.conns[i];
+        let wanted = conn.quota.saturating_sub(conn.reserved);
+        if wanted == 0 {
+            return;
+        }
+        let claim = budget.claim(usize::try_from(wanted).unwrap_or(usize::MAX));
+        conn.reserved += claim.taken as u64;
+        self.tally.reasked += claim.again;
     }
 
     /// Writes connection `i`'s unsent questions: one `write` of one slice.
@@ -639,6 +712,7 @@ impl Worker {
         let conn = &mut self.conns[i];
         conn.avoid = Some(conn.server);
         conn.reopening = false;
+        conn.renewing = false;
         conn.phase = if shared.budget_spent() && conn.inflight.len() == 0 {
             Phase::Done
         } else {
@@ -708,7 +782,7 @@ impl Worker {
         if budget.spent() {
             for i in 0..self.conns.len() {
                 let conn = &self.conns[i];
-                if conn.phase == Phase::Open && conn.inflight.len() == 0 {
+                if conn.phase == Phase::Open && conn.inflight.len() == 0 && conn.reserved == 0 {
                     self.begin_close(i, now);
                 }
             }
@@ -720,6 +794,12 @@ impl Worker {
                 self.top_up(i, now);
             }
         }
+        // What one reopened connection takes: its pipeline, or with
+        // reservations all it may ask.
+        let share = match self.shared.reserve {
+            true => self.shared.quota(),
+            false => self.shared.pipeline as u64,
+        };
         let mut left = self.shared.budget.as_ref().map_or(0, Budget::unclaimed);
         for i in 0..self.conns.len() {
             if left == 0 {
@@ -728,7 +808,7 @@ impl Worker {
             if self.conns[i].phase == Phase::Done {
                 self.conns[i].reopening = true;
                 self.reconnect(i, now);
-                left = left.saturating_sub(self.shared.pipeline as u64);
+                left = left.saturating_sub(share);
             }
         }
     }
@@ -745,6 +825,8 @@ impl Worker {
         if let Some(budget) = &shared.budget {
             budget.release(conn.inflight.sent_since(shared.measure_start));
             conn.inflight.clear();
+            // Taken for it, never asked: anyone's to ask, for the first time.
+            budget.unclaim(std::mem::take(&mut conn.reserved));
         }
         conn.unsent = conn.inflight.len();
         conn.unsent_skip = 0;
@@ -787,6 +869,12 @@ impl Worker {
         let conn = &mut self.conns[i];
         let avoid = conn.avoid.take();
         match conn.home {
+            // Not after a failure (a --reconnect-every renewal), while
+            // away from home: away until its time is up, as it would be
+            // had it not closed.
+            Some((_, addr)) if avoid.is_none() && conn.away_until.is_some_and(|t| now < t) => {
+                picker.pick(Some(addr))
+            }
             Some((home, addr)) if avoid != Some(addr) => {
                 picker.take(home);
                 conn.away_until = None;
@@ -857,11 +945,21 @@ impl Worker {
     /// the outage), then fills its pipeline.
     fn on_open(&mut self, i: usize, now: u64) {
         // A connection reopened for questions given back did not fail: it
-        // is no reconnect.
+        // is no reconnect; one in place of a connection that had its
+        // --reconnect-every answers is a planned one.
         let reopened = std::mem::take(&mut self.conns[i].reopening);
+        let renewed = std::mem::take(&mut self.conns[i].renewing);
         let conn = &mut self.conns[i];
+        // Its questions asked again here are asked on it: they count
+        // towards its --reconnect-every N.
+        conn.quota = match self.shared.reconnect_every {
+            Some(every) => every.saturating_sub(conn.inflight.len() as u64),
+            None => u64::MAX,
+        };
         if self.shared.in_window(now) {
-            if !reopened {
+            if renewed {
+                self.tally.planned_reconnects += 1;
+            } else if !reopened {
                 self.tally.reconnects += 1;
             }
             // With -d the questions of the connection before are still in
@@ -874,6 +972,31 @@ impl Worker {
         conn.resent_at = now;
         self.flush(i, now);
         self.top_up(i, now);
+    }
+
+    /// `--reconnect-every N`: connection `i` has asked its N questions and
+    /// had every answer. It closes (every answer read, so the server sees
+    /// a clean close, as from the book's client) and a new connection
+    /// opens at once in its place, to the server a new connection would
+    /// get: its home in a fixed list, the registry's pick. No failure, no
+    /// back-off. None opens once the run is over, nor with `-n` once every
+    /// question is taken: with reservations, the new one's questions are
+    /// taken before it connects, so that none opens for nothing.
+    fn renew(&mut self, i: usize, now: u64) {
+        self.hang_up(i);
+        let conn = &mut self.conns[i];
+        conn.quota = self.shared.quota();
+        conn.reopening = false;
+        if !self.shared.over(now) {
+            self.reserve(i, now);
+        }
+        let conn = &mut self.conns[i];
+        if self.shared.over(now) || (self.shared.budget_spent() && conn.reserved == 0) {
+            conn.phase = Phase::Done;
+            return;
+        }
+        conn.renewing = true;
+        self.reconnect(i, now);
     }
 
     /// `-n`: connection `i` has nothing more to ask; it shuts its sending
