@@ -12,9 +12,10 @@ use socket2::SockRef;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{sleep_until, Instant, Sleep};
-use zen_utils::conversation::Conversation;
-use zen_utils::{listener, End, Stall, Work, WorkKind};
+use zen_utils::conversation::{Conversation, Needed};
+use zen_utils::{listener, End, Stall, WorkKind};
 
+use crate::peers;
 use crate::small_task::boxed;
 use crate::{precise_sleep, Shared, Stop};
 
@@ -108,27 +109,47 @@ impl<'a> Connection<'a> {
             // Answer every complete question received so far, each after
             // its work, then send all the answers with one write: a
             // pipelining client costs one read and one write per batch.
-            // (Only whether work is owed is kept across the awaits, not the
-            // work itself, which is the config's: every byte kept across an
-            // await is a byte of every connection's task, idle or not.)
-            let mut owed = self.answer().is_some();
-            while owed {
+            // Boxed: what an answer needs (a work, a question for the
+            // peers) is kept across the awaits below, and inline it would
+            // enlarge every connection's task (see `small_task`).
+            let mut owed = self.answer().map(Box::new);
+            while let Some(needed) = owed {
                 // Answers already made go out before the work begins, so a
                 // pipelining client gets each one as soon as it is ready.
                 if let Err(end) = self.flush().await {
                     return end;
                 }
-                // Boxed: the work's future is large (see `small_task`).
-                if boxed(self.work()).await.is_err() {
-                    // The grace ran out during the work: this question and
-                    // the ones behind it are dropped, as in every model.
-                    return self.conversation.grace_over();
-                }
-                let (config, stats) = (&self.shared.config, &self.shared.stats);
-                owed = self
-                    .conversation
-                    .worked(std::time::Instant::now(), config, stats)
-                    .is_some();
+                let now = std::time::Instant::now;
+                owed = match *needed {
+                    // Boxed: the work's future is large (see `small_task`).
+                    Needed::Work(_) => {
+                        if boxed(self.work()).await.is_err() {
+                            // The grace ran out during the work: this
+                            // question and the ones behind it are dropped,
+                            // as in every model.
+                            return self.conversation.grace_over();
+                        }
+                        let (config, stats) = (&self.shared.config, &self.shared.stats);
+                        self.conversation.worked(now(), config, stats).map(Box::new)
+                    }
+                    // The task awaits the peers; the thread serves the
+                    // other connections meanwhile.
+                    Needed::Peers(forward) => {
+                        let timeout = self.shared.config.peers.timeout;
+                        let asked = guarded(
+                            boxed(peers::ask(forward, timeout)),
+                            &mut self.shutdown,
+                            None,
+                        );
+                        let Ok(reply) = asked.await else {
+                            return self.conversation.grace_over();
+                        };
+                        let (config, stats) = (&self.shared.config, &self.shared.stats);
+                        self.conversation
+                            .forwarded(reply, now(), config, stats)
+                            .map(Box::new)
+                    }
+                };
             }
             if let Err(end) = self.flush().await {
                 return end;
@@ -185,7 +206,7 @@ impl<'a> Connection<'a> {
 
     /// Answers the questions received, as far as the conversation can;
     /// returns the work it now owes, if any.
-    fn answer(&mut self) -> Option<Work> {
+    fn answer(&mut self) -> Option<Needed> {
         let (config, stats) = (&self.shared.config, &self.shared.stats);
         self.conversation
             .answer(std::time::Instant::now(), config, stats)

@@ -52,6 +52,7 @@
 //! ```
 
 mod connection;
+mod peers;
 mod precise_sleep;
 mod small_task;
 

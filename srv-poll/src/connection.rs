@@ -13,8 +13,9 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Instant;
 
-use zen_utils::conversation::Conversation;
+use zen_utils::conversation::{Conversation, Needed};
 use zen_utils::epoll::Interest;
+use zen_utils::peers::Forward;
 use zen_utils::{Config, End, Leftover, Shutdown, Stats, WorkKind};
 
 use crate::timers::Timers;
@@ -58,6 +59,9 @@ pub(crate) enum Wake {
     Ready { ready: Interest, unasked: bool },
     /// The `--work wait` timer of the question in progress is due.
     AnswerDue,
+    /// The peers were asked about the question in progress: this is the
+    /// answer to give.
+    PeersAnswered(&'static [u8]),
     /// Its last turn ended with more to read, and every other ready
     /// connection has had its turn since.
     NextTurn,
@@ -86,6 +90,9 @@ pub(crate) struct Context<'a> {
     /// The end of its grace cuts `--work cpu` short.
     pub(crate) shutdown: &'a Shutdown,
     pub(crate) timers: &'a mut Timers<Timer>,
+    /// Questions this connection needs its peers to answer: the loop
+    /// starts asking them once the connection's turn is over.
+    pub(crate) peer_calls: &'a mut Vec<(ConnId, Forward)>,
     /// Whether a short read may be taken to mean "nothing more to read"
     /// (see `poll_mode`): it saves the read that would only return
     /// `WouldBlock`, one system call per answer.
@@ -146,6 +153,7 @@ impl Connection {
     /// Returns whether it stopped with more to read.
     fn turn(&mut self, wake: Wake, ctx: &mut Context<'_>) -> Result<bool, End> {
         let mut work_done = false;
+        let mut forwarded = None;
         match wake {
             Wake::Ready { ready, unasked } => {
                 self.socket.readable |= ready.readable;
@@ -160,6 +168,11 @@ impl Connection {
                 }
             }
             Wake::AnswerDue => work_done = true,
+            Wake::PeersAnswered(reply) => {
+                // It joins the output here; the questions behind it are
+                // answered in the turn below.
+                forwarded = Some(reply);
+            }
             Wake::NextTurn => {}
             Wake::Shutdown => {
                 // Read at least once: whatever has already arrived.
@@ -180,7 +193,7 @@ impl Connection {
                 self.conversation.drained();
             }
             let answered = self
-                .answer(std::mem::take(&mut work_done), ctx)
+                .answer(std::mem::take(&mut work_done), forwarded.take(), ctx)
                 .map_err(End::Failed)?;
             let sent = self.flush().map_err(End::Failed)?;
             if !(read || answered || sent) {
@@ -220,20 +233,37 @@ impl Connection {
     /// is under its bound and no answer waits on a timer, doing or starting
     /// each one's `--work` (`work_done`: the one waited for is due).
     /// Returns whether it answered (or began working on) any.
-    fn answer(&mut self, work_done: bool, ctx: &mut Context<'_>) -> io::Result<bool> {
-        if !work_done && !self.conversation.has_questions() {
+    fn answer(
+        &mut self,
+        work_done: bool,
+        forwarded: Option<&'static [u8]>,
+        ctx: &mut Context<'_>,
+    ) -> io::Result<bool> {
+        if !work_done && forwarded.is_none() && !self.conversation.has_questions() {
             return Ok(false); // Nothing to answer: not even a clock read.
         }
         let before = self.conversation.output().len();
         let now = Instant::now();
-        let mut work = if work_done {
-            self.conversation.worked(now, ctx.config, ctx.stats)
-        } else {
-            self.conversation.answer(now, ctx.config, ctx.stats)
+        let mut work = match forwarded {
+            Some(reply) => self
+                .conversation
+                .forwarded(reply, now, ctx.config, ctx.stats),
+            None if work_done => self.conversation.worked(now, ctx.config, ctx.stats),
+            None => self.conversation.answer(now, ctx.config, ctx.stats),
         };
         let mut progressed = self.conversation.output().len() != before;
         while let Some(needed) = work {
             progressed = true;
+            let needed = match needed {
+                Needed::Work(work) => work,
+                Needed::Peers(forward) => {
+                    // The loop asks the peers without blocking: the asking
+                    // is the loop's (an outgoing connection beside the
+                    // clients'), and this connection resumes when it ends.
+                    ctx.peer_calls.push((self.id, forward));
+                    break;
+                }
+            };
             if needed.kind == WorkKind::Wait {
                 // The loop's way to wait: a timer. The thread goes back to
                 // the other connections, and this one resumes when the
@@ -423,6 +453,7 @@ mod tests {
             stats: &stats,
             shutdown: &shutdown,
             timers: &mut timers,
+            peer_calls: &mut Vec::new(),
             short_read_drains: true,
         };
         let both = Wake::Ready {

@@ -64,6 +64,9 @@ pub(crate) struct EventLoop {
     /// order they did: advanced again after the next wait, which does not
     /// block while any are listed.
     unfinished: Vec<ConnId>,
+    /// Questions connections need their peers to answer, as their turns
+    /// asked for them.
+    peer_calls: Vec<(ConnId, zen_utils::peers::Forward)>,
     config: Config,
     stats: Stats,
     /// Logs failed accepts, running out of descriptors at most once a second.
@@ -114,6 +117,7 @@ impl EventLoop {
             next_generation: 0,
             timers,
             unfinished: Vec::new(),
+            peer_calls: Vec::new(),
             config,
             stats: Stats::new(),
             accept_errors: AcceptErrors::new(),
@@ -209,6 +213,7 @@ impl EventLoop {
             stats: &self.stats,
             shutdown: &self.shutdown,
             timers: &mut self.timers,
+            peer_calls: &mut self.peer_calls,
             short_read_drains: poll_mode::short_read_drains(self.mode),
         };
         let interest = match slot.conn.advance(wake, &mut ctx) {
@@ -227,6 +232,17 @@ impl EventLoop {
                 .update(&self.poller, &slot.conn.stream, key as u64, interest);
         if let Err(error) = updated {
             self.close(key, End::Failed(error));
+        }
+        self.start_peer_calls();
+    }
+
+    /// Asks the peers the questions connections need them for.
+    fn start_peer_calls(&mut self) {
+        for (id, forward) in std::mem::take(&mut self.peer_calls) {
+            let reply = zen_utils::blocking::ask_peers(forward, self.config.peers.timeout);
+            if self.slot_of(id).is_some() {
+                self.advance(id.key, Wake::PeersAnswered(reply));
+            }
         }
     }
 

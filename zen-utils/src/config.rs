@@ -106,6 +106,33 @@ pub struct ServerArgs {
           conflicts_with = "inetd", help_heading = "Started by someone else")]
     pub processes: u16,
 
+    /// Know only the aphorisms at positions K, K+N, K+2N... of the table
+    /// (1-based); ask --peer about the others
+    #[arg(long, value_name = "K/N", default_value = "1/1",
+          value_parser = crate::peers::parse_part, help_heading = "Servers that ask servers")]
+    pub table_part: (usize, usize),
+
+    /// A server to ask about a question this one does not know
+    /// (repeatable; asked in order; the only servers it ever connects to)
+    #[arg(
+        long,
+        value_name = "IP:PORT",
+        help_heading = "Servers that ask servers"
+    )]
+    pub peer: Vec<SocketAddr>,
+
+    /// Forward a question only while its history, this server added, is
+    /// shorter than this
+    #[arg(long, value_name = "N", default_value_t = crate::peers::DEFAULT_MAX_HOPS,
+          value_parser = parse_hops,
+          help_heading = "Servers that ask servers")]
+    pub max_hops: usize,
+
+    /// How long one peer may take to connect and answer
+    #[arg(long, value_name = "DUR", default_value = "1s", value_parser = positive_duration,
+          help_heading = "Servers that ask servers")]
+    pub peer_timeout: Duration,
+
     /// Register in ZooKeeper once listening (an ephemeral znode under
     /// PATH, deleted at shutdown): zk://HOST:PORT[,HOST:PORT...]/PATH
     #[arg(long, value_name = "URL", help_heading = "Found through a registry")]
@@ -135,6 +162,8 @@ pub struct Config {
     pub work: Option<Work>,
     /// How much to log.
     pub verbosity: Verbosity,
+    /// What part of the table it knows and which peers it may ask.
+    pub peers: crate::peers::PeerConfig,
 }
 
 /// How much a server logs to stderr.
@@ -182,6 +211,14 @@ impl ServerArgs {
                 (_, true) => Verbosity::Quiet,
                 _ => Verbosity::Normal,
             },
+            peers: crate::peers::PeerConfig {
+                part: self.table_part,
+                peers: self.peer.clone(),
+                max_hops: self.max_hops,
+                timeout: self.peer_timeout,
+                // Known once bound: the shared main fills it in.
+                me: self.advertise,
+            },
         }
     }
 
@@ -218,6 +255,7 @@ impl Default for Config {
             max_request: DEFAULT_MAX_REQUEST,
             work: None,
             verbosity: Verbosity::Normal,
+            peers: crate::peers::PeerConfig::default(),
         }
     }
 }
@@ -263,6 +301,23 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     match Duration::try_from_secs_f64(number * seconds_per_unit) {
         Ok(duration) if duration <= MAX_DURATION => Ok(duration),
         _ => Err(DurationError::TooLong(text.to_owned())),
+    }
+}
+
+/// `--max-hops`: 1 to 64.
+fn parse_hops(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(hops @ 1..=64) => Ok(hops),
+        _ => Err("expected a number of hops from 1 to 64".to_owned()),
+    }
+}
+
+/// [`parse_duration`], refusing zero: a timeout of nothing.
+pub fn positive_duration(text: &str) -> Result<Duration, String> {
+    match parse_duration(text) {
+        Ok(duration) if duration.is_zero() => Err("must be more than 0".to_owned()),
+        Ok(duration) => Ok(duration),
+        Err(error) => Err(error.to_string()),
     }
 }
 

@@ -25,8 +25,10 @@
 use std::time::Instant;
 
 use crate::frame::RequestTooLong;
+use crate::peers::{Forward, Lookup};
 use crate::protocol::{
-    self, APHORISMS, IDLE_TIMEOUT, OUTPUT_LIMIT, REQUEST_TOO_LONG, UNKNOWN_APHORISM,
+    self, APHORISMS, IDLE_TIMEOUT, NO_PEER_ANSWERED, OUTPUT_LIMIT, REQUEST_TOO_LONG,
+    UNKNOWN_APHORISM,
 };
 use crate::{Config, Decoder, End, Leftover, Stall, Stats, Work};
 
@@ -59,22 +61,44 @@ pub struct Conversation {
     unanswered: u32,
 }
 
-/// An answer owed: the place of its aphorism in the table, or the table's
-/// length for `Error: unknown aphorism.`.
+/// An answer owed: the place of its aphorism in the table, the table's
+/// length for `Error: unknown aphorism.`, one more for `Error: no peer
+/// answered.`, or [`Owed::PEERS`]: the peers are being asked, and their
+/// answer is not known yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Owed(u8);
 
 impl Owed {
+    /// Waiting for the peers' answer.
+    const PEERS: Self = Self(u8::MAX);
+
     fn of(reply: &'static [u8]) -> Self {
+        if reply == NO_PEER_ANSWERED {
+            return Self(APHORISMS.len() as u8 + 1);
+        }
         let place = APHORISMS.iter().position(|(_, answer)| *answer == reply);
         Self(place.unwrap_or(APHORISMS.len()) as u8)
     }
 
     fn reply(self) -> &'static [u8] {
+        if usize::from(self.0) == APHORISMS.len() + 1 {
+            return NO_PEER_ANSWERED;
+        }
         APHORISMS
             .get(usize::from(self.0))
             .map_or(UNKNOWN_APHORISM, |(_, answer)| answer)
     }
+}
+
+/// What an answer needs before it can join the output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Needed {
+    /// `--work`: the driver does it its own way, then calls
+    /// [`Conversation::worked`].
+    Work(Work),
+    /// A question this server does not know: the driver asks the peers
+    /// its own way, then calls [`Conversation::forwarded`] with the answer.
+    Peers(Forward),
 }
 
 /// Where the conversation is.
@@ -144,19 +168,21 @@ impl Conversation {
     }
 
     /// Answers the questions received, in order, while the unsent answers
-    /// are under their bound. Returns the work of a question whose answer
-    /// needs `--work`: the driver does it its own way, then calls
-    /// [`worked`](Self::worked) (or [`grace_over`](Self::grace_over) if
-    /// the shutdown grace ran out first); the questions behind it wait.
-    pub fn answer(&mut self, now: Instant, config: &Config, stats: &Stats) -> Option<Work> {
+    /// are under their bound. Returns what the answer of the next question
+    /// needs, if it needs anything: `--work`, or the peers (a question this
+    /// server does not know). The driver does it its own way, then calls
+    /// [`worked`](Self::worked) or [`forwarded`](Self::forwarded) (or
+    /// [`grace_over`](Self::grace_over) if the shutdown grace ran out
+    /// first); the questions behind it wait, so answers stay in order.
+    pub fn answer(&mut self, now: Instant, config: &Config, stats: &Stats) -> Option<Needed> {
         if self.working.is_some() || matches!(self.phase, Phase::Closing(_)) {
             return None;
         }
         let (mut answers, mut errors) = (0, 0);
-        let mut work = None;
+        let mut needed = None;
         while self.output().len() < OUTPUT_LIMIT {
-            let reply = match self.decoder.next_question() {
-                Ok(Some(question)) => protocol::answer(question),
+            let lookup = match self.decoder.next_question() {
+                Ok(Some(question)) => config.peers.lookup(question),
                 Ok(None) => break,
                 Err(RequestTooLong { .. }) => {
                     // What came before is answered; the error is the last
@@ -165,9 +191,18 @@ impl Conversation {
                     break;
                 }
             };
-            if let Some(needed) = config.work {
+            let reply = match lookup {
+                Lookup::Answer(reply) => reply,
+                Lookup::Forward(forward) => {
+                    // The peers do the work of this one, not `--work`.
+                    self.working = Some(Owed::PEERS);
+                    needed = Some(Needed::Peers(forward));
+                    break;
+                }
+            };
+            if let Some(work) = config.work {
                 self.working = Some(Owed::of(reply));
-                work = Some(needed);
+                needed = Some(Needed::Work(work));
                 break;
             }
             self.out.extend_from_slice(reply);
@@ -175,14 +210,47 @@ impl Conversation {
             errors += u64::from(protocol::is_error(reply));
         }
         self.count(answers, errors, now, config, stats);
-        work
+        needed
     }
 
     /// The work of the question being answered is done (at `now`): its
     /// answer joins the output, and the questions behind it are answered.
-    /// Returns the work of the next question that needs it.
-    pub fn worked(&mut self, now: Instant, config: &Config, stats: &Stats) -> Option<Work> {
-        let reply = self.working.take()?.reply();
+    /// Returns what the next one needs, if anything.
+    pub fn worked(&mut self, now: Instant, config: &Config, stats: &Stats) -> Option<Needed> {
+        let owed = self.working.take()?;
+        if owed == Owed::PEERS {
+            // Not a work: put it back, the peers still owe the answer.
+            self.working = Some(owed);
+            return None;
+        }
+        self.give(owed.reply(), now, config, stats)
+    }
+
+    /// The peers' answer to the question being answered came (`reply`, as
+    /// [`Asking`](crate::peers::Asking) decided it): it joins the output,
+    /// and the questions behind it are answered. Returns what the next one
+    /// needs, if anything.
+    pub fn forwarded(
+        &mut self,
+        reply: &'static [u8],
+        now: Instant,
+        config: &Config,
+        stats: &Stats,
+    ) -> Option<Needed> {
+        if self.working != Some(Owed::PEERS) {
+            return None;
+        }
+        self.working = None;
+        self.give(reply, now, config, stats)
+    }
+
+    fn give(
+        &mut self,
+        reply: &'static [u8],
+        now: Instant,
+        config: &Config,
+        stats: &Stats,
+    ) -> Option<Needed> {
         self.out.extend_from_slice(reply);
         self.count(1, u64::from(protocol::is_error(reply)), now, config, stats);
         self.answer(now, config, stats)
@@ -475,11 +543,17 @@ mod tests {
             &mut conversation,
             b"Now is better than?Flat is better than?",
         );
-        assert_eq!(conversation.answer(now, &config, &stats), Some(work));
+        assert_eq!(
+            conversation.answer(now, &config, &stats),
+            Some(Needed::Work(work))
+        );
         assert!(!conversation.wants_read());
         assert_eq!(conversation.idle_deadline(), None, "an answer is owed");
         assert_eq!(conversation.output(), b"");
-        assert_eq!(conversation.worked(now, &config, &stats), Some(work));
+        assert_eq!(
+            conversation.worked(now, &config, &stats),
+            Some(Needed::Work(work))
+        );
         assert_eq!(take_output(&mut conversation), b"never.");
         assert_eq!(conversation.worked(now, &config, &stats), None);
         assert_eq!(take_output(&mut conversation), b"nested.");

@@ -27,6 +27,8 @@
 //!   systemd's readiness notifications, `--exit-idle`.
 //! - [`components`]: private ZooKeeper and HAProxy instances, for
 //!   `client compare` and the tests.
+//! - [`peers`]: servers that ask servers: the table part, the forwarded
+//!   question and its history, what a peer's reply means.
 //! - [`registry`]: ZooKeeper: a server's registration, a client's watcher.
 //! - [`supervisor`]: `--processes N`, pre-forked workers that share the
 //!   listener.
@@ -49,6 +51,7 @@ pub mod epoll;
 pub mod frame;
 pub mod listener;
 pub mod log;
+pub mod peers;
 pub mod protocol;
 pub mod registry;
 pub mod server;

@@ -23,6 +23,10 @@ pub const REQUEST_TOO_LONG: &[u8] = b"Error: request too long.";
 pub const SERVER_BUSY: &[u8] = b"Error: server busy.";
 /// Sent when no question completed for `--idle-timeout`; the connection then closes.
 pub const IDLE_TIMEOUT: &[u8] = b"Error: idle timeout.";
+/// The answer to a question the server does not know when a peer it asked
+/// failed (refused, reset, silent, garbage) and none answered; the
+/// connection stays open.
+pub const NO_PEER_ANSWERED: &[u8] = b"Error: no peer answered.";
 
 /// The most unsent answer bytes a connection may hold.
 ///

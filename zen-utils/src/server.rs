@@ -93,6 +93,17 @@ pub fn run_prepared<T>(
         Ok(addr) => addr,
         Err(error) => return fail(name, &error),
     };
+    // The address peers see in a forwarded question's history.
+    let mut config = config;
+    if !config.peers.peers.is_empty() && config.peers.me.is_none() {
+        if addr.ip().is_unspecified() {
+            return fail(
+                name,
+                &"--peer: bound to an unspecified address: give --advertise IP:PORT",
+            );
+        }
+        config.peers.me = Some(addr);
+    }
     let registry = match registry_entry(name, args, addr) {
         Ok(registry) => registry,
         Err(error) => return fail(name, &error),

@@ -1,0 +1,353 @@
+//! Servers that ask servers: a server that knows part of the table
+//! (`--table-part K/N`) forwards a question it does not know to its
+//! configured peers (`--peer`), one after another, and relays the first
+//! answer. This module is the rule, written once and with no I/O: which
+//! questions are local, what is forwarded to whom, and what a peer's reply
+//! means. Each model does the asking its own way (that is the lesson).
+//!
+//! A forwarded question carries the servers that already handled it:
+//! `[127.0.0.1:7001,127.0.0.1:7002]Flat is better than?`. A server never
+//! asks one of those again, never forwards once the history is as long
+//! as `--max-hops`, and never connects anywhere but its configured peers:
+//! the history is only compared, never dialled.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::protocol::{APHORISMS, NO_PEER_ANSWERED, UNKNOWN_APHORISM};
+
+/// The default `--max-hops`: the history, the server itself added, must
+/// be shorter than this for a question to be forwarded.
+pub const DEFAULT_MAX_HOPS: usize = 6;
+/// The default `--peer-timeout`.
+pub const DEFAULT_PEER_TIMEOUT: Duration = Duration::from_secs(1);
+/// The longest reply read from a peer: the longest valid one is
+/// `Error: no peer answered.`; anything longer is garbage.
+pub const MAX_PEER_REPLY: usize = 64;
+
+/// What a server knows and whom it may ask.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerConfig {
+    /// `--table-part K/N`: this server knows the aphorisms at positions
+    /// K, K+N, ... (1-based).
+    pub part: (usize, usize),
+    /// `--peer`: the only servers it ever connects to, in order.
+    pub peers: Vec<SocketAddr>,
+    /// `--max-hops`.
+    pub max_hops: usize,
+    /// `--peer-timeout`: connect and answer together, per peer asked.
+    pub timeout: Duration,
+    /// Its own address as peers know it (the bound one, or `--advertise`):
+    /// what it adds to the history.
+    pub me: Option<SocketAddr>,
+}
+
+impl Default for PeerConfig {
+    fn default() -> Self {
+        Self {
+            part: (1, 1),
+            peers: Vec::new(),
+            max_hops: DEFAULT_MAX_HOPS,
+            timeout: DEFAULT_PEER_TIMEOUT,
+            me: None,
+        }
+    }
+}
+
+/// A question to ask the peers: the request to send (history included),
+/// and the peers to ask, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forward {
+    /// `[history,me]question`.
+    pub request: Vec<u8>,
+    /// Configured peers not in the history.
+    pub peers: Vec<SocketAddr>,
+}
+
+/// How a question is answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// Here and now.
+    Answer(&'static [u8]),
+    /// By the peers.
+    Forward(Forward),
+}
+
+impl PeerConfig {
+    /// Whether this server knows the aphorism at `index` (0-based).
+    fn knows(&self, index: usize) -> bool {
+        let (k, n) = self.part;
+        (index + 1) % n == k % n
+    }
+
+    /// How `request` (a complete question, history and all) is answered.
+    pub fn lookup(&self, request: &[u8]) -> Lookup {
+        let (history, question) = match split_history(request) {
+            Ok(split) => split,
+            Err(Malformed) => return Lookup::Answer(UNKNOWN_APHORISM),
+        };
+        if let Some(index) = APHORISMS.iter().position(|(known, _)| *known == question) {
+            if self.knows(index) {
+                return Lookup::Answer(APHORISMS[index].1);
+            }
+        }
+        let Some(me) = self.me else {
+            return Lookup::Answer(UNKNOWN_APHORISM);
+        };
+        // With itself added, the history must stay shorter than the hops
+        // allowed; a history that names this server already went round.
+        if history.contains(&me) || history.len() + 1 >= self.max_hops {
+            return Lookup::Answer(UNKNOWN_APHORISM);
+        }
+        let peers: Vec<SocketAddr> = self
+            .peers
+            .iter()
+            .copied()
+            .filter(|peer| *peer != me && !history.contains(peer))
+            .collect();
+        if peers.is_empty() {
+            return Lookup::Answer(UNKNOWN_APHORISM);
+        }
+        let mut request = Vec::with_capacity(question.len() + 24 * (history.len() + 1) + 2);
+        request.push(b'[');
+        for addr in history.iter().chain([&me]) {
+            if request.len() > 1 {
+                request.push(b',');
+            }
+            request.extend_from_slice(addr.to_string().as_bytes());
+        }
+        request.push(b']');
+        request.extend_from_slice(question);
+        Lookup::Forward(Forward { request, peers })
+    }
+}
+
+struct Malformed;
+
+/// `[a,b]question` into its history and its question; no `[`: no history.
+fn split_history(request: &[u8]) -> Result<(Vec<SocketAddr>, &[u8]), Malformed> {
+    let Some(rest) = request.strip_prefix(b"[") else {
+        return Ok((Vec::new(), request));
+    };
+    let end = rest.iter().position(|b| *b == b']').ok_or(Malformed)?;
+    let text = std::str::from_utf8(&rest[..end]).map_err(|_| Malformed)?;
+    let history = if text.is_empty() {
+        Vec::new()
+    } else {
+        text.split(',')
+            .map(|addr| addr.parse().map_err(|_| Malformed))
+            .collect::<Result<_, _>>()?
+    };
+    Ok((history, &rest[end + 1..]))
+}
+
+/// What one peer's reply means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply {
+    /// An answer to relay, byte for byte: an aphorism's, or `Error: no
+    /// peer answered.` from further on.
+    Answer(&'static [u8]),
+    /// `Error: unknown aphorism.`: ask the next peer.
+    Unknown,
+    /// Refused, reset, silent past the timeout, or garbage.
+    Failed,
+}
+
+impl Reply {
+    /// The meaning of `bytes`, one complete reply (up to its `.`).
+    pub fn of(bytes: &[u8]) -> Self {
+        if bytes == UNKNOWN_APHORISM {
+            return Self::Unknown;
+        }
+        if bytes == NO_PEER_ANSWERED {
+            return Self::Answer(NO_PEER_ANSWERED);
+        }
+        APHORISMS
+            .iter()
+            .find(|(_, answer)| *answer == bytes)
+            .map_or(Self::Failed, |(_, answer)| Self::Answer(answer))
+    }
+}
+
+/// The asking of the peers of one question, one after another.
+#[derive(Debug)]
+pub struct Asking {
+    forward: Forward,
+    next: usize,
+    failed: bool,
+}
+
+impl Asking {
+    /// Starts asking the peers of `forward`.
+    pub fn new(forward: Forward) -> Self {
+        Self {
+            forward,
+            next: 0,
+            failed: false,
+        }
+    }
+
+    /// The request to send to each peer.
+    pub fn request(&self) -> &[u8] {
+        &self.forward.request
+    }
+
+    /// The next peer to ask, if any is left.
+    pub fn next_peer(&mut self) -> Option<SocketAddr> {
+        let peer = self.forward.peers.get(self.next).copied();
+        self.next += 1;
+        peer
+    }
+
+    /// A peer replied (or failed): the answer to give, once it is decided.
+    /// `None`: ask the next peer.
+    pub fn heard(&mut self, reply: Reply) -> Option<&'static [u8]> {
+        match reply {
+            Reply::Answer(answer) => Some(answer),
+            Reply::Unknown => self.exhausted(),
+            Reply::Failed => {
+                self.failed = true;
+                self.exhausted()
+            }
+        }
+    }
+
+    /// The answer once every peer was asked, or `None` while one is left.
+    fn exhausted(&self) -> Option<&'static [u8]> {
+        (self.next >= self.forward.peers.len()).then_some(if self.failed {
+            NO_PEER_ANSWERED
+        } else {
+            UNKNOWN_APHORISM
+        })
+    }
+}
+
+/// Bytes from a peer that cannot be a reply: too long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotAReply;
+
+/// The length of the reply (up to and including its `.`) at the start of
+/// `buf`, once it is complete.
+pub fn complete_reply(buf: &[u8]) -> Result<Option<usize>, NotAReply> {
+    match buf.iter().position(|b| *b == b'.') {
+        Some(end) if end < MAX_PEER_REPLY => Ok(Some(end + 1)),
+        Some(_) => Err(NotAReply),
+        None if buf.len() >= MAX_PEER_REPLY => Err(NotAReply),
+        None => Ok(None),
+    }
+}
+
+/// Parses `K/N` for `--table-part`.
+pub fn parse_part(text: &str) -> Result<(usize, usize), String> {
+    let (k, n) = text.split_once('/').ok_or("expected K/N, e.g. 1/2")?;
+    let (k, n): (usize, usize) = (
+        k.parse().map_err(|_| "K is not a number")?,
+        n.parse().map_err(|_| "N is not a number")?,
+    );
+    if n == 0 || n > APHORISMS.len() || k == 0 || k > n {
+        return Err(format!("expected 1 <= K <= N <= {}", APHORISMS.len()));
+    }
+    Ok((k, n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(part: (usize, usize), peers: &[&str], me: &str) -> PeerConfig {
+        PeerConfig {
+            part,
+            peers: peers.iter().map(|p| p.parse().unwrap()).collect(),
+            me: Some(me.parse().unwrap()),
+            ..PeerConfig::default()
+        }
+    }
+
+    #[test]
+    fn a_half_knows_every_other_aphorism_and_forwards_the_rest_with_its_history() {
+        let a = config((1, 2), &["127.0.0.1:2"], "127.0.0.1:1");
+        assert_eq!(
+            a.lookup(b"Beautiful is better than?"),
+            Lookup::Answer(b"ugly.")
+        );
+        assert_eq!(
+            a.lookup(b"Explicit is better than?"),
+            Lookup::Forward(Forward {
+                request: b"[127.0.0.1:1]Explicit is better than?".to_vec(),
+                peers: vec!["127.0.0.1:2".parse().unwrap()],
+            })
+        );
+        assert_eq!(
+            a.lookup(b"[127.0.0.1:9]Explicit is better than?"),
+            Lookup::Forward(Forward {
+                request: b"[127.0.0.1:9,127.0.0.1:1]Explicit is better than?".to_vec(),
+                peers: vec!["127.0.0.1:2".parse().unwrap()],
+            })
+        );
+        let b = config((2, 2), &["127.0.0.1:1"], "127.0.0.1:2");
+        assert_eq!(
+            b.lookup(b"[127.0.0.1:1]Explicit is better than?"),
+            Lookup::Answer(b"implicit.")
+        );
+    }
+
+    #[test]
+    fn loops_hops_and_malformed_histories_end_in_unknown() {
+        let a = config((1, 2), &["127.0.0.1:2"], "127.0.0.1:1");
+        for request in [
+            &b"[127.0.0.1:1]Explicit is better than?"[..], // itself
+            b"[127.0.0.1:2]Explicit is better than?",      // all its peers
+            b"[not an address]Explicit is better than?",
+            b"[127.0.0.1:2 Explicit is better than?",
+        ] {
+            assert_eq!(
+                a.lookup(request),
+                Lookup::Answer(UNKNOWN_APHORISM),
+                "{request:?}"
+            );
+        }
+        let hops = PeerConfig {
+            max_hops: 2,
+            ..a.clone()
+        };
+        assert_eq!(
+            hops.lookup(b"[127.0.0.1:9]Explicit is better than?"),
+            Lookup::Answer(UNKNOWN_APHORISM)
+        );
+    }
+
+    #[test]
+    fn the_first_answer_wins_unknowns_ask_on_and_failures_say_so() {
+        let forward = Forward {
+            request: b"x?".to_vec(),
+            peers: vec![
+                "127.0.0.1:1".parse().unwrap(),
+                "127.0.0.1:2".parse().unwrap(),
+            ],
+        };
+        let mut asking = Asking::new(forward.clone());
+        asking.next_peer();
+        assert_eq!(asking.heard(Reply::of(b"Error: unknown aphorism.")), None);
+        asking.next_peer();
+        assert_eq!(asking.heard(Reply::of(b"ugly.")), Some(&b"ugly."[..]));
+        let mut asking = Asking::new(forward.clone());
+        asking.next_peer();
+        assert_eq!(asking.heard(Reply::of(b"garbage.")), None);
+        asking.next_peer();
+        assert_eq!(asking.heard(Reply::Unknown), Some(NO_PEER_ANSWERED));
+        let mut asking = Asking::new(forward);
+        asking.next_peer();
+        asking.heard(Reply::Unknown);
+        asking.next_peer();
+        assert_eq!(asking.heard(Reply::Unknown), Some(UNKNOWN_APHORISM));
+        assert_eq!(asking.next_peer(), None);
+    }
+
+    #[test]
+    fn table_parts_parse_and_absurd_ones_are_refused() {
+        assert_eq!(parse_part("1/2"), Ok((1, 2)));
+        for bad in ["0/2", "3/2", "1/0", "1/8", "x", "1/"] {
+            assert!(parse_part(bad).is_err(), "{bad}");
+        }
+    }
+}
