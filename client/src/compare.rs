@@ -20,6 +20,7 @@
 //! runs at a lower priority so that its threads never preempt the load
 //! (`process::SERVER_NICE`).
 
+mod ask_peers;
 mod charts;
 mod dead_server;
 mod experiments;
@@ -142,14 +143,14 @@ pub(crate) fn run(args: &CompareArgs) -> anyhow::Result<ExitCode> {
         c10k: args.c10k.unwrap_or(base.c10k),
         pool_workers: args.pool_workers,
     };
-    // Experiment 11 runs apart: its rows are ways to reach three backends,
-    // not servers.
-    let dead_server_wanted =
-        args.only.is_empty() || args.only.iter().any(|name| name == dead_server::KEY);
+    // Experiments 11 and 12 run apart: their rows are ways to reach three
+    // backends, and pairs of servers, not one server each.
+    let wanted = |key: &str| args.only.is_empty() || args.only.iter().any(|name| name == key);
+    let (dead_server_wanted, ask_peers_wanted) = (wanted(dead_server::KEY), wanted(ask_peers::KEY));
     let only: Vec<String> = args
         .only
         .iter()
-        .filter(|name| *name != dead_server::KEY)
+        .filter(|name| *name != dead_server::KEY && *name != ask_peers::KEY)
         .cloned()
         .collect();
     let experiments = if !args.only.is_empty() && only.is_empty() {
@@ -199,6 +200,7 @@ pub(crate) fn run(args: &CompareArgs) -> anyhow::Result<ExitCode> {
         },
         experiments: Vec::new(),
         dead_server: None,
+        ask_peers: None,
         interrupted: false,
     };
     progress.say(&format!(
@@ -268,6 +270,27 @@ pub(crate) fn run(args: &CompareArgs) -> anyhow::Result<ExitCode> {
             dead_server::table(&result)
         ));
         results.dead_server = Some(result);
+    }
+    if ask_peers_wanted && !interrupted.load(Ordering::Relaxed) {
+        // Long enough for srv-single's deadlock to break several times.
+        let duration = if args.quick {
+            Duration::from_secs(2)
+        } else {
+            Duration::from_secs(3)
+        };
+        progress.say(&format!(
+            "client compare: {}, {:.0} s per model",
+            ask_peers::TITLE,
+            duration.as_secs_f64()
+        ));
+        let result = ask_peers::run(&bin_dir, &contenders, duration, &interrupted);
+        progress.print(&format!(
+            "{}. {}\n{}",
+            ask_peers::NUMBER,
+            ask_peers::TITLE,
+            ask_peers::table(&result)
+        ));
+        results.ask_peers = Some(result);
     }
     progress.done();
 
@@ -641,6 +664,15 @@ fn write_report(results: &Results, out: &Path) -> anyhow::Result<()> {
                 dead_server::CHART
             ),
         }
+    }
+    if let Some(peers) = &results.ask_peers {
+        report += &format!(
+            "\n## {}. {}\n\n{}\n\n{}",
+            peers.number,
+            peers.title,
+            peers.lesson,
+            ask_peers::table(peers)
+        );
     }
     write("report.md", report)?;
     Ok(())

@@ -661,3 +661,52 @@ fn survives_a_dead_server_three_ways_losing_nothing() {
     assert!(chart.contains("backend 2 killed") && chart.contains("ZooKeeper registry"));
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// Experiment 12 on its own, for srv-single and srv-async: two srv-singles
+/// asking each other deadlock until the peer timeout (no right answer, and
+/// `Error: no peer answered.` counted); two srv-asyncs answer every client.
+#[test]
+fn servers_that_ask_servers_deadlock_one_at_a_time_and_not_async() {
+    let bin_dir = common::server_binaries(&["srv-single", "srv-async"]);
+    let out = std::env::temp_dir().join(format!("zen-compare-peers-{}", std::process::id()));
+    let output = Command::new(env!("CARGO_BIN_EXE_client"))
+        .args([
+            "compare",
+            "--quick",
+            "--only",
+            "servers-ask-servers",
+            "--servers",
+            "srv-single,srv-async",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .arg("--bin-dir")
+        .arg(&bin_dir)
+        .output()
+        .expect("run client compare");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let json = std::fs::read_to_string(out.join("results.json")).expect("results.json");
+    let results: Value = serde_json::from_str(&json).expect("valid JSON");
+    let rows = results["ask_peers"]["rows"].as_array().unwrap();
+    let row = |id: &str| {
+        rows.iter()
+            .find(|r| r["server"] == id)
+            .unwrap_or_else(|| panic!("{id}: {rows:?}"))
+    };
+    let single = row("srv-single");
+    assert!(single["failed"].is_null(), "{single}");
+    assert_eq!(num(single, "rps"), 0.0, "{single}");
+    assert!(num(single, "no_peer_answered") > 0.0, "{single}");
+    let async_row = row("srv-async");
+    assert_eq!(num(async_row, "no_peer_answered"), 0.0, "{async_row}");
+    assert_eq!(num(async_row, "served"), 16.0, "{async_row}");
+    assert!(num(async_row, "rps") > 0.0, "{async_row}");
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        report.contains("## 12. Servers that ask servers"),
+        "{report}"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}

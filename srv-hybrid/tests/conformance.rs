@@ -28,6 +28,7 @@ mod work_stealing {
     use super::*;
 
     zen_utils::conformance_suite!(serve: serve_with(Runtime::WorkStealing), model: Model::Concurrent);
+    zen_utils::peer_suite!(serve: serve_with(Runtime::WorkStealing), model: Model::Concurrent);
     zen_utils::binary_suite!(
         bin: env!("CARGO_BIN_EXE_srv-hybrid"),
         args: ["--runtime", "work-stealing", "--workers", "3"],
@@ -38,6 +39,7 @@ mod per_core {
     use super::*;
 
     zen_utils::conformance_suite!(serve: serve_with(Runtime::PerCore), model: Model::Concurrent);
+    zen_utils::peer_suite!(serve: serve_with(Runtime::PerCore), model: Model::Concurrent);
     zen_utils::binary_suite!(
         bin: env!("CARGO_BIN_EXE_srv-hybrid"),
         args: ["--runtime", "per-core", "--workers", "3"],

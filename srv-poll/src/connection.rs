@@ -18,6 +18,7 @@ use zen_utils::epoll::Interest;
 use zen_utils::peers::Forward;
 use zen_utils::{Config, End, Leftover, Shutdown, Stats, WorkKind};
 
+use crate::peer_call::CallId;
 use crate::timers::Timers;
 
 /// How many reads one connection may make per turn of the loop. A client
@@ -46,6 +47,9 @@ pub(crate) enum Timer {
     IdleScan,
     /// The accept backoff after running out of descriptors is over.
     ResumeAccepting,
+    /// A peer being asked had `--peer-timeout` to connect and answer: if
+    /// that attempt is still in progress, the peer failed.
+    PeerDeadline(CallId),
 }
 
 /// What happened, as the loop tells a connection.

@@ -14,11 +14,14 @@ use zen_utils::listener::{self, AcceptErrors, AcceptFailure, ACCEPT_BACKOFF};
 use zen_utils::{Config, End, Shutdown, Stats, Summary};
 
 use crate::connection::{ConnId, Connection, Context, Next, Timer, Wake};
+use crate::peer_call::{CallContext, CallId, PeerCall};
 use crate::poll_mode::{self, PollMode, Registration};
 use crate::timers::Timers;
 
 /// The poll keys of the loop's own sources. Connections are keyed by their
-/// slab key, which counts up from 0, so the top of the range is free.
+/// slab key, which counts up from 0, so the top of the range is free; peer
+/// calls' keys have bit 62 set and bit 63 clear (see `peer_call.rs`), which
+/// neither a slab key nor these have.
 const SERVER: u64 = u64::MAX;
 const WAKER: u64 = u64::MAX - 1;
 const TIMER: u64 = u64::MAX - 2;
@@ -41,6 +44,9 @@ struct Slot {
     registration: Registration,
     /// Listed in `unfinished`, waiting for its next turn.
     queued: bool,
+    /// The key of its peer call in flight, if the peers are being asked
+    /// its question: cancelled if the connection closes first.
+    call: Option<usize>,
 }
 
 /// The loop and everything it owns. Only its one thread ever touches it.
@@ -65,8 +71,14 @@ pub(crate) struct EventLoop {
     /// block while any are listed.
     unfinished: Vec<ConnId>,
     /// Questions connections need their peers to answer, as their turns
-    /// asked for them.
+    /// asked for them: the loop starts their calls after the turn.
     peer_calls: Vec<(ConnId, zen_utils::peers::Forward)>,
+    /// The peer calls in flight: outgoing connections, one per question
+    /// being forwarded, driven by this loop beside the clients.
+    calls: Slab<PeerCall>,
+    /// Counts peer call attempts, to tell an attempt that is over (its
+    /// deadline, its socket's events) from the one in progress.
+    next_attempt: u64,
     config: Config,
     stats: Stats,
     /// Logs failed accepts, running out of descriptors at most once a second.
@@ -118,6 +130,8 @@ impl EventLoop {
             timers,
             unfinished: Vec::new(),
             peer_calls: Vec::new(),
+            calls: Slab::new(),
+            next_attempt: 0,
             config,
             stats: Stats::new(),
             accept_errors: AcceptErrors::new(),
@@ -155,7 +169,10 @@ impl EventLoop {
                     SERVER => self.accept_all(),
                     WAKER => self.waker.clear(),
                     TIMER => self.timer_fired(),
-                    key => self.on_ready(key as usize, event),
+                    key => match CallId::of_poll_key(key) {
+                        Some(call) => self.on_peer_ready(call),
+                        None => self.on_ready(key as usize, event),
+                    },
                 }
             }
             self.run_due_timers(Instant::now());
@@ -203,8 +220,14 @@ impl EventLoop {
     }
 
     /// Tells a connection what happened, and does what it wants next:
-    /// close it, or register its interest (and list it for another turn).
+    /// close it, or register its interest (and list it for another turn);
+    /// then starts the peer calls its turn asked for.
     fn advance(&mut self, key: usize, wake: Wake) {
+        self.advance_connection(key, wake);
+        self.start_peer_calls();
+    }
+
+    fn advance_connection(&mut self, key: usize, wake: Wake) {
         let Some(slot) = self.connections.get_mut(key) else {
             return;
         };
@@ -233,16 +256,89 @@ impl EventLoop {
         if let Err(error) = updated {
             self.close(key, End::Failed(error));
         }
-        self.start_peer_calls();
     }
 
-    /// Asks the peers the questions connections need them for.
+    /// Starts asking the peers the questions connections need them for:
+    /// each a [`PeerCall`], its first connect begun, without blocking. A
+    /// call decided at once (no peer could even be dialled) is answered
+    /// here, and the turn that answer gives may ask for more: a loop, not
+    /// a recursion, however many questions a client pipelined.
     fn start_peer_calls(&mut self) {
-        for (id, forward) in std::mem::take(&mut self.peer_calls) {
-            let reply = zen_utils::blocking::ask_peers(forward, self.config.peers.timeout);
-            if self.slot_of(id).is_some() {
-                self.advance(id.key, Wake::PeersAnswered(reply));
+        while !self.peer_calls.is_empty() {
+            for (client, forward) in std::mem::take(&mut self.peer_calls) {
+                if self.slot_of(client).is_none() {
+                    continue; // It closed in the same turn.
+                }
+                let entry = self.calls.vacant_entry();
+                let key = entry.key();
+                let mut ctx = CallContext {
+                    poller: &self.poller,
+                    mode: self.mode,
+                    timers: &mut self.timers,
+                    timeout: self.config.peers.timeout,
+                    next_generation: &mut self.next_attempt,
+                };
+                match PeerCall::start(client, forward, key, &mut ctx) {
+                    (call, None) => {
+                        entry.insert(call);
+                        if let Some(slot) = self.slot_of(client) {
+                            slot.call = Some(key);
+                        }
+                    }
+                    (_, Some(answer)) => {
+                        self.advance_connection(client.key, Wake::PeersAnswered(answer));
+                    }
+                }
             }
+        }
+    }
+
+    /// A peer call's socket is ready: its attempt goes on, and the call
+    /// ends if that decided the answer.
+    fn on_peer_ready(&mut self, id: CallId) {
+        // A call cancelled earlier in this batch may have left an event
+        // behind, and so may an attempt that is over: the generation in the
+        // key tells, even if the slab key was reused.
+        let Some(call) = self.calls.get_mut(id.key) else {
+            return;
+        };
+        let mut ctx = CallContext {
+            poller: &self.poller,
+            mode: self.mode,
+            timers: &mut self.timers,
+            timeout: self.config.peers.timeout,
+            next_generation: &mut self.next_attempt,
+        };
+        if let Some(answer) = call.on_ready(id, &mut ctx) {
+            self.end_call(id.key, answer);
+        }
+    }
+
+    /// A peer call's attempt is due: if that attempt is still in progress,
+    /// its peer failed, and the call asks the next peer or ends.
+    fn peer_deadline(&mut self, id: CallId) {
+        let Some(call) = self.calls.get_mut(id.key) else {
+            return;
+        };
+        let mut ctx = CallContext {
+            poller: &self.poller,
+            mode: self.mode,
+            timers: &mut self.timers,
+            timeout: self.config.peers.timeout,
+            next_generation: &mut self.next_attempt,
+        };
+        if let Some(answer) = call.on_deadline(id, &mut ctx) {
+            self.end_call(id.key, answer);
+        }
+    }
+
+    /// A peer call decided its answer: it ends (its last socket is closed
+    /// already), and the client that owes the answer gives it.
+    fn end_call(&mut self, key: usize, answer: &'static [u8]) {
+        let call = self.calls.remove(key);
+        if let Some(slot) = self.slot_of(call.client) {
+            slot.call = None;
+            self.advance(call.client.key, Wake::PeersAnswered(answer));
         }
     }
 
@@ -333,6 +429,7 @@ impl EventLoop {
             conn: Connection::new(stream, peer, id, &self.config),
             registration: Registration::new(Interest::READ),
             queued: false,
+            call: None,
         });
         tracing::debug!("accepted connection from {peer}");
     }
@@ -349,6 +446,7 @@ impl EventLoop {
                 }
                 Timer::IdleScan => self.scan_for_timeouts(now),
                 Timer::ResumeAccepting => self.listen(true),
+                Timer::PeerDeadline(id) => self.peer_deadline(id),
             }
         }
     }
@@ -390,20 +488,26 @@ impl EventLoop {
 
     /// The shutdown grace is over: whatever is left closes now. A client
     /// that had not read its answers failed; answers still being worked
-    /// on (a `--work wait` timer not yet due) are dropped, as in every
-    /// model, and so are the questions behind them.
+    /// on (a `--work wait` timer not yet due, a peer call in flight) are
+    /// dropped, as in every model, and so are the questions behind them.
     fn close_remaining(&mut self) {
         let keys: Vec<usize> = self.connections.iter().map(|(key, _)| key).collect();
         for key in keys {
             let end = self.connections[key].conn.grace_over();
             self.close(key, end);
         }
+        self.calls.clear();
     }
 
     /// Closes a connection (closing its socket removes it from the epoll
     /// set), and counts and logs its end.
     fn close(&mut self, key: usize, end: End) {
         let mut slot = self.connections.remove(key);
+        // Its peer call, if one is in flight, is cancelled: its socket
+        // closes, and its deadline, when due, finds no call (or another).
+        if let Some(call) = slot.call {
+            self.calls.remove(call);
+        }
         end.record(slot.conn.peer, slot.conn.leftover(), &self.stats);
     }
 }
@@ -412,4 +516,128 @@ fn idle_scan_period(config: &Config) -> Option<Duration> {
     config
         .idle_timeout
         .map(|timeout| (timeout / IDLE_SCANS_PER_TIMEOUT).max(Duration::from_millis(1)))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpListener, TcpStream};
+    use std::thread;
+    use std::time::{Duration, Instant};
+
+    use zen_utils::peers::PeerConfig;
+    use zen_utils::protocol::NO_PEER_ANSWERED;
+    use zen_utils::testkit::{Client, TestServer};
+    use zen_utils::{Config, Verbosity};
+
+    /// A fake peer on `127.0.0.1:0`: each connection it accepts is handed
+    /// to `behave` on a thread of its own.
+    fn fake_peer(behave: fn(TcpStream)) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                thread::spawn(move || behave(stream));
+            }
+        });
+        addr
+    }
+
+    /// Reads the question, waits `after`, replies `reply`, and keeps the
+    /// connection open a while.
+    fn replying(mut stream: TcpStream, after: Duration, reply: &[u8]) {
+        let mut question = [0; 256];
+        let _ = stream.read(&mut question);
+        thread::sleep(after);
+        let _ = stream.write_all(reply);
+        thread::sleep(Duration::from_secs(2));
+    }
+
+    /// A srv-poll knowing the first half of the table, asking `peers`.
+    fn server(peers: &[SocketAddr], timeout: Duration) -> TestServer {
+        let config = Config {
+            verbosity: Verbosity::Quiet,
+            peers: PeerConfig {
+                part: (1, 2),
+                peers: peers.to_vec(),
+                me: Some("127.0.0.1:1".parse().unwrap()),
+                timeout,
+                ..PeerConfig::default()
+            },
+            ..Config::default()
+        };
+        TestServer::start(crate::serve, config)
+    }
+
+    /// The first peer says unknown after half the timeout, the second
+    /// answers 0.8 timeouts after it was asked: the first attempt's
+    /// deadline, due while the second is in progress, is an earlier
+    /// attempt's and fails nothing.
+    #[test]
+    fn a_deadline_of_an_attempt_that_is_over_fails_nothing() {
+        let unknown = fake_peer(|stream| {
+            replying(
+                stream,
+                Duration::from_millis(200),
+                b"Error: unknown aphorism.",
+            )
+        });
+        let knows = fake_peer(|stream| replying(stream, Duration::from_millis(320), b"implicit."));
+        let server = server(&[unknown, knows], Duration::from_millis(400));
+        let mut client = server.connect();
+        let started = Instant::now();
+        assert_eq!(client.ask(b"Explicit is better than?"), b"implicit.");
+        assert!(started.elapsed() > Duration::from_millis(500));
+    }
+
+    /// Questions forwarded to a silent peer by many clients at once all
+    /// wait out the same timeout together, not one after another, and a
+    /// question the server knows is answered meanwhile.
+    #[test]
+    fn calls_to_a_silent_peer_wait_together_and_others_are_served() {
+        let silent = fake_peer(|stream| replying(stream, Duration::from_secs(10), b""));
+        let timeout = Duration::from_millis(500);
+        let server = server(&[silent], timeout);
+        let started = Instant::now();
+        let mut waiting: Vec<Client> = (0..20).map(|_| server.connect()).collect();
+        for client in &mut waiting {
+            client.send(b"Explicit is better than?");
+        }
+        let mut local = server.connect();
+        assert_eq!(local.ask(b"Beautiful is better than?"), b"ugly.");
+        assert!(started.elapsed() < timeout / 2, "{:?}", started.elapsed());
+        for client in &mut waiting {
+            assert_eq!(client.answer(), NO_PEER_ANSWERED);
+        }
+        let elapsed = started.elapsed();
+        assert!(elapsed >= timeout && elapsed < 3 * timeout, "{elapsed:?}");
+    }
+
+    /// A client that closes while its question is with a peer: the call
+    /// ends at its timeout (a connection owing an answer does not read, so
+    /// the close is seen only then), its socket closes, its answer is
+    /// dropped, and the server goes on.
+    #[test]
+    fn a_call_whose_client_closed_ends_at_its_timeout() {
+        let (closed_tx, closed_rx) = std::sync::mpsc::channel();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let silent = listener.local_addr().unwrap();
+        thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut buf = [0; 256];
+            while stream.read(&mut buf).is_ok_and(|n| n > 0) {}
+            let _ = closed_tx.send(Instant::now());
+        });
+        let timeout = Duration::from_millis(300);
+        let server = server(&[silent], timeout);
+        let mut client = server.connect();
+        let asked = Instant::now();
+        client.send(b"Explicit is better than?");
+        thread::sleep(Duration::from_millis(50));
+        drop(client);
+        let seen = closed_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        let after = seen.duration_since(asked);
+        assert!(after >= timeout && after < 4 * timeout, "{after:?}");
+        assert_eq!(server.connect().ask(b"Beautiful is better than?"), b"ugly.");
+    }
 }

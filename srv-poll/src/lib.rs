@@ -10,7 +10,10 @@
 //!  client B ─┼──► key 1 ready  ──► read ─► start a wait timer ──┐         │
 //!            │  timers due ──► B's answer ─► write ◄────────────┘         │
 //!            │             ──► idle scan ─► close the silent ones         │
-//!            └──────────────────────────────────────────────────────────┘
+//!  client C ─┼──► key 2 ready  ──► read ─► not known here: connect ──┐    │
+//!  peer     ◄┼── call ready ──► connected: write; reply: C's answer ◄┘    │
+//!            │  timers due ──► a silent peer's deadline ─► the next peer  │
+//!            └────────────────────────────────────────────────────────────┘
 //! ```
 //!
 //! The loop, in `event_loop.rs`, is this:
@@ -23,9 +26,16 @@
 //!         a connection: tell it, and do what it answers (connection.rs):
 //!             Wait(interest)        register that interest, if it changed
 //!             AnotherTurn(interest) it had more to read: again after the others
-//!             Close(end)            close it, count and log why
+//!             Close(end)            close it (and cancel its peer call), count
+//!                                   and log why
+//!           then start the peer calls its turn asked for: a non-blocking
+//!           connect to the first peer, and its deadline on the timer queue;
+//!         a peer call: its attempt goes on (peer_call.rs): connected, write
+//!             the request, read the reply; once the peer replied or failed,
+//!             ask the next peer, or give the answer to its connection (as
+//!             for a connection above);
 //!     run the due timers: `--work wait` answers, the idle scan, the end of
-//!         an accept backoff;
+//!         an accept backoff, a peer's deadline (it failed: the next peer);
 //!     give the connections that had more to read their next turn;
 //! }
 //! ```
@@ -38,7 +48,24 @@
 //!   and `--work block` run inline on the loop, as they would in any real
 //!   event loop, so while one answer computes or sleeps *every* client
 //!   waits: that is the lesson they are there to measure. `--work wait` is
-//!   a timer instead: the loop serves others until it is due.
+//!   a timer instead: the loop serves others until it is due. Nor does it
+//!   ever wait on a peer.
+//! - **Asking peers** (`--peer`, a question this server does not know):
+//!   the loop drives outgoing connections beside its clients, RawServer's
+//!   `start_connection`. Each forwarded question is a peer call (a slab of
+//!   its own, `peer_call.rs`): one outgoing non-blocking connection per
+//!   peer asked, connecting, then writing the request, then reading one
+//!   reply, each step as far as the socket allows, peer after peer until
+//!   one answers. Each peer's `--peer-timeout` (connect and answer
+//!   together) is a task on the same timer queue. Meanwhile its client's
+//!   later questions wait behind it (answers stay in order) and every
+//!   other client is served. A call's poll keys have bit 62 set and carry
+//!   the attempt's generation, as its deadline does: an event or a
+//!   deadline of an attempt that is over is ignored. A connection the
+//!   loop closes (its client stopped reading, an error) cancels its call;
+//!   a client's own close is seen once its answer is given (owing one, it
+//!   is not read from), as with `--work wait`. Only the configured peers
+//!   are ever dialled.
 //! - **Per-connection state:** a [`slab::Slab`] of connections keyed by
 //!   their poll key: the protocol's conversation (zen-utils'
 //!   `Conversation`: the framing decoder, the answers not yet sent, the
@@ -59,15 +86,17 @@
 //! - **Timers:** a binary heap of `(instant, task)`, the BitTorrent
 //!   RawServer's `add_task`: a `--work wait` answer, the periodic idle scan
 //!   (RawServer's `scan_for_timeouts`: one timer for all connections), the
-//!   end of an accept backoff. A task carries the connection's generation,
-//!   so one left by a closed connection whose slab slot was reused is
-//!   ignored. One timerfd, armed for the earliest task, wakes the wait.
+//!   end of an accept backoff, a peer's deadline. A task carries the
+//!   connection's (or the peer call attempt's) generation, so one left by
+//!   a closed connection whose slab slot was reused, or by an attempt that
+//!   is over, is ignored. One timerfd, armed for the earliest task, wakes the wait.
 //! - **Shutdown:** [`Shutdown::on_trigger`] writes to the loop's waker (an
 //!   eventfd), which wakes the wait at once. The loop closes the listener,
 //!   reads from every connection what has already arrived, answers every
-//!   complete question it holds (waiting out `--work wait` timers), closes
-//!   each connection as soon as its answers are sent (idle ones at once),
-//!   and closes whatever is left after
+//!   complete question it holds (waiting out `--work wait` timers and peer
+//!   calls, each within its timeouts), closes each connection as soon as
+//!   its answers are sent (idle ones at once), and closes whatever is left
+//!   (peer calls in flight too) after
 //!   [`SHUTDOWN_GRACE`](zen_utils::shutdown::SHUTDOWN_GRACE).
 //! - **Fairness:** a connection makes at most 16 reads per turn of the
 //!   loop (`READS_PER_TURN`). A client that pipelines as fast as it is
@@ -86,6 +115,7 @@
 
 mod connection;
 mod event_loop;
+mod peer_call;
 mod poll_mode;
 mod timers;
 

@@ -120,6 +120,12 @@ pub fn serve(
     shutdown: Shutdown,
     mode: Mode,
 ) -> io::Result<Summary> {
+    // Each thread keeps its own connection to each peer, never shared with
+    // another thread (two threads writing into one connection would read
+    // each other's answers). A kept connection holds one of the peer's
+    // threads while it stays open: a bounded pool of peers can starve.
+    let mut config = config;
+    config.peers.keep_connections = true;
     // accept() honours SO_RCVTIMEO on Linux: every thread blocked in it
     // wakes each tick to look at the shutdown flag.
     SockRef::from(&listener).set_read_timeout(Some(TICK))?;

@@ -17,6 +17,10 @@ mod pool {
         serve: |listener, config, shutdown| serve(listener, config, shutdown, Mode::default()),
         model: Model::Concurrent,
     );
+    zen_utils::peer_suite!(
+        serve: |listener, config, shutdown| serve(listener, config, shutdown, Mode::default()),
+        model: Model::Concurrent,
+    );
     zen_utils::binary_suite!(bin: env!("CARGO_BIN_EXE_srv-threaded"), args: []);
 }
 
@@ -24,6 +28,10 @@ mod per_connection {
     use super::*;
 
     zen_utils::conformance_suite!(
+        serve: |listener, config, shutdown| serve(listener, config, shutdown, Mode::PerConnection),
+        model: Model::Concurrent,
+    );
+    zen_utils::peer_suite!(
         serve: |listener, config, shutdown| serve(listener, config, shutdown, Mode::PerConnection),
         model: Model::Concurrent,
     );

@@ -88,7 +88,8 @@ impl Blocking {
                     // each other until the timeout breaks it), a thread of
                     // srv-threaded only its own client.
                     Needed::Peers(forward) => {
-                        let reply = ask_peers(forward, config.peers.timeout);
+                        let peers = &config.peers;
+                        let reply = ask_peers(forward, peers.timeout, peers.keep_connections);
                         self.conversation
                             .forwarded(reply, Instant::now(), config, stats)
                     }
@@ -235,14 +236,18 @@ thread_local! {
 }
 
 /// Asks the peers of `forward`, one after another, each within `timeout`
-/// (connect and answer together), on this thread's own connections; the
-/// answer to give.
-pub fn ask_peers(forward: Forward, timeout: Duration) -> &'static [u8] {
+/// (connect and answer together), on this thread's own connections (kept
+/// for the next question if `keep`); the answer to give.
+pub fn ask_peers(forward: Forward, timeout: Duration, keep: bool) -> &'static [u8] {
     let mut asking = Asking::new(forward);
     while let Some(peer) = asking.next_peer() {
         let reply = PEER_LINKS.with(|links| {
             let mut links = links.borrow_mut();
-            ask_one(&mut links, peer, asking.request(), timeout)
+            let reply = ask_one(&mut links, peer, asking.request(), timeout);
+            if !keep {
+                links.clear();
+            }
+            reply
         });
         if let Some(answer) = asking.heard(reply) {
             return answer;

@@ -218,6 +218,7 @@ impl ServerArgs {
                 timeout: self.peer_timeout,
                 // Known once bound: the shared main fills it in.
                 me: self.advertise,
+                keep_connections: false,
             },
         }
     }

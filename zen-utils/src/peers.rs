@@ -40,6 +40,11 @@ pub struct PeerConfig {
     /// Its own address as peers know it (the bound one, or `--advertise`):
     /// what it adds to the history.
     pub me: Option<SocketAddr>,
+    /// Whether a thread keeps its connection to a peer between questions
+    /// (srv-threaded sets it: each thread its own, never shared). Not for
+    /// srv-single: a kept connection would hold a one-at-a-time peer for
+    /// as long as it stays open.
+    pub keep_connections: bool,
 }
 
 impl Default for PeerConfig {
@@ -50,6 +55,7 @@ impl Default for PeerConfig {
             max_hops: DEFAULT_MAX_HOPS,
             timeout: DEFAULT_PEER_TIMEOUT,
             me: None,
+            keep_connections: false,
         }
     }
 }

@@ -17,6 +17,8 @@ pub(crate) struct Results {
     pub(crate) experiments: Vec<ExperimentResult>,
     /// Experiment 11, three ways to survive a dead server, if it ran.
     pub(crate) dead_server: Option<super::dead_server::DeadServerResult>,
+    /// Experiment 12, servers that ask servers, if it ran.
+    pub(crate) ask_peers: Option<super::ask_peers::AskPeersResult>,
     /// Stopped by Ctrl-C or SIGTERM: the runs after that are missing.
     pub(crate) interrupted: bool,
 }

@@ -1,0 +1,280 @@
+//! The peers' cases of the conformance suite: servers that ask servers,
+//! run against every model by [`peer_suite!`](crate::peer_suite). Each
+//! case binds its servers' listeners first (a server must know its peers'
+//! addresses before it starts), then starts them on those listeners.
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener};
+use std::thread;
+use std::time::Duration;
+
+use super::{Client, Model, TestServer};
+use crate::peers::PeerConfig;
+use crate::protocol::{answer, APHORISMS, NO_PEER_ANSWERED, UNKNOWN_APHORISM};
+use crate::{listener, Config, Verbosity};
+
+/// Starts the server under test on a listener, with a configuration.
+pub type StartOn<'a> = &'a dyn Fn(TcpListener, Config) -> TestServer;
+
+fn bind() -> (TcpListener, SocketAddr) {
+    let listener = listener::bind("127.0.0.1:0".parse().unwrap(), 1024, false).unwrap();
+    let addr = listener.local_addr().unwrap();
+    (listener, addr)
+}
+
+/// A quiet server's configuration knowing `part`, asking `peers`.
+fn config(me: SocketAddr, part: (usize, usize), peers: &[SocketAddr]) -> Config {
+    Config {
+        verbosity: Verbosity::Quiet,
+        peers: PeerConfig {
+            part,
+            peers: peers.to_vec(),
+            me: Some(me),
+            timeout: Duration::from_millis(500),
+            ..PeerConfig::default()
+        },
+        ..Config::default()
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The aphorism a server of `part` does not know, at `index`.
+fn question(index: usize) -> &'static [u8] {
+    APHORISMS[index].0
+}
+
+/// Two servers, each knowing half the table and peering the other,
+/// answer all seven questions from either side, exactly.
+pub fn a_pair_splitting_the_table_answers_everything_from_either_side(
+    start: StartOn<'_>,
+    _: Model,
+) {
+    let ((la, a), (lb, b)) = (bind(), bind());
+    let _a = start(la, config(a, (1, 2), &[b]));
+    let _b = start(lb, config(b, (2, 2), &[a]));
+    for addr in [a, b] {
+        let mut client = Client::connect(addr);
+        for (question, reply) in APHORISMS {
+            assert_eq!(text(&client.ask(question)), text(reply), "asked {addr}");
+        }
+    }
+}
+
+/// A chain of three (A asks B, B asks C) answers across two hops; with
+/// `--max-hops 2` the second hop is not taken: `Error: unknown aphorism.`.
+pub fn a_chain_of_three_answers_across_two_hops_and_max_hops_stops_it(
+    start: StartOn<'_>,
+    _: Model,
+) {
+    for (max_hops, want) in [(6, &b"implicit."[..]), (2, UNKNOWN_APHORISM)] {
+        let ((la, a), (lb, b), (lc, c)) = (bind(), bind(), bind());
+        let with_hops = |mut config: Config| {
+            config.peers.max_hops = max_hops;
+            config
+        };
+        // Explicit (position 2) is known to C only (part 2/3... of 3).
+        let _c = start(lc, with_hops(config(c, (2, 3), &[])));
+        let _b = start(lb, with_hops(config(b, (3, 3), &[c])));
+        let _a = start(la, with_hops(config(a, (1, 3), &[b])));
+        let mut client = Client::connect(a);
+        assert_eq!(
+            text(&client.ask(question(1))),
+            text(want),
+            "--max-hops {max_hops}"
+        );
+    }
+}
+
+/// A forwarded question whose history names the server itself, or every
+/// one of its peers, is not forwarded again (its peer knows the answer,
+/// and would have given it).
+pub fn a_history_naming_the_server_or_all_its_peers_is_not_forwarded(start: StartOn<'_>, _: Model) {
+    let ((la, a), (lb, b)) = (bind(), bind());
+    let _a = start(la, config(a, (1, 2), &[b]));
+    let _b = start(lb, config(b, (2, 2), &[a]));
+    let mut client = Client::connect(a);
+    for history in [a, b] {
+        let request = format!("[{history}]Explicit is better than?");
+        assert_eq!(
+            text(&client.ask(request.as_bytes())),
+            text(UNKNOWN_APHORISM),
+            "{request}"
+        );
+    }
+    // A malformed history is unknown too; a good one from elsewhere is
+    // forwarded (and answered).
+    assert_eq!(
+        text(&client.ask(b"[nowhere]Explicit is better than?")),
+        text(UNKNOWN_APHORISM)
+    );
+    assert_eq!(
+        text(&client.ask(b"[127.0.0.9:9]Explicit is better than?")),
+        "implicit."
+    );
+}
+
+/// Nothing in a request makes a server connect anywhere but its peers: a
+/// history naming a listening address that is not a peer is only
+/// compared, never dialled.
+pub fn a_history_never_makes_a_server_connect_anywhere(start: StartOn<'_>, _: Model) {
+    let (bait, bait_addr) = bind();
+    bait.set_nonblocking(true).unwrap();
+    let ((la, a), (lb, b)) = (bind(), bind());
+    let _a = start(la, config(a, (1, 2), &[b]));
+    let _b = start(lb, config(b, (2, 2), &[a]));
+    let mut client = Client::connect(a);
+    let request = format!("[{bait_addr}]Explicit is better than?");
+    assert_eq!(text(&client.ask(request.as_bytes())), "implicit.");
+    assert_eq!(
+        text(&client.ask(b"[127.0.0.9:9]Simple is better than?")),
+        "complex."
+    );
+    thread::sleep(Duration::from_millis(100));
+    assert!(bait.accept().is_err(), "a server connected to {bait_addr}");
+}
+
+/// A peer that is down, one that accepts and never answers, and one that
+/// answers garbage each give `Error: no peer answered.` (within the peer
+/// timeout), and the connection stays open. In a concurrent model, the
+/// asker's other clients are served meanwhile.
+pub fn a_failing_peer_gives_no_peer_answered_and_others_are_served(
+    start: StartOn<'_>,
+    model: Model,
+) {
+    // Down: bound and closed again, so nothing listens there.
+    let down = bind().1;
+    let (silent, silent_addr) = bind();
+    let (garbage, garbage_addr) = bind();
+    thread::spawn(move || {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = silent.accept() {
+            held.push(stream);
+        }
+    });
+    thread::spawn(move || {
+        while let Ok((mut stream, _)) = garbage.accept() {
+            thread::spawn(move || {
+                let mut buf = [0; 256];
+                while let Ok(n) = stream.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    let _ = std::io::Write::write_all(&mut stream, b"Twelve is better than seven.");
+                }
+            });
+        }
+    });
+    for peer in [down, silent_addr, garbage_addr] {
+        let (la, a) = bind();
+        let server = start(la, config(a, (1, 2), &[peer]));
+        let mut asker = Client::connect(a);
+        asker.send(question(1));
+        if model == Model::Concurrent {
+            let mut other = Client::connect(a);
+            assert_eq!(
+                text(&other.ask(question(0))),
+                "ugly.",
+                "served while {peer} is asked"
+            );
+        }
+        assert_eq!(text(&asker.answer()), text(NO_PEER_ANSWERED), "peer {peer}");
+        // The connection stays open, and local questions are answered.
+        assert_eq!(text(&asker.ask(question(2))), "complex.");
+        drop(server);
+    }
+}
+
+/// Pipelined questions, some answered here and some by the peer, come back
+/// in the order asked, whatever the mix (a thousand random mixes, the same
+/// on every run).
+pub fn mixed_local_and_forwarded_questions_keep_their_order(start: StartOn<'_>, _: Model) {
+    let ((la, a), (lb, b)) = (bind(), bind());
+    let _a = start(la, config(a, (1, 2), &[b]));
+    let _b = start(lb, config(b, (2, 2), &[a]));
+    let mut client = Client::connect(a);
+    let mut rng = fastrand::Rng::with_seed(1060);
+    for round in 0..40 {
+        let picks: Vec<usize> = (0..rng.usize(1..25))
+            .map(|_| rng.usize(..APHORISMS.len()))
+            .collect();
+        let questions: Vec<u8> = picks.iter().flat_map(|i| question(*i).to_vec()).collect();
+        let want: Vec<u8> = picks
+            .iter()
+            .flat_map(|i| answer(question(*i)).to_vec())
+            .collect();
+        client.send(&questions);
+        assert_eq!(
+            text(&client.answers(picks.len())),
+            text(&want),
+            "round {round}: {picks:?}"
+        );
+    }
+}
+
+/// Two servers asked each other's questions at the same moment. Two
+/// srv-singles deadlock: each waits on the other, which is busy waiting on
+/// it, until `--peer-timeout` breaks it, and both answer `Error: no peer
+/// answered.`; then both serve again. A concurrent model answers both.
+pub fn two_peers_asking_each_other_at_once(start: StartOn<'_>, model: Model) {
+    let ((la, a), (lb, b)) = (bind(), bind());
+    let _a = start(la, config(a, (1, 2), &[b]));
+    let _b = start(lb, config(b, (2, 2), &[a]));
+    let mut to_a = Client::connect(a);
+    let mut to_b = Client::connect(b);
+    // Each asks the question only the other server knows.
+    to_a.send(question(1));
+    to_b.send(question(0));
+    let (from_a, from_b) = (text(&to_a.answer()), text(&to_b.answer()));
+    match model {
+        Model::OneAtATime => {
+            assert_eq!(
+                (from_a.as_str(), from_b.as_str()),
+                (
+                    text(NO_PEER_ANSWERED).as_str(),
+                    text(NO_PEER_ANSWERED).as_str()
+                )
+            );
+            drop((to_a, to_b));
+            // Both serve again, peers included.
+            let mut client = Client::connect(a);
+            assert_eq!(text(&client.ask(question(1))), "implicit.");
+        }
+        Model::Concurrent => {
+            assert_eq!((from_a.as_str(), from_b.as_str()), ("implicit.", "ugly."));
+        }
+    }
+}
+
+/// Stamps out the peers' cases, one `#[test]` each, against the server
+/// that `serve` starts (as `conformance_suite!` takes it).
+#[macro_export]
+macro_rules! peer_suite {
+    (serve: $serve:expr, model: $model:expr $(,)?) => {
+        mod peers {
+            use super::*;
+            fn start_on(listener: ::std::net::TcpListener, config: $crate::Config) -> $crate::testkit::TestServer {
+                $crate::testkit::TestServer::start_on(listener, $serve, config)
+            }
+            $crate::peer_suite!(@cases $model;
+                a_pair_splitting_the_table_answers_everything_from_either_side,
+                a_chain_of_three_answers_across_two_hops_and_max_hops_stops_it,
+                a_history_naming_the_server_or_all_its_peers_is_not_forwarded,
+                a_history_never_makes_a_server_connect_anywhere,
+                a_failing_peer_gives_no_peer_answered_and_others_are_served,
+                mixed_local_and_forwarded_questions_keep_their_order,
+                two_peers_asking_each_other_at_once,
+            );
+        }
+    };
+    (@cases $model:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                $crate::testkit::peer_cases::$case(&start_on, $model);
+            }
+        )*
+    };
+}
