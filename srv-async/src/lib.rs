@@ -34,6 +34,11 @@
 //!   [`OUTPUT_LIMIT`](zen_utils::protocol::OUTPUT_LIMIT): at the bound the
 //!   task stops taking questions and awaits the write, so a client that does
 //!   not read is not read from either (backpressure).
+//! - **Asking peers** (`--peer`): the task awaits the peer (its own
+//!   connection for the question, bounded by `--peer-timeout`, in
+//!   `peers.rs`); the thread serves every other connection meanwhile.
+//!   The answer joins the connection's output in question order, like an
+//!   answer that waited on `--work wait`.
 //! - **Shutdown:** the trigger wakes a tokio `Notify` that every task of
 //!   the runtime waits on alongside its read. The accept loop stops and
 //!   closes the listener; each connection answers what it has received (one

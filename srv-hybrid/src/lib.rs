@@ -31,6 +31,8 @@
 //! - **What limits concurrency:** `--max-conns`, one atomic count of open
 //!   connections shared by every thread ([`srv_async::Shared`]); one more
 //!   is answered `Error: server busy.`, whichever thread accepted it.
+//! - **Asking peers** (`--peer`): as srv-async, which it runs: the task
+//!   awaits the peer, and its runtime's threads serve the rest.
 //! - **Shutdown:** every accept loop, so every runtime, registers its own
 //!   waker with the [`Shutdown`]; the trigger reaches them all at once. Each
 //!   stops accepting, its connections answer what they have received and

@@ -16,6 +16,14 @@
 //!   framing decoder and an output buffer, on the stack of the one thread.
 //! - **What limits concurrency:** the model itself: exactly one client is
 //!   served at a time, so `--max-conns` can never be reached.
+//! - **Asking peers** (`--peer`, a question it does not know): the one
+//!   thread blocks on the peer, connect, question, answer, for up to
+//!   `--peer-timeout`, and serves nobody meanwhile. Two srv-singles that
+//!   ask each other at once deadlock: each waits on the other, which is
+//!   busy waiting on it, until the timeout breaks it and both answer
+//!   `Error: no peer answered.`. Each question opens its own connection:
+//!   a kept one would hold a one-at-a-time peer for as long as it stays
+//!   open.
 //! - **Shutdown:** blocking calls wait at most a [`TICK`](zen_utils::shutdown::TICK)
 //!   (a socket timeout), so the thread notices the shutdown flag within a
 //!   tick even while blocked in `accept()` or `read()`; it then answers the

@@ -40,6 +40,13 @@
 //!   open is answered `Error: server busy.` and closed at once; in the
 //!   pool that can only happen when `--max-conns` is below `--workers`,
 //!   since each worker holds at most one connection.
+//! - **Asking peers** (`--peer`): the thread serving the client blocks on
+//!   the peer, up to `--peer-timeout`; the other threads go on. Each
+//!   thread keeps its own connection to each peer, never shared with
+//!   another thread (two threads writing questions into one connection
+//!   would read each other's answers). A kept connection holds one of the
+//!   peer's threads while it stays open, so a pool smaller than its
+//!   clients plus its peers' connections starves (experiment 12).
 //! - **Shutdown:** every blocking call waits at most a
 //!   [`TICK`]: `accept()` through the listener's
 //!   `SO_RCVTIMEO`, `read()` and `write()` inside `converse`. So every
