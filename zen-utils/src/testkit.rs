@@ -24,6 +24,7 @@ use crate::{listener, Config, Shutdown, Summary};
 
 pub mod binary;
 pub mod cases;
+pub mod minimal;
 pub mod peer_cases;
 /// The real components the tests start (ZooKeeper, HAProxy).
 pub use crate::components;

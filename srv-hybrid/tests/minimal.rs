@@ -1,0 +1,16 @@
+//! The minimal version (examples/hybrid_minimal.rs) against the protocol
+//! cases it keeps, and against the real srv-hybrid for each hardening it lacks
+//! (docs/course/hardening.md).
+
+zen_utils::minimal_suite!(
+    package: "srv-hybrid",
+    example: "hybrid_minimal",
+    real: env!("CARGO_BIN_EXE_srv-hybrid"),
+    hardening: [
+        idle_timeout_closes_an_idle_client,
+        bounded_input_refuses_a_question_of_16_mib,
+        max_conns_turns_away_the_third_client,
+        graceful_shutdown_answers_the_question_in_flight,
+        out_of_descriptors_ends_the_minimal_server,
+    ],
+);
