@@ -22,6 +22,7 @@
 
 mod ask_peers;
 mod charts;
+mod checks;
 mod dead_server;
 mod experiments;
 mod lineup;
@@ -87,7 +88,8 @@ pub(crate) struct CompareArgs {
     quick: bool,
 
     /// Run only these experiments: one-client, many-clients, slow-backend,
-    /// cpu-bound, blocking, pipelining, slow-clients, c10k, work-stealing
+    /// cpu-bound, blocking, pipelining, slow-clients, c10k, work-stealing,
+    /// short-connections, dead-server, ask-peers
     #[arg(long, value_name = "EXP[,EXP]", value_delimiter = ',')]
     only: Vec<String>,
 
@@ -230,12 +232,20 @@ pub(crate) fn run(args: &CompareArgs) -> anyhow::Result<ExitCode> {
             };
             runs.push(run);
         }
+        // Only the servers that ran are judged: a check on one not run is
+        // "not measured", never failed.
+        let checks = experiment
+            .checks
+            .iter()
+            .map(|check| check.evaluate(&runs, &results.experiments))
+            .collect();
         let result = ExperimentResult {
             number: experiment.number,
             key: experiment.key.to_owned(),
             title: experiment.title.to_owned(),
             lesson: experiment.lesson.clone(),
             runs,
+            checks,
         };
         progress.print(&tables::for_terminal(&result));
         results.experiments.push(result);
@@ -379,7 +389,12 @@ fn skipped(experiment: &Experiment, contender: &Contender, why: &str) -> RunResu
         note: Some(why.to_owned()),
         server_command: server_command(contender, experiment),
         load_command: load_command(experiment, contender),
+        background_command: experiment
+            .background
+            .as_ref()
+            .map(|plan| command_of(plan.flags())),
         load: None,
+        background: None,
         hold: None,
         server_usage: None,
         exit: None,
@@ -410,7 +425,7 @@ fn run_one(
     let measured = measure(&server, experiment, contender, interrupted);
     run.exit = Some(server.stop());
     match measured {
-        Ok((load, hold, usage)) => {
+        Ok((load, hold, usage, background)) => {
             // As `client load` exits 1 for it: a run with no answer at all
             // measured nothing (a server stuck, or answering another
             // protocol), and a row of zeros would pass for a slow server.
@@ -429,6 +444,7 @@ fn run_one(
                 run.status = Status::Ok;
             }
             run.load = Some(load);
+            run.background = background;
             run.hold = hold;
             run.server_usage = Some(usage);
         }
@@ -440,7 +456,12 @@ fn run_one(
     run
 }
 
-type Measured = (LoadReport, Option<crate::report::HoldReport>, ServerUsage);
+type Measured = (
+    LoadReport,
+    Option<crate::report::HoldReport>,
+    ServerUsage,
+    Option<LoadReport>,
+);
 
 /// The measuring part of a run, on a started server.
 fn measure(
@@ -478,6 +499,26 @@ fn measure(
         }
         None => None,
     };
+    let background = match &experiment.background {
+        Some(plan) => {
+            let options = parse_flags(server.addr(), plan.flags())?;
+            let stop = Arc::new(AtomicBool::new(false));
+            let stopping = Arc::clone(&stop);
+            let running = thread::spawn(move || {
+                load::measure(
+                    &options,
+                    &mut Watch {
+                        interrupted: &stopping,
+                        ..Watch::default()
+                    },
+                )
+            });
+            // Its connections first, so that the measured ones find them.
+            thread::sleep(Duration::from_millis(100));
+            Some((running, stop))
+        }
+        None => None,
+    };
     let (mut opened, mut closed): (Option<Usage>, Option<Usage>) = (None, None);
     let report = load::measure(
         &load_options,
@@ -501,6 +542,20 @@ fn measure(
         ),
         None => None,
     };
+    let background = match background {
+        Some((running, stop)) => {
+            if interrupted.load(Ordering::Relaxed) || report.is_err() {
+                stop.store(true, Ordering::Relaxed);
+            }
+            Some(
+                running
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("the background load's thread panicked"))?
+                    .context("the background load")?,
+            )
+        }
+        None => None,
+    };
     let report = report?;
     let end = server.usage()?;
     let (cpu_seconds, others_cpu_seconds) = match (opened, closed) {
@@ -521,7 +576,7 @@ fn measure(
         idle,
         others_cores: others_cpu_seconds / report.seconds.max(1e-9),
     };
-    Ok((report, hold, usage))
+    Ok((report, hold, usage, background))
 }
 
 /// Waits until the server has accepted the `connected` idle connections
@@ -589,7 +644,12 @@ fn load_flags(experiment: &Experiment, contender: &Contender) -> Vec<String> {
 }
 
 fn load_command(experiment: &Experiment, contender: &Contender) -> String {
-    let flags: Vec<String> = load_flags(experiment, contender)
+    command_of(load_flags(experiment, contender))
+}
+
+/// `client load` with these flags, quoted as a shell needs.
+fn command_of(flags: Vec<String>) -> String {
+    let flags: Vec<String> = flags
         .into_iter()
         .map(|flag| {
             if flag.contains('\\') {
@@ -610,6 +670,11 @@ fn parse_load(
     experiment: &Experiment,
     contender: &Contender,
 ) -> anyhow::Result<Options> {
+    parse_flags(addr, load_flags(experiment, contender))
+}
+
+/// `client load` flags against `addr`, parsed as the command line is.
+fn parse_flags(addr: SocketAddr, flags: Vec<String>) -> anyhow::Result<Options> {
     #[derive(Parser)]
     struct Load {
         #[command(flatten)]
@@ -623,7 +688,7 @@ fn parse_load(
         "--timeout".to_owned(),
         zen_utils::config::format_duration(LOAD_TIMEOUT),
     ];
-    words.extend(load_flags(experiment, contender));
+    words.extend(flags);
     Load::try_parse_from(words)
         .context("bad load flags (a bug in client compare)")?
         .args

@@ -128,8 +128,62 @@ fn compares_two_servers_with_numbers_from_real_runs() {
         }
     }
 
+    // Each experiment's checks, evaluated: no test asserts how fast
+    // anything is, so only those about who was served must hold; one on a
+    // server not run (the pool) is not measured.
+    let checks = |key: &str| -> Vec<(String, Value)> {
+        let experiment = experiments.iter().find(|e| e["key"] == key).unwrap();
+        experiment["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|check| {
+                assert!(check["figures"].is_object(), "{check}");
+                (
+                    check["text"].as_str().unwrap().to_owned(),
+                    check["held"].clone(),
+                )
+            })
+            .collect()
+    };
+    let texts = |key: &str| -> Vec<String> { checks(key).into_iter().map(|(t, _)| t).collect() };
+    assert_eq!(
+        texts("one-client"),
+        ["every server answers at least half as fast as the fastest"]
+    );
+    assert_eq!(
+        texts("many-clients"),
+        [
+            "srv-single served 1 of 64",
+            "the pool served 16 of 64",
+            "thread-per-connection and the event-driven servers served all 64",
+            "srv-poll ≥ 2 × srv-single at 64 clients",
+        ]
+    );
+    let many = checks("many-clients");
+    assert_eq!(many[0].1, true, "{many:?}");
+    assert_eq!(many[1].1, Value::Null, "the pool did not run: {many:?}");
+    assert_eq!(many[2].1, true, "{many:?}");
+    assert!(many[3].1.is_boolean(), "{many:?}");
+    let served = &experiments[1]["checks"][0]["figures"];
+    assert_eq!(num(served, "srv-single served"), 1.0, "{served}");
+
     let report = std::fs::read_to_string(out.join("report.md")).expect("report.md");
     assert!(report.contains("## 1. One client"), "{report}");
+    assert!(
+        report.contains("- ✓ srv-single served 1 of 64 (srv-single served 1)"),
+        "{report}"
+    );
+    assert!(
+        report.contains("- – the pool served 16 of 64: not measured"),
+        "{report}"
+    );
+    assert!(report.contains("srv-poll ≥ 2 × srv-single at 64 clients"));
+    assert!(
+        report.contains("does not change the exit\n  status"),
+        "{report}"
+    );
+    assert!(stdout.contains("- ✓ srv-single served 1 of 64"), "{stdout}");
     assert!(report.contains("## 2. Many clients"));
     assert!(report.contains("| srv-single "));
     for chart in ["throughput.svg", "latency.svg"] {
@@ -597,6 +651,72 @@ fn starvation_by_idle_clients_is_a_figure_not_a_failure() {
     let run = first_run(&out);
     assert_eq!(run["status"], "ok", "{run}");
     assert_eq!(num(&run["load"], "requests"), 0.0, "{run}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Experiment 10 for two servers: every connection closes after three
+/// answers (the load's command line says so), srv-single serves them all
+/// in turn, and the checks that compare with experiment 2, which did not
+/// run, are not measured.
+#[test]
+fn short_connections_reconnect_every_three_questions() {
+    let bin_dir = server_binaries();
+    let dir = scratch("short");
+    let out = dir.join("out");
+    let output = compare_one(
+        &SERVERS.join(","),
+        "short-connections",
+        "300ms",
+        &out,
+        &bin_dir,
+    )
+    .output()
+    .expect("run client compare");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(stdout.contains("10. Short connections"), "{stdout}");
+    let json = std::fs::read_to_string(out.join("results.json")).expect("results.json");
+    let results: Value = serde_json::from_str(&json).expect("valid JSON");
+    let experiment = &results["experiments"][0];
+    assert_eq!(experiment["key"], "short-connections");
+    assert_eq!(experiment["number"], 10);
+    let runs = experiment["runs"].as_array().unwrap();
+    let servers: Vec<&str> = runs.iter().map(|r| r["server"].as_str().unwrap()).collect();
+    assert_eq!(servers, SERVERS);
+    for run in runs {
+        assert_eq!(run["status"], "ok", "{run}");
+        let command = run["load_command"].as_str().unwrap();
+        assert!(command.starts_with("client load -c 64 "), "{command}");
+        assert!(command.contains("--reconnect-every 3"), "{command}");
+        let load = &run["load"];
+        assert_eq!(num(load, "reconnect_every"), 3.0, "{load}");
+        assert!(num(load, "planned_reconnects") > 0.0, "{load}");
+        assert_eq!(num(load, "errors"), 0.0, "{load}");
+    }
+    let single = &runs[0]["load"];
+    assert_eq!(num(single, "served_conns"), 64.0, "{single}");
+    let checks = experiment["checks"].as_array().unwrap();
+    let held: Vec<(&str, &Value)> = checks
+        .iter()
+        .map(|c| (c["text"].as_str().unwrap(), &c["held"]))
+        .collect();
+    assert_eq!(held.len(), 3, "{held:?}");
+    assert_eq!(
+        *held[0].1,
+        Value::Null,
+        "many-clients did not run: {held:?}"
+    );
+    assert_eq!(*held[1].1, Value::Null, "per-conn did not run: {held:?}");
+    assert_eq!(
+        held[2],
+        (
+            "srv-single served all 64, one after another",
+            &Value::Bool(true)
+        )
+    );
+    let report = std::fs::read_to_string(out.join("report.md")).expect("report.md");
+    assert!(report.contains("## 10. Short connections"), "{report}");
+    assert!(report.contains("--reconnect-every 3"), "{report}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

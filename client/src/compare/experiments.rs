@@ -1,11 +1,13 @@
-//! The nine experiments of the comparison (the README's list), as data: for each, the server flags,
-//! the load (as `client load` flags), the idle connections to hold, who
-//! takes part, and the lesson the table teaches.
+//! The ten experiments of the comparison (the README's list), as data: for
+//! each, the server flags, the load (as `client load` flags), the idle
+//! connections to hold, who takes part, the lesson the table teaches, and
+//! the checks that say whether the lesson showed (checks.rs).
 
 use std::time::Duration;
 
 use zen_utils::config::format_duration;
 
+use super::checks::{every, Check};
 use super::lineup::{Contender, Kind};
 
 /// How big the runs are: `--quick` or the full run.
@@ -52,6 +54,46 @@ pub(crate) const BUSY: usize = 4;
 /// the pool must get through two rounds of idle connections within it.
 const SLOW_CLIENTS_MIN: Duration = Duration::from_millis(1500);
 
+/// Every contender, by id (checks over "every server" read those that ran).
+const ALL: &[&str] = &[
+    "srv-single",
+    "srv-threaded-pool",
+    "srv-threaded-per-conn",
+    "srv-poll",
+    "srv-async",
+    "srv-hybrid-ws",
+    "srv-hybrid-per-core",
+    "redis-server",
+];
+/// The models that serve every connection at once.
+const CONCURRENT: &[&str] = &[
+    "srv-threaded-per-conn",
+    "srv-poll",
+    "srv-async",
+    "srv-hybrid-ws",
+    "srv-hybrid-per-core",
+];
+/// The event-driven ones among them.
+const EVENT_DRIVEN: &[&str] = &[
+    "srv-poll",
+    "srv-async",
+    "srv-hybrid-ws",
+    "srv-hybrid-per-core",
+];
+/// The ideal rate of [`MANY`] connections each waiting 10 ms per answer.
+const IDEAL: f64 = (MANY * 100) as f64;
+/// Work stealing: the CPU each answer costs...
+const STEAL_WORK: &str = "100us";
+const STEAL_WORK_DURATION: Duration = Duration::from_micros(100);
+/// ... the questions the heavy connection keeps in flight ...
+const HEAVY_PIPELINE: usize = 32;
+/// ... and the light connections, measured, at this rate in all: a fifth
+/// of a core of work, so that a free worker always has time for them.
+const LIGHT: usize = 16;
+const LIGHT_RATE: u64 = 2_000;
+/// Short connections: questions per connection.
+const SHORT: u64 = 3;
+
 /// One experiment: a table of the report.
 #[derive(Debug, Clone)]
 pub(crate) struct Experiment {
@@ -68,6 +110,12 @@ pub(crate) struct Experiment {
     pub(crate) load: LoadPlan,
     /// Idle connections opened before the load and held through it.
     pub(crate) hold: Option<HoldPlan>,
+    /// A second load, started before the measured one and kept up through
+    /// it, whose own figures are not the table's (the heavy connections of
+    /// work stealing).
+    pub(crate) background: Option<LoadPlan>,
+    /// What the table should show, checked on the figures measured.
+    pub(crate) checks: Vec<Check>,
 }
 
 /// The load: `client load` flags.
@@ -77,6 +125,10 @@ pub(crate) struct LoadPlan {
     pub(crate) pipeline: usize,
     pub(crate) duration: Duration,
     pub(crate) warmup: Duration,
+    /// Open loop: this many questions per second in all (`--rate`).
+    pub(crate) rate: Option<u64>,
+    /// Close each connection after this many answers (`--reconnect-every`).
+    pub(crate) reconnect_every: Option<u64>,
 }
 
 /// Idle connections to hold.
@@ -109,15 +161,14 @@ pub(crate) fn all(sizes: &Sizes) -> Vec<Experiment> {
         pipeline,
         duration: d,
         warmup: w,
+        rate: None,
+        reconnect_every: None,
     };
     let flags = |flags: &[&str]| flags.iter().map(|&f| f.to_owned()).collect::<Vec<_>>();
     let slow = d.max(SLOW_CLIENTS_MIN);
     let idle_timeout = format_duration(Duration::from_millis((slow / 3).as_millis() as u64));
     let pool = sizes.pool_workers;
-    // srv-hybrid runs a thread per core. One busy connection more than
-    // there are threads cannot be spread evenly: the work-stealing lesson.
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let uneven = cores + 1;
     vec![
         Experiment {
             number: 1,
@@ -131,6 +182,15 @@ pub(crate) fn all(sizes: &Sizes) -> Vec<Experiment> {
             load: load(1, 1),
             hold: None,
             takes: zen_and_redis,
+            background: None,
+            checks: vec![Check::new(
+                "every server answers at least half as fast as the fastest",
+                |f| {
+                    let rates: Vec<f64> = ALL.iter().filter_map(|server| f.rps(server)).collect();
+                    let fastest = rates.iter().copied().fold(0.0, f64::max);
+                    (rates.len() >= 2).then(|| rates.iter().all(|&rps| rps >= 0.5 * fastest))
+                },
+            )],
         },
         Experiment {
             number: 2,
@@ -147,6 +207,23 @@ pub(crate) fn all(sizes: &Sizes) -> Vec<Experiment> {
             load: load(MANY, 1),
             hold: None,
             takes: zen_and_redis,
+            background: None,
+            checks: vec![
+                Check::new(format!("srv-single served 1 of {MANY}"), |f| {
+                    Some(f.served("srv-single")? == 1.0)
+                }),
+                Check::new(format!("the pool served {pool} of {MANY}"), move |f| {
+                    Some(f.served("srv-threaded-pool")? == pool as f64)
+                }),
+                Check::new(
+                    format!("thread-per-connection and the event-driven servers served all {MANY}"),
+                    |f| every(CONCURRENT, |server| Some(f.served(server)? == MANY as f64)),
+                ),
+                Check::new(
+                    format!("srv-poll ≥ 2 × srv-single at {MANY} clients"),
+                    |f| Some(f.rps("srv-poll")? >= 2.0 * f.rps("srv-single")?),
+                ),
+            ],
         },
         Experiment {
             number: 3,
@@ -164,6 +241,29 @@ pub(crate) fn all(sizes: &Sizes) -> Vec<Experiment> {
             load: load(MANY, 1),
             hold: None,
             takes: zen_only,
+            background: None,
+            checks: vec![
+                Check::new(
+                    format!(
+                        "every concurrent model ≥ 0.9 × the ideal {}/s",
+                        group_digits((MANY * 100) as f64)
+                    ),
+                    |f| every(CONCURRENT, |server| Some(f.rps(server)? >= 0.9 * IDEAL)),
+                ),
+                Check::new(
+                    format!(
+                        "the pool ≈ {pool}/{MANY} of the ideal: 0.8 to 1.1 × {}/s",
+                        group_digits((pool * 100) as f64)
+                    ),
+                    move |f| {
+                        let share = f.rps("srv-threaded-pool")? / (pool as f64 * 100.0);
+                        Some((0.8..=1.1).contains(&share))
+                    },
+                ),
+                Check::new("srv-single ≤ 110/s, one wait at a time", |f| {
+                    Some(f.rps("srv-single")? <= 110.0)
+                }),
+            ],
         },
         Experiment {
             number: 4,
@@ -178,6 +278,15 @@ pub(crate) fn all(sizes: &Sizes) -> Vec<Experiment> {
             load: load(MANY, 1),
             hold: None,
             takes: zen_only,
+            background: None,
+            checks: if cores >= 2 {
+                vec![Check::new(
+                    format!("srv-threaded per-conn ≥ 1.5 × srv-poll on {cores} cores"),
+                    |f| Some(f.rps("srv-threaded-per-conn")? >= 1.5 * f.rps("srv-poll")?),
+                )]
+            } else {
+                Vec::new()
+            },
         },
         Experiment {
             number: 5,
@@ -194,6 +303,22 @@ pub(crate) fn all(sizes: &Sizes) -> Vec<Experiment> {
             load: load(MANY, 1),
             hold: None,
             takes: zen_only,
+            background: None,
+            checks: vec![
+                Check::new("srv-poll and srv-async ≤ 1.2 × srv-single", |f| {
+                    let single = f.rps("srv-single")?;
+                    every(&["srv-poll", "srv-async"], |server| {
+                        Some(f.rps(server)? <= 1.2 * single)
+                    })
+                }),
+                Check::new(
+                    format!(
+                        "srv-threaded per-conn ≥ 0.9 × the ideal {}/s",
+                        group_digits((MANY * 100) as f64)
+                    ),
+                    |f| Some(f.rps("srv-threaded-per-conn")? >= 0.9 * IDEAL),
+                ),
+            ],
         },
         Experiment {
             number: 6,
@@ -209,6 +334,15 @@ pub(crate) fn all(sizes: &Sizes) -> Vec<Experiment> {
             load: load(MANY, PIPELINE),
             hold: None,
             takes: zen_and_redis,
+            background: None,
+            checks: vec![
+                Check::new("srv-poll ≥ 5 × srv-single", |f| {
+                    Some(f.rps("srv-poll")? >= 5.0 * f.rps("srv-single")?)
+                }),
+                Check::new("srv-poll ≥ 3 × its own rate in many clients", |f| {
+                    Some(f.rps("srv-poll")? >= 3.0 * f.rps_in("many-clients", "srv-poll")?)
+                }),
+            ],
         },
         Experiment {
             number: 7,
@@ -231,12 +365,26 @@ pub(crate) fn all(sizes: &Sizes) -> Vec<Experiment> {
                 // The busy clients' first questions, asked at once and
                 // answered only when a thread is freed, are the point.
                 warmup: Duration::ZERO,
+                rate: None,
+                reconnect_every: None,
             },
             hold: Some(HoldPlan {
                 connections: 2 * pool,
                 measure_memory: false,
             }),
             takes: zen_only,
+            background: None,
+            checks: vec![
+                Check::new(
+                    format!("srv-single served 0 of the {BUSY} busy clients"),
+                    |f| Some(f.served("srv-single")? == 0.0),
+                ),
+                Check::new(format!("the event-driven servers served all {BUSY}"), |f| {
+                    every(EVENT_DRIVEN, |server| {
+                        Some(f.served(server)? == BUSY as f64)
+                    })
+                }),
+            ],
         },
         Experiment {
             number: 8,
@@ -265,29 +413,97 @@ pub(crate) fn all(sizes: &Sizes) -> Vec<Experiment> {
                 Kind::Redis => Take::Absent,
                 Kind::Concurrent | Kind::Hybrid => Take::Run,
             },
+            background: None,
+            checks: vec![
+                Check::new("srv-poll: RSS per idle connection ≤ 2 KiB", |f| {
+                    Some(f.idle_bytes("srv-poll")? <= 2048.0)
+                }),
+                Check::new(
+                    "srv-threaded per-conn: RSS per idle connection ≥ 4 KiB (a thread)",
+                    |f| Some(f.idle_bytes("srv-threaded-per-conn")? >= 4096.0),
+                ),
+            ],
         },
         Experiment {
             number: 9,
             key: "work-stealing",
             title: "Work stealing vs runtime per core",
             lesson: format!(
-                "srv-hybrid's two runtimes, {uneven} busy connections that each need CPU \
-                 (`--work cpu:200us`) on {cores} threads: they cannot be split evenly. \
-                 Work stealing hands a connection to whichever worker is free, so every \
-                 worker stays busy and the connections get equal shares; per core, each \
-                 connection stays on the core the kernel hashed it to, so one core has more \
-                 to do than the other (or all of it): a lower Jain's index and a longer \
-                 tail, or less throughput. The kernel's hash differs from run to run, and \
-                 so does the split. With even load (many clients, pipelining) per-core \
-                 shares nothing between threads and is about as fast.",
+                "srv-hybrid's two runtimes, every answer costing {STEAL_WORK} of CPU \
+                 (`--work cpu:{STEAL_WORK}`): one heavy connection keeps {HEAVY_PIPELINE} \
+                 questions in flight (a batch holds its thread for {}), while {LIGHT} light \
+                 ones ask {} questions/s in all (the table's figures are theirs, latency \
+                 measured from when each question was due). Work stealing hands the light \
+                 connections to whichever worker is free, so they barely notice the heavy \
+                 one; per core, the light connections the kernel hashed to the heavy one's \
+                 core wait behind every batch of it while the other core idles: a tail \
+                 (p90, p99) many times longer. (CPU/answer counts the heavy connection's \
+                 answers too.) With even load (many clients, pipelining) \
+                 per-core shares nothing between threads and is about as fast.",
+                format_duration(STEAL_WORK_DURATION * HEAVY_PIPELINE as u32),
+                group_digits(LIGHT_RATE as f64),
             ),
-            server_flags: flags(&["--work", "cpu:200us"]),
-            load: load(uneven, 1),
+            server_flags: flags(&["--work", &format!("cpu:{STEAL_WORK}")]),
+            load: LoadPlan {
+                rate: Some(LIGHT_RATE),
+                ..load(LIGHT, 1)
+            },
             hold: None,
+            background: Some(LoadPlan {
+                warmup: Duration::ZERO,
+                // Through the light load's warmup and window.
+                duration: w + d + Duration::from_millis(500),
+                ..load(1, HEAVY_PIPELINE)
+            }),
+            checks: vec![Check::new(
+                "per-core's p90 latency of the light connections ≥ 3 × work-stealing's",
+                |f| Some(f.p90("srv-hybrid-per-core")? >= 3.0 * f.p90("srv-hybrid-ws")?),
+            )],
             takes: |contender, _| match contender.kind {
                 Kind::Hybrid => Take::Run,
                 _ => Take::Absent,
             },
+        },
+        Experiment {
+            number: 10,
+            key: "short-connections",
+            title: "Short connections",
+            lesson: format!(
+                "{MANY} connections as in many clients, but each closes after \
+                 {SHORT} questions and a new one takes its place (`--reconnect-every \
+                 {SHORT}`, the book's client: connect, ask three questions, close). Every \
+                 answer now carries a third of a connect, an accept and a close; \
+                 srv-threaded per-conn also starts and ends a thread per connection, and \
+                 pays the most. srv-single, whose one connection used to hold it, now \
+                 serves every client in turn."
+            ),
+            server_flags: Vec::new(),
+            load: LoadPlan {
+                reconnect_every: Some(SHORT),
+                ..load(MANY, 1)
+            },
+            hold: None,
+            background: None,
+            checks: vec![
+                Check::new(
+                    "thread-per-connection and the event-driven servers: ≤ 0.75 × their \
+                     rate with long connections (many clients)",
+                    |f| {
+                        every(CONCURRENT, |server| {
+                            Some(f.rps(server)? <= 0.75 * f.rps_in("many-clients", server)?)
+                        })
+                    },
+                ),
+                Check::new(
+                    "srv-threaded per-conn ≤ 0.75 × srv-poll (a thread per connection)",
+                    |f| Some(f.rps("srv-threaded-per-conn")? <= 0.75 * f.rps("srv-poll")?),
+                ),
+                Check::new(
+                    format!("srv-single served all {MANY}, one after another"),
+                    |f| Some(f.served("srv-single")? == MANY as f64),
+                ),
+            ],
+            takes: zen_and_redis,
         },
     ]
 }
@@ -310,6 +526,12 @@ impl LoadPlan {
         let mut flags = vec!["-c".to_owned(), self.connections.to_string()];
         if self.pipeline > 1 {
             flags.extend(["--pipeline".to_owned(), self.pipeline.to_string()]);
+        }
+        if let Some(rate) = self.rate {
+            flags.extend(["--rate".to_owned(), rate.to_string()]);
+        }
+        if let Some(every) = self.reconnect_every {
+            flags.extend(["--reconnect-every".to_owned(), every.to_string()]);
         }
         flags.extend(["-d".to_owned(), format_duration(self.duration)]);
         let warmup = match self.warmup {
@@ -339,12 +561,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn nine_experiments_with_distinct_keys() {
+    fn ten_experiments_with_distinct_keys() {
         let experiments = all(&Sizes::QUICK);
-        assert_eq!(experiments.len(), 9);
+        assert_eq!(experiments.len(), 10);
         let mut keys: Vec<_> = experiments.iter().map(|e| e.key).collect();
+        keys.sort_unstable();
         keys.dedup();
-        assert_eq!(keys.len(), 9);
+        assert_eq!(keys.len(), 10);
         assert!(experiments
             .iter()
             .enumerate()
@@ -358,6 +581,8 @@ mod tests {
             pipeline: 16,
             duration: Duration::from_secs(2),
             warmup: Duration::from_millis(500),
+            rate: None,
+            reconnect_every: None,
         };
         assert_eq!(
             plan.flags().join(" "),

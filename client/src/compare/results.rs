@@ -65,6 +65,8 @@ pub(crate) struct ExperimentResult {
     pub(crate) title: String,
     pub(crate) lesson: String,
     pub(crate) runs: Vec<RunResult>,
+    /// What the table should show, and whether it did on this run.
+    pub(crate) checks: Vec<super::checks::CheckResult>,
 }
 
 /// One server (one row) in one experiment.
@@ -81,8 +83,12 @@ pub(crate) struct RunResult {
     pub(crate) server_command: String,
     /// The load's command line, less the target.
     pub(crate) load_command: String,
+    /// The command line of a load run alongside the measured one, if any.
+    pub(crate) background_command: Option<String>,
     /// `client load`'s full report.
     pub(crate) load: Option<LoadReport>,
+    /// The report of the load run alongside, if any.
+    pub(crate) background: Option<LoadReport>,
     /// `client hold`'s report on the idle connections, if any were held.
     pub(crate) hold: Option<HoldReport>,
     pub(crate) server_usage: Option<ServerUsage>,

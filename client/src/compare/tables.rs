@@ -10,10 +10,11 @@ use super::results::{ExperimentResult, Results, RunResult, Status};
 /// An experiment's table, with its title, for the terminal.
 pub(crate) fn for_terminal(experiment: &ExperimentResult) -> String {
     format!(
-        "\n{}. {}\n{}",
+        "\n{}. {}\n{}{}",
         experiment.number,
         experiment.title,
-        markdown_table(experiment)
+        markdown_table(experiment),
+        super::checks::list(&experiment.checks)
     )
 }
 
@@ -59,13 +60,20 @@ pub(crate) fn report(results: &Results, charts: &[&str]) -> String {
         let _ = writeln!(md, "\n## {}. {}\n", experiment.number, experiment.title);
         let _ = writeln!(md, "{}\n", experiment.lesson);
         if let Some(first) = experiment.runs.first() {
+            let alongside = first
+                .background_command
+                .as_ref()
+                .map_or_else(String::new, |command| {
+                    format!(", alongside `{command}` (not in the table)")
+                });
             let _ = writeln!(
                 md,
-                "Load: `{}` (servers: `{}`, ...).\n",
+                "Load: `{}`{alongside} (servers: `{}`, ...).\n",
                 first.load_command, first.server_command
             );
         }
         md.push_str(&markdown_table(experiment));
+        md.push_str(&super::checks::list(&experiment.checks));
         for run in &experiment.runs {
             if let Some(problem) = run.exit.as_ref().and_then(|exit| exit.problem.as_ref()) {
                 let _ = writeln!(
@@ -97,6 +105,11 @@ const HOW_TO_READ: &str = "\
 - **idle accepted, RSS/idle conn** (C10K): how many of the idle connections
   the server had accepted (and how long that took), and how much its
   resident memory grew, divided by them.
+- **checks**, under each table: what the lesson says the table should
+  show, checked on its figures: ✓ it did; ✗ the lesson did not show on
+  this run; – not measured (a server it needs did not run). A check that
+  does not hold is reported, never an error: it does not change the exit
+  status, since machines vary (cores, load, the kernel's choices).
 - **notes**: errors seen by the client, idle connections closed by the
   server, other processes that used the CPU during the run (machine busy
   elsewhere: that row's figures are skewed), and anything that did not go

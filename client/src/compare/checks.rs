@@ -1,0 +1,243 @@
+//! Checks: the shape each experiment's table should have, as data next to
+//! the experiment ("srv-single served 1 of 64", "srv-poll ≥ 2 × srv-single").
+//! Each is evaluated on the figures measured, and says whether the lesson
+//! showed on this run: held, did not hold, or not measured (its servers did
+//! not run, or failed). A check that does not hold is reported, never an
+//! error: machines vary, and the exit status is about runs that failed.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::experiments::group_digits;
+use super::results::{ExperimentResult, RunResult};
+
+/// One expectation of an experiment.
+#[derive(Clone)]
+pub(crate) struct Check {
+    /// What should hold, as the report says it.
+    pub(crate) text: String,
+    /// `Some(held)`, or `None` when a figure it needs was not measured.
+    judge: Arc<Judge>,
+}
+
+/// A check's verdict on the figures: `Some(held)`, or `None` when a
+/// figure it needs was not measured.
+type Judge = dyn Fn(&Figures<'_>) -> Option<bool> + Send + Sync;
+
+impl fmt::Debug for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Check").field("text", &self.text).finish()
+    }
+}
+
+/// A check evaluated, as written to results.json.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct CheckResult {
+    pub(crate) text: String,
+    /// `true` held, `false` the lesson did not show on this run, `null`
+    /// not measured.
+    pub(crate) held: Option<bool>,
+    /// The figures it used: `srv-poll answers/s` → 312000.
+    pub(crate) figures: BTreeMap<String, f64>,
+}
+
+impl Check {
+    pub(crate) fn new(
+        text: impl Into<String>,
+        judge: impl Fn(&Figures<'_>) -> Option<bool> + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            text: text.into(),
+            judge: Arc::new(judge),
+        }
+    }
+
+    /// Evaluates the check on an experiment's `runs`, with the experiments
+    /// measured before it (`earlier`) for comparisons across experiments.
+    pub(crate) fn evaluate(&self, runs: &[RunResult], earlier: &[ExperimentResult]) -> CheckResult {
+        let figures = Figures {
+            runs,
+            earlier,
+            used: RefCell::new(BTreeMap::new()),
+        };
+        let held = (self.judge)(&figures);
+        CheckResult {
+            text: self.text.clone(),
+            held,
+            figures: figures.used.into_inner(),
+        }
+    }
+}
+
+/// The measured figures a check reads; each figure read is recorded, so
+/// that the report can show what the verdict rests on.
+pub(crate) struct Figures<'a> {
+    runs: &'a [RunResult],
+    earlier: &'a [ExperimentResult],
+    used: RefCell<BTreeMap<String, f64>>,
+}
+
+impl Figures<'_> {
+    fn read(
+        &self,
+        runs: &[RunResult],
+        server: &str,
+        name: String,
+        value: impl Fn(&RunResult) -> Option<f64>,
+    ) -> Option<f64> {
+        let run = runs.iter().find(|run| run.server == server)?;
+        run.measured()?;
+        let value = value(run)?;
+        self.used.borrow_mut().insert(name, value);
+        Some(value)
+    }
+
+    /// A server's answers per second.
+    pub(crate) fn rps(&self, server: &str) -> Option<f64> {
+        self.read(self.runs, server, format!("{server} answers/s"), |run| {
+            run.measured().map(|load| load.rps)
+        })
+    }
+
+    /// A server's answers per second in an earlier experiment (`key`).
+    pub(crate) fn rps_in(&self, key: &str, server: &str) -> Option<f64> {
+        let earlier = self.earlier.iter().find(|e| e.key == key)?;
+        self.read(
+            &earlier.runs,
+            server,
+            format!("{server} answers/s in {key}"),
+            |run| run.measured().map(|load| load.rps),
+        )
+    }
+
+    /// The connections a server answered at least once.
+    pub(crate) fn served(&self, server: &str) -> Option<f64> {
+        self.read(self.runs, server, format!("{server} served"), |run| {
+            run.measured().map(|load| load.served_conns as f64)
+        })
+    }
+
+    /// A server's 90th percentile latency, µs.
+    pub(crate) fn p90(&self, server: &str) -> Option<f64> {
+        self.read(self.runs, server, format!("{server} p90 µs"), |run| {
+            run.measured()
+                .filter(|load| load.requests > 0)
+                .map(|load| load.latency_us.p90)
+        })
+    }
+
+    /// What an idle connection cost a server in resident memory, bytes.
+    pub(crate) fn idle_bytes(&self, server: &str) -> Option<f64> {
+        self.read(
+            self.runs,
+            server,
+            format!("{server} RSS bytes per idle connection"),
+            |run| {
+                run.server_usage
+                    .as_ref()?
+                    .idle
+                    .as_ref()?
+                    .bytes_per_connection
+            },
+        )
+    }
+}
+
+/// Whether `each` holds for every one of `servers` that was measured;
+/// not measured when none of them was.
+pub(crate) fn every(servers: &[&str], each: impl Fn(&str) -> Option<bool>) -> Option<bool> {
+    let verdicts: Vec<bool> = servers.iter().filter_map(|server| each(server)).collect();
+    (!verdicts.is_empty()).then(|| verdicts.iter().all(|&held| held))
+}
+
+/// The mark of a verdict, with what it means.
+fn mark(held: Option<bool>) -> &'static str {
+    match held {
+        Some(true) => "✓",
+        Some(false) => "✗ lesson did not show on this run",
+        None => "– not measured",
+    }
+}
+
+/// The checks of an experiment as a list, for the terminal and report.md.
+pub(crate) fn list(checks: &[CheckResult]) -> String {
+    if checks.is_empty() {
+        return String::new();
+    }
+    let mut out =
+        String::from("\nChecks (one that does not hold fails nothing: machines vary):\n\n");
+    for check in checks {
+        let figures: Vec<String> = check
+            .figures
+            .iter()
+            .map(|(name, value)| format!("{name} {}", figure(*value)))
+            .collect();
+        let (sign, rest) = match check.held {
+            Some(true) => ("✓", String::new()),
+            held => {
+                let words = mark(held);
+                let (sign, words) = words.split_once(' ').unwrap_or((words, ""));
+                (sign, format!(": {words}"))
+            }
+        };
+        out.push_str(&format!("- {sign} {}{rest}", check.text));
+        if !figures.is_empty() {
+            out.push_str(&format!(" ({})", figures.join(", ")));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// A figure as it reads best: whole numbers grouped, small ones with two
+/// decimals.
+fn figure(value: f64) -> String {
+    if value.abs() >= 100.0 || value.fract() == 0.0 {
+        if value < 0.0 {
+            format!("-{}", group_digits(-value))
+        } else {
+            group_digits(value)
+        }
+    } else {
+        format!("{value:.2}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_is_not_measured_without_any_server() {
+        assert_eq!(every(&["a", "b"], |_| None), None);
+        assert_eq!(
+            every(&["a", "b"], |s| (s == "a").then_some(true)),
+            Some(true)
+        );
+        assert_eq!(every(&["a", "b"], |s| Some(s == "a")), Some(false));
+    }
+
+    #[test]
+    fn a_check_on_servers_not_run_is_not_measured() {
+        let check = Check::new("srv-poll ≥ 2 × srv-single", |f| {
+            Some(f.rps("srv-poll")? >= 2.0 * f.rps("srv-single")?)
+        });
+        let result = check.evaluate(&[], &[]);
+        assert_eq!(result.held, None);
+        assert!(result.figures.is_empty());
+        let listed = list(&[result]);
+        assert!(listed.contains("- – srv-poll ≥ 2 × srv-single: not measured"));
+    }
+
+    #[test]
+    fn figures_read_well() {
+        assert_eq!(figure(1234.4), "1,234");
+        assert_eq!(figure(64.0), "64");
+        assert_eq!(figure(1.234), "1.23");
+        assert_eq!(figure(-2048.0), "-2,048");
+    }
+}
