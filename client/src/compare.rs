@@ -25,6 +25,7 @@ mod charts;
 mod checks;
 mod dead_server;
 mod experiments;
+mod html;
 mod lineup;
 mod process;
 mod results;
@@ -711,6 +712,7 @@ fn write_report(results: &Results, out: &Path) -> anyhow::Result<()> {
     }
     let names: Vec<&str> = charts.iter().map(|(name, _)| name.as_str()).collect();
     let mut report = tables::report(results, &names);
+    let mut dead_chart = None;
     if let Some(dead) = &results.dead_server {
         report += &format!(
             "\n## {}. {}\n\n{}\n\n{}",
@@ -721,8 +723,9 @@ fn write_report(results: &Results, out: &Path) -> anyhow::Result<()> {
         );
         match charts::dead_server(dead) {
             Ok(svg) => {
-                write(dead_server::CHART, svg)?;
+                write(dead_server::CHART, svg.clone())?;
                 report += &format!("\n![answers per 100 ms]({})\n", dead_server::CHART);
+                dead_chart = Some(svg);
             }
             Err(error) => zen_utils::log_line!(
                 "client compare: warning: no {}: {error}",
@@ -740,6 +743,10 @@ fn write_report(results: &Results, out: &Path) -> anyhow::Result<()> {
         );
     }
     write("report.md", report)?;
+    write(
+        "report.html",
+        html::report(results, &charts, dead_chart.as_deref()),
+    )?;
     Ok(())
 }
 

@@ -196,6 +196,73 @@ fn compares_two_servers_with_numbers_from_real_runs() {
 }
 
 #[test]
+fn report_html_is_one_page_with_the_charts_inline() {
+    let out = scratch("html");
+    let output = compare_one(
+        &SERVERS.join(","),
+        "one-client",
+        "300ms",
+        &out,
+        &server_binaries(),
+    )
+    .output()
+    .expect("run client compare");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let html = std::fs::read_to_string(out.join("report.html")).expect("report.html");
+    assert!(html.starts_with("<!DOCTYPE html>"), "{html}");
+    assert!(html.contains("<style>"));
+    assert!(html.contains("1. One client"), "the experiment's title");
+    assert!(html.contains("<td>srv-poll</td>"), "its table");
+    assert!(html.contains("<code>client load -c 1"), "its load command");
+    // The charts are in the page, not beside it.
+    assert_eq!(html.matches("<svg").count(), 2, "throughput and latency");
+    assert!(!html.contains("<?xml"));
+    // Nothing is loaded from elsewhere, and nothing runs.
+    for external in [
+        "src=",
+        "href=\"http",
+        "href='http",
+        "<script",
+        "<link",
+        "@import",
+    ] {
+        assert!(!html.contains(external), "{external}");
+    }
+    // Each check, with its mark.
+    let json = std::fs::read_to_string(out.join("results.json")).expect("results.json");
+    let results: Value = serde_json::from_str(&json).expect("valid JSON");
+    let checks = results["experiments"][0]["checks"]
+        .as_array()
+        .expect("checks");
+    assert!(!checks.is_empty());
+    for check in checks {
+        let text = check["text"].as_str().unwrap();
+        let escaped = text
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;");
+        assert!(html.contains(&escaped), "{text}");
+    }
+    assert!(["✓", "✗", "–"].iter().any(|mark| html.contains(mark)));
+    // Every `&` starts an entity: text is escaped.
+    for (at, _) in html.match_indices('&') {
+        let entity = &html[at..html.len().min(at + 8)];
+        assert!(
+            ["&amp;", "&lt;", "&gt;", "&quot;", "&#39;"]
+                .iter()
+                .any(|known| entity.starts_with(known)),
+            "a raw & at {at}: {entity}"
+        );
+    }
+    assert!(!html.contains("& "));
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
 fn a_missing_server_binary_is_one_clear_line() {
     let empty = std::env::temp_dir().join(format!("zen-compare-empty-{}", std::process::id()));
     std::fs::create_dir_all(&empty).unwrap();

@@ -195,7 +195,7 @@ pub(crate) fn list(checks: &[CheckResult]) -> String {
 
 /// A figure as it reads best: whole numbers grouped, small ones with two
 /// decimals.
-fn figure(value: f64) -> String {
+pub(crate) fn figure(value: f64) -> String {
     if value.abs() >= 100.0 || value.fract() == 0.0 {
         if value < 0.0 {
             format!("-{}", group_digits(-value))

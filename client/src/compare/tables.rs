@@ -18,24 +18,21 @@ pub(crate) fn for_terminal(experiment: &ExperimentResult) -> String {
     )
 }
 
-/// The whole report.md.
-pub(crate) fn report(results: &Results, charts: &[&str]) -> String {
-    let machine = &results.machine;
-    let settings = &results.settings;
-    let mut md = String::new();
-    let _ = writeln!(md, "# zen: five concurrency models, side by side\n");
+/// Where, when and how the figures were measured: the report's first
+/// paragraph, with the command between `quote`s (backticks in Markdown).
+pub(crate) fn intro(results: &Results, quote: &str) -> String {
+    let (machine, settings) = (&results.machine, &results.settings);
     let cpu = machine
         .cpu
         .as_deref()
         .map_or_else(String::new, |cpu| format!(" ({cpu})"));
-    let _ = writeln!(
-        md,
-        "Measured on {}, {} cores{cpu}, Linux {}, by `client compare{}`: \
+    format!(
+        "Measured on {}, {} cores{cpu}, Linux {}, by {quote}client compare{}{quote}: \
          each run {} s after {} s of warmup, the load generator on {} thread{} \
          of the same machine, over loopback, every server {} nice levels below it \
          (so that a server's waking threads never preempt the load). Every server \
          was started fresh for every run. Ratios between rows carry over to \
-         other machines; the absolute numbers do not.\n",
+         other machines; the absolute numbers do not.",
         machine.date,
         machine.cores,
         machine.kernel,
@@ -45,7 +42,14 @@ pub(crate) fn report(results: &Results, charts: &[&str]) -> String {
         settings.load_threads,
         if settings.load_threads == 1 { "" } else { "s" },
         super::process::SERVER_NICE,
-    );
+    )
+}
+
+/// The whole report.md.
+pub(crate) fn report(results: &Results, charts: &[&str]) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "# zen: five concurrency models, side by side\n");
+    let _ = writeln!(md, "{}\n", intro(results, "`"));
     if results.interrupted {
         let _ = writeln!(
             md,
@@ -87,7 +91,7 @@ pub(crate) fn report(results: &Results, charts: &[&str]) -> String {
     md
 }
 
-const HOW_TO_READ: &str = "\
+pub(crate) const HOW_TO_READ: &str = "\
 ## How to read the tables
 
 - **answers/s**: right answers per second in the measured window (errors
@@ -125,8 +129,26 @@ const BUSY_ELSEWHERE: f64 = 0.3;
 /// ≈0 per answer.
 const IDLE_CPU: f64 = 0.03;
 
+/// An experiment's table as cells, rendered to Markdown here and to HTML
+/// in report.html.
+pub(crate) struct Table {
+    pub(crate) header: Vec<&'static str>,
+    pub(crate) rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    /// Whether column `i` holds numbers (right-aligned).
+    pub(crate) fn numeric(&self, i: usize) -> bool {
+        numeric(&self.header, i)
+    }
+}
+
+fn numeric(header: &[&str], i: usize) -> bool {
+    i > 0 && header[i] != "notes"
+}
+
 /// The columns every table has, then the experiment's own.
-fn markdown_table(experiment: &ExperimentResult) -> String {
+pub(crate) fn table(experiment: &ExperimentResult) -> Table {
     let held = experiment.runs.iter().any(|run| run.hold.is_some());
     let idle_memory = experiment.runs.iter().any(|run| {
         run.server_usage
@@ -149,12 +171,17 @@ fn markdown_table(experiment: &ExperimentResult) -> String {
         header.extend(["idle accepted", "RSS/idle conn"]);
     }
     header.push("notes");
-    let rows: Vec<Vec<String>> = experiment
+    let rows = experiment
         .runs
         .iter()
         .map(|run| row(run, held, idle_memory))
         .collect();
-    align(&header, &rows)
+    Table { header, rows }
+}
+
+fn markdown_table(experiment: &ExperimentResult) -> String {
+    let table = table(experiment);
+    align(&table.header, &table.rows)
 }
 
 fn row(run: &RunResult, held: bool, idle_memory: bool) -> Vec<String> {
@@ -289,7 +316,7 @@ fn align(header: &[&str], rows: &[Vec<String>]) -> String {
             .unwrap_or(0)
     };
     let widths: Vec<usize> = (0..header.len()).map(width).collect();
-    let numeric = |i: usize| i > 0 && header[i] != "notes";
+    let numeric = |i: usize| numeric(header, i);
     let mut out = String::new();
     let line = |out: &mut String, cells: &[String]| {
         out.push('|');
