@@ -6,11 +6,11 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::thread::{self, JoinHandle};
 
-use zen_utils::testkit::components::{free_port, HaProxy};
+use zen_utils::testkit::components::{free_port, haproxy_config as config, HaProxy};
 use zen_utils::testkit::started::one_summary;
 use zen_utils::testkit::Client;
 
@@ -72,29 +72,6 @@ impl Drop for Backend {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-fn deploy_config() -> String {
-    let path = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../deploy/haproxy/zen.cfg"
-    ));
-    std::fs::read_to_string(path).unwrap()
-}
-
-/// deploy/haproxy/zen.cfg with the test's ports and its stats socket left
-/// for [`HaProxy::start`] to fill in.
-fn config(front: u16, backends: &[u16]) -> String {
-    let mut config = deploy_config()
-        .replace("/run/haproxy/zen.sock", "@STATS@")
-        .replace("127.0.0.1:1060", &format!("127.0.0.1:{front}"));
-    for (i, port) in backends.iter().enumerate() {
-        config = config.replace(
-            &format!("127.0.0.1:{}", 1061 + i),
-            &format!("127.0.0.1:{port}"),
-        );
-    }
-    config
 }
 
 #[test]

@@ -299,25 +299,23 @@ impl EventLoop {
         // A call cancelled earlier in this batch may have left an event
         // behind, and so may an attempt that is over: the generation in the
         // key tells, even if the slab key was reused.
-        let Some(call) = self.calls.get_mut(id.key) else {
-            return;
-        };
-        let mut ctx = CallContext {
-            poller: &self.poller,
-            mode: self.mode,
-            timers: &mut self.timers,
-            timeout: self.config.peers.timeout,
-            next_generation: &mut self.next_attempt,
-        };
-        if let Some(answer) = call.on_ready(id, &mut ctx) {
-            self.end_call(id.key, answer);
-        }
+        self.drive_call(id.key, |call, ctx| call.on_ready(id, ctx));
     }
 
     /// A peer call's attempt is due: if that attempt is still in progress,
     /// its peer failed, and the call asks the next peer or ends.
     fn peer_deadline(&mut self, id: CallId) {
-        let Some(call) = self.calls.get_mut(id.key) else {
+        self.drive_call(id.key, |call, ctx| call.on_deadline(id, ctx));
+    }
+
+    /// Lets peer call `key` take in what happened (`step`), and ends it if
+    /// that decided its answer.
+    fn drive_call(
+        &mut self,
+        key: usize,
+        step: impl FnOnce(&mut PeerCall, &mut CallContext<'_>) -> Option<&'static [u8]>,
+    ) {
+        let Some(call) = self.calls.get_mut(key) else {
             return;
         };
         let mut ctx = CallContext {
@@ -327,8 +325,8 @@ impl EventLoop {
             timeout: self.config.peers.timeout,
             next_generation: &mut self.next_attempt,
         };
-        if let Some(answer) = call.on_deadline(id, &mut ctx) {
-            self.end_call(id.key, answer);
+        if let Some(answer) = step(call, &mut ctx) {
+            self.end_call(key, answer);
         }
     }
 

@@ -255,6 +255,27 @@ impl Drop for ZooKeeper {
     }
 }
 
+/// The repository's HAProxy example, deploy/haproxy/zen.cfg, compiled
+/// in: the tests and `client compare` run the configuration users are
+/// given.
+pub const DEPLOY_HAPROXY: &str = include_str!("../../deploy/haproxy/zen.cfg");
+
+/// [`DEPLOY_HAPROXY`] with its ports made `front` (for 1060) and
+/// `backends` (for 1061, 1062...), and its stats socket left for
+/// [`HaProxy::start`] to fill in.
+pub fn haproxy_config(front: u16, backends: &[u16]) -> String {
+    let mut config = DEPLOY_HAPROXY
+        .replace("/run/haproxy/zen.sock", "@STATS@")
+        .replace("127.0.0.1:1060", &format!("127.0.0.1:{front}"));
+    for (i, port) in backends.iter().enumerate() {
+        config = config.replace(
+            &format!("127.0.0.1:{}", 1061 + i),
+            &format!("127.0.0.1:{port}"),
+        );
+    }
+    config
+}
+
 /// A private HAProxy, `haproxy -db -f CONFIG`.
 pub struct HaProxy {
     _process: Group,
@@ -324,9 +345,10 @@ impl HaProxy {
         answer
     }
 
-    /// The status (`UP`, `DOWN`, ...) of each server of `backend`, from
-    /// `show stat`, by server name.
-    pub fn statuses(&self, backend: &str) -> Vec<(String, String)> {
+    /// Column `field` of `show stat` for each server of `backend` (not
+    /// its `FRONTEND` and `BACKEND` rows), by server name: `status` (`UP`,
+    /// `DOWN`...), `scur`, `stot`...
+    pub fn stat(&self, backend: &str, field: &str) -> Vec<(String, String)> {
         let table = self.command("show stat");
         let mut lines = table.lines();
         let header: Vec<&str> = lines
@@ -335,15 +357,36 @@ impl HaProxy {
             .trim_start_matches("# ")
             .split(',')
             .collect();
-        let column = |name: &str| header.iter().position(|h| *h == name).unwrap();
-        let (px, sv, status) = (column("pxname"), column("svname"), column("status"));
+        let column = |name: &str| header.iter().position(|h| *h == name);
+        let (Some(px), Some(sv), Some(at)) = (column("pxname"), column("svname"), column(field))
+        else {
+            return Vec::new();
+        };
         lines
             .map(|line| line.split(',').collect::<Vec<_>>())
             .filter(|f| {
-                f.len() > status && f[px] == backend && f[sv] != "BACKEND" && f[sv] != "FRONTEND"
+                f.len() > at.max(px).max(sv)
+                    && f[px] == backend
+                    && f[sv] != "BACKEND"
+                    && f[sv] != "FRONTEND"
             })
-            .map(|f| (f[sv].to_owned(), f[status].to_owned()))
+            .map(|f| (f[sv].to_owned(), f[at].to_owned()))
             .collect()
+    }
+
+    /// The status (`UP`, `DOWN`, ...) of each server of `backend`, by
+    /// server name.
+    pub fn statuses(&self, backend: &str) -> Vec<(String, String)> {
+        self.stat(backend, "status")
+    }
+
+    /// A number of `show stat` (`scur`, `stot`...) for server `server` of
+    /// `backend`, if it has one.
+    pub fn counter(&self, backend: &str, server: &str, field: &str) -> Option<u64> {
+        self.stat(backend, field)
+            .into_iter()
+            .find(|(name, _)| name == server)
+            .and_then(|(_, value)| value.parse().ok())
     }
 
     /// Waits until `field` of `show stat` (a number: `scur`, `stot`...) for
@@ -360,20 +403,7 @@ impl HaProxy {
     ) {
         let started = Instant::now();
         loop {
-            let table = self.command("show stat");
-            let mut lines = table.lines();
-            let header: Vec<&str> = lines
-                .next()
-                .unwrap_or_default()
-                .trim_start_matches("# ")
-                .split(',')
-                .collect();
-            let column = |name: &str| header.iter().position(|h| *h == name).unwrap();
-            let (px, sv, at) = (column("pxname"), column("svname"), column(field));
-            let value = lines
-                .map(|line| line.split(',').collect::<Vec<_>>())
-                .find(|f| f.len() > at && f[px] == backend && f[sv] == server)
-                .and_then(|f| f[at].parse::<u64>().ok());
+            let value = self.counter(backend, server, field);
             if value.is_some_and(&ok) {
                 return;
             }

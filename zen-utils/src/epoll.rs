@@ -99,11 +99,6 @@ impl Poller {
         })
     }
 
-    /// How this poller's registrations report readiness.
-    pub fn trigger(&self) -> Trigger {
-        self.trigger
-    }
-
     /// Registers `source` under `key`. Closing a source (its last
     /// descriptor) removes it from the epoll set by itself.
     pub fn add(&self, source: impl AsFd, key: u64, interest: Interest) -> io::Result<()> {

@@ -368,23 +368,6 @@ impl Watcher {
             .unwrap_or_else(|e| e.into_inner());
         guard.clone()
     }
-
-    /// A random registered server, other than `avoid` if there is another.
-    pub fn pick(&self, avoid: Option<SocketAddr>) -> Option<SocketAddr> {
-        let servers = self.servers();
-        let others: Vec<SocketAddr> = servers
-            .addrs
-            .iter()
-            .copied()
-            .filter(|addr| Some(*addr) != avoid)
-            .collect();
-        let from = if others.is_empty() {
-            &servers.addrs
-        } else {
-            &others
-        };
-        (!from.is_empty()).then(|| from[fastrand::usize(..from.len())])
-    }
 }
 
 /// The watch loop: read the children and their data, publish, wait for a

@@ -24,7 +24,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use zen_utils::components::{free_port, HaProxy, ZooKeeper, ZK_SERVER};
+use zen_utils::components::{free_port, haproxy_config, HaProxy, ZooKeeper, ZK_SERVER};
 
 use super::process::Server;
 use crate::load::{self, Length, Options, Watch};
@@ -335,43 +335,8 @@ fn run_way(
     })
 }
 
-/// deploy/haproxy/zen.cfg with this run's ports and a stats socket of its
-/// own (`HaProxy::try_start` fills in `@STATS@`).
-fn haproxy_config(front: u16, backends: &[u16]) -> String {
-    let mut config = DEPLOY_HAPROXY
-        .replace("/run/haproxy/zen.sock", "@STATS@")
-        .replace("127.0.0.1:1060", &format!("127.0.0.1:{front}"));
-    for (i, port) in backends.iter().enumerate() {
-        config = config.replace(
-            &format!("127.0.0.1:{}", 1061 + i),
-            &format!("127.0.0.1:{port}"),
-        );
-    }
-    config
-}
-
-/// The repository's HAProxy example, compiled in: the experiment runs the
-/// configuration users are given.
-const DEPLOY_HAPROXY: &str = include_str!("../../../deploy/haproxy/zen.cfg");
-
 fn haproxy_sessions(haproxy: &HaProxy, server: &str) -> u64 {
-    let table = haproxy.command("show stat");
-    let mut lines = table.lines();
-    let header: Vec<&str> = lines
-        .next()
-        .unwrap_or_default()
-        .trim_start_matches("# ")
-        .split(',')
-        .collect();
-    let column = |name: &str| header.iter().position(|h| *h == name);
-    let (Some(sv), Some(stot)) = (column("svname"), column("stot")) else {
-        return 0;
-    };
-    lines
-        .map(|line| line.split(',').collect::<Vec<_>>())
-        .find(|fields| fields.get(sv) == Some(&server))
-        .and_then(|fields| fields.get(stot)?.parse().ok())
-        .unwrap_or(0)
+    haproxy.counter("zen_servers", server, "stot").unwrap_or(0)
 }
 
 fn sleep_until(at: Instant) {

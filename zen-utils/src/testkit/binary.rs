@@ -112,7 +112,7 @@ impl Drop for Running {
 }
 
 /// Waits for a child to exit; kills it and panics after [`PATIENCE`].
-fn wait_bounded(child: &mut Child) -> ExitStatus {
+pub fn wait_bounded(child: &mut Child) -> ExitStatus {
     let started = Instant::now();
     loop {
         if let Some(status) = child.try_wait().unwrap() {

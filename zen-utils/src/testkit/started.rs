@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+pub use super::binary::wait_bounded;
 use super::{Client, PATIENCE};
 use crate::protocol::{answer, APHORISMS, REQUEST_TOO_LONG};
 use crate::{listener, Config, Summary, Verbosity};
@@ -221,21 +222,6 @@ fn sigterm(child: &Child) {
     // SAFETY: kill() only sends a signal to a child we started and have
     // not reaped.
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-}
-
-/// Waits for a child to exit; kills it and panics after [`PATIENCE`].
-pub fn wait_bounded(child: &mut Child) -> ExitStatus {
-    let started = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if started.elapsed() > PATIENCE {
-            let _ = child.kill();
-            panic!("the server did not exit within {PATIENCE:?}");
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
 }
 
 /// The one summary line in a server's log.
