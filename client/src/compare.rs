@@ -82,9 +82,9 @@ const HOLD_MARGIN: Duration = Duration::from_millis(1500);
 
 #[derive(Args, Debug)]
 pub(crate) struct CompareArgs {
-    /// Shorter runs (0.5 s each, 2,000 idle connections for C10K): about a
+    /// Shorter runs (0.3 s each, 2,000 idle connections for C10K): about a
     /// minute in all on 2 cores. Without it, 2 s runs and 10,000 idle
-    /// connections: about three minutes
+    /// connections: about four minutes
     #[arg(long)]
     quick: bool,
 
@@ -264,7 +264,7 @@ pub(crate) fn run(args: &CompareArgs) -> anyhow::Result<ExitCode> {
             .filter(|_| !args.servers.is_empty())
             .map_or("srv-poll", |contender| contender.bin);
         let duration = if args.quick {
-            Duration::from_secs(3)
+            Duration::from_secs(2)
         } else {
             Duration::from_secs(6)
         };
@@ -275,17 +275,18 @@ pub(crate) fn run(args: &CompareArgs) -> anyhow::Result<ExitCode> {
         ));
         let result = dead_server::run(&bin_dir.join(model), duration, &interrupted);
         progress.print(&format!(
-            "{}. {}\n{}",
+            "{}. {}\n{}{}",
             dead_server::NUMBER,
             dead_server::TITLE,
-            dead_server::table(&result)
+            dead_server::table(&result),
+            checks::list(&result.checks)
         ));
         results.dead_server = Some(result);
     }
     if ask_peers_wanted && !interrupted.load(Ordering::Relaxed) {
         // Long enough for srv-single's deadlock to break several times.
         let duration = if args.quick {
-            Duration::from_secs(2)
+            Duration::from_secs(1)
         } else {
             Duration::from_secs(3)
         };
@@ -296,10 +297,11 @@ pub(crate) fn run(args: &CompareArgs) -> anyhow::Result<ExitCode> {
         ));
         let result = ask_peers::run(&bin_dir, &contenders, duration, &interrupted);
         progress.print(&format!(
-            "{}. {}\n{}",
+            "{}. {}\n{}{}",
             ask_peers::NUMBER,
             ask_peers::TITLE,
-            ask_peers::table(&result)
+            ask_peers::table(&result),
+            checks::list(&result.checks)
         ));
         results.ask_peers = Some(result);
     }
@@ -721,6 +723,7 @@ fn write_report(results: &Results, out: &Path) -> anyhow::Result<()> {
             dead.lesson,
             dead_server::table(dead)
         );
+        report += &checks::list(&dead.checks);
         match charts::dead_server(dead) {
             Ok(svg) => {
                 write(dead_server::CHART, svg.clone())?;
@@ -741,6 +744,7 @@ fn write_report(results: &Results, out: &Path) -> anyhow::Result<()> {
             peers.lesson,
             ask_peers::table(peers)
         );
+        report += &checks::list(&peers.checks);
     }
     write("report.md", report)?;
     write(

@@ -320,10 +320,23 @@ pub struct Servers {
 }
 
 /// A client's view of a registry, kept current by a thread of its own
-/// that watches `PATH`'s children.
+/// that watches `PATH`'s children. The thread stops once the last clone is
+/// dropped: a run that is over leaves no watcher behind (nor its warnings).
 #[derive(Clone)]
 pub struct Watcher {
     servers: Arc<(Mutex<Servers>, std::sync::Condvar)>,
+    _stop: Arc<StopWatching>,
+}
+
+/// Held by every clone of a [`Watcher`], never by its thread: dropped with
+/// the last clone, it tells the thread to stop.
+struct StopWatching(Arc<tokio::sync::Notify>);
+
+impl Drop for StopWatching {
+    fn drop(&mut self) {
+        // `notify_one` keeps a permit if the thread is not waiting yet.
+        self.0.notify_one();
+    }
 }
 
 /// Where a watcher's warnings go: one line each, without `warning: `.
@@ -343,10 +356,22 @@ impl Watcher {
     pub fn start_with(url: RegistryUrl, warn: Warn) -> std::io::Result<Self> {
         let servers = Arc::new((Mutex::new(Servers::default()), std::sync::Condvar::new()));
         let shared = Arc::clone(&servers);
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let stopped = Arc::clone(&stop);
         thread::Builder::new()
             .name("registry".to_owned())
-            .spawn(move || block_on(watch(&url, &shared, &warn)))?;
-        Ok(Self { servers })
+            .spawn(move || {
+                block_on(async {
+                    tokio::select! {
+                        () = watch(&url, &shared, &warn) => {}
+                        () = stopped.notified() => {}
+                    }
+                });
+            })?;
+        Ok(Self {
+            servers,
+            _stop: Arc::new(StopWatching(stop)),
+        })
     }
 
     /// The servers now.

@@ -22,6 +22,7 @@ use std::time::Duration;
 use serde::Serialize;
 use zen_utils::components::free_port;
 
+use super::checks::CheckResult;
 use super::lineup::{Contender, Kind};
 use super::process::Server;
 use crate::load::{self, Length, Options, Watch, Workload};
@@ -53,6 +54,8 @@ pub(crate) struct AskPeersResult {
     pub(crate) lesson: &'static str,
     pub(crate) seconds: f64,
     pub(crate) rows: Vec<Row>,
+    /// What the lesson says the table shows, judged on it.
+    pub(crate) checks: Vec<CheckResult>,
 }
 
 /// One model's pair.
@@ -73,6 +76,9 @@ pub(crate) struct Row {
     pub(crate) p99_us: f64,
     /// What the row shows.
     pub(crate) note: &'static str,
+    /// The model, for the checks.
+    #[serde(skip)]
+    pub(crate) kind: Kind,
 }
 
 /// Runs every zen contender's pair for `duration`.
@@ -97,7 +103,8 @@ pub(crate) fn run(
             )
             .unwrap_or_else(|error| failed_row(contender, format!("failed: {error:#}")))
         })
-        .collect();
+        .collect::<Vec<_>>();
+    let checks = checks(&rows);
     AskPeersResult {
         number: NUMBER,
         key: KEY,
@@ -105,7 +112,42 @@ pub(crate) fn run(
         lesson: LESSON,
         seconds: duration.as_secs_f64(),
         rows,
+        checks,
     }
+}
+
+/// The lesson's checks: the one-at-a-time pair deadlocks, the small pool
+/// starves, and every concurrent model answers everyone.
+fn checks(rows: &[Row]) -> Vec<CheckResult> {
+    let of = |kinds: &[Kind], verdict: &dyn Fn(&Row) -> (String, f64, bool)| {
+        rows.iter()
+            .filter(|row| row.failed.is_none() && kinds.contains(&row.kind))
+            .map(verdict)
+            .collect::<Vec<_>>()
+    };
+    vec![
+        CheckResult::of(
+            "srv-single deadlocks: no question answered, each waits out --peer-timeout",
+            of(&[Kind::OneAtATime], &|row| {
+                let held = row.rps == 0.0 && row.no_peer_answered > 0;
+                (format!("{} answers/s", row.label), row.rps, held)
+            }),
+        ),
+        CheckResult::of(
+            format!("the pool of {POOL} starves: some of its {} clients got no answer, or no peer answered", 2 * CLIENTS),
+            of(&[Kind::Pool], &|row| {
+                let held = row.served < 2 * CLIENTS || row.no_peer_answered > 0;
+                (format!("{} served", row.label), row.served as f64, held)
+            }),
+        ),
+        CheckResult::of(
+            format!("every concurrent model served all {} clients, and a peer always answered", 2 * CLIENTS),
+            of(&[Kind::Concurrent, Kind::Hybrid], &|row| {
+                let held = row.served == 2 * CLIENTS && row.no_peer_answered == 0;
+                (format!("{} served", row.label), row.served as f64, held)
+            }),
+        ),
+    ]
 }
 
 /// The row's name: the pool's is run with [`POOL`] threads here.
@@ -127,6 +169,7 @@ fn failed_row(contender: &Contender, why: String) -> Row {
         p50_us: 0.0,
         p99_us: 0.0,
         note: note(contender),
+        kind: contender.kind,
     }
 }
 
@@ -216,6 +259,7 @@ fn run_pair(
         p50_us: worse(|r| r.latency_us.p50),
         p99_us: worse(|r| r.latency_us.p99),
         note: note(contender),
+        kind: contender.kind,
     })
 }
 

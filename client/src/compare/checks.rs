@@ -147,6 +147,24 @@ impl Figures<'_> {
     }
 }
 
+impl CheckResult {
+    /// A check judged on figures that are not runs of one server
+    /// (experiments 11 and 12 measure ways and pairs): not measured when
+    /// `verdicts` is empty, else held when every verdict held. Each
+    /// verdict comes with the figure it read.
+    pub(crate) fn of(text: impl Into<String>, verdicts: Vec<(String, f64, bool)>) -> Self {
+        let held = (!verdicts.is_empty()).then(|| verdicts.iter().all(|(_, _, held)| *held));
+        Self {
+            text: text.into(),
+            held,
+            figures: verdicts
+                .into_iter()
+                .map(|(name, value, _)| (name, value))
+                .collect(),
+        }
+    }
+}
+
 /// Whether `each` holds for every one of `servers` that was measured;
 /// not measured when none of them was.
 pub(crate) fn every(servers: &[&str], each: impl Fn(&str) -> Option<bool>) -> Option<bool> {

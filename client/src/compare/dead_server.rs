@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use zen_utils::components::{free_port, haproxy_config, HaProxy, ZooKeeper, ZK_SERVER};
 
+use super::checks::CheckResult;
 use super::process::Server;
 use crate::load::{self, Length, Options, Watch};
 use crate::report::LoadReport;
@@ -89,6 +90,8 @@ pub(crate) struct DeadServerResult {
     pub(crate) restart_at_seconds: f64,
     pub(crate) interval_ms: u64,
     pub(crate) ways: Vec<WayResult>,
+    /// What the lesson says the table shows, judged on it.
+    pub(crate) checks: Vec<CheckResult>,
 }
 
 /// One way's run.
@@ -147,7 +150,8 @@ pub(crate) fn run(bin: &Path, duration: Duration, interrupted: &AtomicBool) -> D
                     .unwrap_or_else(|error| WayResult::not_run(*way, format!("failed: {error:#}"))),
             }
         })
-        .collect();
+        .collect::<Vec<_>>();
+    let checks = checks(&ways);
     DeadServerResult {
         number: NUMBER,
         key: KEY,
@@ -162,7 +166,43 @@ pub(crate) fn run(bin: &Path, duration: Duration, interrupted: &AtomicBool) -> D
         restart_at_seconds: duration.as_secs_f64() * 2.0 / 3.0,
         interval_ms: INTERVAL.as_millis() as u64,
         ways,
+        checks,
     }
+}
+
+/// The lesson's checks: no way loses an answer, every way's rate comes
+/// back after the kill, and the restarted backend is found again.
+fn checks(ways: &[WayResult]) -> Vec<CheckResult> {
+    let ran: Vec<&WayResult> = ways.iter().filter(|way| way.not_run.is_none()).collect();
+    let each = |figure: &str, value: &dyn Fn(&WayResult) -> Option<(f64, bool)>| {
+        ran.iter()
+            .filter_map(|way| {
+                let (value, held) = value(way)?;
+                Some((format!("{} {figure}", way.way.label()), value, held))
+            })
+            .collect::<Vec<_>>()
+    };
+    vec![
+        CheckResult::of(
+            "no way lost an answer: every question got its right answer",
+            each("lost", &|way| Some((way.lost as f64, way.lost == 0))),
+        ),
+        CheckResult::of(
+            "every way's rate came back to 90% of what it was after the kill",
+            each("rate back after ms (-1: not in the run)", &|way| {
+                Some(
+                    way.recovered_after_ms
+                        .map_or((-1.0, false), |ms| (ms, true)),
+                )
+            }),
+        ),
+        CheckResult::of(
+            "every way found the restarted backend: it answered again",
+            each("restarted one back after ms (-1: not in the run)", &|way| {
+                Some(way.back_after_ms.map_or((-1.0, false), |ms| (ms, true)))
+            }),
+        ),
+    ]
 }
 
 /// Why a way cannot run on this machine, if it cannot.

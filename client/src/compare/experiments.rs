@@ -27,8 +27,8 @@ impl Sizes {
     /// About a minute for everything on 2 cores: enough answers for
     /// stable rates and medians; the tails (p99.9) are rough.
     pub(crate) const QUICK: Self = Self {
-        duration: Duration::from_millis(500),
-        warmup: Duration::from_millis(200),
+        duration: Duration::from_millis(300),
+        warmup: Duration::from_millis(100),
         c10k: 2_000,
         pool_workers: super::lineup::DEFAULT_POOL_WORKERS,
     };

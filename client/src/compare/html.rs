@@ -275,6 +275,7 @@ fn dead_server(html: &mut String, dead: &DeadServerResult, chart: Option<&str>) 
     heading(html, dead.number, dead.key, dead.title);
     let _ = writeln!(html, "<p>{}</p>", inline(dead.lesson));
     pipe_table(html, &super::dead_server::table(dead));
+    checks(html, &dead.checks);
     if let Some(svg) = chart {
         figure(html, super::dead_server::CHART, svg);
     }
@@ -285,6 +286,7 @@ fn ask_peers(html: &mut String, peers: &AskPeersResult) {
     heading(html, peers.number, peers.key, peers.title);
     let _ = writeln!(html, "<p>{}</p>", inline(peers.lesson));
     pipe_table(html, &super::ask_peers::table(peers));
+    checks(html, &peers.checks);
 }
 
 /// Experiments 11 and 12 build their tables as cells joined by `|`
