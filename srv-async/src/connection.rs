@@ -231,6 +231,19 @@ impl<'a> Connection<'a> {
         let Some(work) = self.shared.config.work else {
             return Ok(());
         };
+        if let (Some(helpers), WorkKind::Cpu | WorkKind::Block) = (&self.shared.helpers, work.kind)
+        {
+            // `--offload`: a helper thread does it, `spawn_blocking`'s way,
+            // and the task awaits the result; the runtime's thread serves
+            // the other connections meanwhile. Waiting for room in the
+            // helpers' queue is the backpressure: this connection is not
+            // read from until its work is done.
+            let shutdown = self.shared.shutdown.clone();
+            return match guarded(helpers.run(work, shutdown), &mut self.shutdown, None).await {
+                Ok(true) => Ok(()),
+                Ok(false) | Err(_) => Err(GaveUp::Grace),
+            };
+        }
         match work.kind {
             // The async way to wait: the task sleeps on a timer and the
             // thread serves other connections meanwhile. The timer is a
@@ -243,9 +256,9 @@ impl<'a> Connection<'a> {
                 )
                 .await
             }
-            // Both hold the runtime's thread: no other task of this runtime
-            // runs until they finish. Kept inline on purpose, to measure
-            // what blocking an event loop costs. The end of the shutdown
+            // Without helpers, both hold the runtime's thread: no other
+            // task of this runtime runs until they finish. Kept inline on
+            // purpose, to measure what blocking an event loop costs. The end of the shutdown
             // grace cuts the computation short; the sleep of `block`
             // cannot be (that is its lesson).
             WorkKind::Cpu => {
@@ -424,7 +437,7 @@ mod tests {
                 .unwrap();
             let (stream, peer) = listener.accept().await.unwrap();
             let shutdown = Shutdown::new();
-            let shared = Shared::new(Config::default(), shutdown.clone());
+            let shared = Shared::new(Config::default(), shutdown.clone()).unwrap();
             let stop = Stop::new(&shutdown);
             let task = handle_connection(stream, peer, &shared, &stop);
             let size = size_of_val(&task);

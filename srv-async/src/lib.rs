@@ -72,6 +72,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use zen_utils::admission::Admission;
 use zen_utils::listener::{self, AcceptErrors, AcceptFailure, ACCEPT_BACKOFF};
+use zen_utils::offload::Helpers;
 use zen_utils::shutdown::SHUTDOWN_GRACE;
 use zen_utils::{Config, Shutdown, Stats, Summary};
 
@@ -98,7 +99,7 @@ pub fn serve(
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let shared = Shared::new(config, shutdown);
+    let shared = Shared::new(config, shutdown)?;
     runtime.block_on(serve_listener(listener, Arc::clone(&shared)))?;
     Ok(shared.summary())
 }
@@ -189,19 +190,28 @@ pub struct Shared {
     /// Woken when `open` drops to zero.
     closed: Notify,
     shutdown: Shutdown,
+    /// `--offload`: the helper threads that do `--work cpu|block`, shared
+    /// by every runtime of the server (zen-utils' `offload`).
+    helpers: Option<Helpers>,
 }
 
 impl Shared {
-    /// The state of a new server; its shutdown is `shutdown`.
-    pub fn new(config: Config, shutdown: Shutdown) -> Arc<Self> {
-        Arc::new(Self {
+    /// The state of a new server; its shutdown is `shutdown`. Starts the
+    /// helpers of `--offload`, if any.
+    pub fn new(config: Config, shutdown: Shutdown) -> io::Result<Arc<Self>> {
+        let helpers = match config.offload {
+            0 => None,
+            threads => Some(Helpers::start(threads)?),
+        };
+        Ok(Arc::new(Self {
             open: Admission::new(config.max_conns),
             config,
             stats: Stats::new(),
             accept_errors: AcceptErrors::new(),
             closed: Notify::new(),
             shutdown,
-        })
+            helpers,
+        }))
     }
 
     /// The server's totals so far.

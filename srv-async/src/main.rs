@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use zen_utils::ServerArgs;
+use zen_utils::{OffloadArgs, ServerArgs};
 
 /// The zen aphorism server on one thread, a tokio task per connection: the
 /// book's asyncio server. Many clients at once, one core.
@@ -12,11 +12,21 @@ use zen_utils::ServerArgs;
 struct Cli {
     #[command(flatten)]
     server: ServerArgs,
+
+    #[command(flatten)]
+    offload: OffloadArgs,
 }
 
 fn main() -> ExitCode {
     let cli: Cli = zen_utils::server::parse();
-    zen_utils::server::run("srv-async", &cli.server, false, srv_async::serve)
+    zen_utils::server::run(
+        "srv-async",
+        &cli.server,
+        false,
+        |listener, config, shutdown| {
+            srv_async::serve(listener, cli.offload.apply(config), shutdown)
+        },
+    )
 }
 
 #[cfg(test)]

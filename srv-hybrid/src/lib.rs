@@ -199,7 +199,7 @@ pub fn serve_prepared(
     config: Config,
     shutdown: Shutdown,
 ) -> io::Result<Summary> {
-    let shared = Shared::new(config, shutdown.clone());
+    let shared = Shared::new(config, shutdown.clone())?;
     let Prepared {
         listeners,
         runtimes,

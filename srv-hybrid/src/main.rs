@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use srv_hybrid::{HybridOptions, Runtime};
-use zen_utils::ServerArgs;
+use zen_utils::{OffloadArgs, ServerArgs};
 
 const NAME: &str = "srv-hybrid";
 
@@ -26,6 +26,9 @@ struct Cli {
     /// How the threads share the connections
     #[arg(long, value_enum, default_value_t = Runtime::WorkStealing)]
     runtime: Runtime,
+
+    #[command(flatten)]
+    offload: OffloadArgs,
 }
 
 fn main() -> ExitCode {
@@ -43,7 +46,9 @@ fn main() -> ExitCode {
         &cli.server,
         per_core,
         |listener| srv_hybrid::prepare(listener, options),
-        srv_hybrid::serve_prepared,
+        |prepared, config, shutdown| {
+            srv_hybrid::serve_prepared(prepared, cli.offload.apply(config), shutdown)
+        },
     )
 }
 

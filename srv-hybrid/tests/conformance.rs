@@ -45,3 +45,23 @@ mod per_core {
         args: ["--runtime", "per-core", "--workers", "3"],
     );
 }
+
+/// With `--offload`, on per-core runtimes, which share one pool of helpers:
+/// the whole suite with its waiting work done as blocking work on 16
+/// helpers, and the cases of the helpers.
+mod offload {
+    use super::*;
+    use zen_utils::testkit::offloaded;
+
+    zen_utils::conformance_suite!(
+        serve: |listener, config, shutdown| {
+            serve_with(Runtime::PerCore)(listener, offloaded(config), shutdown)
+        },
+        model: Model::Concurrent,
+    );
+    zen_utils::offload_suite!(serve: serve_with(Runtime::PerCore));
+    zen_utils::binary_suite!(
+        bin: env!("CARGO_BIN_EXE_srv-hybrid"),
+        args: ["--runtime", "per-core", "--workers", "3", "--offload", "2"],
+    );
+}

@@ -16,7 +16,7 @@ use std::time::Instant;
 use zen_utils::conversation::{Conversation, Needed};
 use zen_utils::epoll::Interest;
 use zen_utils::peers::Forward;
-use zen_utils::{Config, End, Leftover, Shutdown, Stats, WorkKind};
+use zen_utils::{Config, End, Leftover, Shutdown, Stats, Work, WorkKind};
 
 use crate::peer_call::CallId;
 use crate::timers::Timers;
@@ -61,7 +61,8 @@ pub(crate) enum Wake {
     /// level-triggered it would report it at every wait, so the error is
     /// collected now.
     Ready { ready: Interest, unasked: bool },
-    /// The `--work wait` timer of the question in progress is due.
+    /// The work of the question in progress is over: its `--work wait`
+    /// timer is due, or a helper did it (`--offload`).
     AnswerDue,
     /// The peers were asked about the question in progress: this is the
     /// answer to give.
@@ -97,6 +98,10 @@ pub(crate) struct Context<'a> {
     /// Questions this connection needs its peers to answer: the loop
     /// starts asking them once the connection's turn is over.
     pub(crate) peer_calls: &'a mut Vec<(ConnId, Forward)>,
+    /// `--work cpu|block` this connection hands to the helpers
+    /// (`--offload`): the loop submits it once the connection's turn is
+    /// over. `None`: no helpers, the work runs right here.
+    pub(crate) offloaded: Option<&'a mut Vec<(ConnId, Work)>>,
     /// Whether a short read may be taken to mean "nothing more to read"
     /// (see `poll_mode`): it saves the read that would only return
     /// `WouldBlock`, one system call per answer.
@@ -274,6 +279,13 @@ impl Connection {
                 // timer is due.
                 ctx.timers
                     .add(Instant::now() + needed.duration, Timer::Answer(self.id));
+                break;
+            }
+            if let Some(offloaded) = ctx.offloaded.as_mut() {
+                // `--offload`: a helper thread does it, and this
+                // connection resumes when the helper is done, as after a
+                // timer. Meanwhile the loop serves everyone else.
+                offloaded.push((self.id, needed));
                 break;
             }
             // cpu and block run right here, on the loop's only thread:
@@ -458,6 +470,7 @@ mod tests {
             shutdown: &shutdown,
             timers: &mut timers,
             peer_calls: &mut Vec::new(),
+            offloaded: None,
             short_read_drains: true,
         };
         let both = Wake::Ready {

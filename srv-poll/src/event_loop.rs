@@ -14,6 +14,7 @@ use zen_utils::listener::{self, AcceptErrors, AcceptFailure, ACCEPT_BACKOFF};
 use zen_utils::{Config, End, Shutdown, Stats, Summary};
 
 use crate::connection::{ConnId, Connection, Context, Next, Timer, Wake};
+use crate::offload::Offload;
 use crate::peer_call::{CallContext, CallId, PeerCall};
 use crate::poll_mode::{self, PollMode, Registration};
 use crate::timers::Timers;
@@ -79,6 +80,10 @@ pub(crate) struct EventLoop {
     /// Counts peer call attempts, to tell an attempt that is over (its
     /// deadline, its socket's events) from the one in progress.
     next_attempt: u64,
+    /// `--offload`: the helpers that do `--work cpu|block`, and the works
+    /// connections asked them for in their turn, submitted after it.
+    offload: Option<Offload>,
+    offloaded: Vec<(ConnId, zen_utils::Work)>,
     config: Config,
     stats: Stats,
     /// Logs failed accepts, running out of descriptors at most once a second.
@@ -114,6 +119,15 @@ impl EventLoop {
                 waker.wake();
             }
         });
+        // The helpers' completions wake the loop through the same eventfd.
+        let offload = match config.offload {
+            0 => None,
+            helpers => Some(Offload::start(
+                helpers,
+                Arc::clone(&waker),
+                shutdown.clone(),
+            )?),
+        };
         let mut timers = Timers::new();
         if let Some(period) = idle_scan_period(&config) {
             timers.add(Instant::now() + period, Timer::IdleScan);
@@ -132,6 +146,8 @@ impl EventLoop {
             peer_calls: Vec::new(),
             calls: Slab::new(),
             next_attempt: 0,
+            offload,
+            offloaded: Vec::new(),
             config,
             stats: Stats::new(),
             accept_errors: AcceptErrors::new(),
@@ -167,7 +183,10 @@ impl EventLoop {
                 let event = self.poller.event(i);
                 match event.key {
                     SERVER => self.accept_all(),
-                    WAKER => self.waker.clear(),
+                    WAKER => {
+                        self.waker.clear();
+                        self.finish_offloaded();
+                    }
                     TIMER => self.timer_fired(),
                     key => match CallId::of_poll_key(key) {
                         Some(call) => self.on_peer_ready(call),
@@ -225,6 +244,7 @@ impl EventLoop {
     fn advance(&mut self, key: usize, wake: Wake) {
         self.advance_connection(key, wake);
         self.start_peer_calls();
+        self.start_offloaded();
     }
 
     fn advance_connection(&mut self, key: usize, wake: Wake) {
@@ -237,6 +257,7 @@ impl EventLoop {
             shutdown: &self.shutdown,
             timers: &mut self.timers,
             peer_calls: &mut self.peer_calls,
+            offloaded: self.offload.is_some().then_some(&mut self.offloaded),
             short_read_drains: poll_mode::short_read_drains(self.mode),
         };
         let interest = match slot.conn.advance(wake, &mut ctx) {
@@ -289,6 +310,38 @@ impl EventLoop {
                         self.advance_connection(client.key, Wake::PeersAnswered(answer));
                     }
                 }
+            }
+        }
+    }
+
+    /// Hands the works connections asked for in their turn to the helpers
+    /// (or parks them, if the helpers' queue is full).
+    fn start_offloaded(&mut self) {
+        let Some(offload) = &mut self.offload else {
+            return;
+        };
+        for (conn, work) in self.offloaded.drain(..) {
+            offload.submit(conn, work);
+        }
+    }
+
+    /// The helpers finished works: each connection still open gets its
+    /// answer and goes on with the questions behind it. A work cut short
+    /// by the end of the grace gives no answer: the loop is closing
+    /// everyone.
+    fn finish_offloaded(&mut self) {
+        let Some(offload) = &mut self.offload else {
+            return;
+        };
+        let connections = &self.connections;
+        let done = offload.take_done(|id| {
+            connections
+                .get(id.key)
+                .is_some_and(|slot| slot.conn.id == id)
+        });
+        for (id, finished) in done {
+            if finished && self.slot_of(id).is_some() {
+                self.advance(id.key, Wake::AnswerDue);
             }
         }
     }

@@ -115,6 +115,7 @@
 
 mod connection;
 mod event_loop;
+mod offload;
 mod peer_call;
 mod poll_mode;
 mod timers;

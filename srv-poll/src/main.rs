@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
 use srv_poll::PollMode;
-use zen_utils::ServerArgs;
+use zen_utils::{OffloadArgs, ServerArgs};
 
 /// The zen aphorism server on one thread with a readiness loop: every
 /// client at once, as long as no answer needs the CPU for long.
@@ -13,6 +13,9 @@ use zen_utils::ServerArgs;
 struct Cli {
     #[command(flatten)]
     server: ServerArgs,
+
+    #[command(flatten)]
+    offload: OffloadArgs,
 
     /// How sockets are registered with epoll: level (no re-arm per event),
     /// edge (must read until WouldBlock) or oneshot (one more epoll_ctl
@@ -40,7 +43,9 @@ fn main() -> ExitCode {
         "srv-poll",
         &cli.server,
         false,
-        |listener, config, shutdown| srv_poll::serve_with_mode(listener, config, shutdown, mode),
+        |listener, config, shutdown| {
+            srv_poll::serve_with_mode(listener, cli.offload.apply(config), shutdown, mode)
+        },
     )
 }
 

@@ -38,3 +38,18 @@ mod edge {
         args: ["--poll-mode", "edge"],
     );
 }
+
+/// With `--offload`: `--work cpu|block` on helper threads. The whole suite
+/// with its waiting work done as blocking work on 16 helpers, which must
+/// hold as it does with the loop's timers, and the cases of the helpers.
+mod offload {
+    use super::*;
+    use zen_utils::testkit::offloaded;
+
+    zen_utils::conformance_suite!(
+        serve: |listener, config, shutdown| srv_poll::serve(listener, offloaded(config), shutdown),
+        model: Model::Concurrent,
+    );
+    zen_utils::offload_suite!(serve: srv_poll::serve);
+    zen_utils::binary_suite!(bin: env!("CARGO_BIN_EXE_srv-poll"), args: ["--offload", "2"]);
+}

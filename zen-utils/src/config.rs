@@ -164,6 +164,10 @@ pub struct Config {
     pub verbosity: Verbosity,
     /// What part of the table it knows and which peers it may ask.
     pub peers: crate::peers::PeerConfig,
+    /// Helper threads for `--work cpu|block` (`--offload`, the event-driven
+    /// servers only); 0: the work runs on the thread that serves the
+    /// connection.
+    pub offload: usize,
 }
 
 /// How much a server logs to stderr.
@@ -220,6 +224,8 @@ impl ServerArgs {
                 me: self.advertise,
                 keep_connections: false,
             },
+            // A flag of the event-driven servers only: they set it.
+            offload: 0,
         }
     }
 
@@ -257,8 +263,37 @@ impl Default for Config {
             work: None,
             verbosity: Verbosity::Normal,
             peers: crate::peers::PeerConfig::default(),
+            offload: 0,
         }
     }
+}
+
+/// `--offload N`: the flag of the event-driven servers (srv-poll,
+/// srv-async, srv-hybrid), flattened into their commands.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct OffloadArgs {
+    /// Run --work cpu and block on N helper threads (at most 1024), so
+    /// that the event loop serves everyone else meanwhile; 0 runs them on
+    /// the loop itself, which blocks every client
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = parse_offload)]
+    pub offload: usize,
+}
+
+impl OffloadArgs {
+    /// `config` with these helpers.
+    pub fn apply(self, mut config: Config) -> Config {
+        config.offload = self.offload;
+        config
+    }
+}
+
+/// `--offload`: from 0 to [`crate::offload::MAX_OFFLOAD`].
+fn parse_offload(text: &str) -> Result<usize, String> {
+    let helpers: usize = text.parse().map_err(|error| format!("{error}"))?;
+    if helpers > crate::offload::MAX_OFFLOAD {
+        return Err(format!("must be at most {}", crate::offload::MAX_OFFLOAD));
+    }
+    Ok(helpers)
 }
 
 /// The longest `DUR` accepted: a year. Every deadline is "now + DUR", and

@@ -51,6 +51,7 @@ pub mod epoll;
 pub mod frame;
 pub mod listener;
 pub mod log;
+pub mod offload;
 pub mod peers;
 pub mod protocol;
 pub mod registry;
@@ -63,7 +64,7 @@ pub mod supervisor;
 pub mod testkit;
 pub mod work;
 
-pub use config::{Config, ServerArgs, Verbosity};
+pub use config::{Config, OffloadArgs, ServerArgs, Verbosity};
 pub use end::{End, Leftover, Stall};
 pub use frame::Decoder;
 pub use shutdown::Shutdown;

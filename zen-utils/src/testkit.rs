@@ -25,6 +25,8 @@ use crate::{listener, Config, Shutdown, Summary};
 pub mod binary;
 pub mod cases;
 pub mod minimal;
+pub mod offload_cases;
+pub use offload_cases::offloaded;
 pub mod peer_cases;
 /// The real components the tests start (ZooKeeper, HAProxy).
 pub use crate::components;
