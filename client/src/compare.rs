@@ -875,7 +875,8 @@ mod tests {
     fn commands_read_as_typed() {
         let experiments = experiments::all(&Sizes::FULL);
         let pipelining = &experiments[5];
-        let redis = &lineup::everyone(16)[7];
+        let everyone = lineup::everyone(16);
+        let redis = everyone.iter().find(|c| c.kind == Kind::Redis).unwrap();
         assert_eq!(
             load_command(pipelining, redis),
             "client load -c 64 --pipeline 16 -d 2s --warmup 500ms \

@@ -577,21 +577,28 @@ fn server_docs(blocks: &[Placed]) -> ServerDocs {
     let Some((sentence_line, text)) = sentence else {
         panic!("README.md has no sentence \"{OWN_FLAGS_SENTENCE}...\" (this test reads it)");
     };
+    // A parenthesis may name several servers: "(srv-poll, srv-async,
+    // srv-hybrid; ...)" gives the flags before it to each of them.
     let mut rest = text.as_str();
     while let Some(at) = rest.find("(srv-") {
-        let server: String = rest[at + 1..]
-            .chars()
-            .take_while(|&c| c.is_ascii_alphanumeric() || c == '-')
+        let names = &rest[at + 1..];
+        let names = &names[..names.find([')', ';']).unwrap_or(names.len())];
+        let servers: Vec<String> = names
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+            .filter(|word| word.starts_with("srv-"))
+            .map(str::to_owned)
             .collect();
         let before = &rest[..at];
         let line = sentence_line + text[..text.len() - rest.len() + at].matches('\n').count();
         for (_, span) in spans(0, before) {
             for flag in names_in(&span, false) {
-                own.entry(server.clone()).or_default().push(Mention {
-                    line,
-                    flag,
-                    context: format!("`{span}` ({server})"),
-                });
+                for server in &servers {
+                    own.entry(server.clone()).or_default().push(Mention {
+                        line,
+                        flag: flag.clone(),
+                        context: format!("`{span}` ({server})"),
+                    });
+                }
             }
         }
         rest = &rest[at + 1..];

@@ -90,7 +90,7 @@ pub(crate) fn run(
 ) -> AskPeersResult {
     let rows = contenders
         .iter()
-        .filter(|contender| contender.kind != Kind::Redis)
+        .filter(|contender| !matches!(contender.kind, Kind::Redis | Kind::Offload))
         .map(|contender| {
             if interrupted.load(std::sync::atomic::Ordering::Relaxed) {
                 return failed_row(contender, "not run: interrupted".to_owned());

@@ -30,12 +30,15 @@ const NAMES: u32 = 215;
 const FONT: &str = "sans-serif";
 
 /// Every contender's colour (Tableau 10), by id; redis in grey.
-const COLOURS: [(&str, RGBColor); 8] = [
+/// The `--offload` rows take the light shade of their server's colour.
+const COLOURS: [(&str, RGBColor); 10] = [
     ("srv-single", RGBColor(214, 39, 40)),
     ("srv-threaded-pool", RGBColor(255, 127, 14)),
     ("srv-threaded-per-conn", RGBColor(140, 86, 75)),
     ("srv-poll", RGBColor(31, 119, 180)),
+    ("srv-poll-offload", RGBColor(174, 199, 232)),
     ("srv-async", RGBColor(44, 160, 44)),
+    ("srv-async-offload", RGBColor(152, 223, 138)),
     ("srv-hybrid-ws", RGBColor(148, 103, 189)),
     ("srv-hybrid-per-core", RGBColor(227, 119, 194)),
     ("redis-server", RGBColor(110, 110, 110)),

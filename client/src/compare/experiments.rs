@@ -8,7 +8,7 @@ use std::time::Duration;
 use zen_utils::config::format_duration;
 
 use super::checks::{every, Check};
-use super::lineup::{Contender, Kind};
+use super::lineup::{Contender, Kind, OFFLOAD_HELPERS};
 
 /// How big the runs are: `--quick` or the full run.
 #[derive(Debug, Clone, Copy)]
@@ -269,21 +269,38 @@ pub(crate) fn all(sizes: &Sizes) -> Vec<Experiment> {
             number: 4,
             key: "cpu-bound",
             title: "CPU-bound",
-            lesson: "Each answer costs 200 µs of computation (`--work cpu:200us`): one thread \
-                     tops out at 5,000 answers/s. The one-thread models (srv-single, srv-poll, \
-                     srv-async) use one core; threads and srv-hybrid use every core (here \
-                     shared with the load generator)."
-                .to_owned(),
+            lesson: format!(
+                "Each answer costs 200 µs of computation (`--work cpu:200us`): one thread \
+                 tops out at 5,000 answers/s. The one-thread models (srv-single, srv-poll, \
+                 srv-async) use one core; threads and srv-hybrid use every core (here \
+                 shared with the load generator). The cure for an event loop: \
+                 `--offload {OFFLOAD_HELPERS}` computes on helper threads, so srv-poll and \
+                 srv-async use every core too, while their loop only reads and writes."
+            ),
             server_flags: flags(&["--work", "cpu:200us"]),
             load: load(MANY, 1),
             hold: None,
-            takes: zen_only,
+            takes: zen_and_offload,
             background: None,
             checks: if cores >= 2 {
-                vec![Check::new(
-                    format!("srv-threaded per-conn ≥ 1.5 × srv-poll on {cores} cores"),
-                    |f| Some(f.rps("srv-threaded-per-conn")? >= 1.5 * f.rps("srv-poll")?),
-                )]
+                vec![
+                    Check::new(
+                        format!("srv-threaded per-conn ≥ 1.5 × srv-poll on {cores} cores"),
+                        |f| Some(f.rps("srv-threaded-per-conn")? >= 1.5 * f.rps("srv-poll")?),
+                    ),
+                    Check::new(
+                        format!(
+                            "with --offload {OFFLOAD_HELPERS}, srv-poll and srv-async ≥ 1.5 × \
+                             themselves without it on {cores} cores"
+                        ),
+                        |f| {
+                            every(&["srv-poll", "srv-async"], |server| {
+                                let cured = f.rps(&format!("{server}-offload"))?;
+                                Some(cured >= 1.5 * f.rps(server)?)
+                            })
+                        },
+                    ),
+                ]
             } else {
                 Vec::new()
             },
@@ -295,14 +312,20 @@ pub(crate) fn all(sizes: &Sizes) -> Vec<Experiment> {
             lesson: format!(
                 "Each answer makes a blocking 10 ms call (`--work block:10ms`), the classic \
                  mistake in an event loop: srv-poll and srv-async collapse to srv-single's \
-                 100 answers/s, srv-hybrid to its workers × 100; threads block only \
-                 themselves (the pool {}/s, a thread per connection all {MANY}).",
-                pool * 100
+                 100 answers/s (each answer waits behind every other connection's call: \
+                 about {MANY} × 10 ms), srv-hybrid to its workers × 100; threads block only \
+                 themselves (the pool {}/s, a thread per connection all {MANY}). The cure, \
+                 beside the disease: `--offload {OFFLOAD_HELPERS}` makes the calls on \
+                 {OFFLOAD_HELPERS} helper threads (Flash's helpers, libuv's pool, tokio's \
+                 `spawn_blocking`), and the loop serves everyone meanwhile: the {}/s that \
+                 {OFFLOAD_HELPERS} helpers allow, each answer waiting only for a free helper.",
+                pool * 100,
+                group_digits((OFFLOAD_HELPERS * 100) as f64),
             ),
             server_flags: flags(&["--work", "block:10ms"]),
             load: load(MANY, 1),
             hold: None,
-            takes: zen_only,
+            takes: zen_and_offload,
             background: None,
             checks: vec![
                 Check::new("srv-poll and srv-async ≤ 1.2 × srv-single", |f| {
@@ -317,6 +340,19 @@ pub(crate) fn all(sizes: &Sizes) -> Vec<Experiment> {
                         group_digits((MANY * 100) as f64)
                     ),
                     |f| Some(f.rps("srv-threaded-per-conn")? >= 0.9 * IDEAL),
+                ),
+                Check::new(
+                    format!(
+                        "with --offload {OFFLOAD_HELPERS}, srv-poll and srv-async ≥ 0.9 × the \
+                         {}/s its helpers allow",
+                        group_digits((OFFLOAD_HELPERS * 100) as f64)
+                    ),
+                    |f| {
+                        let allowed = (OFFLOAD_HELPERS * 100) as f64;
+                        every(&["srv-poll-offload", "srv-async-offload"], |server| {
+                            Some(f.rps(server)? >= 0.9 * allowed)
+                        })
+                    },
                 ),
             ],
         },
@@ -410,7 +446,7 @@ pub(crate) fn all(sizes: &Sizes) -> Vec<Experiment> {
                     "serves a fixed number of connections at a time: idle ones starve \
                      the rest (see slow clients)",
                 ),
-                Kind::Redis => Take::Absent,
+                Kind::Redis | Kind::Offload => Take::Absent,
                 Kind::Concurrent | Kind::Hybrid => Take::Run,
             },
             background: None,
@@ -508,15 +544,28 @@ pub(crate) fn all(sizes: &Sizes) -> Vec<Experiment> {
     ]
 }
 
-fn zen_and_redis(_: &Contender, _: &Sizes) -> Take {
-    Take::Run
+/// Every zen server and redis; the `--offload` rows are for the
+/// experiments of work that holds the thread.
+fn zen_and_redis(contender: &Contender, _: &Sizes) -> Take {
+    match contender.kind {
+        Kind::Offload => Take::Absent,
+        _ => Take::Run,
+    }
 }
 
 fn zen_only(contender: &Contender, _: &Sizes) -> Take {
-    if contender.kind == Kind::Redis {
-        Take::Absent
-    } else {
-        Take::Run
+    match contender.kind {
+        Kind::Redis | Kind::Offload => Take::Absent,
+        _ => Take::Run,
+    }
+}
+
+/// Every zen server, and the `--offload` rows beside the event loops:
+/// work that holds the thread, and its cure.
+fn zen_and_offload(contender: &Contender, _: &Sizes) -> Take {
+    match contender.kind {
+        Kind::Redis => Take::Absent,
+        _ => Take::Run,
     }
 }
 

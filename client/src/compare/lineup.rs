@@ -36,9 +36,16 @@ pub(crate) enum Kind {
     Concurrent,
     /// srv-hybrid: the contenders of the work-stealing experiment.
     Hybrid,
+    /// An event loop with `--offload` helpers: the cure, shown beside the
+    /// disease in the experiments of work that holds the thread (4 and 5).
+    Offload,
     /// `redis-server`, answering `PING` with `+PONG`.
     Redis,
 }
+
+/// The helpers of the `--offload` rows: the 1,600 answers/s of 16
+/// sleeps of 10 ms at a time, where the loop alone makes 100.
+pub(crate) const OFFLOAD_HELPERS: usize = 16;
 
 /// The reference server's binary.
 pub(crate) const REDIS: &str = "redis-server";
@@ -54,6 +61,11 @@ pub(crate) fn everyone(pool_workers: usize) -> Vec<Contender> {
         kind,
     };
     let pool = pool_workers.to_string();
+    let helpers = OFFLOAD_HELPERS.to_string();
+    let offloaded = |id, bin: &'static str| Contender {
+        label: format!("{bin} --offload {OFFLOAD_HELPERS}"),
+        ..contender(id, bin, "", &["--offload", &helpers], Kind::Offload)
+    };
     vec![
         contender(
             "srv-single",
@@ -80,7 +92,9 @@ pub(crate) fn everyone(pool_workers: usize) -> Vec<Contender> {
             Kind::Concurrent,
         ),
         contender("srv-poll", "srv-poll", "srv-poll", &[], Kind::Concurrent),
+        offloaded("srv-poll-offload", "srv-poll"),
         contender("srv-async", "srv-async", "srv-async", &[], Kind::Concurrent),
+        offloaded("srv-async-offload", "srv-async"),
         contender(
             "srv-hybrid-ws",
             "srv-hybrid",
@@ -187,7 +201,8 @@ mod tests {
 
     #[test]
     fn redis_joins_by_default_only_when_installed() {
-        assert_eq!(select(everyone(16), &[], true).unwrap().len(), 8);
+        // Seven servers and modes, two --offload rows, redis.
+        assert_eq!(select(everyone(16), &[], true).unwrap().len(), 10);
         let without = select(everyone(16), &[], false).unwrap();
         assert!(without.iter().all(|c| c.kind != Kind::Redis));
         assert!(select(everyone(16), &["redis-server".to_owned()], false).is_err());
