@@ -24,6 +24,12 @@
 //!   computes or sleeps, no other connection is answered and nobody is
 //!   accepted. That is experiment 5's lesson: blocking an event loop turns
 //!   it back into srv-single.
+//! - **The cure, `--offload N`:** `--work cpu|block` runs on N helper
+//!   threads (zen-utils' `offload`, shared by srv-poll and srv-hybrid), and
+//!   the task awaits its completion as it awaits a timer: tokio's
+//!   `spawn_blocking`, with a bound. The thread goes on serving every other
+//!   task meanwhile; a task that finds the helpers' queue full waits for
+//!   room, and its connection is not read meanwhile.
 //! - **Per-connection state:** the task's future: a framing decoder (its
 //!   buffer allocated only when the first bytes arrive, so an idle
 //!   connection costs no buffer), the unsent answers, an idle timer. No

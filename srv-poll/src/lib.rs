@@ -50,6 +50,12 @@
 //!   waits: that is the lesson they are there to measure. `--work wait` is
 //!   a timer instead: the loop serves others until it is due. Nor does it
 //!   ever wait on a peer.
+//! - **The cure, `--offload N`** (`offload.rs`): `--work cpu|block` goes
+//!   to N helper threads through a queue; a helper that is done queues the
+//!   completion and writes to the loop's eventfd, and the loop gives the
+//!   answer as it does when a timer is due. libuv's design, behind
+//!   Node.js's file I/O. A connection that finds the queue full is parked,
+//!   unread, until a helper frees room.
 //! - **Asking peers** (`--peer`, a question this server does not know):
 //!   the loop drives outgoing connections beside its clients, RawServer's
 //!   `start_connection`. Each forwarded question is a peer call (a slab of
