@@ -345,6 +345,12 @@ impl Connection {
         Interest::new(self.conversation.wants_read(), self.owes_output())
     }
 
+    /// Whether, as far as the events and reads said, nothing waits unread
+    /// on the socket (see `Registration::update`).
+    pub(crate) fn drained(&self) -> bool {
+        !self.socket.readable
+    }
+
     /// Why the connection is over, if it is, as the conversation says,
     /// after its last word (sent best effort: with whatever room the socket
     /// has now, as the connection closes next whatever happens).

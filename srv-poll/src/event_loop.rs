@@ -271,9 +271,14 @@ impl EventLoop {
                 interest
             }
         };
-        let updated =
-            slot.registration
-                .update(&self.poller, &slot.conn.stream, key as u64, interest);
+        let updated = slot.registration.update(
+            &self.poller,
+            &slot.conn.stream,
+            key as u64,
+            interest,
+            self.mode,
+            slot.conn.drained(),
+        );
         if let Err(error) = updated {
             self.close(key, End::Failed(error));
         }

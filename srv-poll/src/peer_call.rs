@@ -160,10 +160,14 @@ impl PeerCall {
         let reply = match attempt.advance(self.asking.request()) {
             Progress::Wait(interest) => {
                 let poll_key = attempt.id.poll_key();
-                match attempt
-                    .registration
-                    .update(ctx.poller, &attempt.stream, poll_key, interest)
-                {
+                match attempt.registration.update(
+                    ctx.poller,
+                    &attempt.stream,
+                    poll_key,
+                    interest,
+                    ctx.mode,
+                    false,
+                ) {
                     Ok(()) => return None,
                     Err(error) => {
                         tracing::debug!("peer {}: {error}", attempt.peer);

@@ -57,13 +57,29 @@ impl Registration {
 
     /// Registers `wanted` for `source` under `key`, if it differs from what
     /// is registered: the one `epoll_ctl` that level-triggered mode needs.
+    ///
+    /// Interest in reading is dropped lazily when level-triggered: a
+    /// connection that stops reading while its answer is worked on (a
+    /// `--work wait` timer, a helper, a peer) keeps it registered as long
+    /// as nothing is known to wait unread (`drained`). Its client, waiting
+    /// for the answer, sends nothing, so no event comes, and the answer
+    /// costs no `epoll_ctl` to drop the interest and none to take it back:
+    /// two system calls per answer on that path. If bytes do arrive, the
+    /// event says so, `drained` is false at the next update, and the
+    /// interest is dropped then, before level-triggering could report it
+    /// again.
     pub(crate) fn update(
         &mut self,
         poller: &Poller,
         source: impl AsFd,
         key: u64,
-        wanted: Interest,
+        mut wanted: Interest,
+        mode: PollMode,
+        drained: bool,
     ) -> io::Result<()> {
+        if mode == PollMode::Level && drained && self.interest.readable && !wanted.readable {
+            wanted.readable = true;
+        }
         if wanted != self.interest {
             poller.modify(source, key, wanted)?;
             self.interest = wanted;
