@@ -180,7 +180,8 @@ pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
 /// What every connection task of one server shares, whether they run on
 /// one thread or many: the configuration, the counters, and the count of
 /// open connections. Everything in it is immutable or atomic, so no task
-/// ever waits on a lock held by another.
+/// ever waits on a lock held by another, but for the helpers' queue
+/// (`--offload`), locked for the moment a work is queued.
 #[derive(Debug)]
 pub struct Shared {
     config: Config,

@@ -31,7 +31,7 @@ const READS_PER_TURN: usize = 16;
 
 /// Which connection a timer is for. The slab reuses keys, so the key alone
 /// could name a newer connection; the generation tells them apart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) struct ConnId {
     pub(crate) key: usize,
     pub(crate) generation: u64,

@@ -110,7 +110,8 @@ impl EventLoop {
         // The shutdown may come from any thread (a signal handler's, a
         // test's): the waker wakes the loop out of `wait` at once. A weak
         // reference, so that the trigger does not keep the eventfd open
-        // after `serve` returns.
+        // after `serve` returns. (A helper still running `--work block`
+        // when `serve` returns keeps it until its sleep ends.)
         let waker = Arc::new(Waker::new()?);
         poller.watch(waker.fd(), WAKER)?;
         let weak = Arc::downgrade(&waker);
@@ -326,7 +327,15 @@ impl EventLoop {
             return;
         };
         for (conn, work) in self.offloaded.drain(..) {
-            offload.submit(conn, work);
+            // It may have closed in the same turn (a failed write after
+            // asking): no helper is spent on it.
+            let open = self
+                .connections
+                .get(conn.key)
+                .is_some_and(|slot| slot.conn.id == conn);
+            if open {
+                offload.submit(conn, work);
+            }
         }
     }
 
@@ -563,6 +572,10 @@ impl EventLoop {
         // closes, and its deadline, when due, finds no call (or another).
         if let Some(call) = slot.call {
             self.calls.remove(call);
+        }
+        // So is its work for the helpers, queued or parked.
+        if let Some(offload) = &mut self.offload {
+            offload.forget(slot.conn.id);
         }
         end.record(slot.conn.peer, slot.conn.leftover(), &self.stats);
     }

@@ -10,8 +10,9 @@
 //! parked here, in order: the connection is not read from until a job
 //! ends and frees room (backpressure), and nothing is dropped.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use zen_utils::epoll::Waker;
@@ -29,6 +30,9 @@ pub(crate) struct Offload {
     done: Arc<Mutex<Vec<(ConnId, bool)>>>,
     /// Works that found the queue full, in the order they came.
     parked: VecDeque<(ConnId, Work)>,
+    /// The works queued or running, each with the flag that cancels it
+    /// if its connection closes first: a helper then skips it.
+    in_flight: HashMap<ConnId, Arc<AtomicBool>>,
     /// The loop's eventfd, shared with the shutdown trigger.
     waker: Arc<Waker>,
     shutdown: Shutdown,
@@ -41,6 +45,7 @@ impl Offload {
             helpers: Helpers::start(helpers)?,
             done: Arc::new(Mutex::new(Vec::new())),
             parked: VecDeque::new(),
+            in_flight: HashMap::new(),
             waker,
             shutdown,
         })
@@ -57,11 +62,14 @@ impl Offload {
         self.parked.push_back((conn, work));
     }
 
-    fn send(&self, ticket: Ticket, conn: ConnId, work: Work) {
+    fn send(&mut self, ticket: Ticket, conn: ConnId, work: Work) {
         let done = Arc::clone(&self.done);
         let waker = Arc::clone(&self.waker);
+        let cancelled = Arc::new(AtomicBool::new(false));
+        self.in_flight.insert(conn, Arc::clone(&cancelled));
+        let shutdown = self.shutdown.clone();
         self.helpers
-            .submit(ticket, work, self.shutdown.clone(), move |finished| {
+            .submit(ticket, work, shutdown, cancelled, move |finished| {
                 let mut done = done.lock().unwrap_or_else(PoisonError::into_inner);
                 // One wake per batch: a list that is not empty has woken
                 // the loop already, and the loop has not taken it yet.
@@ -78,6 +86,9 @@ impl Offload {
     /// (of connections still `open`) to the room those freed.
     pub(crate) fn take_done(&mut self, open: impl Fn(ConnId) -> bool) -> Vec<(ConnId, bool)> {
         let done = std::mem::take(&mut *self.done.lock().unwrap_or_else(PoisonError::into_inner));
+        for (conn, _) in &done {
+            self.in_flight.remove(conn);
+        }
         while let Some(&(conn, work)) = self.parked.front() {
             if !open(conn) {
                 self.parked.pop_front();
@@ -90,5 +101,17 @@ impl Offload {
             self.send(ticket, conn, work);
         }
         done
+    }
+
+    /// Connection `conn` closed: its work, queued or parked, is no longer
+    /// wanted. A helper skips a queued one (one already running goes on:
+    /// a sleep cannot be interrupted), and a parked one is forgotten, so
+    /// that clients that ask and leave cannot grow the parked list.
+    pub(crate) fn forget(&mut self, conn: ConnId) {
+        if let Some(cancelled) = self.in_flight.remove(&conn) {
+            cancelled.store(true, Ordering::Relaxed);
+        } else if self.parked.iter().any(|(parked, _)| *parked == conn) {
+            self.parked.retain(|(parked, _)| *parked != conn);
+        }
     }
 }

@@ -274,7 +274,7 @@ impl Default for Config {
 pub struct OffloadArgs {
     /// Run --work cpu and block on N helper threads (at most 1024), so
     /// that the event loop serves everyone else meanwhile; 0 runs them on
-    /// the loop itself, which blocks every client
+    /// the loop's own thread, which blocks every client of that thread
     #[arg(long, value_name = "N", default_value_t = 0, value_parser = parse_offload)]
     pub offload: usize,
 }
@@ -288,7 +288,7 @@ impl OffloadArgs {
 }
 
 /// `--offload`: from 0 to [`crate::offload::MAX_OFFLOAD`].
-fn parse_offload(text: &str) -> Result<usize, String> {
+pub fn parse_offload(text: &str) -> Result<usize, String> {
     let helpers: usize = text.parse().map_err(|error| format!("{error}"))?;
     if helpers > crate::offload::MAX_OFFLOAD {
         return Err(format!("must be at most {}", crate::offload::MAX_OFFLOAD));

@@ -37,6 +37,7 @@
 
 use std::collections::VecDeque;
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
 
@@ -83,24 +84,40 @@ pub struct Ticket(#[allow(dead_code, reason = "held for its drop")] OwnedSemapho
 impl Helpers {
     /// Starts `threads` helpers (1 to [`MAX_OFFLOAD`]).
     pub fn start(threads: usize) -> io::Result<Self> {
-        let queue = Arc::new(Queue {
-            jobs: Mutex::new(Jobs {
-                waiting: VecDeque::new(),
-                closed: false,
-            }),
-            more: Condvar::new(),
-        });
-        for i in 0..threads {
-            let queue = Arc::clone(&queue);
-            thread::Builder::new()
-                .name(format!("helper-{i}"))
-                .spawn(move || helper(&queue))?;
+        if !(1..=MAX_OFFLOAD).contains(&threads) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("--offload takes 1 to {MAX_OFFLOAD} helpers, not {threads}"),
+            ));
         }
-        Ok(Self {
-            queue,
+        let helpers = Self {
+            queue: Arc::new(Queue {
+                jobs: Mutex::new(Jobs {
+                    waiting: VecDeque::new(),
+                    closed: false,
+                }),
+                more: Condvar::new(),
+            }),
             tickets: Arc::new(Semaphore::new(threads * QUEUED_PER_HELPER)),
             threads,
-        })
+        };
+        for i in 0..threads {
+            let queue = Arc::clone(&helpers.queue);
+            // On an error, dropping `helpers` stops those already started.
+            thread::Builder::new()
+                .name(format!("helper-{i}"))
+                .spawn(move || helper(&queue))
+                .map_err(|error| {
+                    io::Error::new(
+                        error.kind(),
+                        format!(
+                            "cannot start --offload helper {} of {threads}: {error}",
+                            i + 1
+                        ),
+                    )
+                })?;
+        }
+        Ok(helpers)
     }
 
     /// How many helpers there are.
@@ -119,18 +136,21 @@ impl Helpers {
     }
 
     /// Queues `work`; a helper does it and then calls `done` with whether
-    /// it finished (`false`: the shutdown grace cut it short). The ticket
-    /// is given back before `done` runs, so whoever `done` wakes finds
-    /// the room it freed.
+    /// it finished (`false`: the shutdown grace cut it short, or it was
+    /// `cancelled` before a helper took it: its connection is gone, and a
+    /// helper is not spent on an answer nobody will read). The ticket is
+    /// given back before `done` runs, so whoever `done` wakes finds the
+    /// room it freed.
     pub fn submit(
         &self,
         ticket: Ticket,
         work: Work,
         shutdown: Shutdown,
+        cancelled: Arc<AtomicBool>,
         done: impl FnOnce(bool) + Send + 'static,
     ) {
         let job = Box::new(move || {
-            let finished = work.run_within(&shutdown);
+            let finished = !cancelled.load(Ordering::Relaxed) && work.run_within(&shutdown);
             drop(ticket);
             done(finished);
         });
@@ -147,17 +167,34 @@ impl Helpers {
     /// Does `work` on a helper and resolves when it is done, with whether
     /// it finished: the async way, `spawn_blocking` with a bound. Waiting
     /// for a ticket is the backpressure: the task that awaits this reads
-    /// nothing meanwhile, and the runtime serves the others.
+    /// nothing meanwhile, and the runtime serves the others. Dropped
+    /// before the work began (its connection ended), the work is skipped.
     pub async fn run(&self, work: Work, shutdown: Shutdown) -> bool {
         let Ok(permit) = Arc::clone(&self.tickets).acquire_owned().await else {
             return false; // Never closed; nothing to wait for if it were.
         };
         let (finished, done) = tokio::sync::oneshot::channel();
-        self.submit(Ticket(permit), work, shutdown, move |ended| {
-            let _ = finished.send(ended);
-        });
+        let cancel = CancelOnDrop(Arc::new(AtomicBool::new(false)));
+        self.submit(
+            Ticket(permit),
+            work,
+            shutdown,
+            Arc::clone(&cancel.0),
+            move |ended| {
+                let _ = finished.send(ended);
+            },
+        );
         // A job dropped unrun (the pool is gone) did not finish.
         done.await.unwrap_or(false)
+    }
+}
+
+/// Cancels a job when the future waiting for it is dropped.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }
 
@@ -227,9 +264,15 @@ mod tests {
         for i in 0..10 {
             let ticket = helpers.try_ticket().unwrap();
             let done = done.clone();
-            helpers.submit(ticket, block(1), Shutdown::new(), move |ended| {
-                done.send((i, ended)).unwrap();
-            });
+            helpers.submit(
+                ticket,
+                block(1),
+                Shutdown::new(),
+                Arc::default(),
+                move |ended| {
+                    done.send((i, ended)).unwrap();
+                },
+            );
         }
         let mut seen: Vec<(i32, bool)> = (0..10).map(|_| finished.recv().unwrap()).collect();
         seen.sort_unstable();
@@ -241,6 +284,49 @@ mod tests {
         assert!(helpers.try_ticket().is_none(), "the bound holds");
         drop(tickets);
         assert!(helpers.try_ticket().is_some());
+    }
+
+    #[test]
+    fn no_helpers_or_too_many_is_refused_in_words() {
+        for threads in [0, MAX_OFFLOAD + 1] {
+            let error = Helpers::start(threads).unwrap_err();
+            assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
+            assert!(error.to_string().contains("--offload"), "{error}");
+        }
+        assert!(crate::config::parse_offload("1025").is_err());
+        assert_eq!(crate::config::parse_offload("0"), Ok(0));
+        assert_eq!(crate::config::parse_offload("1024"), Ok(1024));
+    }
+
+    #[test]
+    fn a_job_cancelled_before_a_helper_takes_it_is_skipped() {
+        let helpers = Helpers::start(1).unwrap();
+        let (done, finished) = mpsc::channel();
+        // The one helper sleeps in the first job while the second is
+        // cancelled in the queue: the second is skipped, not slept.
+        let first = done.clone();
+        helpers.submit(
+            helpers.try_ticket().unwrap(),
+            block(200),
+            Shutdown::new(),
+            Arc::default(),
+            move |ended| {
+                first.send(("first", ended)).unwrap();
+            },
+        );
+        let cancelled = Arc::new(AtomicBool::new(false));
+        helpers.submit(
+            helpers.try_ticket().unwrap(),
+            block(60_000),
+            Shutdown::new(),
+            Arc::clone(&cancelled),
+            move |ended| {
+                done.send(("second", ended)).unwrap();
+            },
+        );
+        cancelled.store(true, Ordering::Relaxed);
+        assert_eq!(finished.recv().unwrap(), ("first", true));
+        assert_eq!(finished.recv().unwrap(), ("second", false));
     }
 
     #[test]
@@ -265,7 +351,7 @@ mod tests {
         };
         let (done, finished) = mpsc::channel();
         let ticket = helpers.try_ticket().unwrap();
-        helpers.submit(ticket, work, shutdown, move |ended| {
+        helpers.submit(ticket, work, shutdown, Arc::default(), move |ended| {
             done.send(ended).unwrap();
         });
         assert!(!finished.recv().unwrap());

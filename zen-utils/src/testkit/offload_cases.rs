@@ -8,7 +8,7 @@ use std::thread;
 use std::time::Duration;
 
 use super::{Client, TestServer};
-use crate::protocol::{APHORISMS, SERVER_BUSY};
+use crate::protocol::{APHORISMS, REQUEST_TOO_LONG};
 use crate::{Config, Work, WorkKind};
 
 /// Starts a server under test with a configuration.
@@ -67,22 +67,22 @@ pub fn offloaded_answers_keep_their_order(start: Start<'_>) {
 }
 
 /// The one helper sleeps in a client's `--work block` for a minute, and
-/// the loop goes on: a client beyond `--max-conns 1` is turned away at
-/// once, while the first one's answer is still being worked on. Without
-/// helpers, the loop itself would sleep, and nobody would hear from it for
-/// a minute. (The shutdown then closes the first client at the end of the
-/// grace: a sleep cannot be cut short, and its answer is dropped.)
+/// the loop goes on: another client's question that is too long (an
+/// answer that needs no work) is refused and closed at once, while the
+/// first one's answer is still being worked on. Without helpers the loop
+/// itself would sleep, and nobody would hear from it for a minute. (The
+/// shutdown then closes the first client at the end of the grace: a sleep
+/// cannot be cut short, and its answer is dropped.)
 pub fn the_loop_serves_others_while_a_helper_blocks(start: Start<'_>) {
     let server = start(Config {
-        max_conns: 1,
+        max_request: 32,
         ..quiet(1, WorkKind::Block, Duration::from_secs(60))
     });
     let mut first = server.connect();
-    first.send(b"Beautiful is better than?");
-    // The loop accepts in the order the clients connected: the first is
-    // admitted, the second is one too many.
+    first.send(b"Now is better than?");
     let mut second = server.connect();
-    assert_eq!(text(&second.read_to_close()), text(SERVER_BUSY));
+    second.send(&[b'a'; 33]);
+    assert_eq!(text(&second.read_to_close()), text(REQUEST_TOO_LONG));
     assert_eq!(
         first.answer_within(Duration::from_millis(100)),
         None,
@@ -94,10 +94,11 @@ pub fn the_loop_serves_others_while_a_helper_blocks(start: Start<'_>) {
 /// More clients than the helpers' queue holds (one helper: 64 jobs) each
 /// ask a question at once: the works that found the queue full wait for
 /// room, their connections unread meanwhile, and every client gets its
-/// right answer. Nothing is dropped.
+/// right answer. Nothing is dropped. (One helper takes 5 ms a question,
+/// 750 ms for all: the clients ask long before the queue has drained.)
 pub fn a_full_helper_queue_loses_nothing(start: Start<'_>) {
     const CLIENTS: usize = 150;
-    let server = start(quiet(1, WorkKind::Block, Duration::from_millis(1)));
+    let server = start(quiet(1, WorkKind::Block, Duration::from_millis(5)));
     let addr = server.addr();
     let clients: Vec<_> = (0..CLIENTS)
         .map(|i| {
