@@ -1,0 +1,569 @@
+//! The completion loop: submit and wait, reap every completion, hand each
+//! to whoever owns its operation, run the due timers, repeat. This file is
+//! the loop's bookkeeping (the ring, the pool, the slab, the listener, the
+//! timers, shutdown); what a connection does with its completions is in
+//! `connection.rs`, and the peers' operations in `peer_call.rs`.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use io_uring::{opcode, types};
+use slab::Slab;
+use zen_utils::admission::Admission;
+use zen_utils::listener::{self, AcceptErrors, AcceptFailure, ACCEPT_BACKOFF};
+use zen_utils::{Config, End, Shutdown, Stats, Summary};
+
+use crate::buf_ring::BufRing;
+use crate::connection::{ConnId, Connection, Context, Timer, Wake};
+use crate::peer_call::{CallContext, Decided, PeerCalls};
+use crate::ring::{Completion, Op, Ring};
+use crate::timers::Timers;
+use crate::waker::Waker;
+
+/// How many idle scans run per idle timeout (as in srv-poll: one timer for
+/// all connections, RawServer's `scan_for_timeouts`).
+const IDLE_SCANS_PER_TIMEOUT: u32 = 8;
+
+/// How long the loop waits, at the very end, for the kernel to hand back
+/// the memory of operations it cancelled. Cancelled socket operations
+/// complete at once; this only bounds a kernel that misbehaves.
+const DRAIN_PATIENCE: Duration = Duration::from_secs(2);
+
+/// The loop and everything it owns. Only its one thread ever touches it.
+///
+/// Field order is drop order: the ring goes first, so that the kernel has
+/// let go of every buffer before the pool and the connections are freed.
+pub(crate) struct EventLoop {
+    ring: Ring,
+    /// The receive buffers every connection shares.
+    pool: BufRing,
+    /// Another thread's way to wake the wait: the shutdown trigger writes
+    /// to this eventfd, and a read of it is always in flight.
+    waker: Arc<Waker>,
+    /// What that read writes into: the kernel's until it completes.
+    waker_buf: Box<u64>,
+    waker_armed: bool,
+    /// `None` once the shutdown began.
+    listener: Option<TcpListener>,
+    /// Whether the multishot accept is in flight.
+    accept_armed: bool,
+    /// Out of descriptors: accepting resumes when the backoff timer is due.
+    accept_paused: bool,
+    connections: Slab<Connection>,
+    next_generation: u64,
+    timers: Timers<Timer>,
+    /// Questions connections need their peers to answer, as their turns
+    /// asked for them: the loop starts their calls after the turn.
+    peer_calls: Vec<(ConnId, zen_utils::peers::Forward)>,
+    calls: PeerCalls,
+    completions: Vec<Completion>,
+    config: Config,
+    stats: Stats,
+    /// The open connections, against `--max-conns`. One thread accepts,
+    /// so a count would do; zen-utils' `Admission` is the same rule every
+    /// model uses.
+    admission: Admission,
+    accept_errors: AcceptErrors,
+    shutdown: Shutdown,
+    shutting_down: bool,
+}
+
+impl EventLoop {
+    /// Sets up the ring and the pool, and submits the accept and the
+    /// waker's read.
+    pub(crate) fn new(
+        listener: TcpListener,
+        config: Config,
+        shutdown: Shutdown,
+    ) -> io::Result<Self> {
+        let ring = Ring::new()?;
+        let pool = BufRing::new(&ring)?;
+        let waker = Arc::new(Waker::new()?);
+        // A weak reference, so that the trigger does not keep the eventfd
+        // open after `serve` returns.
+        let weak = Arc::downgrade(&waker);
+        shutdown.on_trigger(move || {
+            if let Some(waker) = weak.upgrade() {
+                waker.wake();
+            }
+        });
+        let mut timers = Timers::new();
+        if let Some(period) = idle_scan_period(&config) {
+            timers.add(Instant::now() + period, Timer::IdleScan);
+        }
+        let mut event_loop = Self {
+            ring,
+            pool,
+            waker,
+            waker_buf: Box::new(0),
+            waker_armed: false,
+            listener: Some(listener),
+            accept_armed: false,
+            accept_paused: false,
+            connections: Slab::new(),
+            next_generation: 0,
+            timers,
+            peer_calls: Vec::new(),
+            calls: PeerCalls::new(config.peers.timeout),
+            completions: Vec::with_capacity(1024),
+            admission: Admission::new(config.max_conns),
+            config,
+            stats: Stats::new(),
+            accept_errors: AcceptErrors::new(),
+            shutdown,
+            shutting_down: false,
+        };
+        event_loop.arm_waker()?;
+        event_loop.arm_accept()?;
+        Ok(event_loop)
+    }
+
+    /// Runs until the shutdown is over; returns the summary.
+    pub(crate) fn run(mut self) -> io::Result<Summary> {
+        let mut completions = std::mem::take(&mut self.completions);
+        loop {
+            if self.shutdown.is_triggered() && !self.shutting_down {
+                self.begin_shutdown();
+            }
+            let grace_deadline = self.shutdown.grace_deadline();
+            if let Some(deadline) = grace_deadline {
+                if self.admission.open() == 0 || Instant::now() >= deadline {
+                    break;
+                }
+            }
+            // The one place the loop waits (`--work block` aside, on
+            // purpose): one system call submits every operation written
+            // this turn and waits for a completion, or the next timer.
+            let next_due = [self.timers.next_due(), grace_deadline]
+                .into_iter()
+                .flatten()
+                .min();
+            let timeout = next_due.map(|at| at.saturating_duration_since(Instant::now()));
+            self.pool.publish();
+            self.ring.submit_and_wait(timeout)?;
+            self.ring.reap(&mut completions);
+            for completion in completions.drain(..) {
+                self.dispatch(completion);
+            }
+            self.run_due_timers(Instant::now());
+        }
+        self.close_remaining();
+        self.drain_in_flight(&mut completions);
+        Ok(self.stats.summary())
+    }
+
+    /// Hands a completion to whoever owns its operation.
+    fn dispatch(&mut self, completion: Completion) {
+        match completion.op {
+            Op::Accept => self.accepted(completion),
+            Op::Waker => self.waker_armed = false, // The loop's top sees the trigger.
+            Op::Recv(key) => self.received(key, completion),
+            Op::Send(key) => {
+                let result =
+                    self.with_connection(key, |conn, ctx| conn.sent(completion.result, ctx));
+                self.after(key, result);
+            }
+            Op::Peer(key) => {
+                let mut ctx = CallContext {
+                    ring: &mut self.ring,
+                    timers: &mut self.timers,
+                };
+                if let Some(decided) = self.calls.completed(key, completion.result, &mut ctx) {
+                    self.peers_answered(decided);
+                }
+            }
+            Op::Cancel => {}
+        }
+    }
+
+    /// A receive completed: the bytes (if any) are in a provided buffer,
+    /// which is the loop's now. The connection copies them into its
+    /// decoder, and the buffer goes back to the pool at once.
+    fn received(&mut self, key: usize, completion: Completion) {
+        let buffer = completion.buffer();
+        let len = completion.result.max(0) as usize;
+        let Some(conn) = self.connections.get_mut(key) else {
+            // Cannot be: a connection is freed only after its last
+            // completion. Still, never lose a buffer.
+            if let Some(id) = buffer {
+                self.pool.recycle(id);
+            }
+            return;
+        };
+        let bytes = match buffer {
+            Some(id) => self.pool.bytes(id, len),
+            None => &[],
+        };
+        let mut ctx = Context {
+            ring: &mut self.ring,
+            config: &self.config,
+            stats: &self.stats,
+            shutdown: &self.shutdown,
+            timers: &mut self.timers,
+            peer_calls: &mut self.peer_calls,
+        };
+        let result = conn.received(completion.result, completion.more(), bytes, &mut ctx);
+        if let Some(id) = buffer {
+            self.pool.recycle(id);
+        }
+        self.after(key, result);
+    }
+
+    /// Runs `step` on connection `key` with the context it needs.
+    fn with_connection(
+        &mut self,
+        key: usize,
+        step: impl FnOnce(&mut Connection, &mut Context<'_>) -> Result<(), End>,
+    ) -> Result<(), End> {
+        let Some(conn) = self.connections.get_mut(key) else {
+            return Ok(());
+        };
+        let mut ctx = Context {
+            ring: &mut self.ring,
+            config: &self.config,
+            stats: &self.stats,
+            shutdown: &self.shutdown,
+            timers: &mut self.timers,
+            peer_calls: &mut self.peer_calls,
+        };
+        step(conn, &mut ctx)
+    }
+
+    /// After a connection's step: closes it if it ended, frees it if it
+    /// was closed and its last operation completed, and starts the peer
+    /// calls its step asked for.
+    fn after(&mut self, key: usize, result: Result<(), End>) {
+        if let Err(end) = result {
+            self.close(key, end);
+        }
+        if self
+            .connections
+            .get(key)
+            .is_some_and(|conn| conn.closed && !conn.in_flight())
+        {
+            // The kernel is done with its memory: now it can go, and its
+            // socket close.
+            self.connections.remove(key);
+        }
+        self.start_peer_calls();
+    }
+
+    /// Tells connection `id` (unless it closed) what happened.
+    fn wake(&mut self, id: ConnId, wake: Wake) {
+        if self.slot_of(id).is_some() {
+            let result = self.with_connection(id.key, |conn, ctx| conn.wake(wake, ctx));
+            self.after(id.key, result);
+        }
+    }
+
+    /// Starts asking the peers the questions connections need them for. A
+    /// call decided at once is answered here, and the turn that answer
+    /// gives may ask for more: a loop, not a recursion.
+    fn start_peer_calls(&mut self) {
+        while !self.peer_calls.is_empty() {
+            for (client, forward) in std::mem::take(&mut self.peer_calls) {
+                if self.slot_of(client).is_none() {
+                    continue; // It closed in the same turn.
+                }
+                let mut ctx = CallContext {
+                    ring: &mut self.ring,
+                    timers: &mut self.timers,
+                };
+                match self.calls.start(client, forward, &mut ctx) {
+                    Ok(call) => {
+                        if let Some(conn) = self.slot_of(client) {
+                            conn.call = Some(call);
+                        }
+                    }
+                    Err(answer) => {
+                        let result = self.with_connection(client.key, |conn, ctx| {
+                            conn.wake(Wake::PeersAnswered(answer), ctx)
+                        });
+                        if let Err(end) = result {
+                            self.close(client.key, end);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A peer call decided its answer: the client that owes it gives it.
+    fn peers_answered(&mut self, (client, answer): Decided) {
+        if let Some(conn) = self.slot_of(client) {
+            conn.call = None;
+            self.wake(client, Wake::PeersAnswered(answer));
+        }
+    }
+
+    /// The connection `id` names, unless it closed (even if its key was
+    /// reused since: the generation tells).
+    fn slot_of(&mut self, id: ConnId) -> Option<&mut Connection> {
+        self.connections
+            .get_mut(id.key)
+            .filter(|conn| conn.id == id && !conn.closed)
+    }
+
+    /// The multishot accept completed: a new connection (its descriptor),
+    /// or an error.
+    fn accepted(&mut self, completion: Completion) {
+        if !completion.more() {
+            self.accept_armed = false;
+        }
+        match completion.error() {
+            None => {
+                // SAFETY: a successful accept's result is a new descriptor
+                // that nothing else owns.
+                let fd = unsafe { OwnedFd::from_raw_fd(completion.result) };
+                self.admit(TcpStream::from(fd));
+            }
+            Some(error) if error.raw_os_error() == Some(libc::ECANCELED) => {}
+            Some(error) => {
+                if self.accept_errors.on_error(&error) == AcceptFailure::OutOfResources {
+                    self.pause_accepting();
+                }
+            }
+        }
+        if !self.accept_armed && !self.accept_paused {
+            if let Err(error) = self.arm_accept() {
+                tracing::warn!("warning: cannot accept: {error}");
+            }
+        }
+    }
+
+    /// Out of descriptors: a multishot accept would fail again at once for
+    /// every connection in the backlog, so accepting stops (the accept is
+    /// cancelled) for [`ACCEPT_BACKOFF`], and the loop goes on serving.
+    fn pause_accepting(&mut self) {
+        self.accept_paused = true;
+        if self.accept_armed {
+            let _ = self.ring.cancel(Op::Accept);
+        }
+        self.timers
+            .add(Instant::now() + ACCEPT_BACKOFF, Timer::ResumeAccepting);
+    }
+
+    /// Submits the multishot accept, unless one is in flight or the
+    /// listener is closed: one submission, a completion per connection.
+    fn arm_accept(&mut self) -> io::Result<()> {
+        let Some(listener) = &self.listener else {
+            return Ok(());
+        };
+        if self.accept_armed {
+            return Ok(());
+        }
+        let entry = opcode::AcceptMulti::new(types::Fd(listener.as_raw_fd()))
+            .flags(libc::SOCK_CLOEXEC)
+            .build()
+            .user_data(Op::Accept.user_data());
+        // SAFETY: a multishot accept names no memory (no address buffer),
+        // only the listener, which the kernel holds a reference to.
+        unsafe { self.ring.push(entry)? };
+        self.accept_armed = true;
+        Ok(())
+    }
+
+    /// Submits the read of the shutdown eventfd.
+    fn arm_waker(&mut self) -> io::Result<()> {
+        let buf: *mut u64 = &mut *self.waker_buf;
+        let entry = opcode::Read::new(types::Fd(self.waker.fd()), buf.cast(), 8)
+            .build()
+            .user_data(Op::Waker.user_data());
+        // SAFETY: `waker_buf` is boxed, never touched by the loop, and
+        // outlives the ring (which is dropped first); the eventfd lives as
+        // long as the loop holds its `Arc`.
+        unsafe { self.ring.push(entry)? };
+        self.waker_armed = true;
+        Ok(())
+    }
+
+    /// Takes in a new connection, or turns it away at `--max-conns`.
+    fn admit(&mut self, stream: TcpStream) {
+        self.stats.connection();
+        // Multishot accept gives no address: one getpeername, for the logs
+        // and the summary line's accounting of who closed.
+        let peer = stream
+            .peer_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        if self.shutting_down {
+            // Accepted in the same turn as the shutdown began.
+            self.stats.closed();
+            return;
+        }
+        if !self.admission.try_admit() {
+            // Without blocking: the loop must not wait on a client it is
+            // turning away.
+            listener::turn_away(&stream, peer, &self.config, &self.stats);
+            return;
+        }
+        if let Err(error) = listener::prepare_accepted(&stream) {
+            self.admission.release();
+            self.stats.error(1);
+            self.stats.closed();
+            tracing::debug!("connection from {peer} closed: error: {error}");
+            return;
+        }
+        let id = ConnId {
+            key: self.connections.vacant_key(),
+            generation: self.next_generation,
+        };
+        self.next_generation += 1;
+        self.connections
+            .insert(Connection::new(stream, peer, id, &self.config));
+        tracing::debug!("accepted connection from {peer}");
+        let result = self.with_connection(id.key, |conn, ctx| conn.start(ctx));
+        self.after(id.key, result);
+    }
+
+    fn run_due_timers(&mut self, now: Instant) {
+        while let Some(timer) = self.timers.pop_due(now) {
+            match timer {
+                Timer::Answer(id) => self.wake(id, Wake::AnswerDue),
+                Timer::IdleScan => self.scan_for_timeouts(now),
+                Timer::ResumeAccepting => {
+                    self.accept_paused = false;
+                    if let Err(error) = self.arm_accept() {
+                        tracing::warn!("warning: cannot accept: {error}");
+                    }
+                }
+                Timer::PeerDeadline(id) => {
+                    let mut ctx = CallContext {
+                        ring: &mut self.ring,
+                        timers: &mut self.timers,
+                    };
+                    if let Some(decided) = self.calls.deadline(id, &mut ctx) {
+                        self.peers_answered(decided);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Closes every connection whose idle deadline passed, and schedules
+    /// the next scan.
+    fn scan_for_timeouts(&mut self, now: Instant) {
+        let expired: Vec<usize> = self
+            .connections
+            .iter()
+            .filter(|(_, conn)| conn.idle_expired(now))
+            .map(|(key, _)| key)
+            .collect();
+        for key in expired {
+            let end = self.connections[key].idle_end(now, &self.stats);
+            self.after(key, Err(end));
+        }
+        if let Some(period) = idle_scan_period(&self.config) {
+            self.timers.add(now + period, Timer::IdleScan);
+        }
+    }
+
+    /// Stops accepting, and tells every connection: each takes what has
+    /// arrived, finishes what it owes and ends; idle ones end at once.
+    fn begin_shutdown(&mut self) {
+        self.shutting_down = true;
+        // The accept holds its own reference to the listening socket:
+        // closing our descriptor would not stop it. Cancelled, and closed.
+        if self.accept_armed {
+            let _ = self.ring.cancel(Op::Accept);
+        }
+        self.listener = None;
+        let keys: Vec<usize> = self.connections.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            let id = self.connections[key].id;
+            self.wake(id, Wake::Shutdown);
+        }
+    }
+
+    /// The shutdown grace is over: whatever is left closes now.
+    fn close_remaining(&mut self) {
+        let keys: Vec<usize> = self.connections.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            if !self.connections[key].closed {
+                let end = self.connections[key].grace_over();
+                self.close(key, end);
+            }
+        }
+        self.calls.cancel_all(&mut self.ring);
+    }
+
+    /// Records a connection's end and cancels what it has in flight. It is
+    /// freed (`after`) once the kernel has completed every operation of
+    /// it: until then the kernel may still read its send buffer.
+    fn close(&mut self, key: usize, end: End) {
+        let Some(conn) = self.connections.get_mut(key) else {
+            return;
+        };
+        if conn.closed {
+            return;
+        }
+        conn.cancel_all(&mut self.ring);
+        self.admission.release();
+        if let Some(call) = conn.call.take() {
+            self.calls.cancel(call, &mut self.ring);
+        }
+        let left = conn.leftover();
+        end.record(conn.peer, left, &self.stats);
+    }
+
+    /// At the very end: cancels the loop's own operations and reaps until
+    /// the kernel has completed every operation whose memory is ours, so
+    /// that nothing is freed while the kernel could still write into it.
+    fn drain_in_flight(&mut self, completions: &mut Vec<Completion>) {
+        if self.accept_armed {
+            let _ = self.ring.cancel(Op::Accept);
+        }
+        if self.waker_armed {
+            let _ = self.ring.cancel(Op::Waker);
+        }
+        let patience = Instant::now() + DRAIN_PATIENCE;
+        while (self.accept_armed
+            || self.waker_armed
+            || self.calls.in_flight()
+            || !self.connections.is_empty())
+            && Instant::now() < patience
+        {
+            self.pool.publish();
+            if self
+                .ring
+                .submit_and_wait(Some(Duration::from_millis(50)))
+                .is_err()
+            {
+                break;
+            }
+            self.ring.reap(completions);
+            for completion in completions.drain(..) {
+                match completion.op {
+                    Op::Accept => {
+                        self.accept_armed = completion.more();
+                        if completion.result >= 0 {
+                            // SAFETY: a new descriptor nobody owns: closed.
+                            drop(unsafe { OwnedFd::from_raw_fd(completion.result) });
+                        }
+                    }
+                    _ => self.dispatch(completion),
+                }
+            }
+            // A connection with nothing in flight left is freed in
+            // `after`; one that never had a completion since it closed
+            // is freed here.
+            let done: Vec<usize> = self
+                .connections
+                .iter()
+                .filter(|(_, conn)| !conn.in_flight())
+                .map(|(key, _)| key)
+                .collect();
+            for key in done {
+                self.connections.remove(key);
+            }
+        }
+    }
+}
+
+fn idle_scan_period(config: &Config) -> Option<Duration> {
+    config
+        .idle_timeout
+        .map(|timeout| (timeout / IDLE_SCANS_PER_TIMEOUT).max(Duration::from_millis(1)))
+}
