@@ -115,6 +115,9 @@ pub(crate) struct Connection {
     /// receive is cancelled then, so only the arrivals already completed
     /// land here. Empty, and unallocated, almost always.
     held: Vec<u8>,
+    /// The client shut its sending side behind bytes still `held`: the
+    /// conversation is told once it has taken them.
+    input_ended: bool,
     recv: Recv,
     /// A copy of the answers being sent, owned by the kernel while
     /// `sending`. A copy, because the conversation's output buffer may
@@ -142,6 +145,7 @@ impl Connection {
             id,
             conversation: Conversation::new(config, Instant::now()),
             held: Vec::new(),
+            input_ended: false,
             recv: Recv::Idle,
             flight: Vec::new(),
             sending: false,
@@ -172,7 +176,8 @@ impl Connection {
             return Ok(());
         }
         match result {
-            0 => self.conversation.received(0),
+            0 if self.held.is_empty() => self.conversation.received(0),
+            0 => self.input_ended = true,
             n if n > 0 => self.take_in(bytes, ctx)?,
             // Cancelled by us, or out of provided buffers for a moment:
             // not the client's doing. The receive is armed again if wanted.
@@ -260,6 +265,10 @@ impl Connection {
             if rest > 0 {
                 self.held = held[held.len() - rest..].to_vec();
             }
+        }
+        if self.input_ended && self.held.is_empty() {
+            self.input_ended = false;
+            self.conversation.received(0);
         }
         // Questions left behind the output bound, now under it.
         if self.conversation.has_questions() {

@@ -22,6 +22,7 @@ use crate::peer_call::{CallContext, Decided, PeerCalls};
 use crate::ring::{Completion, Op, Ring};
 use crate::timers::Timers;
 use crate::waker::Waker;
+use crate::Accept;
 
 /// How many idle scans run per idle timeout (as in srv-poll: one timer for
 /// all connections, RawServer's `scan_for_timeouts`).
@@ -48,7 +49,8 @@ pub(crate) struct EventLoop {
     waker_armed: bool,
     /// `None` once the shutdown began.
     listener: Option<TcpListener>,
-    /// Whether the multishot accept is in flight.
+    accept: Accept,
+    /// Whether the accept is in flight.
     accept_armed: bool,
     /// Out of descriptors: accepting resumes when the backoff timer is due.
     accept_paused: bool,
@@ -78,6 +80,7 @@ impl EventLoop {
         listener: TcpListener,
         config: Config,
         shutdown: Shutdown,
+        accept: Accept,
     ) -> io::Result<Self> {
         let ring = Ring::new()?;
         let pool = BufRing::new(&ring)?;
@@ -101,6 +104,7 @@ impl EventLoop {
             waker_buf: Box::new(0),
             waker_armed: false,
             listener: Some(listener),
+            accept,
             accept_armed: false,
             accept_paused: false,
             connections: Slab::new(),
@@ -355,12 +359,20 @@ impl EventLoop {
         if self.accept_armed {
             return Ok(());
         }
-        let entry = opcode::AcceptMulti::new(types::Fd(listener.as_raw_fd()))
-            .flags(libc::SOCK_CLOEXEC)
-            .build()
-            .user_data(Op::Accept.user_data());
-        // SAFETY: a multishot accept names no memory (no address buffer),
-        // only the listener, which the kernel holds a reference to.
+        let fd = types::Fd(listener.as_raw_fd());
+        let entry = match self.accept {
+            Accept::Multishot => opcode::AcceptMulti::new(fd)
+                .flags(libc::SOCK_CLOEXEC)
+                .build(),
+            Accept::OneAtATime => {
+                opcode::Accept::new(fd, std::ptr::null_mut(), std::ptr::null_mut())
+                    .flags(libc::SOCK_CLOEXEC)
+                    .build()
+            }
+        }
+        .user_data(Op::Accept.user_data());
+        // SAFETY: the accept names no memory (no address buffer), only the
+        // listener, which the kernel holds a reference to.
         unsafe { self.ring.push(entry)? };
         self.accept_armed = true;
         Ok(())

@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use srv_uring::Accept;
 use zen_utils::ServerArgs;
 
 /// The zen aphorism server on one thread with an io_uring completion loop:
@@ -26,7 +27,15 @@ fn main() -> ExitCode {
         // says so in one line and exits non-zero, rather than announce
         // itself and fail.
         |listener| srv_uring::available().map(|()| listener),
-        srv_uring::serve,
+        |listener, config, shutdown| {
+            // A supervisor's workers share its listener: see `Accept`.
+            let accept = if zen_utils::supervisor::is_worker() {
+                Accept::OneAtATime
+            } else {
+                Accept::Multishot
+            };
+            srv_uring::serve_with(listener, config, shutdown, accept)
+        },
     )
 }
 
