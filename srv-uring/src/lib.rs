@@ -1,4 +1,127 @@
 //! srv-uring: one thread, a raw io_uring completion loop.
+//!
+//! srv-poll asks the kernel *which sockets are ready*, then reads and
+//! writes them itself, one system call each. srv-uring hands the kernel
+//! *the operations themselves* ("accept every connection", "receive into
+//! one of these buffers", "send these bytes") through a submission queue
+//! in shared memory, and reaps what is done from a completion queue in
+//! shared memory. One system call per turn of the loop submits every
+//! operation written since the last turn and waits for completions.
+//!
+//! ```text
+//!            ┌──────────────── one thread ─────────────────────────────────────┐
+//!            │  submission queue ──► io_uring_enter(submit all, wait ≥ 1) ──┐  │
+//!            │       ▲                                                      │  │
+//!            │       │ next operations            completion queue ◄────────┘  │
+//!            │       │                               │                         │
+//!  listener ─┼───────┼─ Accept (multishot): fd ◄─────┤ admit, arm its receive  │
+//!  client A ─┼───────┼─ Recv (multishot): bytes in ◄─┤ copy into its decoder,  │
+//!            │       │    provided buffer #7         │ give #7 back, answer    │
+//!            │       └── Send A's answers ◄──────────┤ (one send per batch)    │
+//!  client B ─┼─ Recv ─► a `--work wait` question ────┤ timer: the wait's bound │
+//!  client C ─┼─ Recv ─► not known here ──────────────┤ Connect, Send, Recv to  │
+//!  peer     ◄┼──────────────────────────────────────►│ a peer, with deadline   │
+//!  shutdown ─┼─ Read (eventfd) completes ────────────┘ cancel accept, drain    │
+//!            └─────────────────────────────────────────────────────────────────┘
+//! ```
+//!
+//! The loop, in `event_loop.rs`, is this:
+//!
+//! ```text
+//! loop {
+//!     publish the buffers given back to the pool;
+//!     io_uring_enter: submit every entry written, wait for one completion
+//!         or the next timer (the only place the loop waits);
+//!     reap every completion; for each:
+//!         Accept    a new connection: admit it (or turn it away) and arm its
+//!                   multishot receive; rearm the accept if it stopped
+//!         Recv      bytes in a provided buffer: the connection copies them
+//!                   into its decoder, answers, writes a Send; the buffer
+//!                   goes back to the pool at once (connection.rs)
+//!         Send      n bytes went: the connection sends the rest, and the
+//!                   answers made meanwhile, with the next Send
+//!         Peer      a peer call's connect, send or receive is done: the
+//!                   next step, or the answer (peer_call.rs)
+//!         Waker     the shutdown: the loop's top begins it
+//!     run the due timers: `--work wait` answers, the idle scan, the end of
+//!         an accept backoff, a peer's deadline (it failed: the next peer);
+//! }
+//! ```
+//!
+//! - **Threads:** one. It runs the loop; the kernel does the reading and
+//!   writing, during the loop's one system call per turn (with
+//!   `DEFER_TASKRUN`, completion work runs only then, in a batch, not as
+//!   each packet arrives).
+//! - **What blocks:** only `io_uring_enter`, and only until a completion
+//!   comes or the next timer is due. `--work cpu` and `--work block` run
+//!   inline on the loop, as in srv-poll: while one answer computes or
+//!   sleeps *every* client waits, and so does every completion (the
+//!   answers made before it are submitted first). `--work wait` is a
+//!   timer, the bound of the wait. Nor does the loop ever wait on a peer.
+//! - **What is in flight, per connection:** at most one multishot receive
+//!   and one send. The receive names no buffer: it draws one from the
+//!   shared pool (a provided-buffer ring, `buf_ring.rs`) only when bytes
+//!   arrive, so an idle connection pins none. The send reads `flight`, a
+//!   copy of the answers made so far: the kernel owns it from submission
+//!   to completion, and nothing writes it meanwhile.
+//! - **Who owns a buffer, when:** a pool buffer is the kernel's until its
+//!   receive completes, then the loop's, which copies the bytes into the
+//!   connection's decoder and gives it back the same turn. A connection's
+//!   `flight`, a peer attempt's address, request and reply buffer, and the
+//!   eventfd's read buffer are the kernel's while their operation is in
+//!   flight. Nothing of that memory is freed before its completion.
+//! - **How a cancel works:** a connection that ends (it closed, failed,
+//!   timed out, or the client stopped reading past the output bound) gets
+//!   an `AsyncCancel` for each of its operations in flight and is marked
+//!   closed: its end is counted then, but its slab slot, its socket and
+//!   its `flight` stay until the last cancelled operation's completion
+//!   came (with `-ECANCELED`, or its result if it had finished). Only then
+//!   is it freed. A peer attempt abandoned at its deadline is kept the same
+//!   way while its call goes on to the next peer. So a completion always
+//!   names a live slot, and `user_data` needs no generation.
+//! - **Per-connection state:** a [`slab::Slab`] of connections: the
+//!   protocol's conversation (zen-utils' `Conversation`: the framing
+//!   decoder, the answers not yet sent, in flight included, the answer
+//!   being waited for, the idle deadline), what is in flight, and bytes
+//!   received that the conversation could not take yet (`held`). An idle
+//!   connection holds no buffer: its slab entry and the kernel's socket
+//!   and pending receive.
+//! - **What limits concurrency:** `--max-conns` (zen-utils' `Admission`;
+//!   beyond it, `Error: server busy.` and close), the descriptor limit (on
+//!   EMFILE the accept is cancelled for
+//!   [`ACCEPT_BACKOFF`](zen_utils::listener::ACCEPT_BACKOFF), and the loop
+//!   goes on serving), the pool (a turn with more arrivals than buffers
+//!   ends some receives with `ENOBUFS`; they are armed again), and one
+//!   CPU. Per connection, output is bounded by
+//!   [`OUTPUT_LIMIT`](zen_utils::protocol::OUTPUT_LIMIT): past it, the
+//!   connection's receive is cancelled, and the client's bytes wait in the
+//!   kernel's socket buffer until its answers drain.
+//! - **Timers:** srv-poll's binary heap of `(instant, task)` (RawServer's
+//!   `add_task`), with no timerfd: the earliest task is the timeout of the
+//!   loop's one `io_uring_enter`.
+//! - **Shutdown:** [`Shutdown::on_trigger`] writes to an eventfd whose
+//!   read is always in flight: it completes, and the wait returns. The
+//!   loop cancels the accept and closes the listener, cancels every
+//!   receive (after its last completion, a connection reads with
+//!   non-blocking `recv` what arrived since, once), answers every complete
+//!   question it holds (waiting out `--work wait` timers and peer calls),
+//!   closes each connection once its answers are sent, and closes
+//!   whatever is left after
+//!   [`SHUTDOWN_GRACE`](zen_utils::shutdown::SHUTDOWN_GRACE). Then it
+//!   cancels its own operations and reaps until the kernel has handed
+//!   back every buffer, and only then drops the ring and the pool.
+//! - **Accepting with several processes:** `--processes N` workers share
+//!   one listener, and a multishot accept waits on it *exclusively*,
+//!   first in line for good: one worker would take every connection. The
+//!   workers accept one at a time instead ([`Accept::OneAtATime`]), so
+//!   they take turns.
+//!
+//! System calls per answer (`strace -c -f`, `client load -c 50 -d 3s`):
+//! SYSCALLS_FIGURES
+//!
+//! ```text
+//! cargo run --release -p srv-uring -- -p 1060
+//! ```
 
 mod buf_ring;
 mod connection;

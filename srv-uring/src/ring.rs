@@ -233,9 +233,21 @@ impl Ring {
 /// Whether io_uring is there to use: a small ring set up, its opcodes
 /// probed. `Err` says why not in one line (the kernel refused it: a
 /// seccomp profile, `kernel.io_uring_disabled`, an old kernel).
+///
+/// The probe runs on a thread of its own, which ends with it: tearing a
+/// ring down queues work to the thread that set it up, and that work
+/// interrupts the thread's next blocking system call with `EINTR` (a
+/// test's blocking read, say).
 pub fn available() -> io::Result<()> {
-    let ring = IoUring::new(2).map_err(unavailable)?;
-    check_opcodes(&ring)
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let ring = IoUring::new(2).map_err(unavailable)?;
+                check_opcodes(&ring)
+            })
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("io_uring: the probe panicked")))
+    })
 }
 
 fn check_opcodes(ring: &IoUring) -> io::Result<()> {
