@@ -1,16 +1,12 @@
 //! srv-uring, minimal: one thread, an io_uring completion loop.
 //!
-//! The loop never asks which sockets are ready: it hands the kernel the
-//! operations themselves (accept, receive into this room, send these
-//! bytes) and sleeps in `submit_and_wait` until some are done. From a
-//! submission to its completion the kernel owns the memory it names: the
-//! decoder's room while `reading`, `flight` while `sending`. So answers
-//! made meanwhile wait in `out`, and a connection is dropped only once
-//! nothing of it is in flight.
-//!
-//! Correct framing (zen-utils' `Decoder`) and the table, nothing else: no
-//! connection limit, no idle timeout, no bound on a question or on the
-//! unsent answers, no graceful shutdown, no shared buffer pool.
+//! The loop hands the kernel the operations themselves (accept, receive into
+//! this room, send these bytes) and sleeps in `submit_and_wait` until some
+//! are done. Until an operation completes, the kernel owns the memory it
+//! names: the decoder's room during a receive, `flight` during a send. So
+//! answers made meanwhile wait in `out`, and a connection is dropped only
+//! once nothing of it is in flight (`busy`). Framing (zen-utils' `Decoder`) and the
+//! table, nothing else: no limits, no timeouts, no shutdown, no buffer pool.
 //!
 //! `cargo run --release -p srv-uring --example uring_minimal -- -p 1060`
 
@@ -22,19 +18,19 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use io_uring::{opcode, squeue, types::Fd, IoUring};
 use zen_utils::{protocol::answer, Decoder};
 
-/// `user_data`: the accept, or a connection's key times 2 (+1: its send).
+/// `user_data`: the accept, or a connection's key times 2 (+ RECV or SEND).
 const ACCEPT: u64 = u64::MAX;
+const RECV: usize = 0;
+const SEND: usize = 1;
 
 /// One conversation's state between two completions.
 struct Conn {
     fd: OwnedFd,
-    decoder: Decoder, // Its free room is the kernel's while `reading`.
+    decoder: Decoder, // Its free room is the kernel's while receiving.
     out: Vec<u8>,     // Answers made, not yet sending: nothing bounds it.
-    flight: Vec<u8>,  // Answers being sent: the kernel's while `sending`.
-    reading: bool,
-    sending: bool,
-    eof: bool,    // The client sent its last byte (or its receive failed).
-    failed: bool, // A send failed: the client is gone.
+    flight: Vec<u8>,  // Answers being sent: the kernel's while sending.
+    busy: [bool; 2],  // In flight: [its receive, its send].
+    eof: bool,        // Nothing more to read: its last byte came, or it failed.
 }
 
 fn main() -> io::Result<()> {
@@ -45,37 +41,43 @@ fn main() -> io::Result<()> {
     push(&mut ring, accept.user_data(ACCEPT))?; // One accept, a completion per client.
     let (mut conns, mut next_key) = (HashMap::new(), 0);
     loop {
-        ring.submit_and_wait(1)?; // Submit everything queued, sleep until something is done.
-        let done: Vec<_> = ring
-            .completion()
-            .map(|c| (c.user_data(), c.result()))
-            .collect();
-        for (data, result) in done {
+        ring.submit_and_wait(1)?; // Submit all that is queued, sleep until something is done.
+        let done: Vec<_> = ring.completion().collect();
+        for (data, result) in done.iter().map(|c| (c.user_data(), c.result())) {
+            if data == ACCEPT && result < 0 {
+                return Err(io::Error::from_raw_os_error(-result)); // EMFILE: the end.
+            }
             let key = if data == ACCEPT { next_key } else { data / 2 };
             if data == ACCEPT {
-                // SAFETY: a new descriptor nothing else owns. EMFILE's `?` ends it all.
-                let fd = unsafe { OwnedFd::from_raw_fd(errno(result)?) };
-                conns.insert(key, Conn::new(fd));
+                // SAFETY: a new descriptor that nothing else owns.
+                let fd = unsafe { OwnedFd::from_raw_fd(result) };
+                let decoder = Decoder::new(usize::MAX); // No bound worth the name.
+                let (out, flight) = (Vec::new(), Vec::new());
+                let conn = Conn {
+                    fd,
+                    decoder,
+                    out,
+                    flight,
+                    busy: [false; 2],
+                    eof: false,
+                };
+                conns.insert(key, conn);
                 next_key += 1;
             }
-            let conn = conns
-                .get_mut(&key)
-                .expect("a completion of a live connection");
-            if data != ACCEPT && data % 2 == 1 {
-                conn.sending = false;
-                match result > 0 {
-                    true => drop(conn.flight.drain(..result as usize)),
-                    false => conn.failed = true,
-                }
-            } else if data != ACCEPT {
-                conn.reading = false;
-                match result > 0 {
-                    true => conn.decoder.filled(result as usize),
-                    false => conn.eof = true, // 0: end of input; < 0: an error.
-                }
-                while let Ok(Some(question)) = conn.decoder.next_question() {
-                    conn.out.extend_from_slice(answer(question));
-                }
+            let conn = conns.get_mut(&key).unwrap(); // Live until nothing of it is in flight.
+            let op = (data % 2) as usize; // RECV or SEND.
+            match (data == ACCEPT, op, result > 0) {
+                (true, ..) => {}
+                (_, RECV, true) => conn.decoder.filled(result as usize),
+                (_, _, true) => drop(conn.flight.drain(..result as usize)),
+                (_, RECV, false) => conn.eof = true, // 0: end of input; < 0: an error.
+                (_, _, false) => (conn.eof, conn.out, conn.flight) = (true, vec![], vec![]),
+            }
+            if data != ACCEPT {
+                conn.busy[op] = false; // Its operation completed: its memory is ours again.
+            }
+            while let Ok(Some(question)) = conn.decoder.next_question() {
+                conn.out.extend_from_slice(answer(question));
             }
             if conn.submit_next(key, &mut ring)? {
                 conns.remove(&key); // Nothing in flight: the kernel holds none of it.
@@ -85,43 +87,28 @@ fn main() -> io::Result<()> {
 }
 
 impl Conn {
-    fn new(fd: OwnedFd) -> Self {
-        let (decoder, out, flight) = (Decoder::new(usize::MAX), Vec::new(), Vec::new());
-        let (reading, sending, eof, failed) = (false, false, false, false);
-        Self {
-            fd,
-            decoder,
-            out,
-            flight,
-            reading,
-            sending,
-            eof,
-            failed,
-        }
-    }
-
     /// Queues a receive and a send if they are due; `Ok(true)`: it is over.
     fn submit_next(&mut self, key: u64, ring: &mut IoUring) -> io::Result<bool> {
         let fd = Fd(self.fd.as_raw_fd());
-        if !self.reading && !self.eof {
+        if !self.busy[RECV] && !self.eof {
             let room = self.decoder.read_buf();
             let recv = opcode::Recv::new(fd, room.as_mut_ptr(), room.len() as u32);
-            push(ring, recv.build().user_data(key * 2))?;
-            self.reading = true;
+            push(ring, recv.build().user_data(key * 2 + RECV as u64))?;
+            self.busy[RECV] = true;
         }
-        let unsent = !(self.failed || self.flight.is_empty() && self.out.is_empty());
-        if unsent && !self.sending {
+        let unsent = !(self.flight.is_empty() && self.out.is_empty());
+        if unsent && !self.busy[SEND] {
             self.flight.append(&mut self.out); // `out` stays the loop's to grow.
             let send = opcode::Send::new(fd, self.flight.as_ptr(), self.flight.len() as u32);
             push(
                 ring,
                 send.flags(libc::MSG_NOSIGNAL)
                     .build()
-                    .user_data(key * 2 + 1),
+                    .user_data(key * 2 + SEND as u64),
             )?;
-            self.sending = true;
+            self.busy[SEND] = true;
         }
-        Ok(self.eof && !self.reading && !self.sending && !unsent)
+        Ok(self.eof && self.busy == [false; 2] && !unsent)
     }
 }
 
@@ -132,13 +119,6 @@ fn push(ring: &mut IoUring, entry: squeue::Entry) -> io::Result<()> {
         ring.submit()?; // Full: hand the kernel what is queued, then retry.
     }
     Ok(())
-}
-
-/// A completion's result: a count or a descriptor, or `-errno`.
-fn errno(result: i32) -> io::Result<i32> {
-    (result >= 0)
-        .then_some(result)
-        .ok_or_else(|| io::Error::from_raw_os_error(-result))
 }
 
 /// `-p PORT`, 1060 by default.
