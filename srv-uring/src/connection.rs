@@ -480,3 +480,30 @@ impl Connection {
         self.conversation.leftover()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The C10K budget is 2 KiB of server memory per idle connection; an
+    /// idle connection holds no buffer (its receive draws from the pool
+    /// only when bytes arrive), so it is its slab entry alone.
+    #[test]
+    fn an_idle_connection_holds_no_buffer_and_stays_small() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (stream, peer) = listener.accept().unwrap();
+        let id = ConnId {
+            key: 0,
+            generation: 0,
+        };
+        let conn = Connection::new(stream, peer, id, &Config::default());
+        assert_eq!(conn.conversation.memory(), 0);
+        assert_eq!(conn.held.capacity() + conn.flight.capacity(), 0);
+        assert!(
+            size_of::<Connection>() <= 512,
+            "{}",
+            size_of::<Connection>()
+        );
+    }
+}

@@ -240,6 +240,13 @@ impl EventLoop {
     /// was closed and its last operation completed, and starts the peer
     /// calls its step asked for.
     fn after(&mut self, key: usize, result: Result<(), End>) {
+        self.close_if_ended(key, result);
+        self.start_peer_calls();
+    }
+
+    /// Closes connection `key` if its step ended it, and frees it if it
+    /// is closed and its last operation completed.
+    fn close_if_ended(&mut self, key: usize, result: Result<(), End>) {
         if let Err(end) = result {
             self.close(key, end);
         }
@@ -252,7 +259,6 @@ impl EventLoop {
             // socket close.
             self.connections.remove(key);
         }
-        self.start_peer_calls();
     }
 
     /// Tells connection `id` (unless it closed) what happened.
@@ -286,9 +292,7 @@ impl EventLoop {
                         let result = self.with_connection(client.key, |conn, ctx| {
                             conn.wake(Wake::PeersAnswered(answer), ctx)
                         });
-                        if let Err(end) = result {
-                            self.close(client.key, end);
-                        }
+                        self.close_if_ended(client.key, result);
                     }
                 }
             }
