@@ -10,12 +10,12 @@
 //!
 //! `cargo run --release -p srv-uring --example uring_minimal -- -p 1060`
 
-use std::collections::HashMap;
 use std::io;
 use std::net::TcpListener;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use io_uring::{opcode, squeue, types::Fd, IoUring};
+use slab::Slab;
 use zen_utils::{protocol::answer, Decoder};
 
 /// `user_data`: the accept, or a connection's key times 2 (+ RECV or SEND).
@@ -39,48 +39,43 @@ fn main() -> io::Result<()> {
     let mut ring = IoUring::new(256)?;
     let accept = opcode::AcceptMulti::new(Fd(listener.as_raw_fd())).build();
     push(&mut ring, accept.user_data(ACCEPT))?; // One accept, a completion per client.
-    let (mut conns, mut next_key) = (HashMap::new(), 0);
+    let mut conns = Slab::new();
     loop {
         ring.submit_and_wait(1)?; // Submit all that is queued, sleep until something is done.
         let done: Vec<_> = ring.completion().collect();
         for (data, result) in done.iter().map(|c| (c.user_data(), c.result())) {
+            let (key, op) = ((data / 2) as usize, (data % 2) as usize); // op: RECV or SEND.
             if data == ACCEPT && result < 0 {
-                return Err(io::Error::from_raw_os_error(-result)); // EMFILE: the end.
-            }
-            let key = if data == ACCEPT { next_key } else { data / 2 };
-            if data == ACCEPT {
+                return Err(io::Error::from_raw_os_error(-result)); // EMFILE ends it all.
+            } else if data == ACCEPT {
                 // SAFETY: a new descriptor that nothing else owns.
                 let fd = unsafe { OwnedFd::from_raw_fd(result) };
                 let decoder = Decoder::new(usize::MAX); // No bound worth the name.
-                let (out, flight) = (Vec::new(), Vec::new());
-                let conn = Conn {
+                let (out, flight, busy, eof) = (vec![], vec![], [false; 2], false);
+                let key = conns.insert(Conn {
                     fd,
                     decoder,
                     out,
                     flight,
-                    busy: [false; 2],
-                    eof: false,
-                };
-                conns.insert(key, conn);
-                next_key += 1;
+                    busy,
+                    eof,
+                });
+                conns[key].submit_next(key, &mut ring)?;
+                continue;
             }
-            let conn = conns.get_mut(&key).unwrap(); // Live until nothing of it is in flight.
-            let op = (data % 2) as usize; // RECV or SEND.
-            match (data == ACCEPT, op, result > 0) {
-                (true, ..) => {}
-                (_, RECV, true) => conn.decoder.filled(result as usize),
-                (_, _, true) => drop(conn.flight.drain(..result as usize)),
-                (_, RECV, false) => conn.eof = true, // 0: end of input; < 0: an error.
-                (_, _, false) => (conn.eof, conn.out, conn.flight) = (true, vec![], vec![]),
-            }
-            if data != ACCEPT {
-                conn.busy[op] = false; // Its operation completed: its memory is ours again.
+            let conn = &mut conns[key]; // Live until nothing of it is in flight.
+            conn.busy[op] = false; // Its operation completed: its memory is ours again.
+            match (op, result > 0) {
+                (RECV, true) => conn.decoder.filled(result as usize),
+                (_, true) => drop(conn.flight.drain(..result as usize)),
+                (RECV, false) => conn.eof = true, // 0: end of input; < 0: an error.
+                (_, false) => (conn.eof, conn.out, conn.flight) = (true, vec![], vec![]),
             }
             while let Ok(Some(question)) = conn.decoder.next_question() {
                 conn.out.extend_from_slice(answer(question));
             }
             if conn.submit_next(key, &mut ring)? {
-                conns.remove(&key); // Nothing in flight: the kernel holds none of it.
+                conns.remove(key); // Nothing in flight: the kernel holds none of it.
             }
         }
     }
@@ -88,24 +83,20 @@ fn main() -> io::Result<()> {
 
 impl Conn {
     /// Queues a receive and a send if they are due; `Ok(true)`: it is over.
-    fn submit_next(&mut self, key: u64, ring: &mut IoUring) -> io::Result<bool> {
+    fn submit_next(&mut self, key: usize, ring: &mut IoUring) -> io::Result<bool> {
         let fd = Fd(self.fd.as_raw_fd());
         if !self.busy[RECV] && !self.eof {
             let room = self.decoder.read_buf();
             let recv = opcode::Recv::new(fd, room.as_mut_ptr(), room.len() as u32);
-            push(ring, recv.build().user_data(key * 2 + RECV as u64))?;
+            push(ring, recv.build().user_data((2 * key + RECV) as u64))?;
             self.busy[RECV] = true;
         }
         let unsent = !(self.flight.is_empty() && self.out.is_empty());
         if unsent && !self.busy[SEND] {
             self.flight.append(&mut self.out); // `out` stays the loop's to grow.
             let send = opcode::Send::new(fd, self.flight.as_ptr(), self.flight.len() as u32);
-            push(
-                ring,
-                send.flags(libc::MSG_NOSIGNAL)
-                    .build()
-                    .user_data(key * 2 + SEND as u64),
-            )?;
+            let send = send.flags(libc::MSG_NOSIGNAL).build();
+            push(ring, send.user_data((2 * key + SEND) as u64))?;
             self.busy[SEND] = true;
         }
         Ok(self.eof && self.busy == [false; 2] && !unsent)
