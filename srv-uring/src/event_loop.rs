@@ -16,6 +16,7 @@ use zen_utils::admission::Admission;
 use zen_utils::listener::{self, AcceptErrors, AcceptFailure, ACCEPT_BACKOFF};
 use zen_utils::{Config, End, Shutdown, Stats, Summary};
 
+use crate::alarm::Alarm;
 use crate::buf_ring::BufRing;
 use crate::connection::{ConnId, Connection, Context, Timer, Wake};
 use crate::peer_call::{CallContext, Decided, PeerCalls};
@@ -47,6 +48,8 @@ pub(crate) struct EventLoop {
     /// What that read writes into: the kernel's until it completes.
     waker_buf: Box<u64>,
     waker_armed: bool,
+    /// A Timeout for the earliest timer: it ends the wait when one is due.
+    alarm: Alarm,
     /// `None` once the shutdown began.
     listener: Option<TcpListener>,
     accept: Accept,
@@ -103,6 +106,7 @@ impl EventLoop {
             waker,
             waker_buf: Box::new(0),
             waker_armed: false,
+            alarm: Alarm::new(),
             listener: Some(listener),
             accept,
             accept_armed: false,
@@ -145,9 +149,9 @@ impl EventLoop {
                 .into_iter()
                 .flatten()
                 .min();
-            let timeout = next_due.map(|at| at.saturating_duration_since(Instant::now()));
+            self.alarm.arm(&mut self.ring, next_due)?;
             self.pool.publish();
-            self.ring.submit_and_wait(timeout)?;
+            self.ring.submit_and_wait(None)?;
             self.ring.reap(&mut completions);
             for completion in completions.drain(..) {
                 self.dispatch(completion);
@@ -179,6 +183,7 @@ impl EventLoop {
                     self.peers_answered(decided);
                 }
             }
+            Op::Alarm => self.alarm.completed(), // The timers run after the reap.
             Op::Cancel => {}
         }
     }
@@ -468,8 +473,10 @@ impl EventLoop {
             .map(|(key, _)| key)
             .collect();
         for key in expired {
-            let end = self.connections[key].idle_end(now, &self.stats);
-            self.after(key, Err(end));
+            if let Some(conn) = self.connections.get_mut(key) {
+                let end = conn.idle_end(now, &self.stats);
+                self.after(key, Err(end));
+            }
         }
         if let Some(period) = idle_scan_period(&self.config) {
             self.timers.add(now + period, Timer::IdleScan);
@@ -488,8 +495,9 @@ impl EventLoop {
         self.listener = None;
         let keys: Vec<usize> = self.connections.iter().map(|(key, _)| key).collect();
         for key in keys {
-            let id = self.connections[key].id;
-            self.wake(id, Wake::Shutdown);
+            if let Some(conn) = self.connections.get(key) {
+                self.wake(conn.id, Wake::Shutdown);
+            }
         }
     }
 
@@ -497,8 +505,8 @@ impl EventLoop {
     fn close_remaining(&mut self) {
         let keys: Vec<usize> = self.connections.iter().map(|(key, _)| key).collect();
         for key in keys {
-            if !self.connections[key].closed {
-                let end = self.connections[key].grace_over();
+            if let Some(conn) = self.connections.get_mut(key).filter(|conn| !conn.closed) {
+                let end = conn.grace_over();
                 self.close(key, end);
             }
         }
@@ -534,9 +542,11 @@ impl EventLoop {
         if self.waker_armed {
             let _ = self.ring.cancel(Op::Waker);
         }
+        self.alarm.cancel(&mut self.ring);
         let patience = Instant::now() + DRAIN_PATIENCE;
         while (self.accept_armed
             || self.waker_armed
+            || self.alarm.in_flight()
             || self.calls.in_flight()
             || !self.connections.is_empty())
             && Instant::now() < patience

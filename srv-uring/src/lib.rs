@@ -97,8 +97,9 @@
 //!   connection's receive is cancelled, and the client's bytes wait in the
 //!   kernel's socket buffer until its answers drain.
 //! - **Timers:** srv-poll's binary heap of `(instant, task)` (RawServer's
-//!   `add_task`), with no timerfd: the earliest task is the timeout of the
-//!   loop's one `io_uring_enter`.
+//!   `add_task`), and one io_uring `Timeout` operation armed for the
+//!   earliest task (`alarm.rs`), moved only when that changes: its
+//!   completion wakes the loop's wait like any other.
 //! - **Shutdown:** [`Shutdown::on_trigger`] writes to an eventfd whose
 //!   read is always in flight: it completes, and the wait returns. The
 //!   loop cancels the accept and closes the listener, cancels every
@@ -138,6 +139,7 @@
 //! cargo run --release -p srv-uring -- -p 1060
 //! ```
 
+mod alarm;
 mod buf_ring;
 mod connection;
 mod event_loop;

@@ -51,6 +51,8 @@ pub(crate) enum Op {
     Accept,
     /// The read of the shutdown eventfd.
     Waker,
+    /// The loop's alarm: a Timeout for the earliest timer.
+    Alarm,
     /// A connection's multishot receive into a provided buffer.
     Recv(usize),
     /// A connection's send of its answers.
@@ -71,6 +73,7 @@ impl Op {
             Self::Send(key) => (4, key),
             Self::Peer(key) => (5, key),
             Self::Cancel => (6, 0),
+            Self::Alarm => (7, 0),
         };
         kind << 56 | key as u64
     }
@@ -83,6 +86,7 @@ impl Op {
             3 => Self::Recv(key),
             4 => Self::Send(key),
             5 => Self::Peer(key),
+            7 => Self::Alarm,
             _ => Self::Cancel,
         }
     }
@@ -186,8 +190,8 @@ impl Ring {
 
     /// The loop's one system call per turn: submits every entry written
     /// since the last, and waits until at least one completion is there
-    /// or `timeout` passes (`None`: no timer is due, only a completion
-    /// wakes it).
+    /// (the alarm's, when a timer is due: see `alarm.rs`), or `timeout`
+    /// passes (only the final drain gives one).
     pub(crate) fn submit_and_wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         let result = match timeout {
             None => self.ring.submit_and_wait(1),
@@ -297,6 +301,7 @@ mod tests {
             Op::Send(3),
             Op::Peer(1 << 40),
             Op::Cancel,
+            Op::Alarm,
         ] {
             assert_eq!(Op::of(op.user_data()), op);
         }
