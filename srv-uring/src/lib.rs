@@ -18,7 +18,7 @@
 //!  client A ─┼───────┼─ Recv (multishot): bytes in ◄─┤ copy into its decoder,  │
 //!            │       │    provided buffer #7         │ give #7 back, answer    │
 //!            │       └── Send A's answers ◄──────────┤ (one send per batch)    │
-//!  client B ─┼─ Recv ─► a `--work wait` question ────┤ timer: the wait's bound │
+//!  client B ─┼─ Recv ─► a `--work wait` question ────┤ a timer; Timeout (alarm)│
 //!  client C ─┼─ Recv ─► not known here ──────────────┤ Connect, Send, Recv to  │
 //!  peer     ◄┼──────────────────────────────────────►│ a peer, with deadline   │
 //!  shutdown ─┼─ Read (eventfd) completes ────────────┘ cancel accept, drain    │
@@ -29,9 +29,10 @@
 //!
 //! ```text
 //! loop {
+//!     arm the alarm (a Timeout) for the earliest timer, if that changed;
 //!     publish the buffers given back to the pool;
 //!     io_uring_enter: submit every entry written, wait for one completion
-//!         or the next timer (the only place the loop waits);
+//!         (the only place the loop waits);
 //!     reap every completion; for each:
 //!         Accept    a new connection: admit it (or turn it away) and arm its
 //!                   multishot receive; rearm the accept if it stopped
@@ -43,6 +44,7 @@
 //!         Peer      a peer call's connect, send or receive is done: the
 //!                   next step, or the answer (peer_call.rs)
 //!         Waker     the shutdown: the loop's top begins it
+//!         Alarm     a timer is due
 //!     run the due timers: `--work wait` answers, the idle scan, the end of
 //!         an accept backoff, a peer's deadline (it failed: the next peer);
 //! }
@@ -53,11 +55,12 @@
 //!   `DEFER_TASKRUN`, completion work runs only then, in a batch, not as
 //!   each packet arrives).
 //! - **What blocks:** only `io_uring_enter`, and only until a completion
-//!   comes or the next timer is due. `--work cpu` and `--work block` run
+//!   comes (the alarm's, when the next timer is due). `--work cpu` and `--work block` run
 //!   inline on the loop, as in srv-poll: while one answer computes or
 //!   sleeps *every* client waits, and so does every completion (the
 //!   answers made before it are submitted first). `--work wait` is a
-//!   timer, the bound of the wait. Nor does the loop ever wait on a peer.
+//!   timer, which the alarm turns into a completion. Nor does the loop
+//!   ever wait on a peer.
 //! - **What is in flight, per connection:** at most one multishot receive
 //!   and one send. The receive names no buffer: it draws one from the
 //!   shared pool (a provided-buffer ring, `buf_ring.rs`) only when bytes
@@ -70,9 +73,10 @@
 //!   `flight`, a peer attempt's address, request and reply buffer, and the
 //!   eventfd's read buffer are the kernel's while their operation is in
 //!   flight. Nothing of that memory is freed before its completion.
-//! - **How a cancel works:** a connection that ends (it closed, failed,
-//!   timed out, or the client stopped reading past the output bound) gets
-//!   an `AsyncCancel` for each of its operations in flight and is marked
+//! - **How a cancel works:** a connection that ends (the client closed,
+//!   a send failed, its idle deadline passed: a client that stopped
+//!   reading is closed then, its send still in flight) gets an
+//!   `AsyncCancel` for each of its operations in flight and is marked
 //!   closed: its end is counted then, but its slab slot, its socket and
 //!   its `flight` stay until the last cancelled operation's completion
 //!   came (with `-ECANCELED`, or its result if it had finished). Only then
