@@ -128,8 +128,8 @@
 //!
 //! | load | srv-uring | srv-poll |
 //! |---|---|---|
-//! | 50 connections, 1 in flight | 0.12–0.14 (7–8 answers per `io_uring_enter`) | 2.08–2.09 (`epoll_pwait` shared, `recvfrom`, `sendto`) |
-//! | 50 connections, 16 in flight | 0.009 | 0.127 |
+//! | 50 connections, 1 in flight | 0.12–0.18 (6–8 answers per `io_uring_enter`) | 2.02–2.09 (`epoll_pwait` shared, `recvfrom`, `sendto`) |
+//! | 50 connections, 16 in flight | 0.009 | 0.13 |
 //! | 1 connection, 1 in flight | 2.0 | 3.0 (`epoll_pwait`, `recvfrom`, `sendto`) |
 //!
 //! At one connection nothing can be batched: one `io_uring_enter`
