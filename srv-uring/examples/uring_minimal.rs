@@ -5,8 +5,9 @@
 //! are done. Until an operation completes, the kernel owns the memory it
 //! names: the decoder's room during a receive, `flight` during a send. So
 //! answers made meanwhile wait in `out`, and a connection is dropped only
-//! once nothing of it is in flight (`busy`). Framing (zen-utils' `Decoder`) and the
-//! table, nothing else: no limits, no timeouts, no shutdown, no buffer pool.
+//! once nothing of it is in flight (`busy`). Framing (zen-utils' `Decoder`)
+//! and the table, nothing else: no limits, no timeouts, no shutdown, no
+//! buffer pool.
 //!
 //! `cargo run --release -p srv-uring --example uring_minimal -- -p 1060`
 
