@@ -292,6 +292,33 @@ pub(crate) fn is_reset(error: &io::Error) -> bool {
     )
 }
 
+/// For a suite stamped out with `requires:` (a server that needs
+/// something the machine may lack, such as srv-uring's io_uring): whether
+/// the `requirement` failed, in which case the test is skipped, and says
+/// so on stderr with the reason, rather than fail or pass in silence.
+pub fn skipped(case: &str, requirement: Result<(), impl std::fmt::Display>) -> bool {
+    match requirement {
+        Ok(()) => false,
+        Err(reason) => {
+            eprintln!("skipped {case}: {reason}");
+            true
+        }
+    }
+}
+
+/// Whether a stamped-out test is skipped: never without a requirement
+/// (`[]`), else as [`testkit::skipped`](crate::testkit::skipped) says.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! skip_unmet {
+    ($case:expr, []) => {
+        false
+    };
+    ($case:expr, [$requires:expr]) => {
+        $crate::testkit::skipped($case, $requires())
+    };
+}
+
 /// Stamps out the whole conformance suite, one `#[test]` per case, against
 /// the server that `serve` starts.
 ///
@@ -299,11 +326,11 @@ pub(crate) fn is_reset(error: &io::Error) -> bool {
 /// a crate's `serve` function, or a closure that adds model options.
 #[macro_export]
 macro_rules! conformance_suite {
-    (serve: $serve:expr, model: $model:expr $(,)?) => {
+    (serve: $serve:expr, model: $model:expr $(, requires: $requires:expr)? $(,)?) => {
         fn start(config: $crate::Config) -> $crate::testkit::TestServer {
             $crate::testkit::TestServer::start($serve, config)
         }
-        $crate::conformance_suite!(@cases $model;
+        $crate::conformance_suite!(@cases $model, [$($requires)?];
             answers_every_aphorism,
             answers_a_question_split_byte_by_byte,
             answers_many_questions_in_one_write_in_order,
@@ -335,10 +362,13 @@ macro_rules! conformance_suite {
             answers_random_byte_streams_as_the_spec_frames_them,
         );
     };
-    (@cases $model:expr; $($case:ident),* $(,)?) => {
+    (@cases $model:expr, $requires:tt; $($case:ident),* $(,)?) => {
         $(
             #[test]
             fn $case() {
+                if $crate::skip_unmet!(stringify!($case), $requires) {
+                    return;
+                }
                 $crate::testkit::cases::$case(&start, $model);
             }
         )*
@@ -351,8 +381,8 @@ macro_rules! conformance_suite {
 /// `args` are extra arguments passed on every start.
 #[macro_export]
 macro_rules! binary_suite {
-    (bin: $bin:expr $(, args: [$($arg:expr),* $(,)?])? $(,)?) => {
-        $crate::binary_suite!(@cases $bin, &[$($($arg),*)?];
+    (bin: $bin:expr $(, args: [$($arg:expr),* $(,)?])? $(, requires: $requires:expr)? $(,)?) => {
+        $crate::binary_suite!(@cases $bin, &[$($($arg),*)?], [$($requires)?];
             prints_listening_on_the_bound_address_first,
             fails_in_one_line_on_a_busy_port,
             refuses_a_bad_flag_with_clap_s_message,
@@ -364,10 +394,13 @@ macro_rules! binary_suite {
             a_signal_right_after_listening_is_a_clean_shutdown,
         );
     };
-    (@cases $bin:expr, $args:expr; $($case:ident),* $(,)?) => {
+    (@cases $bin:expr, $args:expr, $requires:tt; $($case:ident),* $(,)?) => {
         $(
             #[test]
             fn $case() {
+                if $crate::skip_unmet!(stringify!($case), $requires) {
+                    return;
+                }
                 $crate::testkit::binary::$case($bin, $args);
             }
         )*

@@ -366,30 +366,40 @@ macro_rules! minimal_suite {
         package: $package:expr,
         example: $example:expr,
         real: $real:expr,
-        hardening: [$($hardening:ident),* $(,)?] $(,)?
+        hardening: [$($hardening:ident),* $(,)?]
+        $(, requires: $requires:expr)? $(,)?
     ) => {
         fn minimal() -> ::std::string::String {
             let bin = $crate::testkit::minimal::example_binary(env!("CARGO"), $package, $example);
             bin.to_str().expect("a UTF-8 path").to_owned()
         }
-        $crate::minimal_suite!(@protocol
+        $crate::minimal_suite!(@protocol [$($requires)?]
             answers_every_aphorism,
             answers_a_question_split_byte_by_byte,
             answers_many_questions_in_one_write_in_order,
             answers_unknown_questions_and_keeps_the_connection,
             answers_everything_before_closing_on_half_close,
         );
+        $crate::minimal_suite!(@hardening $real, [$($requires)?]; $($hardening),*);
+    };
+    (@hardening $real:expr, $requires:tt; $($hardening:ident),*) => {
         $(
             #[test]
             fn $hardening() {
+                if $crate::skip_unmet!(stringify!($hardening), $requires) {
+                    return;
+                }
                 $crate::testkit::minimal::$hardening($real, &minimal());
             }
         )*
     };
-    (@protocol $($case:ident),* $(,)?) => {
+    (@protocol $requires:tt $($case:ident),* $(,)?) => {
         $(
             #[test]
             fn $case() {
+                if $crate::skip_unmet!(stringify!($case), $requires) {
+                    return;
+                }
                 $crate::testkit::minimal::$case(&minimal());
             }
         )*

@@ -252,13 +252,13 @@ pub fn two_peers_asking_each_other_at_once(start: StartOn<'_>, model: Model) {
 /// that `serve` starts (as `conformance_suite!` takes it).
 #[macro_export]
 macro_rules! peer_suite {
-    (serve: $serve:expr, model: $model:expr $(,)?) => {
+    (serve: $serve:expr, model: $model:expr $(, requires: $requires:expr)? $(,)?) => {
         mod peers {
             use super::*;
             fn start_on(listener: ::std::net::TcpListener, config: $crate::Config) -> $crate::testkit::TestServer {
                 $crate::testkit::TestServer::start_on(listener, $serve, config)
             }
-            $crate::peer_suite!(@cases $model;
+            $crate::peer_suite!(@cases $model, [$($requires)?];
                 a_pair_splitting_the_table_answers_everything_from_either_side,
                 a_chain_of_three_answers_across_two_hops_and_max_hops_stops_it,
                 a_history_naming_the_server_or_all_its_peers_is_not_forwarded,
@@ -269,10 +269,13 @@ macro_rules! peer_suite {
             );
         }
     };
-    (@cases $model:expr; $($case:ident),* $(,)?) => {
+    (@cases $model:expr, $requires:tt; $($case:ident),* $(,)?) => {
         $(
             #[test]
             fn $case() {
+                if $crate::skip_unmet!(stringify!($case), $requires) {
+                    return;
+                }
                 $crate::testkit::peer_cases::$case(&start_on, $model);
             }
         )*

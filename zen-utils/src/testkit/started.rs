@@ -940,13 +940,13 @@ fn server_inode(server: SocketAddr, client: SocketAddr) -> Option<u64> {
 /// two modes, and the `--processes` supervisor.
 #[macro_export]
 macro_rules! started_suite {
-    (bin: $bin:expr, model: $model:expr $(, args: [$($arg:expr),* $(,)?])? $(,)?) => {
+    (bin: $bin:expr, model: $model:expr $(, args: [$($arg:expr),* $(,)?])? $(, requires: $requires:expr)? $(,)?) => {
         mod activated {
             use super::*;
             fn start(config: $crate::Config) -> $crate::testkit::TestServer {
                 $crate::testkit::TestServer::activated($bin, &[$($($arg),*)?], &config)
             }
-            $crate::conformance_suite!(@cases $model;
+            $crate::conformance_suite!(@cases $model, [$($requires)?];
                 answers_every_aphorism,
                 answers_a_question_split_byte_by_byte,
                 answers_many_questions_in_one_write_in_order,
@@ -973,7 +973,7 @@ macro_rules! started_suite {
                 answers_in_order_until_shut_down_under_pipelined_load,
             );
         }
-        $crate::started_suite!(@cases $bin, &[$($($arg),*)?];
+        $crate::started_suite!(@cases $bin, &[$($($arg),*)?], [$($requires)?];
             inetd_nowait_serves_one_conversation_and_exits,
             inetd_nowait_answers_hostile_input_as_ever_and_logs_nothing_to_the_client,
             inetd_writes_not_even_a_usage_error_to_the_client,
@@ -990,10 +990,13 @@ macro_rules! started_suite {
             refuses_a_bad_log_file_and_processes_under_inetd_in_one_line,
         );
     };
-    (@cases $bin:expr, $args:expr; $($case:ident),* $(,)?) => {
+    (@cases $bin:expr, $args:expr, $requires:tt; $($case:ident),* $(,)?) => {
         $(
             #[test]
             fn $case() {
+                if $crate::skip_unmet!(stringify!($case), $requires) {
+                    return;
+                }
                 $crate::testkit::started::$case($bin, $args);
             }
         )*
