@@ -21,7 +21,7 @@
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
-use benches::{config, Load, SERVERS};
+use benches::{config, servers, Load};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use zen_utils::{Work, WorkKind};
 
@@ -31,7 +31,7 @@ fn group(c: &mut Criterion, name: &str, load: Load, work: Option<Work>) {
     group.sample_size(10);
     group.warm_up_time(Duration::from_millis(500));
     group.measurement_time(Duration::from_secs(2));
-    for server in &SERVERS {
+    for server in servers() {
         let running = (server.start)(config(work));
         group.bench_function(server.name, |b| {
             b.iter_custom(|answers| load.run(running.addr(), answers));
@@ -47,7 +47,7 @@ fn load(connections: usize, pipeline: usize) -> Load {
     }
 }
 
-fn servers(c: &mut Criterion) {
+fn every_server(c: &mut Criterion) {
     group(c, "one_connection", load(1, 1), None);
     group(c, "many_connections", load(16, 1), None);
     group(c, "pipelined", load(4, 16), None);
@@ -58,5 +58,5 @@ fn servers(c: &mut Criterion) {
     group(c, "work_wait", load(16, 1), Some(wait));
 }
 
-criterion_group!(benches, servers);
+criterion_group!(benches, every_server);
 criterion_main!(benches);

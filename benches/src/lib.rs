@@ -24,6 +24,7 @@ use zen_utils::testkit::TestServer;
 use zen_utils::{Config, Verbosity};
 
 /// A server the benches can start: its name in the report, and how.
+#[derive(Clone, Copy)]
 pub struct Server {
     /// The bench ID: the binary's name and its mode.
     pub name: &'static str,
@@ -31,8 +32,23 @@ pub struct Server {
     pub start: fn(Config) -> TestServer,
 }
 
-/// Every server and mode, in the course's order.
-pub const SERVERS: [Server; 7] = [
+/// Every server and mode, in the course's order; srv-uring only where the
+/// kernel lets a process use io_uring (else a line on stderr says why not).
+pub fn servers() -> Vec<Server> {
+    let mut servers = Vec::from(READINESS_SERVERS);
+    match srv_uring::available() {
+        Ok(()) => servers.push(Server {
+            name: "srv-uring",
+            start: |config| TestServer::start(srv_uring::serve, config),
+        }),
+        Err(error) => eprintln!("benches: skipping srv-uring: {error}"),
+    }
+    servers
+}
+
+/// The servers that wait for readiness (or block): every model but
+/// srv-uring.
+const READINESS_SERVERS: [Server; 7] = [
     Server {
         name: "srv-single",
         start: |config| TestServer::start(srv_single::serve, config),
@@ -153,7 +169,7 @@ mod tests {
 
     #[test]
     fn every_server_answers_every_load() {
-        for server in &SERVERS {
+        for server in servers() {
             let running = (server.start)(config(None));
             for (connections, pipeline) in [(1, 1), (3, 1), (2, 5)] {
                 let load = Load {

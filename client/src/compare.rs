@@ -176,11 +176,25 @@ pub(crate) fn run(args: &CompareArgs) -> anyhow::Result<ExitCode> {
     // 10,000 idle connections need 10,000 descriptors here too.
     let _ = zen_utils::listener::raise_fd_limit();
 
+    // srv-uring needs io_uring, which a kernel or a container's seccomp
+    // profile may refuse: tried once, and its rows then say why not.
+    let uring_refused = contenders
+        .iter()
+        .find(|contender| contender.bin == "srv-uring" && !experiments.is_empty())
+        .and_then(|contender| uring_refusal(&bin_dir.join(contender.bin)));
+
     let mut plan: Vec<(&Experiment, &Contender, Take)> = Vec::new();
     for experiment in &experiments {
         for contender in &contenders {
             match (experiment.takes)(contender, &sizes) {
                 Take::Absent => {}
+                Take::Run if contender.bin == "srv-uring" && uring_refused.is_some() => {
+                    plan.push((
+                        experiment,
+                        contender,
+                        Take::Skip(uring_refused.unwrap_or_default()),
+                    ));
+                }
                 take => plan.push((experiment, contender, take)),
             }
         }
@@ -752,6 +766,23 @@ fn write_report(results: &Results, out: &Path) -> anyhow::Result<()> {
         html::report(results, &charts, dead_chart.as_deref()),
     )?;
     Ok(())
+}
+
+/// Why srv-uring cannot serve here (it exits with one line when io_uring
+/// is refused), as a row's note; `None` when it starts. Leaked: one short
+/// string, once per comparison, where a row's note is `&'static str`.
+fn uring_refusal(bin: &Path) -> Option<&'static str> {
+    match Server::start_zen(bin, &["-q".to_owned()]) {
+        Ok(server) => {
+            server.kill();
+            None
+        }
+        Err(error) => {
+            let why = format!("not run: {error:#}");
+            zen_utils::log_line!("client compare: srv-uring {why}");
+            Some(Box::leak(why.into_boxed_str()))
+        }
+    }
 }
 
 /// The progress shown while it runs: on a terminal a spinner line for the

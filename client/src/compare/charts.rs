@@ -31,7 +31,7 @@ const FONT: &str = "sans-serif";
 
 /// Every contender's colour (Tableau 10), by id; redis in grey.
 /// The `--offload` rows take the light shade of their server's colour.
-const COLOURS: [(&str, RGBColor); 10] = [
+const COLOURS: [(&str, RGBColor); 11] = [
     ("srv-single", RGBColor(214, 39, 40)),
     ("srv-threaded-pool", RGBColor(255, 127, 14)),
     ("srv-threaded-per-conn", RGBColor(140, 86, 75)),
@@ -41,6 +41,7 @@ const COLOURS: [(&str, RGBColor); 10] = [
     ("srv-async-offload", RGBColor(152, 223, 138)),
     ("srv-hybrid-ws", RGBColor(148, 103, 189)),
     ("srv-hybrid-per-core", RGBColor(227, 119, 194)),
+    ("srv-uring", RGBColor(23, 190, 207)),
     ("redis-server", RGBColor(110, 110, 110)),
 ];
 

@@ -63,6 +63,7 @@ const ALL: &[&str] = &[
     "srv-async",
     "srv-hybrid-ws",
     "srv-hybrid-per-core",
+    "srv-uring",
     "redis-server",
 ];
 /// The models that serve every connection at once.
@@ -72,6 +73,7 @@ const CONCURRENT: &[&str] = &[
     "srv-async",
     "srv-hybrid-ws",
     "srv-hybrid-per-core",
+    "srv-uring",
 ];
 /// The event-driven ones among them.
 const EVENT_DRIVEN: &[&str] = &[
@@ -79,6 +81,7 @@ const EVENT_DRIVEN: &[&str] = &[
     "srv-async",
     "srv-hybrid-ws",
     "srv-hybrid-per-core",
+    "srv-uring",
 ];
 /// The ideal rate of [`MANY`] connections each waiting 10 ms per answer.
 const IDEAL: f64 = (MANY * 100) as f64;
@@ -201,7 +204,9 @@ pub(crate) fn all(sizes: &Sizes) -> Vec<Experiment> {
                  in the accept queue: served 1/{MANY}), the pool serves as many as it has \
                  threads ({pool}/{MANY}), and thread-per-connection and the event-driven \
                  servers serve all {MANY}. Jain's index shows how evenly the answers were \
-                 shared."
+                 shared. srv-uring submits its reads and writes to io_uring and reaps their \
+                 completions in batches: well under one system call per answer, where a \
+                 readiness loop makes two or more."
             ),
             server_flags: Vec::new(),
             load: load(MANY, 1),
@@ -222,6 +227,11 @@ pub(crate) fn all(sizes: &Sizes) -> Vec<Experiment> {
                 Check::new(
                     format!("srv-poll ≥ 2 × srv-single at {MANY} clients"),
                     |f| Some(f.rps("srv-poll")? >= 2.0 * f.rps("srv-single")?),
+                ),
+                Check::new(
+                    "srv-uring ≥ srv-poll: completions reaped in batches cost fewer system \
+                     calls than readiness",
+                    |f| Some(f.rps("srv-uring")? >= f.rps("srv-poll")?),
                 ),
             ],
         },
@@ -272,7 +282,7 @@ pub(crate) fn all(sizes: &Sizes) -> Vec<Experiment> {
             lesson: format!(
                 "Each answer costs 200 µs of computation (`--work cpu:200us`): one thread \
                  tops out at 5,000 answers/s. The one-thread models (srv-single, srv-poll, \
-                 srv-async) use one core; threads and srv-hybrid use every core (here \
+                 srv-async, srv-uring) use one core; threads and srv-hybrid use every core (here \
                  shared with the load generator). The cure for an event loop: \
                  `--offload {OFFLOAD_HELPERS}` computes on helper threads, so srv-poll and \
                  srv-async use every core too, while their loop only reads and writes."
@@ -311,7 +321,7 @@ pub(crate) fn all(sizes: &Sizes) -> Vec<Experiment> {
             title: "Blocking in the event loop",
             lesson: format!(
                 "Each answer makes a blocking 10 ms call (`--work block:10ms`), the classic \
-                 mistake in an event loop: srv-poll and srv-async collapse to srv-single's \
+                 mistake in an event loop: srv-poll, srv-async and srv-uring collapse to srv-single's \
                  100 answers/s (each answer waits behind every other connection's call: \
                  about {MANY} × 10 ms), srv-hybrid to its workers × 100; threads block only \
                  themselves (the pool {}/s, a thread per connection all {MANY}). The cure, \

@@ -109,6 +109,7 @@ pub(crate) fn everyone(pool_workers: usize) -> Vec<Contender> {
             &["--runtime", "per-core"],
             Kind::Hybrid,
         ),
+        contender("srv-uring", "srv-uring", "srv-uring", &[], Kind::Concurrent),
         contender(REDIS, REDIS, "redis-server (reference)", &[], Kind::Redis),
     ]
 }
@@ -201,8 +202,8 @@ mod tests {
 
     #[test]
     fn redis_joins_by_default_only_when_installed() {
-        // Seven servers and modes, two --offload rows, redis.
-        assert_eq!(select(everyone(16), &[], true).unwrap().len(), 10);
+        // Eight servers and modes, two --offload rows, redis.
+        assert_eq!(select(everyone(16), &[], true).unwrap().len(), 11);
         let without = select(everyone(16), &[], false).unwrap();
         assert!(without.iter().all(|c| c.kind != Kind::Redis));
         assert!(select(everyone(16), &["redis-server".to_owned()], false).is_err());
