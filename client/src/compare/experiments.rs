@@ -132,6 +132,9 @@ pub(crate) struct LoadPlan {
     pub(crate) rate: Option<u64>,
     /// Close each connection after this many answers (`--reconnect-every`).
     pub(crate) reconnect_every: Option<u64>,
+    /// The load generator's threads (`--threads`); `None`: its default,
+    /// half the cores.
+    pub(crate) threads: Option<usize>,
 }
 
 /// Idle connections to hold.
@@ -166,6 +169,7 @@ pub(crate) fn all(sizes: &Sizes) -> Vec<Experiment> {
         warmup: w,
         rate: None,
         reconnect_every: None,
+        threads: None,
     };
     let flags = |flags: &[&str]| flags.iter().map(|&f| f.to_owned()).collect::<Vec<_>>();
     let slow = d.max(SLOW_CLIENTS_MIN);
@@ -248,7 +252,15 @@ pub(crate) fn all(sizes: &Sizes) -> Vec<Experiment> {
                 pool * 100
             ),
             server_flags: flags(&["--work", "wait:10ms"]),
-            load: load(MANY, 1),
+            // The load generator gets every core, not its default half:
+            // an event loop answers the 64 connections of a cycle together,
+            // and one client thread handling those answers in turn adds
+            // its own queue to every round trip, which a thread per
+            // connection, answering each on its own, would not pay.
+            load: LoadPlan {
+                threads: Some(cores),
+                ..load(MANY, 1)
+            },
             hold: None,
             takes: zen_only,
             background: None,
@@ -259,6 +271,16 @@ pub(crate) fn all(sizes: &Sizes) -> Vec<Experiment> {
                         group_digits((MANY * 100) as f64)
                     ),
                     |f| every(CONCURRENT, |server| Some(f.rps(server)? >= 0.9 * IDEAL)),
+                ),
+                Check::new(
+                    "one thread waits as well as a thread each: srv-poll and srv-async ≥ \
+                     0.97 × srv-threaded per-conn",
+                    |f| {
+                        let threads = f.rps("srv-threaded-per-conn")?;
+                        every(&["srv-poll", "srv-async"], |server| {
+                            Some(f.rps(server)? >= 0.97 * threads)
+                        })
+                    },
                 ),
                 Check::new(
                     format!(
@@ -413,6 +435,7 @@ pub(crate) fn all(sizes: &Sizes) -> Vec<Experiment> {
                 warmup: Duration::ZERO,
                 rate: None,
                 reconnect_every: None,
+                threads: None,
             },
             hold: Some(HoldPlan {
                 connections: 2 * pool,
@@ -526,6 +549,7 @@ pub(crate) fn all(sizes: &Sizes) -> Vec<Experiment> {
             server_flags: Vec::new(),
             load: LoadPlan {
                 reconnect_every: Some(SHORT),
+                threads: None,
                 ..load(MANY, 1)
             },
             hold: None,
@@ -592,6 +616,9 @@ impl LoadPlan {
         if let Some(every) = self.reconnect_every {
             flags.extend(["--reconnect-every".to_owned(), every.to_string()]);
         }
+        if let Some(threads) = self.threads {
+            flags.extend(["--threads".to_owned(), threads.to_string()]);
+        }
         flags.extend(["-d".to_owned(), format_duration(self.duration)]);
         let warmup = match self.warmup {
             Duration::ZERO => "0s".to_owned(),
@@ -642,6 +669,7 @@ mod tests {
             warmup: Duration::from_millis(500),
             rate: None,
             reconnect_every: None,
+            threads: None,
         };
         assert_eq!(
             plan.flags().join(" "),
