@@ -12,7 +12,7 @@
 #   scripts/harden.sh poll async      # some servers only
 #
 # Servers: single threaded threaded-pc (--per-connection) poll async hybrid
-# hybrid-pc (--runtime per-core). Each part starts a fresh server with -p 0
+# hybrid-pc (--runtime per-core) uring. Each part starts a fresh server with -p 0
 # on 127.0.0.1 and stops it with SIGTERM, reading its summary line:
 #
 #  1. flood: FLOOD connections (10,000; --quick 2,000) opened and closed as
@@ -84,8 +84,9 @@ declare -A COMMAND=(
     [async]="srv-async"
     [hybrid]="srv-hybrid"
     [hybrid-pc]="srv-hybrid --runtime per-core"
+    [uring]="srv-uring"
 )
-ORDER=(single threaded threaded-pc poll async hybrid hybrid-pc)
+ORDER=(single threaded threaded-pc poll async hybrid hybrid-pc uring)
 ((${#SERVERS[@]})) || SERVERS=("${ORDER[@]}")
 for name in "${SERVERS[@]}"; do
     [[ -n ${COMMAND[$name]:-} ]] || {
@@ -95,7 +96,7 @@ for name in "${SERVERS[@]}"; do
 done
 
 echo "building the release binaries..."
-cargo build --release --quiet -p client -p srv-single -p srv-threaded -p srv-poll -p srv-async -p srv-hybrid
+cargo build --release --quiet -p client -p srv-single -p srv-threaded -p srv-poll -p srv-async -p srv-hybrid -p srv-uring
 BIN=$PWD/target/release
 CLIENT=$BIN/client
 LOGS=$(mktemp -d -t zen-harden.XXXXXX)
@@ -150,9 +151,25 @@ calc() { awk "BEGIN { printf \"$1\", $2 }"; }
 median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 # json_sum FILE KEY: the sum of "KEY":NUMBER over every line of FILE.
+# The sum of field $2 over the JSON objects in file $1 (one per line): a
+# top-level field, or one of `errors_by_kind`. `client load --json` also
+# nests per-target figures with the same names, which are not counted again.
 json_sum() {
-    { grep -o "\"$2\":[0-9.]*" "$1" 2>/dev/null || true; } |
-        awk -F: '{ s += $2 } END { printf "%d", s }'
+    python3 - "$1" "$2" <<'PY' 2>/dev/null || printf 0
+import json, sys
+total = 0
+try:
+    with open(sys.argv[1]) as lines:
+        for line in lines:
+            line = line.strip()
+            if line.startswith("{"):
+                load = json.loads(line)
+                value = load.get(sys.argv[2], load.get("errors_by_kind", {}).get(sys.argv[2]))
+                total += value if isinstance(value, (int, float)) else 0
+except (OSError, ValueError):
+    pass
+print(int(total))
+PY
 }
 
 fail() {

@@ -1,9 +1,10 @@
 //! The loop's timer queue: the BitTorrent RawServer's `add_task`, with a
 //! binary heap instead of a sorted list (the same queue as srv-poll's).
 //!
-//! The loop never sleeps on a timer: the earliest task bounds its one wait
-//! (`io_uring_enter` with a timeout), so a completion and a timer wake the
-//! same single thread in the same system call.
+//! The loop never sleeps on a timer: the earliest task is one io_uring
+//! Timeout operation in flight (`alarm.rs`), moved only when the earliest
+//! task changes, so a completion and a timer wake the same single thread
+//! in the same system call.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;

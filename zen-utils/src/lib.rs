@@ -1,4 +1,4 @@
-//! What every zen server shares, so that the five servers differ only in
+//! What every zen server shares, so that the six servers differ only in
 //! their concurrency model.
 //!
 //! - [`protocol`]: the aphorism table and the fixed answers, exact bytes.

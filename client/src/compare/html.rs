@@ -46,7 +46,7 @@ pub(crate) fn report(
     charts: &[(String, String)],
     dead_chart: Option<&str>,
 ) -> String {
-    let title = "zen: five concurrency models, side by side";
+    let title = "zen: six concurrency models, side by side";
     let mut html = String::new();
     let _ = write!(
         html,

@@ -48,7 +48,7 @@ pub(crate) fn intro(results: &Results, quote: &str) -> String {
 /// The whole report.md.
 pub(crate) fn report(results: &Results, charts: &[&str]) -> String {
     let mut md = String::new();
-    let _ = writeln!(md, "# zen: five concurrency models, side by side\n");
+    let _ = writeln!(md, "# zen: six concurrency models, side by side\n");
     let _ = writeln!(md, "{}\n", intro(results, "`"));
     if results.interrupted {
         let _ = writeln!(
