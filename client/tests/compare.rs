@@ -158,8 +158,6 @@ fn compares_two_servers_with_numbers_from_real_runs() {
             "the pool served 16 of 64",
             "thread-per-connection and the event-driven servers served all 64",
             "srv-poll ≥ 2 × srv-single at 64 clients",
-            "srv-uring's CPU per answer < srv-poll's: completions reaped in batches cost \
-             fewer system calls than readiness",
         ]
     );
     let many = checks("many-clients");
@@ -167,7 +165,6 @@ fn compares_two_servers_with_numbers_from_real_runs() {
     assert_eq!(many[1].1, Value::Null, "the pool did not run: {many:?}");
     assert_eq!(many[2].1, true, "{many:?}");
     assert!(many[3].1.is_boolean(), "{many:?}");
-    assert_eq!(many[4].1, Value::Null, "srv-uring did not run: {many:?}");
     let served = &experiments[1]["checks"][0]["figures"];
     assert_eq!(num(served, "srv-single served"), 1.0, "{served}");
 

@@ -130,16 +130,6 @@ impl Figures<'_> {
         })
     }
 
-    /// A server's CPU time per answer, µs.
-    pub(crate) fn cpu_per_answer(&self, server: &str) -> Option<f64> {
-        self.read(
-            self.runs,
-            server,
-            format!("{server} CPU µs/answer"),
-            |run| run.server_usage.as_ref()?.cpu_us_per_answer,
-        )
-    }
-
     /// What an idle connection cost a server in resident memory, bytes.
     pub(crate) fn idle_bytes(&self, server: &str) -> Option<f64> {
         self.read(
