@@ -24,7 +24,8 @@ const PANEL_CHROME: u32 = 95;
 /// The thickest a bar is drawn, in pixels.
 const BAR: u32 = 26;
 /// The band above the panels: title and legend.
-const HEADER: u32 = 92;
+/// Room for the title, the subtitle and two rows of legend.
+const HEADER: u32 = 112;
 /// Room for the server names left of each panel.
 const NAMES: u32 = 215;
 const FONT: &str = "sans-serif";
@@ -147,10 +148,17 @@ fn draw_header(
             seen.push((&run.server, &run.label));
         }
     }
-    let mut x = 16;
-    let y = 66;
+    let (mut x, mut y) = (16, 66);
+    // A legend wider than the figure goes on in a second row.
+    let width = i32::try_from(area.dim_in_pixel().0).unwrap_or(i32::MAX) - 16;
+    let room_for = |x: &mut i32, y: &mut i32, needed: i32| {
+        if *x + needed > width && *x > 16 {
+            (*x, *y) = (16, *y + 22);
+        }
+    };
     let label = (FONT, 14).into_font();
     for (id, name) in seen {
+        room_for(&mut x, &mut y, 19 + text_width(name, 14));
         area.draw(&Rectangle::new(
             [(x, y), (x + 14, y + 14)],
             colour(id).filled(),
@@ -167,6 +175,7 @@ fn draw_header(
             (Mark::P999, "p99.9"),
             (Mark::Max, "max"),
         ] {
+            room_for(&mut x, &mut y, 17 + text_width(name, 14));
             mark.draw_at(area, (x + 7, y + 7), black)?;
             area.draw(&Text::new(name, (x + 17, y), label.clone()))?;
             x += 17 + text_width(name, 14) + 18;
