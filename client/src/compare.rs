@@ -84,7 +84,7 @@ const HOLD_MARGIN: Duration = Duration::from_millis(1500);
 pub(crate) struct CompareArgs {
     /// Shorter runs (0.3 s each, 2,000 idle connections for C10K): about a
     /// minute in all on 2 cores. Without it, 2 s runs and 10,000 idle
-    /// connections: about four minutes
+    /// connections: about four and a half minutes
     #[arg(long)]
     quick: bool,
 
