@@ -884,8 +884,11 @@ fn servers_that_ask_servers_deadlock_one_at_a_time_and_not_async() {
     };
     let single = row("srv-single");
     assert!(single["failed"].is_null(), "{single}");
-    assert_eq!(num(single, "rps"), 0.0, "{single}");
-    assert!(num(single, "no_peer_answered") > 0.0, "{single}");
+    // Deadlocked, but not always from the first instant: a question that
+    // comes while the other side has no client of its own is answered.
+    let answers = num(single, "rps") * results["ask_peers"]["seconds"].as_f64().unwrap();
+    assert!(num(single, "no_peer_answered") > answers, "{single}");
+    assert!(num(single, "served") < 16.0, "{single}");
     let async_row = row("srv-async");
     assert_eq!(num(async_row, "no_peer_answered"), 0.0, "{async_row}");
     assert_eq!(num(async_row, "served"), 16.0, "{async_row}");
