@@ -19,7 +19,7 @@ use zen_utils::peers::Forward;
 use zen_utils::{Config, End, Leftover, Shutdown, Stats, Work, WorkKind};
 
 use crate::peer_call::CallId;
-use crate::timers::Timers;
+use zen_utils::timers::Timers;
 
 /// How many reads one connection may make per turn of the loop. A client
 /// that pipelines as fast as the server answers always has more to read,

@@ -17,7 +17,7 @@ use crate::connection::{ConnId, Connection, Context, Next, Timer, Wake};
 use crate::offload::Offload;
 use crate::peer_call::{CallContext, CallId, PeerCall};
 use crate::poll_mode::{self, PollMode, Registration};
-use crate::timers::Timers;
+use zen_utils::timers::Timers;
 
 /// The poll keys of the loop's own sources. Connections are keyed by their
 /// slab key, which counts up from 0, so the top of the range is free; peer

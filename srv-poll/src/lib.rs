@@ -89,7 +89,7 @@
 //!   rather than spin, and goes on serving), and one CPU. Per connection,
 //!   output is bounded by [`OUTPUT_LIMIT`](zen_utils::protocol::OUTPUT_LIMIT):
 //!   past it, the loop stops reading from that client until it drains.
-//! - **Timers:** a binary heap of `(instant, task)`, the BitTorrent
+//! - **Timers:** a binary heap of `(instant, task)` (zen-utils' `timers`), the BitTorrent
 //!   RawServer's `add_task`: a `--work wait` answer, the periodic idle scan
 //!   (RawServer's `scan_for_timeouts`: one timer for all connections), the
 //!   end of an accept backoff, a peer's deadline. A task carries the
@@ -124,7 +124,6 @@ mod event_loop;
 mod offload;
 mod peer_call;
 mod poll_mode;
-mod timers;
 
 use std::io;
 use std::net::TcpListener;

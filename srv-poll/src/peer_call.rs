@@ -32,7 +32,7 @@ use zen_utils::protocol::UNKNOWN_APHORISM;
 
 use crate::connection::{ConnId, Timer};
 use crate::poll_mode::{PollMode, Registration};
-use crate::timers::Timers;
+use zen_utils::timers::Timers;
 
 /// The poll keys of peer calls have this bit set (and the top bit clear,
 /// which sets them apart from the loop's own keys at the top of the range);

@@ -37,7 +37,7 @@ use zen_utils::{Config, End, Leftover, Shutdown, Stats, WorkKind};
 use crate::buf_ring::GROUP;
 use crate::peer_call::AttemptId;
 use crate::ring::{Op, Ring};
-use crate::timers::Timers;
+use zen_utils::timers::Timers;
 
 /// Which connection a timer is for. The slab reuses keys, so the key alone
 /// could name a newer connection; the generation tells them apart.

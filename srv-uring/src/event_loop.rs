@@ -21,9 +21,9 @@ use crate::buf_ring::BufRing;
 use crate::connection::{ConnId, Connection, Context, Timer, Wake};
 use crate::peer_call::{CallContext, Decided, PeerCalls};
 use crate::ring::{Completion, Op, Ring};
-use crate::timers::Timers;
 use crate::waker::Waker;
 use crate::Accept;
+use zen_utils::timers::Timers;
 
 /// How many idle scans run per idle timeout (as in srv-poll: one timer for
 /// all connections, RawServer's `scan_for_timeouts`).

@@ -100,7 +100,8 @@
 //!   [`OUTPUT_LIMIT`](zen_utils::protocol::OUTPUT_LIMIT): past it, the
 //!   connection's receive is cancelled, and the client's bytes wait in the
 //!   kernel's socket buffer until its answers drain.
-//! - **Timers:** srv-poll's binary heap of `(instant, task)` (RawServer's
+//! - **Timers:** srv-poll's binary heap of `(instant, task)` (zen-utils'
+//!   `timers`, RawServer's
 //!   `add_task`), and one io_uring `Timeout` operation armed for the
 //!   earliest task (`alarm.rs`), moved only when that changes: its
 //!   completion wakes the loop's wait like any other.
@@ -149,7 +150,6 @@ mod connection;
 mod event_loop;
 mod peer_call;
 mod ring;
-mod timers;
 mod waker;
 
 use std::io;

@@ -35,7 +35,7 @@ use zen_utils::protocol::UNKNOWN_APHORISM;
 
 use crate::connection::{ConnId, Timer};
 use crate::ring::{Op, Ring};
-use crate::timers::Timers;
+use zen_utils::timers::Timers;
 
 /// One attempt: its slab key, and a generation the loop never gives twice,
 /// so that the deadline of an attempt that is over (its slot perhaps

@@ -62,6 +62,7 @@ pub mod stats;
 pub mod supervisor;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod timers;
 pub mod work;
 
 pub use config::{Config, OffloadArgs, ServerArgs, Verbosity};

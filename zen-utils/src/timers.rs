@@ -1,9 +1,11 @@
-//! The loop's timer queue: the BitTorrent RawServer's `add_task`, with a
-//! binary heap instead of a sorted list.
+//! An event loop's timer queue: the BitTorrent RawServer's `add_task`,
+//! with a binary heap instead of a sorted list. srv-poll's and srv-uring's
+//! loops share it.
 //!
-//! The loop never sleeps on a timer: it arms one timerfd, registered with
-//! its poller, for the earliest task, so a socket event and a timer wake
-//! the same single thread in the same wait.
+//! A loop never sleeps on a timer: it arms one kernel timer for the
+//! earliest task (srv-poll a timerfd registered with its poller, srv-uring
+//! one io_uring Timeout operation), so an event and a timer wake the same
+//! single thread in the same wait.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -16,30 +18,37 @@ use std::time::Instant;
 /// applies (a connection's generation, say), which keeps both `add` and
 /// `pop_due` at O(log n).
 #[derive(Debug)]
-pub(crate) struct Timers<T> {
+pub struct Timers<T> {
     heap: BinaryHeap<Reverse<(Instant, T)>>,
 }
 
+impl<T: Ord> Default for Timers<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl<T: Ord> Timers<T> {
-    pub(crate) fn new() -> Self {
+    /// An empty queue.
+    pub fn new() -> Self {
         Self {
             heap: BinaryHeap::new(),
         }
     }
 
     /// Schedules `task` for `at` (RawServer's `add_task`).
-    pub(crate) fn add(&mut self, at: Instant, task: T) {
+    pub fn add(&mut self, at: Instant, task: T) {
         self.heap.push(Reverse((at, task)));
     }
 
     /// When the next task is due (`None`: no tasks): the loop's timer is
     /// armed for it.
-    pub(crate) fn next_due(&self) -> Option<Instant> {
+    pub fn next_due(&self) -> Option<Instant> {
         self.heap.peek().map(|Reverse((at, _))| *at)
     }
 
     /// The earliest task due at or before `now`, removed from the queue.
-    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<T> {
+    pub fn pop_due(&mut self, now: Instant) -> Option<T> {
         match self.heap.peek() {
             Some(Reverse((at, _))) if *at <= now => self.heap.pop().map(|Reverse((_, task))| task),
             _ => None,
@@ -48,7 +57,7 @@ impl<T: Ord> Timers<T> {
 
     /// How many tasks are scheduled.
     #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.heap.len()
     }
 }
