@@ -5,6 +5,7 @@ use zen_utils::testkit::Model;
 
 zen_utils::conformance_suite!(serve: srv_poll::serve, model: Model::Concurrent);
 zen_utils::peer_suite!(serve: srv_poll::serve, model: Model::Concurrent);
+zen_utils::peer_call_suite!(serve: srv_poll::serve);
 zen_utils::binary_suite!(bin: env!("CARGO_BIN_EXE_srv-poll"));
 
 mod oneshot {

@@ -1,4 +1,4 @@
-//! The conformance suite, the peers' suite and the binary's contract, run
+//! The conformance suite, the peers' suites and the binary's contract, run
 //! against srv-uring. Each test first checks that io_uring can be used
 //! here (`srv_uring::available`); where it cannot (a seccomp profile,
 //! `kernel.io_uring_disabled`), it says why on stderr and is skipped.
@@ -15,6 +15,7 @@ zen_utils::peer_suite!(
     model: Model::Concurrent,
     requires: srv_uring::available,
 );
+zen_utils::peer_call_suite!(serve: srv_uring::serve, requires: srv_uring::available);
 zen_utils::binary_suite!(
     bin: env!("CARGO_BIN_EXE_srv-uring"),
     requires: srv_uring::available,

@@ -27,6 +27,7 @@ pub mod cases;
 pub mod minimal;
 pub mod offload_cases;
 pub use offload_cases::offloaded;
+pub mod peer_call_cases;
 pub mod peer_cases;
 /// The real components the tests start (ZooKeeper, HAProxy).
 pub use crate::components;
