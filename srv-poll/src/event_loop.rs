@@ -329,11 +329,7 @@ impl EventLoop {
         for (conn, work) in self.offloaded.drain(..) {
             // It may have closed in the same turn (a failed write after
             // asking): no helper is spent on it.
-            let open = self
-                .connections
-                .get(conn.key)
-                .is_some_and(|slot| slot.conn.id == conn);
-            if open {
+            if is_open(&self.connections, conn) {
                 offload.submit(conn, work);
             }
         }
@@ -348,11 +344,7 @@ impl EventLoop {
             return;
         };
         let connections = &self.connections;
-        let done = offload.take_done(|id| {
-            connections
-                .get(id.key)
-                .is_some_and(|slot| slot.conn.id == id)
-        });
+        let done = offload.take_done(|id| is_open(connections, id));
         for (id, finished) in done {
             if finished && self.slot_of(id).is_some() {
                 self.advance(id.key, Wake::AnswerDue);
@@ -579,6 +571,15 @@ impl EventLoop {
         }
         end.record(slot.conn.peer, slot.conn.leftover(), &self.stats);
     }
+}
+
+/// Whether connection `id` is still open (not closed, even if its slab
+/// key was reused since: the generation tells). A free function, so that
+/// the loop can ask it while it lends out another of its fields.
+fn is_open(connections: &Slab<Slot>, id: ConnId) -> bool {
+    connections
+        .get(id.key)
+        .is_some_and(|slot| slot.conn.id == id)
 }
 
 fn idle_scan_period(config: &Config) -> Option<Duration> {
