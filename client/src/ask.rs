@@ -208,7 +208,7 @@ fn read_answer(
                 return Err(Stop::Broken(anyhow!(
                     "no answer to {:?} within {}",
                     asked(),
-                    zen_utils::config::format_duration(timeout)
+                    zen_utils::duration::format_duration(timeout)
                 )))
             }
             Err(error) => return Err(Stop::Broken(anyhow!(error).context("cannot receive"))),

@@ -44,7 +44,7 @@ use anyhow::{bail, Context as _};
 use clap::{Args, Parser};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use signal_hook::consts::{SIGINT, SIGTERM};
-use zen_utils::config::parse_duration;
+use zen_utils::duration::parse_duration;
 
 use crate::flags::{positive, positive_duration};
 use crate::hold::Holding;
@@ -174,7 +174,7 @@ pub(crate) fn run(args: &CompareArgs) -> anyhow::Result<ExitCode> {
     lineup::check_binaries(&contenders, &bin_dir)?;
     check_writable(&args.out)?;
     // 10,000 idle connections need 10,000 descriptors here too.
-    let _ = zen_utils::listener::raise_fd_limit();
+    let _ = zen_utils::serve::listener::raise_fd_limit();
 
     // srv-uring needs io_uring, which a kernel or a container's seccomp
     // profile may refuse: tried once, and its rows then say why not.
@@ -703,7 +703,7 @@ fn parse_flags(addr: SocketAddr, flags: Vec<String>) -> anyhow::Result<Options> 
         "-p".to_owned(),
         addr.port().to_string(),
         "--timeout".to_owned(),
-        zen_utils::config::format_duration(LOAD_TIMEOUT),
+        zen_utils::duration::format_duration(LOAD_TIMEOUT),
     ];
     words.extend(flags);
     Load::try_parse_from(words)

@@ -14,7 +14,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
-pub(crate) use zen_utils::epoll::{nanos, now_ns, Interest, Poller, Timer, Trigger};
+pub(crate) use zen_utils::serve::raw_loop::epoll::{
+    nanos, now_ns, Interest, Poller, Timer, Trigger,
+};
 
 /// A level-triggered poller that reports at most `capacity` events per wait.
 pub(crate) fn poller(capacity: usize) -> io::Result<Poller> {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use zen_utils::config::parse_duration;
+use zen_utils::duration::parse_duration;
 
 /// A count of at least 1.
 pub(crate) fn positive(text: &str) -> Result<usize, String> {

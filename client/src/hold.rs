@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
 use clap::Args;
-use zen_utils::config::parse_duration;
+use zen_utils::duration::parse_duration;
 use zen_utils::protocol::{IDLE_TIMEOUT, SERVER_BUSY};
 
 use crate::event_loop::{connect_all, nanos, now_ns, Interest};

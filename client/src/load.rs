@@ -85,7 +85,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, ensure, Context as _};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use zen_utils::config::parse_duration;
+use zen_utils::duration::parse_duration;
 
 use crate::event_loop::{connect_all, nanos, now_ns};
 use crate::flags::{positive, positive_duration, positive_rate, positive_u64};
@@ -97,7 +97,7 @@ use conn::Conn;
 use tally::{percentiles, Failure, Tally};
 use worker::{Outcome, Progress, Shared, Worker};
 use workload::{unescape, Script};
-use zen_utils::registry::RegistryUrl;
+use zen_utils::deploy::registry::RegistryUrl;
 
 /// redis-benchmark's default, and the "many clients" of zen's experiments.
 const DEFAULT_CONNECTIONS: usize = 50;
@@ -640,7 +640,7 @@ fn check_in_flight(connections: usize, pipeline: usize) -> anyhow::Result<()> {
 /// after raising its soft limit as far as the hard limit allows: they
 /// would fail one by one, or not even fit in memory.
 pub(crate) fn check_descriptors(connections: usize) -> anyhow::Result<()> {
-    let limit = zen_utils::listener::raise_fd_limit()
+    let limit = zen_utils::serve::listener::raise_fd_limit()
         .or_else(|_| rlimit::Resource::NOFILE.get().map(|(soft, _)| soft))
         .unwrap_or(u64::MAX);
     let room = limit.saturating_sub(SPARE_DESCRIPTORS);
@@ -743,7 +743,7 @@ fn watch(
             } else if options.requests().is_some() && now - last_progress > stall_after {
                 stopped = Some(format!(
                     "no answer for {}",
-                    zen_utils::config::format_duration(options.timeout)
+                    zen_utils::duration::format_duration(options.timeout)
                 ));
             }
             if stopped.is_some() {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{anyhow, Context as _};
 use clap::Args;
 use zen_utils::config::DEFAULT_PORT;
-use zen_utils::registry::RegistryUrl;
+use zen_utils::deploy::registry::RegistryUrl;
 
 /// The server to talk to.
 #[derive(Args, Debug, Clone)]

@@ -14,7 +14,7 @@ use common::{answer_questions, client, fake_server, json, num, target, zen_serve
 use serde_json::Value;
 use zen_utils::protocol::{answer, APHORISMS, SERVER_BUSY};
 use zen_utils::testkit::TestServer;
-use zen_utils::{listener, Config};
+use zen_utils::{serve::listener, Config};
 
 fn srv_single() -> TestServer {
     TestServer::start(srv_single::serve, Config::default())

@@ -12,8 +12,8 @@ use socket2::SockRef;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{sleep_until, Instant, Sleep};
-use zen_utils::conversation::{Conversation, Needed};
-use zen_utils::{listener, End, Stall, WorkKind};
+use zen_utils::protocol::conversation::{Conversation, Needed};
+use zen_utils::{serve::listener, End, Stall, WorkKind};
 
 use crate::peers;
 use crate::small_task::boxed;

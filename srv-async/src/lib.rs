@@ -76,10 +76,10 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio::time::Instant;
-use zen_utils::admission::Admission;
-use zen_utils::listener::{self, AcceptErrors, AcceptFailure, ACCEPT_BACKOFF};
-use zen_utils::offload::Helpers;
-use zen_utils::shutdown::SHUTDOWN_GRACE;
+use zen_utils::serve::admission::Admission;
+use zen_utils::serve::listener::{self, AcceptErrors, AcceptFailure, ACCEPT_BACKOFF};
+use zen_utils::serve::offload::Helpers;
+use zen_utils::serve::shutdown::SHUTDOWN_GRACE;
 use zen_utils::{Config, Shutdown, Stats, Summary};
 
 pub use connection::handle_connection;

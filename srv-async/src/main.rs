@@ -18,8 +18,8 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    let cli: Cli = zen_utils::server::parse();
-    zen_utils::server::run(
+    let cli: Cli = zen_utils::deploy::server::parse();
+    zen_utils::deploy::server::run(
         "srv-async",
         &cli.server,
         false,

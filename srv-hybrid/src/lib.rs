@@ -87,7 +87,7 @@ use std::thread;
 use clap::ValueEnum;
 use socket2::SockRef;
 use srv_async::{serve_listener, Shared};
-use zen_utils::{listener, Config, Shutdown, Summary};
+use zen_utils::{serve::listener, Config, Shutdown, Summary};
 
 /// How the worker threads share the connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
@@ -295,7 +295,7 @@ fn run_core(
 /// others stop too, so that [`serve`] returns the error rather than wait
 /// for loops that nobody stops. (Per core there is one loop per core;
 /// work stealing gets one listener from [`listeners`], but
-/// [`serve_listeners`] accepts more.)
+/// [`work_stealing`] runs one loop for each listener it is given.)
 async fn serve_or_stop_all(
     listener: TcpListener,
     shared: Arc<Shared>,

@@ -32,7 +32,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    let cli: Cli = zen_utils::server::parse();
+    let cli: Cli = zen_utils::deploy::server::parse();
     let per_core = cli.runtime == Runtime::PerCore;
     let options = HybridOptions {
         workers: cli.workers.unwrap_or_else(srv_hybrid::default_workers),
@@ -41,7 +41,7 @@ fn main() -> ExitCode {
     };
     // Per core, the first listener is bound with SO_REUSEPORT so that the
     // others can join its group; all of them are bound before `listening on`.
-    zen_utils::server::run_prepared(
+    zen_utils::deploy::server::run_prepared(
         NAME,
         &cli.server,
         per_core,

@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::num::NonZeroUsize;
 
 use srv_hybrid::{HybridOptions, Runtime};
-use zen_utils::listener;
+use zen_utils::serve::listener;
 use zen_utils::testkit::binary::Running;
 use zen_utils::testkit::Client;
 

@@ -4,7 +4,7 @@
 //! has, answers every complete question into that connection's output
 //! buffer, and writes what the socket takes. No call ever blocks, so one
 //! thread holds every conversation. Level-triggered epoll
-//! (`zen_utils::epoll`): a socket is reported for as long as it is ready.
+//! (`zen_utils::serve::raw_loop::epoll`): a socket is reported for as long as it is ready.
 //!
 //! Correct framing (zen-utils' `Decoder`) and the table, nothing else: no
 //! connection limit, no idle timeout, no bound on a question or on the
@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::io::{self, ErrorKind::WouldBlock, Read, Write};
 use std::net::{TcpListener, TcpStream};
 
-use zen_utils::epoll::{Interest, Poller, Trigger};
+use zen_utils::serve::raw_loop::epoll::{Interest, Poller, Trigger};
 use zen_utils::{protocol::answer, Decoder};
 
 /// One conversation's state between two wake-ups.

@@ -13,13 +13,13 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Instant;
 
-use zen_utils::conversation::{Conversation, Needed};
-use zen_utils::epoll::Interest;
-use zen_utils::peers::Forward;
+use zen_utils::protocol::conversation::{Conversation, Needed};
+use zen_utils::protocol::peers::Forward;
+use zen_utils::serve::raw_loop::epoll::Interest;
 use zen_utils::{Config, End, Leftover, Shutdown, Stats, Work, WorkKind};
 
 use crate::peer_call::CallId;
-use zen_utils::timers::Timers;
+use zen_utils::serve::raw_loop::timers::Timers;
 
 /// How many reads one connection may make per turn of the loop. A client
 /// that pipelines as fast as the server answers always has more to read,
@@ -408,8 +408,8 @@ impl Connection {
 mod tests {
     use super::*;
     use socket2::SockRef;
-    use zen_utils::conversation::OUTPUT_KEEP;
-    use zen_utils::frame::READ_CHUNK;
+    use zen_utils::protocol::conversation::OUTPUT_KEEP;
+    use zen_utils::protocol::frame::READ_CHUNK;
     use zen_utils::protocol::OUTPUT_LIMIT;
 
     /// The read buffer of a connection that has read, at the default

@@ -9,15 +9,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use slab::Slab;
-use zen_utils::epoll::{self, Interest, Poller, Waker};
-use zen_utils::listener::{self, AcceptErrors, AcceptFailure, ACCEPT_BACKOFF};
+use zen_utils::serve::listener::{self, AcceptErrors, AcceptFailure, ACCEPT_BACKOFF};
+use zen_utils::serve::raw_loop::epoll::{self, Interest, Poller, Waker};
 use zen_utils::{Config, End, Shutdown, Stats, Summary};
 
 use crate::connection::{ConnId, Connection, Context, Next, Timer, Wake};
 use crate::offload::Offload;
 use crate::peer_call::{CallContext, CallId, PeerCall};
 use crate::poll_mode::{self, PollMode, Registration};
-use zen_utils::timers::Timers;
+use zen_utils::serve::raw_loop::timers::Timers;
 
 /// The poll keys of the loop's own sources. Connections are keyed by their
 /// slab key, which counts up from 0, so the top of the range is free; peer
@@ -73,7 +73,7 @@ pub(crate) struct EventLoop {
     unfinished: Vec<ConnId>,
     /// Questions connections need their peers to answer, as their turns
     /// asked for them: the loop starts their calls after the turn.
-    peer_calls: Vec<(ConnId, zen_utils::peers::Forward)>,
+    peer_calls: Vec<(ConnId, zen_utils::protocol::peers::Forward)>,
     /// The peer calls in flight: outgoing connections, one per question
     /// being forwarded, driven by this loop beside the clients.
     calls: Slab<PeerCall>,

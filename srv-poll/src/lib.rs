@@ -85,7 +85,7 @@
 //!   its decoder's buffer (`--max-request` + 4 KiB).
 //! - **What limits concurrency:** `--max-conns` (a connection beyond it gets
 //!   `Error: server busy.` and is closed), the descriptor limit (on EMFILE
-//!   the loop stops listening for [`ACCEPT_BACKOFF`](zen_utils::listener::ACCEPT_BACKOFF)
+//!   the loop stops listening for [`ACCEPT_BACKOFF`](zen_utils::serve::listener::ACCEPT_BACKOFF)
 //!   rather than spin, and goes on serving), and one CPU. Per connection,
 //!   output is bounded by [`OUTPUT_LIMIT`](zen_utils::protocol::OUTPUT_LIMIT):
 //!   past it, the loop stops reading from that client until it drains.
@@ -103,7 +103,7 @@
 //!   calls, each within its timeouts), closes each connection as soon as
 //!   its answers are sent (idle ones at once), and closes whatever is left
 //!   (peer calls in flight too) after
-//!   [`SHUTDOWN_GRACE`](zen_utils::shutdown::SHUTDOWN_GRACE).
+//!   [`SHUTDOWN_GRACE`](zen_utils::serve::shutdown::SHUTDOWN_GRACE).
 //! - **Fairness:** a connection makes at most 16 reads per turn of the
 //!   loop (`READS_PER_TURN`). A client that pipelines as fast as it is
 //!   answered always has more to read; without the cap it would hold the

@@ -33,13 +33,13 @@ enum Mode {
 }
 
 fn main() -> ExitCode {
-    let cli: Cli = zen_utils::server::parse();
+    let cli: Cli = zen_utils::deploy::server::parse();
     let mode = match cli.poll_mode {
         Mode::Level => PollMode::Level,
         Mode::Edge => PollMode::Edge,
         Mode::Oneshot => PollMode::Oneshot,
     };
-    zen_utils::server::run(
+    zen_utils::deploy::server::run(
         "srv-poll",
         &cli.server,
         false,

@@ -15,8 +15,8 @@ use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use zen_utils::epoll::Waker;
-use zen_utils::offload::{Helpers, Ticket};
+use zen_utils::serve::offload::{Helpers, Ticket};
+use zen_utils::serve::raw_loop::epoll::Waker;
 use zen_utils::{Shutdown, Work};
 
 use crate::connection::ConnId;

@@ -26,13 +26,13 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
-use zen_utils::epoll::{Interest, Poller};
-use zen_utils::peers::{complete_reply, Asking, Forward, Reply, MAX_PEER_REPLY};
+use zen_utils::protocol::peers::{complete_reply, Asking, Forward, Reply, MAX_PEER_REPLY};
 use zen_utils::protocol::UNKNOWN_APHORISM;
+use zen_utils::serve::raw_loop::epoll::{Interest, Poller};
 
 use crate::connection::{ConnId, Timer};
 use crate::poll_mode::{PollMode, Registration};
-use zen_utils::timers::Timers;
+use zen_utils::serve::raw_loop::timers::Timers;
 
 /// The poll keys of peer calls have this bit set (and the top bit clear,
 /// which sets them apart from the loop's own keys at the top of the range);

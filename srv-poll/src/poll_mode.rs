@@ -17,10 +17,10 @@
 use std::io;
 use std::os::fd::AsFd;
 
-use zen_utils::epoll::{Interest, Poller};
+use zen_utils::serve::raw_loop::epoll::{Interest, Poller};
 
 /// How sockets are registered with epoll.
-pub use zen_utils::epoll::Trigger as PollMode;
+pub use zen_utils::serve::raw_loop::epoll::Trigger as PollMode;
 
 /// Whether a short read may be taken to mean "nothing more to read now":
 /// not when edge-triggered, where a socket with bytes left is never

@@ -24,13 +24,13 @@
 //!   `Error: no peer answered.`. Each question opens its own connection:
 //!   a kept one would hold a one-at-a-time peer for as long as it stays
 //!   open.
-//! - **Shutdown:** blocking calls wait at most a [`TICK`](zen_utils::shutdown::TICK)
+//! - **Shutdown:** blocking calls wait at most a [`TICK`]
 //!   (a socket timeout), so the thread notices the shutdown flag within a
 //!   tick even while blocked in `accept()` or `read()`; it then answers the
 //!   questions already received, closes, and returns the summary.
 //!
 //! [`converse`] is the whole blocking conversation: zen-utils'
-//! [`zen_utils::conversation::Conversation`], which holds
+//! [`zen_utils::protocol::conversation::Conversation`], which holds
 //! the protocol, driven by a thread that blocks. srv-threaded runs the very
 //! same function on many threads.
 //!
@@ -42,11 +42,11 @@ use std::io;
 use std::net::TcpListener;
 
 use socket2::SockRef;
-use zen_utils::listener::{AcceptErrors, AcceptFailure, ACCEPT_BACKOFF};
-use zen_utils::shutdown::TICK;
+use zen_utils::serve::listener::{AcceptErrors, AcceptFailure, ACCEPT_BACKOFF};
+use zen_utils::serve::shutdown::TICK;
 use zen_utils::{Config, Shutdown, Stats, Summary};
 
-pub use zen_utils::blocking::converse;
+pub use zen_utils::serve::blocking::converse;
 
 /// Serves clients one at a time on `listener` until `shutdown` is
 /// triggered, then returns the summary.
@@ -70,7 +70,7 @@ pub fn serve(listener: TcpListener, config: Config, shutdown: Shutdown) -> io::R
 }
 
 /// Logs a failed `accept()` (warnings about running out of resources at
-/// most once per [`ACCEPT_WARNING_INTERVAL`](zen_utils::listener::ACCEPT_WARNING_INTERVAL),
+/// most once per [`ACCEPT_WARNING_INTERVAL`](zen_utils::serve::listener::ACCEPT_WARNING_INTERVAL),
 /// counted by `errors`, which every accepting thread shares) and, when
 /// descriptors or memory ran out, pauses so that the loop does not spin
 /// while nothing can change. The server goes on serving either way.
@@ -83,7 +83,7 @@ pub fn serve(listener: TcpListener, config: Config, shutdown: Shutdown) -> io::R
 /// mode is never changed: other processes share it.
 pub fn on_accept_error(error: &io::Error, errors: &AcceptErrors, listener: &TcpListener) {
     if error.kind() == io::ErrorKind::WouldBlock {
-        zen_utils::listener::wait_for_connection(listener, TICK);
+        zen_utils::serve::listener::wait_for_connection(listener, TICK);
     } else if errors.on_error(error) == AcceptFailure::OutOfResources {
         std::thread::sleep(ACCEPT_BACKOFF);
     }

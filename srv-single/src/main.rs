@@ -23,8 +23,8 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    let cli: Cli = zen_utils::server::parse();
-    zen_utils::server::run("srv-single", &cli.server, false, srv_single::serve)
+    let cli: Cli = zen_utils::deploy::server::parse();
+    zen_utils::deploy::server::run("srv-single", &cli.server, false, srv_single::serve)
 }
 
 #[cfg(test)]

@@ -74,11 +74,11 @@ use std::io;
 use std::net::TcpListener;
 
 use socket2::SockRef;
-use zen_utils::listener::AcceptErrors;
-use zen_utils::shutdown::TICK;
+use zen_utils::serve::listener::AcceptErrors;
+use zen_utils::serve::shutdown::TICK;
 use zen_utils::{Config, Shutdown, Stats, Summary};
 
-use zen_utils::admission::Admission;
+use zen_utils::serve::admission::Admission;
 
 /// Workers in the pool when `--workers` is not given.
 ///

@@ -40,7 +40,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    let cli: Cli = zen_utils::server::parse();
+    let cli: Cli = zen_utils::deploy::server::parse();
     let mode = if cli.per_connection {
         Mode::PerConnection
     } else {
@@ -48,7 +48,7 @@ fn main() -> ExitCode {
             workers: cli.workers,
         }
     };
-    zen_utils::server::run(
+    zen_utils::deploy::server::run(
         "srv-threaded",
         &cli.server,
         false,

@@ -4,8 +4,8 @@
 
 use std::net::{SocketAddr, TcpStream};
 
-use zen_utils::admission::Admission;
-use zen_utils::{listener, Config, Stats};
+use zen_utils::serve::admission::Admission;
+use zen_utils::{serve::listener, Config, Stats};
 
 /// One open connection's place under the limit. Whoever serves the
 /// connection holds it, and dropping it (however the conversation ends)

@@ -5,7 +5,7 @@ use std::net::TcpListener;
 use std::thread;
 
 use srv_single::{converse, on_accept_error};
-use zen_utils::listener::ACCEPT_BACKOFF;
+use zen_utils::serve::listener::ACCEPT_BACKOFF;
 
 use crate::open::{refuse, try_open};
 use crate::{serving_thread, Shared};

@@ -13,7 +13,7 @@ use std::io;
 use std::time::Instant;
 
 use io_uring::{opcode, types};
-use zen_utils::epoll::{nanos, now_ns};
+use zen_utils::serve::raw_loop::epoll::{nanos, now_ns};
 
 use crate::ring::{Op, Ring};
 

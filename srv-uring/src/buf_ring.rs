@@ -33,9 +33,9 @@ pub(crate) const GROUP: u16 = 0;
 /// before the next wait; a turn with more arrivals than this ends some
 /// connections' receives with `ENOBUFS`, and they are submitted again.
 const BUFFERS: u16 = 512;
-/// The size of each: one read of the decoder ([`zen_utils::frame::READ_CHUNK`]),
+/// The size of each: one read of the decoder ([`zen_utils::protocol::frame::READ_CHUNK`]),
 /// some 160 pipelined questions.
-pub(crate) const BUFFER_SIZE: usize = zen_utils::frame::READ_CHUNK;
+pub(crate) const BUFFER_SIZE: usize = zen_utils::protocol::frame::READ_CHUNK;
 
 /// The pool and the ring of entries through which it is lent.
 pub(crate) struct BufRing {

@@ -30,14 +30,14 @@ use std::time::Instant;
 
 use io_uring::{opcode, types};
 use socket2::SockRef;
-use zen_utils::conversation::{Conversation, Needed, OUTPUT_KEEP};
-use zen_utils::peers::Forward;
+use zen_utils::protocol::conversation::{Conversation, Needed, OUTPUT_KEEP};
+use zen_utils::protocol::peers::Forward;
 use zen_utils::{Config, End, Leftover, Shutdown, Stats, WorkKind};
 
 use crate::buf_ring::GROUP;
 use crate::peer_call::AttemptId;
 use crate::ring::{Op, Ring};
-use zen_utils::timers::Timers;
+use zen_utils::serve::raw_loop::timers::Timers;
 
 /// Which connection a timer is for. The slab reuses keys, so the key alone
 /// could name a newer connection; the generation tells them apart.

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use io_uring::{opcode, types};
 use slab::Slab;
-use zen_utils::admission::Admission;
-use zen_utils::listener::{self, AcceptErrors, AcceptFailure, ACCEPT_BACKOFF};
+use zen_utils::serve::admission::Admission;
+use zen_utils::serve::listener::{self, AcceptErrors, AcceptFailure, ACCEPT_BACKOFF};
 use zen_utils::{Config, End, Shutdown, Stats, Summary};
 
 use crate::alarm::Alarm;
@@ -23,7 +23,7 @@ use crate::peer_call::{CallContext, Decided, PeerCalls};
 use crate::ring::{Completion, Op, Ring};
 use crate::waker::Waker;
 use crate::Accept;
-use zen_utils::timers::Timers;
+use zen_utils::serve::raw_loop::timers::Timers;
 
 /// How many idle scans run per idle timeout (as in srv-poll: one timer for
 /// all connections, RawServer's `scan_for_timeouts`).
@@ -62,7 +62,7 @@ pub(crate) struct EventLoop {
     timers: Timers<Timer>,
     /// Questions connections need their peers to answer, as their turns
     /// asked for them: the loop starts their calls after the turn.
-    peer_calls: Vec<(ConnId, zen_utils::peers::Forward)>,
+    peer_calls: Vec<(ConnId, zen_utils::protocol::peers::Forward)>,
     calls: PeerCalls,
     completions: Vec<Completion>,
     config: Config,

@@ -93,7 +93,7 @@
 //! - **What limits concurrency:** `--max-conns` (zen-utils' `Admission`;
 //!   beyond it, `Error: server busy.` and close), the descriptor limit (on
 //!   EMFILE the accept is cancelled for
-//!   [`ACCEPT_BACKOFF`](zen_utils::listener::ACCEPT_BACKOFF), and the loop
+//!   [`ACCEPT_BACKOFF`](zen_utils::serve::listener::ACCEPT_BACKOFF), and the loop
 //!   goes on serving), the pool (a turn with more arrivals than buffers
 //!   ends some receives with `ENOBUFS`; they are armed again), and one
 //!   CPU. Per connection, output is bounded by
@@ -113,7 +113,7 @@
 //!   question it holds (waiting out `--work wait` timers and peer calls),
 //!   closes each connection once its answers are sent, and closes
 //!   whatever is left after
-//!   [`SHUTDOWN_GRACE`](zen_utils::shutdown::SHUTDOWN_GRACE). Then it
+//!   [`SHUTDOWN_GRACE`](zen_utils::serve::shutdown::SHUTDOWN_GRACE). Then it
 //!   cancels its own operations and reaps until the kernel has handed
 //!   back every buffer, and only then drops the ring and the pool.
 //! - **Accepting with several processes:** `--processes N` workers share

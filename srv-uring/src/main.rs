@@ -17,8 +17,8 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    let cli: Cli = zen_utils::server::parse();
-    zen_utils::server::run_prepared(
+    let cli: Cli = zen_utils::deploy::server::parse();
+    zen_utils::deploy::server::run_prepared(
         "srv-uring",
         &cli.server,
         false,
@@ -29,7 +29,7 @@ fn main() -> ExitCode {
         |listener| srv_uring::available().map(|()| listener),
         |listener, config, shutdown| {
             // A supervisor's workers share its listener: see `Accept`.
-            let accept = if zen_utils::supervisor::is_worker() {
+            let accept = if zen_utils::deploy::supervisor::is_worker() {
                 Accept::OneAtATime
             } else {
                 Accept::Multishot

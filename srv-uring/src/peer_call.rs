@@ -30,12 +30,12 @@ use std::time::{Duration, Instant};
 use io_uring::{opcode, types};
 use slab::Slab;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
-use zen_utils::peers::{complete_reply, Asking, Forward, Reply, MAX_PEER_REPLY};
+use zen_utils::protocol::peers::{complete_reply, Asking, Forward, Reply, MAX_PEER_REPLY};
 use zen_utils::protocol::UNKNOWN_APHORISM;
 
 use crate::connection::{ConnId, Timer};
 use crate::ring::{Op, Ring};
-use zen_utils::timers::Timers;
+use zen_utils::serve::raw_loop::timers::Timers;
 
 /// One attempt: its slab key, and a generation the loop never gives twice,
 /// so that the deadline of an attempt that is over (its slot perhaps

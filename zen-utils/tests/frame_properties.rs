@@ -2,7 +2,7 @@
 //! yields the same questions as the protocol's definition applied to the whole.
 
 use proptest::prelude::*;
-use zen_utils::frame::{Decoder, RequestTooLong};
+use zen_utils::protocol::frame::{Decoder, RequestTooLong};
 
 /// The protocol's definition, written as plainly as possible: skip whitespace,
 /// then a question is every byte up to and including the first `?`, and
@@ -45,7 +45,7 @@ fn decode(stream: &[u8], pieces: &[usize], max_request: usize) -> (Vec<Vec<u8>>,
                 Err(RequestTooLong { .. }) => return (questions, true),
             }
         }
-        assert!(decoder.capacity() <= max_request + zen_utils::frame::READ_CHUNK);
+        assert!(decoder.capacity() <= max_request + zen_utils::protocol::frame::READ_CHUNK);
     }
     (questions, false)
 }

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use zen_utils::config::format_duration;
+use zen_utils::duration::format_duration;
 
 use super::checks::{every, Check};
 use super::lineup::{Contender, Kind, OFFLOAD_HELPERS};

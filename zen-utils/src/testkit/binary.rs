@@ -10,7 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::{Client, PATIENCE};
-use crate::listener::ACCEPT_WARNING_INTERVAL;
+use crate::serve::listener::ACCEPT_WARNING_INTERVAL;
 
 /// A server binary started with `-p 0`, with the address it printed.
 pub struct Running {

@@ -13,12 +13,12 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::{resident_memory, Client, Model, TestServer, PATIENCE};
-use crate::frame::READ_CHUNK;
+use crate::protocol::frame::READ_CHUNK;
 use crate::protocol::{
     answer, APHORISMS, IDLE_TIMEOUT, OUTPUT_LIMIT, REQUEST_TOO_LONG, SERVER_BUSY, UNKNOWN_APHORISM,
 };
-use crate::shutdown::TICK;
-use crate::{listener, Config, Work, WorkKind};
+use crate::serve::shutdown::TICK;
+use crate::{serve::listener, Config, Work, WorkKind};
 
 /// Starts a server under test with a configuration.
 pub type Start<'a> = &'a dyn Fn(Config) -> TestServer;
@@ -30,7 +30,7 @@ pub type Start<'a> = &'a dyn Fn(Config) -> TestServer;
 const QUIET_PERIOD: Duration = Duration::from_millis(300);
 
 /// How often a slowloris client sends its next byte.
-const SLOWLORIS_PACE: Duration = Duration::from_millis(100);
+pub const SLOWLORIS_PACE: Duration = Duration::from_millis(100);
 
 fn quiet() -> Config {
     Config {
@@ -665,7 +665,7 @@ pub fn bounds_the_memory_of_clients_that_never_read(start: Start<'_>, _: Model) 
 /// what the kernel's buffers hold (a few hundred KiB on loopback, with this
 /// side's buffers small) plus what the server takes until its output is at
 /// its bound: a few KiB of `?`.
-const NEVER_READ_SEND: usize = 4 << 20;
+pub const NEVER_READ_SEND: usize = 4 << 20;
 
 /// A client process killed with SIGKILL while it writes a pipeline (and
 /// never reads) leaves a reset behind, and the server goes on serving.

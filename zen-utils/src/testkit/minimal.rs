@@ -20,10 +20,10 @@ use std::time::{Duration, Instant};
 
 use super::binary::Running;
 use super::{Client, PATIENCE};
-use crate::listener;
 use crate::protocol::{
     answer, APHORISMS, IDLE_TIMEOUT, REQUEST_TOO_LONG, SERVER_BUSY, UNKNOWN_APHORISM,
 };
+use crate::serve::listener;
 
 /// How long a test waits to be sure something does *not* happen.
 const QUIET_PERIOD: Duration = Duration::from_millis(300);

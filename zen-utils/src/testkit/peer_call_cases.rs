@@ -11,7 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::{Client, TestServer};
-use crate::peers::PeerConfig;
+use crate::protocol::peers::PeerConfig;
 use crate::protocol::NO_PEER_ANSWERED;
 use crate::{Config, Verbosity};
 

@@ -9,9 +9,9 @@ use std::thread;
 use std::time::Duration;
 
 use super::{Client, Model, TestServer};
-use crate::peers::PeerConfig;
+use crate::protocol::peers::PeerConfig;
 use crate::protocol::{answer, APHORISMS, NO_PEER_ANSWERED, UNKNOWN_APHORISM};
-use crate::{listener, Config, Verbosity};
+use crate::{serve::listener, Config, Verbosity};
 
 /// Starts the server under test on a listener, with a configuration.
 pub type StartOn<'a> = &'a dyn Fn(TcpListener, Config) -> TestServer;

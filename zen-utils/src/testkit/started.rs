@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 pub use super::binary::wait_bounded;
 use super::{Client, PATIENCE};
 use crate::protocol::{answer, APHORISMS, REQUEST_TOO_LONG};
-use crate::{listener, Config, Summary, Verbosity};
+use crate::{serve::listener, Config, Summary, Verbosity};
 
 /// A server binary started as systemd starts one, for one test.
 pub struct Activated {
@@ -448,7 +448,7 @@ pub fn a_worker_that_keeps_dying_hits_the_restart_budget(bin: &str, args: &[&str
         killed.push(worker);
     }
     assert!(
-        started.elapsed() < crate::supervisor::RESTART_WINDOW,
+        started.elapsed() < crate::deploy::supervisor::RESTART_WINDOW,
         "too slow a machine"
     );
     assert_eq!(

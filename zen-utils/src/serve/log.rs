@@ -92,6 +92,6 @@ pub fn line(args: fmt::Arguments<'_>) {
 #[macro_export]
 macro_rules! log_line {
     ($($arg:tt)*) => {
-        $crate::log::line(::std::format_args!($($arg)*))
+        $crate::serve::log::line(::std::format_args!($($arg)*))
     };
 }

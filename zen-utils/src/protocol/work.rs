@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
-use crate::config::{format_duration, parse_duration, DurationError};
-use crate::shutdown::{Shutdown, TICK};
+use crate::duration::{format_duration, parse_duration, DurationError};
+use crate::serve::shutdown::{Shutdown, TICK};
 
 /// The simulated work of answering one question.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,7 +37,7 @@ pub enum WorkError {
     /// Not `KIND:DUR` with a known kind and a `DUR` that parses.
     #[error("invalid work `{0}`: expected wait:DUR, cpu:DUR or block:DUR, e.g. wait:10ms")]
     Invalid(String),
-    /// A `DUR` longer than [`crate::config::MAX_DURATION`].
+    /// A `DUR` longer than [`crate::duration::MAX_DURATION`].
     #[error(transparent)]
     TooLong(DurationError),
 }

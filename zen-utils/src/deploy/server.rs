@@ -11,9 +11,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::registry::{Entry, Registration, RegistryUrl, DEREGISTER_PATIENCE};
-use crate::started::{self, Handed};
-use crate::{supervisor, Config, ServerArgs, Shutdown, Stats, Summary};
+use crate::deploy::registry::{Entry, Registration, RegistryUrl, DEREGISTER_PATIENCE};
+use crate::deploy::started::{self, Handed};
+use crate::{deploy::supervisor, Config, ServerArgs, Shutdown, Stats, Summary};
 
 /// Parses a server's flags. Under `--inetd`, fds 1 and 2 are the client's
 /// socket, so they are pointed at `/dev/null` first: not even a usage
@@ -67,7 +67,7 @@ pub fn run_prepared<T>(
         }
         None => None,
     };
-    crate::log::init(config.verbosity, log_file);
+    crate::serve::log::init(config.verbosity, log_file);
     // Then, before any thread starts: socket activation reads and removes
     // the LISTEN_* variables, and --inetd takes fd 0 and silences fds 0
     // to 2.
@@ -75,7 +75,7 @@ pub fn run_prepared<T>(
         Ok(handed) => handed,
         Err(error) => return fail(name, &error),
     };
-    if let Err(error) = crate::listener::raise_fd_limit() {
+    if let Err(error) = crate::serve::listener::raise_fd_limit() {
         tracing::warn!("{name}: warning: cannot raise the file-descriptor limit: {error}");
     }
     let supervising = args.processes > 1 && !supervisor::is_worker();
@@ -246,7 +246,7 @@ fn converse_once(name: &str, stream: TcpStream, config: &Config) -> ExitCode {
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     let stats = Stats::new();
     stats.connection();
-    crate::blocking::converse(stream, peer, config, &shutdown, &stats);
+    crate::serve::blocking::converse(stream, peer, config, &shutdown, &stats);
     finish(name, Ok(stats.summary()), false)
 }
 

@@ -2,7 +2,7 @@
 //! be. The same count in every model that accepts on several threads
 //! (srv-threaded's pool and its thread per connection, srv-async and
 //! srv-hybrid's runtimes); one more connection than the limit is turned
-//! away with [`listener::turn_away`](crate::listener::turn_away).
+//! away with [`listener::turn_away`](crate::serve::listener::turn_away).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 

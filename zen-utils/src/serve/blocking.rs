@@ -10,10 +10,10 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use crate::conversation::{Conversation, Needed};
-use crate::peers::{complete_reply, Asking, Forward, Reply, MAX_PEER_REPLY};
-use crate::shutdown::TICK;
-use crate::{listener, Config, End, Shutdown, Stall, Stats};
+use crate::protocol::conversation::{Conversation, Needed};
+use crate::protocol::peers::{complete_reply, Asking, Forward, Reply, MAX_PEER_REPLY};
+use crate::serve::shutdown::TICK;
+use crate::{serve::listener, Config, End, Shutdown, Stall, Stats};
 
 /// Serves one client until it leaves, breaks a limit, or the server shuts
 /// down; counts what happened in `stats` and logs it at `-v`.

@@ -2,7 +2,7 @@
 //! `--processes` supervisor (socket activation), a socket handed over by
 //! inetd, and systemd's readiness notifications.
 //!
-//! All of it happens in the shared `main` ([`crate::server`]), so every
+//! All of it happens in the shared `main` ([`crate::deploy::server`]), so every
 //! server gets it without a line of its own.
 
 use std::fs::File;
@@ -182,11 +182,11 @@ pub fn exit_when_idle(shutdown: &Shutdown, idle: Duration) {
     let spawned = thread::Builder::new()
         .name("exit-idle".to_owned())
         .spawn(move || {
-            let mut seen = crate::stats::process_connections().0;
+            let mut seen = crate::serve::stats::process_connections().0;
             let mut idle_since = Instant::now();
             while !stopped.load(Ordering::Relaxed) {
                 thread::sleep(check);
-                let (accepted, open) = crate::stats::process_connections();
+                let (accepted, open) = crate::serve::stats::process_connections();
                 if accepted != seen || open > 0 {
                     seen = accepted;
                     idle_since = Instant::now();

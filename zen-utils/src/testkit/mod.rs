@@ -20,7 +20,7 @@ use std::net::{Shutdown as Direction, SocketAddr, TcpListener, TcpStream};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::{listener, Config, Shutdown, Summary};
+use crate::{serve::listener, Config, Shutdown, Summary};
 
 pub mod binary;
 pub mod cases;

@@ -31,7 +31,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::shutdown::SHUTDOWN_GRACE;
+use crate::serve::shutdown::SHUTDOWN_GRACE;
 use crate::{Shutdown, Summary};
 
 /// Set in a worker's environment: report the summary on stdout, and never
@@ -95,7 +95,7 @@ pub fn supervise(
         // Sleeps until the next look, or wakes at once for the shutdown.
         let _ = woken.recv_timeout(WATCH_PERIOD);
     }
-    crate::started::notify_stopping();
+    crate::deploy::started::notify_stopping();
     // Its copy of the listener closes with the workers' copies: until
     // then the kernel still queues connections, which the workers, already
     // stopping, do not accept.

@@ -24,8 +24,8 @@
 
 use std::time::Instant;
 
-use crate::frame::RequestTooLong;
-use crate::peers::{Forward, Lookup};
+use crate::protocol::frame::RequestTooLong;
+use crate::protocol::peers::{Forward, Lookup};
 use crate::protocol::{
     self, APHORISMS, IDLE_TIMEOUT, NO_PEER_ANSWERED, OUTPUT_LIMIT, REQUEST_TOO_LONG,
     UNKNOWN_APHORISM,
@@ -227,7 +227,7 @@ impl Conversation {
     }
 
     /// The peers' answer to the question being answered came (`reply`, as
-    /// [`Asking`](crate::peers::Asking) decided it): it joins the output,
+    /// [`Asking`](crate::protocol::peers::Asking) decided it): it joins the output,
     /// and the questions behind it are answered. Returns what the next one
     /// needs, if anything.
     pub fn forwarded(
