@@ -39,7 +39,8 @@ fn main() -> io::Result<()> {
     println!("listening on {}", listener.local_addr()?);
     let mut ring = IoUring::new(256)?;
     let accept = opcode::AcceptMulti::new(Fd(listener.as_raw_fd())).build();
-    push(&mut ring, accept.user_data(ACCEPT))?; // One accept, a completion per client.
+    // SAFETY: the accept takes no buffer; the listener outlives the ring.
+    unsafe { push(&mut ring, accept.user_data(ACCEPT))? }; // One accept, a completion per client.
     let mut conns = Slab::new();
     loop {
         ring.submit_and_wait(1)?; // Submit all that is queued, sleep until something is done.
@@ -89,7 +90,9 @@ impl Conn {
         if !self.busy[RECV] && !self.eof {
             let room = self.decoder.read_buf();
             let recv = opcode::Recv::new(fd, room.as_mut_ptr(), room.len() as u32);
-            push(ring, recv.build().user_data((2 * key + RECV) as u64))?;
+            // SAFETY: the room is the decoder's, untouched until the completion
+            // (`busy`), and the `Conn` is removed only once nothing is in flight.
+            unsafe { push(ring, recv.build().user_data((2 * key + RECV) as u64))? };
             self.busy[RECV] = true;
         }
         let unsent = !(self.flight.is_empty() && self.out.is_empty());
@@ -97,16 +100,24 @@ impl Conn {
             self.flight.append(&mut self.out); // `out` stays the loop's to grow.
             let send = opcode::Send::new(fd, self.flight.as_ptr(), self.flight.len() as u32);
             let send = send.flags(libc::MSG_NOSIGNAL).build();
-            push(ring, send.user_data((2 * key + SEND) as u64))?;
+            // SAFETY: `flight` is not touched until the completion (`busy`).
+            unsafe { push(ring, send.user_data((2 * key + SEND) as u64))? };
             self.busy[SEND] = true;
         }
         Ok(self.eof && self.busy == [false; 2] && !unsent)
     }
 }
 
-/// Queues `entry`. SAFETY of every push here: the decoder's room and
-/// `flight` are not touched, nor their `Conn` dropped, until its completion.
-fn push(ring: &mut IoUring, entry: squeue::Entry) -> io::Result<()> {
+/// Queues `entry`.
+///
+/// # Safety
+///
+/// Until `entry`'s completion the kernel may read or write the memory it
+/// names at any moment: the caller keeps that memory and its descriptor
+/// alive, unmoved and untouched until then. The borrow checker cannot see
+/// this loan; only this contract can.
+unsafe fn push(ring: &mut IoUring, entry: squeue::Entry) -> io::Result<()> {
+    // SAFETY: the caller keeps `entry`'s memory alive until its completion.
     while unsafe { ring.submission().push(&entry) }.is_err() {
         ring.submit()?; // Full: hand the kernel what is queued, then retry.
     }
