@@ -25,6 +25,7 @@ mod charts;
 mod checks;
 mod dead_server;
 mod experiments;
+mod format;
 mod html;
 mod lineup;
 mod process;
@@ -834,8 +835,8 @@ impl Progress {
         let outcome = match (run.status, run.measured()) {
             (Status::Ok, Some(load)) => format!(
                 "{} answers/s, p99 {}, served {}/{}",
-                experiments::group_digits(load.rps),
-                tables::micros(load.latency_us.p99),
+                format::group_digits(load.rps),
+                format::micros(load.latency_us.p99),
                 load.served_conns,
                 load.connections
             ),

@@ -23,6 +23,7 @@ use serde::Serialize;
 use zen_utils::components::free_port;
 
 use super::checks::CheckResult;
+use super::format::{group_digits, micros};
 use super::lineup::{Contender, Kind};
 use super::process::Server;
 use crate::load::{self, Length, Options, Watch, Workload};
@@ -283,12 +284,12 @@ pub(crate) fn table(result: &AskPeersResult) -> String {
         out += &format!(
             "| {} | {} | {} | {}/{} | {} | {} | {} |\n",
             row.label,
-            super::experiments::group_digits(row.rps),
+            group_digits(row.rps),
             row.no_peer_answered,
             row.served,
             2 * CLIENTS,
-            super::tables::micros(row.p50_us),
-            super::tables::micros(row.p99_us),
+            micros(row.p50_us),
+            micros(row.p99_us),
             row.note
         );
     }

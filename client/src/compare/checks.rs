@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::experiments::group_digits;
+use super::format::figure;
 use super::results::{ExperimentResult, RunResult};
 
 /// One expectation of an experiment.
@@ -211,20 +211,6 @@ pub(crate) fn list(checks: &[CheckResult]) -> String {
     out
 }
 
-/// A figure as it reads best: whole numbers grouped, small ones with two
-/// decimals.
-pub(crate) fn figure(value: f64) -> String {
-    if value.abs() >= 100.0 || value.fract() == 0.0 {
-        if value < 0.0 {
-            format!("-{}", group_digits(-value))
-        } else {
-            group_digits(value)
-        }
-    } else {
-        format!("{value:.2}")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,11 +237,4 @@ mod tests {
         assert!(listed.contains("- – srv-poll ≥ 2 × srv-single: not measured"));
     }
 
-    #[test]
-    fn figures_read_well() {
-        assert_eq!(figure(1234.4), "1,234");
-        assert_eq!(figure(64.0), "64");
-        assert_eq!(figure(1.234), "1.23");
-        assert_eq!(figure(-2048.0), "-2,048");
-    }
 }

@@ -27,6 +27,7 @@ use serde::Serialize;
 use zen_utils::components::{free_port, haproxy_config, HaProxy, ZooKeeper, ZK_SERVER};
 
 use super::checks::CheckResult;
+use super::format::group_digits;
 use super::process::Server;
 use crate::load::{self, Length, Options, Watch};
 use crate::report::LoadReport;
@@ -462,14 +463,14 @@ pub(crate) fn table(result: &DeadServerResult) -> String {
             .iter()
             .map(|n| {
                 n.map_or("?".to_owned(), |n| {
-                    super::experiments::group_digits(n as f64)
+                    group_digits(n as f64)
                 })
             })
             .collect();
         out += &format!(
             "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
             way.way.label(),
-            super::experiments::group_digits(way.answers as f64),
+            group_digits(way.answers as f64),
             way.lost,
             way.errors,
             way.reasked,

@@ -8,6 +8,7 @@ use std::time::Duration;
 use zen_utils::config::format_duration;
 
 use super::checks::{every, Check};
+use super::format::group_digits;
 use super::lineup::{Contender, Kind, OFFLOAD_HELPERS};
 
 /// How big the runs are: `--quick` or the full run.
@@ -627,19 +628,6 @@ impl LoadPlan {
     }
 }
 
-/// `12345.6` as `12,346`.
-pub(crate) fn group_digits(value: f64) -> String {
-    let digits = format!("{:.0}", value.max(0.0));
-    let mut grouped = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, digit) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            grouped.push(',');
-        }
-        grouped.push(digit);
-    }
-    grouped
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -675,11 +663,4 @@ mod tests {
         );
     }
 
-    #[test]
-    fn groups_digits_by_three() {
-        assert_eq!(group_digits(0.4), "0");
-        assert_eq!(group_digits(999.0), "999");
-        assert_eq!(group_digits(1000.0), "1,000");
-        assert_eq!(group_digits(1234567.8), "1,234,568");
-    }
 }

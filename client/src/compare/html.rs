@@ -250,7 +250,7 @@ fn checks(html: &mut String, checks: &[CheckResult]) {
         let figures: Vec<String> = check
             .figures
             .iter()
-            .map(|(name, value)| format!("{name} {}", super::checks::figure(*value)))
+            .map(|(name, value)| format!("{name} {}", super::format::figure(*value)))
             .collect();
         let figures = if figures.is_empty() {
             String::new()

@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use super::experiments::group_digits;
+use super::format::{group_digits, kib, micros};
 use super::results::{ExperimentResult, Results, RunResult, Status};
 
 /// An experiment's table, with its title, for the terminal.
@@ -348,47 +348,9 @@ fn align(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-/// A latency in microseconds, in the unit that reads best.
-pub(crate) fn micros(us: f64) -> String {
-    if us >= 1e6 {
-        format!("{:.2} s", us / 1e6)
-    } else if us >= 10_000.0 {
-        format!("{:.0} ms", us / 1e3)
-    } else if us >= 1_000.0 {
-        format!("{:.1} ms", us / 1e3)
-    } else {
-        format!("{us:.0} µs")
-    }
-}
-
-/// A size in KiB, in the unit that reads best.
-fn kib(kib: f64) -> String {
-    if kib >= 10.0 * 1024.0 {
-        format!("{:.0} MiB", kib / 1024.0)
-    } else if kib >= 1024.0 {
-        format!("{:.1} MiB", kib / 1024.0)
-    } else if kib >= 10.0 {
-        format!("{kib:.0} KiB")
-    } else {
-        format!("{kib:.1} KiB")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn units_that_read_best() {
-        assert_eq!(micros(48.3), "48 µs");
-        assert_eq!(micros(1234.0), "1.2 ms");
-        assert_eq!(micros(20_400.0), "20 ms");
-        assert_eq!(micros(2_030_000.0), "2.03 s");
-        assert_eq!(kib(2.5), "2.5 KiB");
-        assert_eq!(kib(300.0), "300 KiB");
-        assert_eq!(kib(2048.0), "2.0 MiB");
-        assert_eq!(kib(40_960.0), "40 MiB");
-    }
 
     #[test]
     fn columns_line_up() {
