@@ -20,7 +20,6 @@
 //! runs at a lower priority so that its threads never preempt the load
 //! (`process::SERVER_NICE`).
 
-mod ask_peers;
 mod charts;
 mod checks;
 mod dead_server;
@@ -28,8 +27,9 @@ mod experiments;
 mod format;
 mod html;
 mod lineup;
+mod model;
 mod process;
-mod results;
+mod servers_ask_servers;
 mod tables;
 
 use std::io::{IsTerminal as _, Write as _};
@@ -53,10 +53,10 @@ use crate::load::{self, LoadArgs, Options, Watch, Window};
 use crate::report::LoadReport;
 use experiments::{Experiment, Sizes, Take};
 use lineup::{Contender, Kind, DEFAULT_POOL_WORKERS, REDIS};
-use process::{Server, Usage};
-use results::{
+use model::{
     ExperimentResult, IdleMemory, Machine, Results, RunResult, ServerUsage, Settings, Status,
 };
+use process::{Server, Usage};
 
 /// `client load --timeout` in every run: longer than any run, so that a
 /// connection left waiting the whole run (srv-single's 63 others, the
@@ -150,11 +150,12 @@ pub(crate) fn run(args: &CompareArgs) -> anyhow::Result<ExitCode> {
     // Experiments 11 and 12 run apart: their rows are ways to reach three
     // backends, and pairs of servers, not one server each.
     let wanted = |key: &str| args.only.is_empty() || args.only.iter().any(|name| name == key);
-    let (dead_server_wanted, ask_peers_wanted) = (wanted(dead_server::KEY), wanted(ask_peers::KEY));
+    let (dead_server_wanted, ask_peers_wanted) =
+        (wanted(dead_server::KEY), wanted(servers_ask_servers::KEY));
     let only: Vec<String> = args
         .only
         .iter()
-        .filter(|name| *name != dead_server::KEY && *name != ask_peers::KEY)
+        .filter(|name| *name != dead_server::KEY && *name != servers_ask_servers::KEY)
         .cloned()
         .collect();
     let experiments = if !args.only.is_empty() && only.is_empty() {
@@ -307,15 +308,15 @@ pub(crate) fn run(args: &CompareArgs) -> anyhow::Result<ExitCode> {
         };
         progress.say(&format!(
             "client compare: {}, {:.0} s per model",
-            ask_peers::TITLE,
+            servers_ask_servers::TITLE,
             duration.as_secs_f64()
         ));
-        let result = ask_peers::run(&bin_dir, &contenders, duration, &interrupted);
+        let result = servers_ask_servers::run(&bin_dir, &contenders, duration, &interrupted);
         progress.print(&format!(
             "{}. {}\n{}{}",
-            ask_peers::NUMBER,
-            ask_peers::TITLE,
-            ask_peers::table(&result),
+            servers_ask_servers::NUMBER,
+            servers_ask_servers::TITLE,
+            servers_ask_servers::table(&result),
             checks::list(&result.checks)
         ));
         results.ask_peers = Some(result);
@@ -757,7 +758,7 @@ fn write_report(results: &Results, out: &Path) -> anyhow::Result<()> {
             peers.number,
             peers.title,
             peers.lesson,
-            ask_peers::table(peers)
+            servers_ask_servers::table(peers)
         );
         report += &checks::list(&peers.checks);
     }

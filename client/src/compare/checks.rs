@@ -10,10 +10,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use serde::Serialize;
-
 use super::format::figure;
-use super::results::{ExperimentResult, RunResult};
+use super::model::{CheckResult, ExperimentResult, RunResult};
 
 /// One expectation of an experiment.
 #[derive(Clone)]
@@ -32,17 +30,6 @@ impl fmt::Debug for Check {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Check").field("text", &self.text).finish()
     }
-}
-
-/// A check evaluated, as written to results.json.
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct CheckResult {
-    pub(crate) text: String,
-    /// `true` held, `false` the lesson did not show on this run, `null`
-    /// not measured.
-    pub(crate) held: Option<bool>,
-    /// The figures it used: `srv-poll answers/s` → 312000.
-    pub(crate) figures: BTreeMap<String, f64>,
 }
 
 impl Check {
@@ -147,24 +134,6 @@ impl Figures<'_> {
     }
 }
 
-impl CheckResult {
-    /// A check judged on figures that are not runs of one server
-    /// (experiments 11 and 12 measure ways and pairs): not measured when
-    /// `verdicts` is empty, else held when every verdict held. Each
-    /// verdict comes with the figure it read.
-    pub(crate) fn of(text: impl Into<String>, verdicts: Vec<(String, f64, bool)>) -> Self {
-        let held = (!verdicts.is_empty()).then(|| verdicts.iter().all(|(_, _, held)| *held));
-        Self {
-            text: text.into(),
-            held,
-            figures: verdicts
-                .into_iter()
-                .map(|(name, value, _)| (name, value))
-                .collect(),
-        }
-    }
-}
-
 /// Whether `each` holds for every one of `servers` that was measured;
 /// not measured when none of them was.
 pub(crate) fn every(servers: &[&str], each: impl Fn(&str) -> Option<bool>) -> Option<bool> {
@@ -236,5 +205,4 @@ mod tests {
         let listed = list(&[result]);
         assert!(listed.contains("- – srv-poll ≥ 2 × srv-single: not measured"));
     }
-
 }

@@ -23,11 +23,10 @@ use std::sync::atomic::AtomicBool;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use zen_utils::components::{free_port, haproxy_config, HaProxy, ZooKeeper, ZK_SERVER};
 
-use super::checks::CheckResult;
 use super::format::group_digits;
+use super::model::{CheckResult, DeadServerResult, Way, WayResult};
 use super::process::Server;
 use crate::load::{self, Length, Options, Watch};
 use crate::report::LoadReport;
@@ -55,87 +54,6 @@ pub(crate) const LESSON: &str = "Backend 2 of three is killed at a third of the 
     from the registered servers, and the killed one stays registered until its session \
     expires (4 s), so the client is refused and picks again. No way loses an answer; they \
     differ in how long the rate dips and who must know what.";
-
-/// The way the client reaches the backends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub(crate) enum Way {
-    Servers,
-    Haproxy,
-    Registry,
-}
-
-impl Way {
-    pub(crate) const ALL: [Self; 3] = [Self::Servers, Self::Haproxy, Self::Registry];
-
-    pub(crate) fn label(self) -> &'static str {
-        match self {
-            Self::Servers => "--server ×3",
-            Self::Haproxy => "HAProxy in front",
-            Self::Registry => "ZooKeeper registry",
-        }
-    }
-}
-
-/// The whole experiment.
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct DeadServerResult {
-    pub(crate) number: usize,
-    pub(crate) key: &'static str,
-    pub(crate) title: &'static str,
-    pub(crate) lesson: &'static str,
-    /// The backends' binary.
-    pub(crate) model: String,
-    pub(crate) seconds: f64,
-    pub(crate) kill_at_seconds: f64,
-    pub(crate) restart_at_seconds: f64,
-    pub(crate) interval_ms: u64,
-    pub(crate) ways: Vec<WayResult>,
-    /// What the lesson says the table shows, judged on it.
-    pub(crate) checks: Vec<CheckResult>,
-}
-
-/// One way's run.
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct WayResult {
-    pub(crate) way: Way,
-    /// `None` when it ran; why not, when it did not ("not run: install
-    /// haproxy") or failed.
-    pub(crate) not_run: Option<String>,
-    pub(crate) answers: u64,
-    /// Questions that got a wrong or an error answer, or none: must be 0.
-    pub(crate) lost: u64,
-    /// Errors the client saw (refused connects, resets, closes...).
-    pub(crate) errors: u64,
-    /// Questions asked again after their connection broke.
-    pub(crate) reasked: u64,
-    /// From the kill until the rate was back to 90% of what it was before.
-    pub(crate) recovered_after_ms: Option<f64>,
-    /// From the restart until the restarted backend answered again.
-    pub(crate) back_after_ms: Option<f64>,
-    /// Each backend's answers, from its own summary (backend 2: its
-    /// second life only; the killed one reports nothing).
-    pub(crate) per_backend: Vec<Option<u64>>,
-    /// Answers per [`INTERVAL`] over the run.
-    pub(crate) timeline: Vec<u64>,
-}
-
-impl WayResult {
-    fn not_run(way: Way, why: String) -> Self {
-        Self {
-            way,
-            not_run: Some(why),
-            answers: 0,
-            lost: 0,
-            errors: 0,
-            reasked: 0,
-            recovered_after_ms: None,
-            back_after_ms: None,
-            per_backend: Vec::new(),
-            timeline: Vec::new(),
-        }
-    }
-}
 
 /// Runs every way for `duration` with backends of `bin`.
 pub(crate) fn run(bin: &Path, duration: Duration, interrupted: &AtomicBool) -> DeadServerResult {
@@ -461,11 +379,7 @@ pub(crate) fn table(result: &DeadServerResult) -> String {
         let backends: Vec<String> = way
             .per_backend
             .iter()
-            .map(|n| {
-                n.map_or("?".to_owned(), |n| {
-                    group_digits(n as f64)
-                })
-            })
+            .map(|n| n.map_or("?".to_owned(), |n| group_digits(n as f64)))
             .collect();
         out += &format!(
             "| {} | {} | {} | {} | {} | {} | {} | {} |\n",

@@ -662,5 +662,4 @@ mod tests {
             "-c 64 --pipeline 16 -d 2s --warmup 500ms"
         );
     }
-
 }

@@ -5,10 +5,10 @@
 
 use std::fmt::Write as _;
 
-use super::ask_peers::AskPeersResult;
-use super::checks::CheckResult;
-use super::dead_server::DeadServerResult;
-use super::results::{ExperimentResult, Results};
+use super::model::CheckResult;
+use super::model::DeadServerResult;
+use super::model::ServersAskServersResult;
+use super::model::{ExperimentResult, Results};
 use super::tables;
 
 const STYLE: &str = "
@@ -282,10 +282,10 @@ fn dead_server(html: &mut String, dead: &DeadServerResult, chart: Option<&str>) 
 }
 
 /// Experiment 12: its table.
-fn ask_peers(html: &mut String, peers: &AskPeersResult) {
+fn ask_peers(html: &mut String, peers: &ServersAskServersResult) {
     heading(html, peers.number, peers.key, peers.title);
     let _ = writeln!(html, "<p>{}</p>", inline(peers.lesson));
-    pipe_table(html, &super::ask_peers::table(peers));
+    pipe_table(html, &super::servers_ask_servers::table(peers));
     checks(html, &peers.checks);
 }
 

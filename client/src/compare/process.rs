@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _};
 use rustix::process::{kill_process, Pid, Signal};
-use serde::Serialize;
+
+use super::model::{Exit, ServerSummary};
 
 /// How long a server may take to print `listening on` (or, for redis, to
 /// accept a connection): a cold start under a busy machine, with margin.
@@ -54,29 +55,6 @@ pub(crate) struct Server {
 struct Log {
     summary: Option<String>,
     tail: Vec<String>,
-}
-
-/// How a server ended.
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct Exit {
-    /// Exited 0 within [`STOP_TIMEOUT`] of SIGTERM, with its summary line
-    /// (zen servers).
-    pub(crate) clean: bool,
-    /// Its exit code, if it exited rather than being killed by a signal.
-    pub(crate) code: Option<i32>,
-    /// What went wrong, when it was not clean, with its last log lines.
-    pub(crate) problem: Option<String>,
-    /// The server's own counts, from its summary line.
-    pub(crate) summary: Option<ServerSummary>,
-}
-
-/// The numbers of a zen server's `summary:` line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub(crate) struct ServerSummary {
-    pub(crate) connections: u64,
-    pub(crate) answered: u64,
-    pub(crate) errors: u64,
-    pub(crate) dropped: u64,
 }
 
 /// A reading of a process's CPU time and memory from /proc.

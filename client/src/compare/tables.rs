@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use super::format::{group_digits, kib, micros};
-use super::results::{ExperimentResult, Results, RunResult, Status};
+use super::model::{ExperimentResult, Results, RunResult, Status};
 
 /// An experiment's table, with its title, for the terminal.
 pub(crate) fn for_terminal(experiment: &ExperimentResult) -> String {

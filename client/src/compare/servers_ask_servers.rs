@@ -19,12 +19,11 @@ use std::sync::atomic::AtomicBool;
 use std::thread;
 use std::time::Duration;
 
-use serde::Serialize;
 use zen_utils::components::free_port;
 
-use super::checks::CheckResult;
 use super::format::{group_digits, micros};
 use super::lineup::{Contender, Kind};
+use super::model::{CheckResult, PairRow, ServersAskServersResult};
 use super::process::Server;
 use crate::load::{self, Length, Options, Watch, Workload};
 use crate::report::LoadReport;
@@ -46,67 +45,36 @@ const PEER_TIMEOUT: &str = "200ms";
 /// The pool's threads here: fewer than the clients.
 const POOL: &str = "4";
 
-/// The experiment's table.
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct AskPeersResult {
-    pub(crate) number: usize,
-    pub(crate) key: &'static str,
-    pub(crate) title: &'static str,
-    pub(crate) lesson: &'static str,
-    pub(crate) seconds: f64,
-    pub(crate) rows: Vec<Row>,
-    /// What the lesson says the table shows, judged on it.
-    pub(crate) checks: Vec<CheckResult>,
-}
-
-/// One model's pair.
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct Row {
-    pub(crate) server: String,
-    pub(crate) label: String,
-    /// Why it did not run, if it did not.
-    pub(crate) failed: Option<String>,
-    /// Right answers per second, both sides together.
-    pub(crate) rps: f64,
-    /// `Error: no peer answered.` and other error answers, both sides.
-    pub(crate) no_peer_answered: u64,
-    /// Clients that got any right answer, of both sides'.
-    pub(crate) served: usize,
-    /// The worse side's latencies, µs.
-    pub(crate) p50_us: f64,
-    pub(crate) p99_us: f64,
-    /// What the row shows.
-    pub(crate) note: &'static str,
-    /// The model, for the checks.
-    #[serde(skip)]
-    pub(crate) kind: Kind,
-}
-
 /// Runs every zen contender's pair for `duration`.
 pub(crate) fn run(
     bin_dir: &Path,
     contenders: &[Contender],
     duration: Duration,
     interrupted: &AtomicBool,
-) -> AskPeersResult {
+) -> ServersAskServersResult {
     let rows = contenders
         .iter()
         .filter(|contender| !matches!(contender.kind, Kind::Redis | Kind::Offload))
         .map(|contender| {
             if interrupted.load(std::sync::atomic::Ordering::Relaxed) {
-                return failed_row(contender, "not run: interrupted".to_owned());
+                return (
+                    contender.kind,
+                    failed_row(contender, "not run: interrupted".to_owned()),
+                );
             }
-            run_pair(
+            let row = run_pair(
                 &bin_dir.join(contender.bin),
                 contender,
                 duration,
                 interrupted,
             )
-            .unwrap_or_else(|error| failed_row(contender, format!("failed: {error:#}")))
+            .unwrap_or_else(|error| failed_row(contender, format!("failed: {error:#}")));
+            (contender.kind, row)
         })
         .collect::<Vec<_>>();
     let checks = checks(&rows);
-    AskPeersResult {
+    let rows = rows.into_iter().map(|(_, row)| row).collect();
+    ServersAskServersResult {
         number: NUMBER,
         key: KEY,
         title: TITLE,
@@ -118,12 +86,13 @@ pub(crate) fn run(
 }
 
 /// The lesson's checks: the one-at-a-time pair deadlocks, the small pool
-/// starves, and every concurrent model answers everyone.
-fn checks(rows: &[Row]) -> Vec<CheckResult> {
-    let of = |kinds: &[Kind], verdict: &dyn Fn(&Row) -> (String, f64, bool)| {
+/// starves, and every concurrent model answers everyone. Each row comes
+/// with its model's kind.
+fn checks(rows: &[(Kind, PairRow)]) -> Vec<CheckResult> {
+    let of = |kinds: &[Kind], verdict: &dyn Fn(&PairRow) -> (String, f64, bool)| {
         rows.iter()
-            .filter(|row| row.failed.is_none() && kinds.contains(&row.kind))
-            .map(verdict)
+            .filter(|(kind, row)| row.failed.is_none() && kinds.contains(kind))
+            .map(|(_, row)| verdict(row))
             .collect::<Vec<_>>()
     };
     vec![
@@ -165,8 +134,8 @@ fn label(contender: &Contender) -> String {
     }
 }
 
-fn failed_row(contender: &Contender, why: String) -> Row {
-    Row {
+fn failed_row(contender: &Contender, why: String) -> PairRow {
+    PairRow {
         server: contender.id.to_owned(),
         label: label(contender),
         failed: Some(why),
@@ -176,7 +145,6 @@ fn failed_row(contender: &Contender, why: String) -> Row {
         p50_us: 0.0,
         p99_us: 0.0,
         note: note(contender),
-        kind: contender.kind,
     }
 }
 
@@ -198,7 +166,7 @@ fn run_pair(
     contender: &Contender,
     duration: Duration,
     interrupted: &AtomicBool,
-) -> anyhow::Result<Row> {
+) -> anyhow::Result<PairRow> {
     let (port_a, port_b) = (free_port(), free_port());
     let args = |part: &str, peer: u16| {
         let mut args = match contender.kind {
@@ -255,7 +223,7 @@ fn run_pair(
     let (report_a, report_b): (LoadReport, LoadReport) = (report_a??, report_b?);
     let _ = (a.stop(), b.stop());
     let worse = |f: fn(&LoadReport) -> f64| f(&report_a).max(f(&report_b));
-    Ok(Row {
+    Ok(PairRow {
         server: contender.id.to_owned(),
         label: label(contender),
         failed: None,
@@ -266,12 +234,11 @@ fn run_pair(
         p50_us: worse(|r| r.latency_us.p50),
         p99_us: worse(|r| r.latency_us.p99),
         note: note(contender),
-        kind: contender.kind,
     })
 }
 
 /// The experiment's table, as Markdown.
-pub(crate) fn table(result: &AskPeersResult) -> String {
+pub(crate) fn table(result: &ServersAskServersResult) -> String {
     let mut out = format!(
         "| server ({} clients a side, {:.0} s) | answers/s | no peer answered | served | p50 | p99 | what it shows |\n|---|--:|--:|--:|--:|--:|---|\n",
         CLIENTS, result.seconds
