@@ -18,19 +18,13 @@
 //! The load runs in this process (the same engine as `client load`, called
 //! as a function), on half the cores by default, next to the server, which
 //! runs at a lower priority so that its threads never preempt the load
-//! (`process::SERVER_NICE`).
+//! (`model::SERVER_NICE`).
 
-mod charts;
-mod checks;
-mod dead_server;
-mod experiments;
 mod format;
-mod html;
-mod lineup;
 mod model;
-mod process;
-mod servers_ask_servers;
-mod tables;
+mod plan;
+mod report;
+mod run;
 
 use std::io::{IsTerminal as _, Write as _};
 use std::net::SocketAddr;
@@ -51,12 +45,14 @@ use crate::flags::{positive, positive_duration};
 use crate::hold::Holding;
 use crate::load::{self, LoadArgs, Options, Watch, Window};
 use crate::report::LoadReport;
-use experiments::{Experiment, Sizes, Take};
-use lineup::{Contender, Kind, DEFAULT_POOL_WORKERS, REDIS};
 use model::{
     ExperimentResult, IdleMemory, Machine, Results, RunResult, ServerUsage, Settings, Status,
 };
-use process::{Server, Usage};
+use plan::experiments::{self, Experiment, Sizes, Take};
+use plan::lineup::{self, Contender, Kind, DEFAULT_POOL_WORKERS, REDIS};
+use plan::{dead_server, servers_ask_servers};
+use report::{apart, charts, html, tables};
+use run::process::{self, Server, Usage};
 
 /// `client load --timeout` in every run: longer than any run, so that a
 /// connection left waiting the whole run (srv-single's 63 others, the
@@ -279,45 +275,36 @@ pub(crate) fn run(args: &CompareArgs) -> anyhow::Result<ExitCode> {
             .find(|contender| contender.kind != Kind::Redis)
             .filter(|_| !args.servers.is_empty())
             .map_or("srv-poll", |contender| contender.bin);
-        let duration = if args.quick {
-            Duration::from_secs(2)
-        } else {
-            Duration::from_secs(6)
-        };
+        let duration = dead_server::duration(args.quick);
         progress.say(&format!(
             "client compare: {} with {model} backends, {:.0} s each way",
             dead_server::TITLE,
             duration.as_secs_f64()
         ));
-        let result = dead_server::run(&bin_dir.join(model), duration, &interrupted);
+        let result = run::dead_server::run(&bin_dir.join(model), duration, &interrupted);
         progress.print(&format!(
             "{}. {}\n{}{}",
             dead_server::NUMBER,
             dead_server::TITLE,
-            dead_server::table(&result),
-            checks::list(&result.checks)
+            apart::dead_server_table(&result),
+            tables::checks_list(&result.checks)
         ));
         results.dead_server = Some(result);
     }
     if ask_peers_wanted && !interrupted.load(Ordering::Relaxed) {
-        // Long enough for srv-single's deadlock to break several times.
-        let duration = if args.quick {
-            Duration::from_secs(1)
-        } else {
-            Duration::from_secs(3)
-        };
+        let duration = servers_ask_servers::duration(args.quick);
         progress.say(&format!(
             "client compare: {}, {:.0} s per model",
             servers_ask_servers::TITLE,
             duration.as_secs_f64()
         ));
-        let result = servers_ask_servers::run(&bin_dir, &contenders, duration, &interrupted);
+        let result = run::servers_ask_servers::run(&bin_dir, &contenders, duration, &interrupted);
         progress.print(&format!(
             "{}. {}\n{}{}",
             servers_ask_servers::NUMBER,
             servers_ask_servers::TITLE,
-            servers_ask_servers::table(&result),
-            checks::list(&result.checks)
+            apart::servers_ask_servers_table(&result),
+            tables::checks_list(&result.checks)
         ));
         results.ask_peers = Some(result);
     }
@@ -633,9 +620,9 @@ fn server_args(contender: &Contender, experiment: &Experiment) -> Vec<String> {
 }
 
 /// The server's command line as a reader would type it, with the
-/// priority it runs at (see [`process::SERVER_NICE`]).
+/// priority it runs at (see [`model::SERVER_NICE`]).
 fn server_command(contender: &Contender, experiment: &Experiment) -> String {
-    let nice = format!("nice -n {}", process::SERVER_NICE);
+    let nice = format!("nice -n {}", model::SERVER_NICE);
     match contender.kind {
         Kind::Redis => {
             format!("{nice} {REDIS} --port PORT --bind 127.0.0.1 --save '' --appendonly no")
@@ -737,18 +724,18 @@ fn write_report(results: &Results, out: &Path) -> anyhow::Result<()> {
             dead.number,
             dead.title,
             dead.lesson,
-            dead_server::table(dead)
+            apart::dead_server_table(dead)
         );
-        report += &checks::list(&dead.checks);
+        report += &tables::checks_list(&dead.checks);
         match charts::dead_server(dead) {
             Ok(svg) => {
-                write(dead_server::CHART, svg.clone())?;
-                report += &format!("\n![answers per 100 ms]({})\n", dead_server::CHART);
+                write(apart::DEAD_SERVER_CHART, svg.clone())?;
+                report += &format!("\n![answers per 100 ms]({})\n", apart::DEAD_SERVER_CHART);
                 dead_chart = Some(svg);
             }
             Err(error) => zen_utils::log_line!(
                 "client compare: warning: no {}: {error}",
-                dead_server::CHART
+                apart::DEAD_SERVER_CHART
             ),
         }
     }
@@ -758,9 +745,9 @@ fn write_report(results: &Results, out: &Path) -> anyhow::Result<()> {
             peers.number,
             peers.title,
             peers.lesson,
-            servers_ask_servers::table(peers)
+            apart::servers_ask_servers_table(peers)
         );
-        report += &checks::list(&peers.checks);
+        report += &tables::checks_list(&peers.checks);
     }
     write("report.md", report)?;
     write(

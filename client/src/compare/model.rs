@@ -13,6 +13,19 @@ use serde::Serialize;
 
 use crate::report::{HoldReport, LoadReport};
 
+/// How many nice levels below the load generator (this process) every
+/// server runs (as far as nice goes: 19 is the lowest). They share the
+/// machine's cores, and the kernel lets a thread that has just woken
+/// preempt the one running on its core: at
+/// equal priority, every question wakes a server thread that takes the
+/// load generator's core from it, and a server with two or more threads
+/// then measures the load generator being starved, not itself (the
+/// README's performance section gives the figures: a multi-threaded
+/// server gains much from this, a single-threaded one nothing). On its own
+/// machine, as in real use, a load generator is preempted by no server.
+/// Lowering a child's priority needs no privilege.
+pub(crate) const SERVER_NICE: i32 = 10;
+
 /// Everything `client compare` measured.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Results {

@@ -8,8 +8,8 @@ use std::time::Duration;
 use zen_utils::config::format_duration;
 
 use super::checks::{every, Check};
-use super::format::group_digits;
 use super::lineup::{Contender, Kind, OFFLOAD_HELPERS};
+use crate::compare::format::group_digits;
 
 /// How big the runs are: `--quick` or the full run.
 #[derive(Debug, Clone, Copy)]

@@ -13,8 +13,8 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::format::{duration_label, group_digits, per_second};
-use super::model::{ExperimentResult, Results, RunResult};
+use crate::compare::format::{duration_label, group_digits, per_second};
+use crate::compare::model::{ExperimentResult, Results, RunResult};
 
 /// Panels per row of a figure.
 const COLUMNS: usize = 3;
@@ -271,7 +271,7 @@ fn throughput_panel(area: &Area<'_>, panel: &ExperimentResult) -> Outcome {
             }
             None => {
                 let why = match run.status {
-                    super::model::Status::Skipped => "not run",
+                    crate::compare::model::Status::Skipped => "not run",
                     _ => "failed",
                 };
                 chart.draw_series([EmptyElement::at((0.0, SegmentValue::CenterOf(y)))
@@ -354,7 +354,7 @@ fn latency_panel(area: &Area<'_>, panel: &ExperimentResult) -> Outcome {
         let Some(load) = run.measured().filter(|load| load.requests > 0) else {
             let why = match run.measured() {
                 Some(_) => "no answers",
-                None if run.status == super::model::Status::Skipped => "not run",
+                None if run.status == crate::compare::model::Status::Skipped => "not run",
                 None => "failed",
             };
             chart.draw_series([
@@ -427,7 +427,9 @@ fn decade_above(value: f64) -> f64 {
 /// Experiment 11's chart: answers per 100 ms over the run, a line per way,
 /// the kill and the restart marked. The dip after the kill, and how soon
 /// each line climbs back, is the lesson.
-pub(crate) fn dead_server(result: &super::model::DeadServerResult) -> Result<String, String> {
+pub(crate) fn dead_server(
+    result: &crate::compare::model::DeadServerResult,
+) -> Result<String, String> {
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (960, 480)).into_drawing_area();

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context as _};
 use rustix::process::{kill_process, Pid, Signal};
 
-use super::model::{Exit, ServerSummary};
+use crate::compare::model::{Exit, ServerSummary, SERVER_NICE};
 
 /// How long a server may take to print `listening on` (or, for redis, to
 /// accept a connection): a cold start under a busy machine, with margin.
@@ -26,18 +26,6 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many of the server's last log lines to keep for the report of a
 /// server that did not exit cleanly.
 const LOG_TAIL: usize = 20;
-/// How many nice levels below the load generator (this process) every
-/// server runs (as far as nice goes: 19 is the lowest). They share the
-/// machine's cores, and the kernel lets a thread that has just woken
-/// preempt the one running on its core: at
-/// equal priority, every question wakes a server thread that takes the
-/// load generator's core from it, and a server with two or more threads
-/// then measures the load generator being starved, not itself (the
-/// README's performance section gives the figures: a multi-threaded
-/// server gains much from this, a single-threaded one nothing). On its own
-/// machine, as in real use, a load generator is preempted by no server.
-/// Lowering a child's priority needs no privilege.
-pub(crate) const SERVER_NICE: i32 = 10;
 
 /// A running server.
 pub(crate) struct Server {

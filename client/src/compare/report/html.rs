@@ -1,15 +1,16 @@
 //! report.html: the same content as report.md on one self-contained page
 //! for a browser: the charts inline as SVG, the styles in a `<style>`
 //! block, nothing loaded from elsewhere, no script. Built from the
-//! results, with the tables' cells from [`super::tables`].
+//! results, with the tables' cells from [`super::tables`] and
+//! [`super::apart`].
 
 use std::fmt::Write as _;
 
-use super::model::CheckResult;
-use super::model::DeadServerResult;
-use super::model::ServersAskServersResult;
-use super::model::{ExperimentResult, Results};
-use super::tables;
+use super::{apart, tables};
+use crate::compare::model::CheckResult;
+use crate::compare::model::DeadServerResult;
+use crate::compare::model::ServersAskServersResult;
+use crate::compare::model::{ExperimentResult, Results};
 
 const STYLE: &str = "
 body { font-family: system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif;
@@ -250,7 +251,7 @@ fn checks(html: &mut String, checks: &[CheckResult]) {
         let figures: Vec<String> = check
             .figures
             .iter()
-            .map(|(name, value)| format!("{name} {}", super::format::figure(*value)))
+            .map(|(name, value)| format!("{name} {}", crate::compare::format::figure(*value)))
             .collect();
         let figures = if figures.is_empty() {
             String::new()
@@ -274,10 +275,10 @@ fn checks(html: &mut String, checks: &[CheckResult]) {
 fn dead_server(html: &mut String, dead: &DeadServerResult, chart: Option<&str>) {
     heading(html, dead.number, dead.key, dead.title);
     let _ = writeln!(html, "<p>{}</p>", inline(dead.lesson));
-    pipe_table(html, &super::dead_server::table(dead));
+    pipe_table(html, &apart::dead_server_table(dead));
     checks(html, &dead.checks);
     if let Some(svg) = chart {
-        figure(html, super::dead_server::CHART, svg);
+        figure(html, apart::DEAD_SERVER_CHART, svg);
     }
 }
 
@@ -285,7 +286,7 @@ fn dead_server(html: &mut String, dead: &DeadServerResult, chart: Option<&str>) 
 fn ask_peers(html: &mut String, peers: &ServersAskServersResult) {
     heading(html, peers.number, peers.key, peers.title);
     let _ = writeln!(html, "<p>{}</p>", inline(peers.lesson));
-    pipe_table(html, &super::servers_ask_servers::table(peers));
+    pipe_table(html, &apart::servers_ask_servers_table(peers));
     checks(html, &peers.checks);
 }
 

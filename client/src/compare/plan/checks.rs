@@ -10,8 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use super::format::figure;
-use super::model::{CheckResult, ExperimentResult, RunResult};
+use crate::compare::model::{CheckResult, ExperimentResult, RunResult};
 
 /// One expectation of an experiment.
 #[derive(Clone)]
@@ -141,45 +140,6 @@ pub(crate) fn every(servers: &[&str], each: impl Fn(&str) -> Option<bool>) -> Op
     (!verdicts.is_empty()).then(|| verdicts.iter().all(|&held| held))
 }
 
-/// The mark of a verdict, with what it means.
-fn mark(held: Option<bool>) -> &'static str {
-    match held {
-        Some(true) => "✓",
-        Some(false) => "✗ lesson did not show on this run",
-        None => "– not measured",
-    }
-}
-
-/// The checks of an experiment as a list, for the terminal and report.md.
-pub(crate) fn list(checks: &[CheckResult]) -> String {
-    if checks.is_empty() {
-        return String::new();
-    }
-    let mut out =
-        String::from("\nChecks (one that does not hold fails nothing: machines vary):\n\n");
-    for check in checks {
-        let figures: Vec<String> = check
-            .figures
-            .iter()
-            .map(|(name, value)| format!("{name} {}", figure(*value)))
-            .collect();
-        let (sign, rest) = match check.held {
-            Some(true) => ("✓", String::new()),
-            held => {
-                let words = mark(held);
-                let (sign, words) = words.split_once(' ').unwrap_or((words, ""));
-                (sign, format!(": {words}"))
-            }
-        };
-        out.push_str(&format!("- {sign} {}{rest}", check.text));
-        if !figures.is_empty() {
-            out.push_str(&format!(" ({})", figures.join(", ")));
-        }
-        out.push('\n');
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,17 +152,5 @@ mod tests {
             Some(true)
         );
         assert_eq!(every(&["a", "b"], |s| Some(s == "a")), Some(false));
-    }
-
-    #[test]
-    fn a_check_on_servers_not_run_is_not_measured() {
-        let check = Check::new("srv-poll ≥ 2 × srv-single", |f| {
-            Some(f.rps("srv-poll")? >= 2.0 * f.rps("srv-single")?)
-        });
-        let result = check.evaluate(&[], &[]);
-        assert_eq!(result.held, None);
-        assert!(result.figures.is_empty());
-        let listed = list(&[result]);
-        assert!(listed.contains("- – srv-poll ≥ 2 × srv-single: not measured"));
     }
 }
