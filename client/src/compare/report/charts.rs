@@ -424,12 +424,28 @@ fn decade_above(value: f64) -> f64 {
     10f64.powf(value.log10().floor() + 1.0)
 }
 
+/// Where experiment 11's chart goes in the report directory.
+pub(crate) const DEAD_SERVER_CHART: &str = "dead-server.svg";
+
+/// The charts of the experiments run apart, as `(file name, SVG)`: one
+/// that cannot be drawn is left out with a warning.
+pub(crate) fn apart(results: &Results) -> Vec<(String, String)> {
+    let mut charts = Vec::new();
+    if let Some(dead) = &results.dead_server {
+        match dead_server(dead) {
+            Ok(svg) => charts.push((DEAD_SERVER_CHART.to_owned(), svg)),
+            Err(error) => {
+                zen_utils::log_line!("client compare: warning: no {DEAD_SERVER_CHART}: {error}")
+            }
+        }
+    }
+    charts
+}
+
 /// Experiment 11's chart: answers per 100 ms over the run, a line per way,
 /// the kill and the restart marked. The dip after the kill, and how soon
 /// each line climbs back, is the lesson.
-pub(crate) fn dead_server(
-    result: &crate::compare::model::DeadServerResult,
-) -> Result<String, String> {
+fn dead_server(result: &crate::compare::model::DeadServerResult) -> Result<String, String> {
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (960, 480)).into_drawing_area();

@@ -11,7 +11,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context as _};
+use anyhow::{anyhow, Context as _};
 use rustix::process::{kill_process, Pid, Signal};
 
 use crate::compare::model::{Exit, ServerSummary, SERVER_NICE};
@@ -71,7 +71,7 @@ pub(crate) struct Usage {
 /// port and a core. So each child asks the kernel for a SIGTERM when its
 /// parent goes (`PR_SET_PDEATHSIG`). The kernel sends it when the *thread*
 /// that forked the child ends, not the process: `client compare` starts
-/// every server from its main thread (`compare::run` calls `run_one`
+/// every server from its main thread (`run::everything` calls `run_one`
 /// inline, on the thread that runs `main`), which ends only with the
 /// process.
 fn spawn_piped(
@@ -414,21 +414,6 @@ fn parse_summary(line: &str) -> Option<ServerSummary> {
         errors: numbers.next()??,
         dropped: numbers.next()??,
     })
-}
-
-/// Fails unless `bin` can be started: used for redis, whose absence is not
-/// an error but whose brokenness is.
-pub(crate) fn ensure_runs(bin: &Path) -> anyhow::Result<()> {
-    let status = Command::new(bin)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .with_context(|| format!("cannot run {}", bin.display()))?;
-    if !status.success() {
-        bail!("{} --version failed ({status})", bin.display());
-    }
-    Ok(())
 }
 
 #[cfg(test)]
