@@ -85,20 +85,7 @@ impl Plan {
             c10k: args.c10k.unwrap_or(base.c10k),
             pool_workers: args.pool_workers,
         };
-        // Experiments 11 and 12 run apart: their rows are ways to reach
-        // three backends, and pairs of servers, not one server each.
-        let wanted = |key: &str| args.only.is_empty() || args.only.iter().any(|name| name == key);
-        let only: Vec<String> = args
-            .only
-            .iter()
-            .filter(|name| *name != dead_server::KEY && *name != servers_ask_servers::KEY)
-            .cloned()
-            .collect();
-        let experiments = if !args.only.is_empty() && only.is_empty() {
-            Vec::new()
-        } else {
-            select_experiments(experiments::all(&sizes), &only)?
-        };
+        let experiments = select_experiments(experiments::all(&sizes), &args.only)?;
         let redis = match lineup::find_on_path(REDIS) {
             Some(path) => lineup::ensure_runs(&path).map(|()| path).ok(),
             None => None,
@@ -123,6 +110,9 @@ impl Plan {
                 experiment,
             })
             .collect();
+        // Experiments 11 and 12 run apart: their rows are ways to reach
+        // three backends, and pairs of servers, not one server each.
+        let wanted = |key: &str| args.only.is_empty() || args.only.iter().any(|name| name == key);
         let mut apart = Vec::new();
         if wanted(dead_server::KEY) {
             // The backends are one model: the first server named, srv-poll
@@ -148,22 +138,60 @@ impl Plan {
         })
     }
 
-    /// The per-server runs: one fresh server each.
+    /// The runs in all: a fresh server for each of a per-server
+    /// experiment, each way of experiment 11 and each pair of experiment 12.
     pub(crate) fn runs(&self) -> usize {
-        self.experiments
+        let per_server = self
+            .experiments
             .iter()
             .flat_map(|planned| &planned.rows)
             .filter(|(_, take)| *take == Take::Run)
-            .count()
+            .count();
+        per_server
+            + self
+                .apart
+                .iter()
+                .map(|&apart| self.runs_apart(apart))
+                .sum::<usize>()
     }
 
-    /// What it will run, in a line.
+    /// The runs of an experiment run apart.
+    pub(crate) fn runs_apart(&self, apart: Apart) -> usize {
+        match apart {
+            Apart::DeadServer { .. } => dead_server::WAYS,
+            Apart::ServersAskServers => self.pairs().count(),
+        }
+    }
+
+    /// The contenders of experiment 12: one pair of each.
+    pub(crate) fn pairs(&self) -> impl Iterator<Item = &Contender> {
+        self.contenders
+            .iter()
+            .filter(|contender| servers_ask_servers::takes_part(contender))
+    }
+
+    /// What it will run, in a line: the experiments, the servers that take
+    /// part in any of them, and the runs.
     pub(crate) fn summary(&self) -> String {
+        let mut servers: Vec<&str> = self
+            .experiments
+            .iter()
+            .flat_map(|planned| planned.rows.iter().map(|(contender, _)| contender.id))
+            .collect();
+        for &apart in &self.apart {
+            match apart {
+                Apart::DeadServer { model } => servers.push(model),
+                Apart::ServersAskServers => servers.extend(self.pairs().map(|c| c.id)),
+            }
+        }
+        servers.sort_unstable();
+        servers.dedup();
+        let count = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
         format!(
-            "client compare: {} experiments, {} servers, {} runs; servers from {}",
-            self.experiments.len(),
-            self.contenders.len(),
-            self.runs(),
+            "client compare: {}, {}, {}; servers from {}",
+            count(self.experiments.len() + self.apart.len(), "experiment"),
+            count(servers.len(), "server"),
+            count(self.runs(), "run"),
             self.bin_dir.display()
         )
     }
@@ -190,11 +218,17 @@ fn rows(
         .collect()
 }
 
-/// The experiments `--only` names, in their own order.
+/// The per-server experiments `--only` names, in their own order. A name
+/// that is no experiment's key is refused with every key, those of the
+/// experiments run apart included.
 fn select_experiments(all: Vec<Experiment>, only: &[String]) -> anyhow::Result<Vec<Experiment>> {
+    let keys: Vec<&str> = all
+        .iter()
+        .map(|experiment| experiment.key)
+        .chain([dead_server::KEY, servers_ask_servers::KEY])
+        .collect();
     for name in only {
-        if !all.iter().any(|experiment| experiment.key == name) {
-            let keys: Vec<&str> = all.iter().map(|experiment| experiment.key).collect();
+        if !keys.contains(&name.as_str()) {
             bail!("no experiment called {name:?} (known: {})", keys.join(", "));
         }
     }
@@ -228,5 +262,55 @@ mod tests {
         let keys: Vec<&str> = chosen.iter().map(|e| e.key).collect();
         assert_eq!(keys, ["one-client", "c10k"]);
         assert!(select_experiments(all, &["c100k".to_owned()]).is_err());
+    }
+
+    /// A plan of these experiments, over every contender but redis.
+    fn plan_of(experiments: Vec<Experiment>, apart: Vec<Apart>) -> Plan {
+        let contenders: Vec<Contender> = lineup::everyone(16)
+            .into_iter()
+            .filter(|contender| contender.kind != Kind::Redis)
+            .collect();
+        let sizes = Sizes::QUICK;
+        let experiments = experiments
+            .into_iter()
+            .map(|experiment| Planned {
+                rows: rows(&experiment, &contenders, &sizes, None),
+                experiment,
+            })
+            .collect();
+        Plan {
+            quick: true,
+            sizes,
+            bin_dir: PathBuf::from("/bin"),
+            redis: None,
+            contenders,
+            experiments,
+            apart,
+        }
+    }
+
+    #[test]
+    fn the_summary_counts_the_experiments_run_apart() {
+        let dead = plan_of(Vec::new(), vec![Apart::DeadServer { model: "srv-poll" }]);
+        assert_eq!(
+            dead.summary(),
+            "client compare: 1 experiment, 1 server, 3 runs; servers from /bin"
+        );
+        // srv-single, the pool, per-conn, srv-poll, srv-async, both
+        // srv-hybrids and srv-uring: a pair each.
+        let peers = plan_of(Vec::new(), vec![Apart::ServersAskServers]);
+        assert_eq!(
+            peers.summary(),
+            "client compare: 1 experiment, 8 servers, 8 runs; servers from /bin"
+        );
+        let one_client = experiments::all(&Sizes::QUICK)
+            .into_iter()
+            .filter(|experiment| experiment.key == "one-client")
+            .collect();
+        let both = plan_of(one_client, vec![Apart::DeadServer { model: "srv-poll" }]);
+        assert_eq!(
+            both.summary(),
+            "client compare: 2 experiments, 8 servers, 11 runs; servers from /bin"
+        );
     }
 }

@@ -56,6 +56,7 @@ pub(crate) fn everything(plan: &Plan) -> Results {
             break;
         }
         run_apart(experiment, plan, &progress, &interrupted, &mut results);
+        progress.advance(plan.runs_apart(experiment));
         if let Some(section) = apart::section(&results, experiment.key()) {
             progress.print(&section.for_terminal());
         }

@@ -19,19 +19,20 @@ pub(crate) struct CompareArgs {
 
     /// Run only these experiments: one-client, many-clients, slow-backend,
     /// cpu-bound, blocking, pipelining, slow-clients, c10k, work-stealing,
-    /// short-connections, dead-server, ask-peers
+    /// short-connections, dead-server, servers-ask-servers
     #[arg(long, value_name = "EXP[,EXP]", value_delimiter = ',')]
     pub(crate) only: Vec<String>,
 
     /// Run only these servers: a binary (srv-single, srv-threaded,
-    /// srv-poll, srv-async, srv-hybrid, redis-server) or one mode
-    /// (srv-threaded-pool, srv-threaded-per-conn, srv-hybrid-ws,
-    /// srv-hybrid-per-core) [default: all, and redis-server if it is on
-    /// the PATH]
+    /// srv-poll, srv-async, srv-hybrid, srv-uring, redis-server) or one
+    /// mode (srv-threaded-pool, srv-threaded-per-conn, srv-poll-offload,
+    /// srv-async-offload, srv-hybrid-ws, srv-hybrid-per-core) [default:
+    /// all, and redis-server if it is on the PATH]
     #[arg(long, value_name = "NAME[,NAME]", value_delimiter = ',')]
     pub(crate) servers: Vec<String>,
 
-    /// Write results.json, report.md and the SVG charts into this directory
+    /// Write results.json, report.md, report.html and the SVG charts into
+    /// this directory
     #[arg(long, value_name = "DIR", default_value = "zen-report")]
     pub(crate) out: PathBuf,
 

@@ -35,6 +35,8 @@ pub(crate) const CONNECTIONS: usize = 12;
 pub(crate) const BACKEND_WORK: &str = "wait:1ms";
 /// Answers per connection before it is remade.
 pub(crate) const RECONNECT_EVERY: u64 = 200;
+/// The ways, each a run.
+pub(crate) const WAYS: usize = crate::compare::model::Way::ALL.len();
 /// The experiment's key for `--only`.
 pub(crate) const KEY: &str = "dead-server";
 /// Its number in the README's list.

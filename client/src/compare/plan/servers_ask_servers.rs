@@ -40,6 +40,12 @@ pub(crate) const PEER_TIMEOUT: &str = "200ms";
 /// The pool's threads here: fewer than the clients.
 pub(crate) const POOL: &str = "4";
 
+/// Whether a contender takes part: every zen model, each as one pair (the
+/// `--offload` rows are the same models, and redis asks no peer).
+pub(crate) fn takes_part(contender: &Contender) -> bool {
+    !matches!(contender.kind, Kind::Redis | Kind::Offload)
+}
+
 /// How long each pair runs: long enough for srv-single's deadlock to break
 /// several times.
 pub(crate) fn duration(quick: bool) -> Duration {

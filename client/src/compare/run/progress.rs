@@ -85,6 +85,15 @@ impl Progress {
         ));
     }
 
+    /// Counts `runs` done that had no line of their own (the ways and pairs
+    /// of the experiments run apart).
+    pub(crate) fn advance(&self, runs: usize) {
+        self.done.set(self.done.get() + runs);
+        if let Some(bar) = &self.bar {
+            bar.inc(runs as u64);
+        }
+    }
+
     /// Prints a table on stdout, clear of the progress line. A table that
     /// cannot be written (stdout closed: `client compare | head -1`) is
     /// dropped rather than a panic: the report still has it.

@@ -13,7 +13,7 @@ use super::process::Server;
 use crate::compare::model::{PairRow, ServersAskServersResult};
 use crate::compare::plan::lineup::{Contender, Kind};
 use crate::compare::plan::servers_ask_servers::{
-    checks, label, note, CLIENTS, KEY, LESSON, NUMBER, PEER_TIMEOUT, POOL, TITLE,
+    checks, label, note, takes_part, CLIENTS, KEY, LESSON, NUMBER, PEER_TIMEOUT, POOL, TITLE,
 };
 use crate::load::{self, Length, Options, Watch, Workload};
 use crate::report::LoadReport;
@@ -27,7 +27,7 @@ pub(crate) fn run(
 ) -> ServersAskServersResult {
     let rows = contenders
         .iter()
-        .filter(|contender| !matches!(contender.kind, Kind::Redis | Kind::Offload))
+        .filter(|contender| takes_part(contender))
         .map(|contender| {
             if interrupted.load(std::sync::atomic::Ordering::Relaxed) {
                 return (
