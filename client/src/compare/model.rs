@@ -170,8 +170,8 @@ pub(crate) struct CheckResult {
 /// How a server ended.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Exit {
-    /// Exited 0 within [`STOP_TIMEOUT`] of SIGTERM, with its summary line
-    /// (zen servers).
+    /// Exited 0 within the time `run/process.rs` gives it after SIGTERM,
+    /// with its summary line (zen servers).
     pub(crate) clean: bool,
     /// Its exit code, if it exited rather than being killed by a signal.
     pub(crate) code: Option<i32>,

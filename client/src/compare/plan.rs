@@ -1,9 +1,10 @@
 //! The plan: what a comparison runs, as the command line (`args.rs`) asks,
-//! decided and checked before any server starts. Who is compared (`lineup.rs`), the ten experiments that run
-//! every server (`experiments.rs`) and what their tables should show
-//! (`checks.rs`), and the experiments run apart, whose rows are not one
-//! server each (`dead_server.rs`, `servers_ask_servers.rs`). Nothing here
-//! starts a server: trying srv-uring is the caller's, handed in.
+//! decided and checked before any server starts. Who is compared
+//! (`lineup.rs`), the ten experiments that run every server
+//! (`experiments.rs`) and what their tables should show (`checks.rs`),
+//! and the experiments run apart, whose rows are not one server each
+//! (`dead_server.rs`, `servers_ask_servers.rs`). Nothing here starts a
+//! server: trying srv-uring is the caller's, handed in.
 
 mod args;
 pub(crate) mod checks;
