@@ -50,8 +50,8 @@ pub(crate) const LESSON: &str = "Backend 2 of three is killed at a third of the 
     expires (4 s), so the client is refused and picks again. No way loses an answer; they \
     differ in how long the rate dips and who must know what.";
 
-/// How long each way runs: long enough for the rate to dip and come back
-/// twice over.
+/// How long each way runs: a third before the kill, a third with backend 2
+/// dead, a third after its restart.
 pub(crate) fn duration(quick: bool) -> Duration {
     if quick {
         Duration::from_secs(2)
