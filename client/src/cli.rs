@@ -28,16 +28,18 @@ enum Command {
     /// Open CONNS connections, keep them idle for DUR, and report what the
     /// server did with them (kept, busy, idle timeout, closed)
     Hold(hold::HoldArgs),
-    /// Run every server through the nine experiments side by side, and
-    /// write a report (--quick: about a minute on 2 cores; full: about
-    /// three minutes)
+    /// Run every server through the twelve experiments side by side, and
+    /// write a report (--quick: about a minute on 2 cores; full: about four
+    /// and a half minutes)
     ///
     /// The experiments: one client, many clients, slow backend, CPU-bound,
-    /// blocking in the event loop, pipelining, slow clients, C10K, and work
-    /// stealing vs runtime per core. Each server binary is started on port
-    /// 0, loaded in-process by `client load`'s engine, and stopped with
-    /// SIGTERM. A table per experiment is printed; results.json, report.md
-    /// and SVG charts are written into --out.
+    /// blocking in the event loop, pipelining, slow clients, C10K, work
+    /// stealing vs runtime per core, short connections, then two run
+    /// apart: three ways to survive a dead server, and servers that ask
+    /// servers. Each server binary is started on port 0, loaded in-process
+    /// by `client load`'s engine, and stopped with SIGTERM. A table per
+    /// experiment is printed; results.json, report.md, report.html and SVG
+    /// charts are written into --out.
     Compare(compare::CompareArgs),
 }
 

@@ -817,6 +817,12 @@ fn survives_a_dead_server_three_ways_losing_nothing() {
         stdout.contains("11. Three ways to survive a dead server"),
         "{stdout}"
     );
+    // Counted before it runs: one experiment, its backends' one model, a
+    // run per way.
+    assert!(
+        stderr.contains("client compare: 1 experiment, 1 server, 3 runs;"),
+        "{stderr}"
+    );
     let json = std::fs::read_to_string(out.join("results.json")).expect("results.json");
     let results: Value = serde_json::from_str(&json).expect("valid JSON");
     assert_eq!(results["experiments"].as_array().unwrap().len(), 0);
@@ -874,6 +880,10 @@ fn servers_that_ask_servers_deadlock_one_at_a_time_and_not_async() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("client compare: 1 experiment, 2 servers, 2 runs;"),
+        "{stderr}"
+    );
     let json = std::fs::read_to_string(out.join("results.json")).expect("results.json");
     let results: Value = serde_json::from_str(&json).expect("valid JSON");
     let rows = results["ask_peers"]["rows"].as_array().unwrap();

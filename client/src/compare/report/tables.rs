@@ -4,8 +4,10 @@
 
 use std::fmt::Write as _;
 
-use super::experiments::group_digits;
-use super::results::{ExperimentResult, Results, RunResult, Status};
+use crate::compare::format::{figure, group_digits, kib, micros};
+use crate::compare::model::{
+    CheckResult, ExperimentResult, Results, RunResult, Status, SERVER_NICE,
+};
 
 /// An experiment's table, with its title, for the terminal.
 pub(crate) fn for_terminal(experiment: &ExperimentResult) -> String {
@@ -14,7 +16,7 @@ pub(crate) fn for_terminal(experiment: &ExperimentResult) -> String {
         experiment.number,
         experiment.title,
         markdown_table(experiment),
-        super::checks::list(&experiment.checks)
+        checks_list(&experiment.checks)
     )
 }
 
@@ -41,7 +43,7 @@ pub(crate) fn intro(results: &Results, quote: &str) -> String {
         settings.warmup_seconds,
         settings.load_threads,
         if settings.load_threads == 1 { "" } else { "s" },
-        super::process::SERVER_NICE,
+        SERVER_NICE,
     )
 }
 
@@ -77,7 +79,7 @@ pub(crate) fn report(results: &Results, charts: &[&str]) -> String {
             );
         }
         md.push_str(&markdown_table(experiment));
-        md.push_str(&super::checks::list(&experiment.checks));
+        md.push_str(&checks_list(&experiment.checks));
         for run in &experiment.runs {
             if let Some(problem) = run.exit.as_ref().and_then(|exit| exit.problem.as_ref()) {
                 let _ = writeln!(
@@ -348,47 +350,49 @@ fn align(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-/// A latency in microseconds, in the unit that reads best.
-pub(crate) fn micros(us: f64) -> String {
-    if us >= 1e6 {
-        format!("{:.2} s", us / 1e6)
-    } else if us >= 10_000.0 {
-        format!("{:.0} ms", us / 1e3)
-    } else if us >= 1_000.0 {
-        format!("{:.1} ms", us / 1e3)
-    } else {
-        format!("{us:.0} µs")
+/// The mark of a verdict, with what it means.
+fn mark(held: Option<bool>) -> &'static str {
+    match held {
+        Some(true) => "✓",
+        Some(false) => "✗ lesson did not show on this run",
+        None => "– not measured",
     }
 }
 
-/// A size in KiB, in the unit that reads best.
-fn kib(kib: f64) -> String {
-    if kib >= 10.0 * 1024.0 {
-        format!("{:.0} MiB", kib / 1024.0)
-    } else if kib >= 1024.0 {
-        format!("{:.1} MiB", kib / 1024.0)
-    } else if kib >= 10.0 {
-        format!("{kib:.0} KiB")
-    } else {
-        format!("{kib:.1} KiB")
+/// The checks of an experiment as a list, for the terminal and report.md.
+pub(crate) fn checks_list(checks: &[CheckResult]) -> String {
+    if checks.is_empty() {
+        return String::new();
     }
+    let mut out =
+        String::from("\nChecks (one that does not hold fails nothing: machines vary):\n\n");
+    for check in checks {
+        let figures: Vec<String> = check
+            .figures
+            .iter()
+            .map(|(name, value)| format!("{name} {}", figure(*value)))
+            .collect();
+        let (sign, rest) = match check.held {
+            Some(true) => ("✓", String::new()),
+            held => {
+                let words = mark(held);
+                let (sign, words) = words.split_once(' ').unwrap_or((words, ""));
+                (sign, format!(": {words}"))
+            }
+        };
+        out.push_str(&format!("- {sign} {}{rest}", check.text));
+        if !figures.is_empty() {
+            out.push_str(&format!(" ({})", figures.join(", ")));
+        }
+        out.push('\n');
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn units_that_read_best() {
-        assert_eq!(micros(48.3), "48 µs");
-        assert_eq!(micros(1234.0), "1.2 ms");
-        assert_eq!(micros(20_400.0), "20 ms");
-        assert_eq!(micros(2_030_000.0), "2.03 s");
-        assert_eq!(kib(2.5), "2.5 KiB");
-        assert_eq!(kib(300.0), "300 KiB");
-        assert_eq!(kib(2048.0), "2.0 MiB");
-        assert_eq!(kib(40_960.0), "40 MiB");
-    }
+    use crate::compare::plan::checks::Check;
 
     #[test]
     fn columns_line_up() {
@@ -404,5 +408,17 @@ mod tests {
         assert_eq!(lines[1], "| ---------- | --------: | ----- |");
         assert_eq!(lines[2], "| srv-poll   |     1,234 |       |");
         assert_eq!(lines[3], "| srv-single |        12 | x     |");
+    }
+
+    #[test]
+    fn a_check_on_servers_not_run_is_not_measured() {
+        let check = Check::new("srv-poll ≥ 2 × srv-single", |f| {
+            Some(f.rps("srv-poll")? >= 2.0 * f.rps("srv-single")?)
+        });
+        let result = check.evaluate(&[], &[]);
+        assert_eq!(result.held, None);
+        assert!(result.figures.is_empty());
+        let listed = checks_list(&[result]);
+        assert!(listed.contains("- – srv-poll ≥ 2 × srv-single: not measured"));
     }
 }

@@ -1,15 +1,14 @@
 //! report.html: the same content as report.md on one self-contained page
 //! for a browser: the charts inline as SVG, the styles in a `<style>`
 //! block, nothing loaded from elsewhere, no script. Built from the
-//! results, with the tables' cells from [`super::tables`].
+//! results, with the tables' cells from [`super::tables`] and
+//! [`super::apart`].
 
 use std::fmt::Write as _;
 
-use super::ask_peers::AskPeersResult;
-use super::checks::CheckResult;
-use super::dead_server::DeadServerResult;
-use super::results::{ExperimentResult, Results};
+use super::apart::{self, Section};
 use super::tables;
+use crate::compare::model::{CheckResult, ExperimentResult, Results};
 
 const STYLE: &str = "
 body { font-family: system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif;
@@ -40,11 +39,11 @@ ul.checks li { margin: 0.2em 0; }
 ";
 
 /// The whole report.html. `charts` are the figures above the tables,
-/// `(file name, SVG)`; `dead_chart` the SVG of experiment 11, if drawn.
+/// `(file name, SVG)`; `apart_charts` those of the experiments run apart.
 pub(crate) fn report(
     results: &Results,
     charts: &[(String, String)],
-    dead_chart: Option<&str>,
+    apart_charts: &[(String, String)],
 ) -> String {
     let title = "zen: six concurrency models, side by side";
     let mut html = String::new();
@@ -70,11 +69,8 @@ pub(crate) fn report(
     for experiment in &results.experiments {
         experiment_section(&mut html, experiment);
     }
-    if let Some(dead) = &results.dead_server {
-        dead_server(&mut html, dead, dead_chart);
-    }
-    if let Some(peers) = &results.ask_peers {
-        ask_peers(&mut html, peers);
+    for section in apart::sections(results) {
+        apart_section(&mut html, &section, apart_charts);
     }
     html.push_str("</body>\n</html>\n");
     html
@@ -250,7 +246,7 @@ fn checks(html: &mut String, checks: &[CheckResult]) {
         let figures: Vec<String> = check
             .figures
             .iter()
-            .map(|(name, value)| format!("{name} {}", super::checks::figure(*value)))
+            .map(|(name, value)| format!("{name} {}", crate::compare::format::figure(*value)))
             .collect();
         let figures = if figures.is_empty() {
             String::new()
@@ -270,23 +266,17 @@ fn checks(html: &mut String, checks: &[CheckResult]) {
     html.push_str("</ul>\n");
 }
 
-/// Experiment 11: its table and its chart.
-fn dead_server(html: &mut String, dead: &DeadServerResult, chart: Option<&str>) {
-    heading(html, dead.number, dead.key, dead.title);
-    let _ = writeln!(html, "<p>{}</p>", inline(dead.lesson));
-    pipe_table(html, &super::dead_server::table(dead));
-    checks(html, &dead.checks);
-    if let Some(svg) = chart {
-        figure(html, super::dead_server::CHART, svg);
+/// An experiment run apart: its table, and its chart if it was drawn.
+fn apart_section(html: &mut String, section: &Section<'_>, drawn: &[(String, String)]) {
+    heading(html, section.number, section.key, section.title);
+    let _ = writeln!(html, "<p>{}</p>", inline(section.lesson));
+    pipe_table(html, &section.table);
+    checks(html, section.checks);
+    if let Some((name, _)) = section.chart {
+        if let Some((_, svg)) = drawn.iter().find(|(drawn, _)| drawn == name) {
+            figure(html, name, svg);
+        }
     }
-}
-
-/// Experiment 12: its table.
-fn ask_peers(html: &mut String, peers: &AskPeersResult) {
-    heading(html, peers.number, peers.key, peers.title);
-    let _ = writeln!(html, "<p>{}</p>", inline(peers.lesson));
-    pipe_table(html, &super::ask_peers::table(peers));
-    checks(html, &peers.checks);
 }
 
 /// Experiments 11 and 12 build their tables as cells joined by `|`

@@ -11,9 +11,10 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context as _};
+use anyhow::{anyhow, Context as _};
 use rustix::process::{kill_process, Pid, Signal};
-use serde::Serialize;
+
+use crate::compare::model::{Exit, ServerSummary, SERVER_NICE};
 
 /// How long a server may take to print `listening on` (or, for redis, to
 /// accept a connection): a cold start under a busy machine, with margin.
@@ -25,18 +26,6 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many of the server's last log lines to keep for the report of a
 /// server that did not exit cleanly.
 const LOG_TAIL: usize = 20;
-/// How many nice levels below the load generator (this process) every
-/// server runs (as far as nice goes: 19 is the lowest). They share the
-/// machine's cores, and the kernel lets a thread that has just woken
-/// preempt the one running on its core: at
-/// equal priority, every question wakes a server thread that takes the
-/// load generator's core from it, and a server with two or more threads
-/// then measures the load generator being starved, not itself (the
-/// README's performance section gives the figures: a multi-threaded
-/// server gains much from this, a single-threaded one nothing). On its own
-/// machine, as in real use, a load generator is preempted by no server.
-/// Lowering a child's priority needs no privilege.
-pub(crate) const SERVER_NICE: i32 = 10;
 
 /// A running server.
 pub(crate) struct Server {
@@ -54,29 +43,6 @@ pub(crate) struct Server {
 struct Log {
     summary: Option<String>,
     tail: Vec<String>,
-}
-
-/// How a server ended.
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct Exit {
-    /// Exited 0 within [`STOP_TIMEOUT`] of SIGTERM, with its summary line
-    /// (zen servers).
-    pub(crate) clean: bool,
-    /// Its exit code, if it exited rather than being killed by a signal.
-    pub(crate) code: Option<i32>,
-    /// What went wrong, when it was not clean, with its last log lines.
-    pub(crate) problem: Option<String>,
-    /// The server's own counts, from its summary line.
-    pub(crate) summary: Option<ServerSummary>,
-}
-
-/// The numbers of a zen server's `summary:` line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub(crate) struct ServerSummary {
-    pub(crate) connections: u64,
-    pub(crate) answered: u64,
-    pub(crate) errors: u64,
-    pub(crate) dropped: u64,
 }
 
 /// A reading of a process's CPU time and memory from /proc.
@@ -105,7 +71,7 @@ pub(crate) struct Usage {
 /// port and a core. So each child asks the kernel for a SIGTERM when its
 /// parent goes (`PR_SET_PDEATHSIG`). The kernel sends it when the *thread*
 /// that forked the child ends, not the process: `client compare` starts
-/// every server from its main thread (`compare::run` calls `run_one`
+/// every server from its main thread (`run::everything` calls `run_one`
 /// inline, on the thread that runs `main`), which ends only with the
 /// process.
 fn spawn_piped(
@@ -448,21 +414,6 @@ fn parse_summary(line: &str) -> Option<ServerSummary> {
         errors: numbers.next()??,
         dropped: numbers.next()??,
     })
-}
-
-/// Fails unless `bin` can be started: used for redis, whose absence is not
-/// an error but whose brokenness is.
-pub(crate) fn ensure_runs(bin: &Path) -> anyhow::Result<()> {
-    let status = Command::new(bin)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .with_context(|| format!("cannot run {}", bin.display()))?;
-    if !status.success() {
-        bail!("{} --version failed ({status})", bin.display());
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -2,8 +2,9 @@
 //! `redis-server` as the reference where it is installed.
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
-use anyhow::bail;
+use anyhow::{bail, Context as _};
 
 /// The pool's size in the comparison: smaller than the 64 connections of
 /// the many-clients experiments, so that the pool shows itself as the rate
@@ -181,6 +182,21 @@ pub(crate) fn find_on_path(bin: &str) -> Option<PathBuf> {
     std::env::split_paths(&path)
         .map(|dir| dir.join(bin))
         .find(|candidate| candidate.is_file())
+}
+
+/// Fails unless `bin` can be started: used for redis, whose absence is not
+/// an error but whose brokenness is.
+pub(crate) fn ensure_runs(bin: &Path) -> anyhow::Result<()> {
+    let status = Command::new(bin)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .with_context(|| format!("cannot run {}", bin.display()))?;
+    if !status.success() {
+        bail!("{} --version failed ({status})", bin.display());
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,21 +1,6 @@
-//! Experiment 11, "three ways to survive a dead server": three backends of
-//! one model, one `client load` for the whole run, backend 2 killed
-//! (SIGKILL) at a third of the run and started again at two thirds. The
-//! client reaches the backends three ways:
-//!
-//! - **servers**: it is given all three (`--server` ×3) and spreads its
-//!   connections over them; a broken one is asked again elsewhere.
-//! - **haproxy**: it knows one address, a real HAProxy's (deploy/haproxy's
-//!   configuration), whose health check takes the dead backend out.
-//! - **registry**: it finds them in a real ZooKeeper (`--registry`), where
-//!   each registered itself (`--register`); the killed one's znode stays
-//!   until its session expires, so the client is refused and picks again.
-//!
-//! Each way reports its answers, the answers lost (none should be), the
-//! errors it saw and the questions it asked again, how long the rate took
-//! to come back after the kill, how long the restarted backend took to get
-//! traffic again, and each backend's answers; the chart draws answers per
-//! 100 ms over the run, with the kill and the restart marked.
+//! Runs experiment 11 (what it is: `plan/dead_server.rs`): for each way,
+//! three backends, one load, backend 2 killed at a third of the run and
+//! started again at two thirds.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -23,118 +8,15 @@ use std::sync::atomic::AtomicBool;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use zen_utils::components::{free_port, haproxy_config, HaProxy, ZooKeeper, ZK_SERVER};
 
-use super::checks::CheckResult;
 use super::process::Server;
+use crate::compare::model::{DeadServerResult, Way, WayResult};
+use crate::compare::plan::dead_server::{
+    checks, BACKEND_WORK, CONNECTIONS, INTERVAL, KEY, LESSON, NUMBER, RECONNECT_EVERY, TITLE,
+};
 use crate::load::{self, Length, Options, Watch};
 use crate::report::LoadReport;
-
-/// Answers are counted per this long for the chart.
-pub(crate) const INTERVAL: Duration = Duration::from_millis(100);
-/// Connections of the one load: four per backend.
-const CONNECTIONS: usize = 12;
-/// Each backend's answer waits this long (`--work wait`), as a backend
-/// that asks a database would: the rate is then the connections' and the
-/// backends', not the CPU's, and a dead backend shows as a dip instead of
-/// freeing a core for the others.
-const BACKEND_WORK: &str = "wait:1ms";
-/// Answers per connection before it is remade.
-const RECONNECT_EVERY: u64 = 200;
-/// The experiment's key for `--only`.
-pub(crate) const KEY: &str = "dead-server";
-/// Its number in the README's list.
-pub(crate) const NUMBER: usize = 11;
-pub(crate) const TITLE: &str = "Three ways to survive a dead server";
-pub(crate) const LESSON: &str = "Backend 2 of three is killed at a third of the run and \
-    started again at two thirds. Given every address, the client notices the death itself \
-    and asks again elsewhere; behind HAProxy it knows one address, and HAProxy's health check \
-    takes the dead backend out within half a second; through a ZooKeeper registry it picks \
-    from the registered servers, and the killed one stays registered until its session \
-    expires (4 s), so the client is refused and picks again. No way loses an answer; they \
-    differ in how long the rate dips and who must know what.";
-
-/// The way the client reaches the backends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub(crate) enum Way {
-    Servers,
-    Haproxy,
-    Registry,
-}
-
-impl Way {
-    pub(crate) const ALL: [Self; 3] = [Self::Servers, Self::Haproxy, Self::Registry];
-
-    pub(crate) fn label(self) -> &'static str {
-        match self {
-            Self::Servers => "--server ×3",
-            Self::Haproxy => "HAProxy in front",
-            Self::Registry => "ZooKeeper registry",
-        }
-    }
-}
-
-/// The whole experiment.
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct DeadServerResult {
-    pub(crate) number: usize,
-    pub(crate) key: &'static str,
-    pub(crate) title: &'static str,
-    pub(crate) lesson: &'static str,
-    /// The backends' binary.
-    pub(crate) model: String,
-    pub(crate) seconds: f64,
-    pub(crate) kill_at_seconds: f64,
-    pub(crate) restart_at_seconds: f64,
-    pub(crate) interval_ms: u64,
-    pub(crate) ways: Vec<WayResult>,
-    /// What the lesson says the table shows, judged on it.
-    pub(crate) checks: Vec<CheckResult>,
-}
-
-/// One way's run.
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct WayResult {
-    pub(crate) way: Way,
-    /// `None` when it ran; why not, when it did not ("not run: install
-    /// haproxy") or failed.
-    pub(crate) not_run: Option<String>,
-    pub(crate) answers: u64,
-    /// Questions that got a wrong or an error answer, or none: must be 0.
-    pub(crate) lost: u64,
-    /// Errors the client saw (refused connects, resets, closes...).
-    pub(crate) errors: u64,
-    /// Questions asked again after their connection broke.
-    pub(crate) reasked: u64,
-    /// From the kill until the rate was back to 90% of what it was before.
-    pub(crate) recovered_after_ms: Option<f64>,
-    /// From the restart until the restarted backend answered again.
-    pub(crate) back_after_ms: Option<f64>,
-    /// Each backend's answers, from its own summary (backend 2: its
-    /// second life only; the killed one reports nothing).
-    pub(crate) per_backend: Vec<Option<u64>>,
-    /// Answers per [`INTERVAL`] over the run.
-    pub(crate) timeline: Vec<u64>,
-}
-
-impl WayResult {
-    fn not_run(way: Way, why: String) -> Self {
-        Self {
-            way,
-            not_run: Some(why),
-            answers: 0,
-            lost: 0,
-            errors: 0,
-            reasked: 0,
-            recovered_after_ms: None,
-            back_after_ms: None,
-            per_backend: Vec::new(),
-            timeline: Vec::new(),
-        }
-    }
-}
 
 /// Runs every way for `duration` with backends of `bin`.
 pub(crate) fn run(bin: &Path, duration: Duration, interrupted: &AtomicBool) -> DeadServerResult {
@@ -168,41 +50,6 @@ pub(crate) fn run(bin: &Path, duration: Duration, interrupted: &AtomicBool) -> D
         ways,
         checks,
     }
-}
-
-/// The lesson's checks: no way loses an answer, every way's rate comes
-/// back after the kill, and the restarted backend is found again.
-fn checks(ways: &[WayResult]) -> Vec<CheckResult> {
-    let ran: Vec<&WayResult> = ways.iter().filter(|way| way.not_run.is_none()).collect();
-    let each = |figure: &str, value: &dyn Fn(&WayResult) -> Option<(f64, bool)>| {
-        ran.iter()
-            .filter_map(|way| {
-                let (value, held) = value(way)?;
-                Some((format!("{} {figure}", way.way.label()), value, held))
-            })
-            .collect::<Vec<_>>()
-    };
-    vec![
-        CheckResult::of(
-            "no way lost an answer: every question got its right answer",
-            each("lost", &|way| Some((way.lost as f64, way.lost == 0))),
-        ),
-        CheckResult::of(
-            "every way's rate came back to 90% of what it was after the kill",
-            each("rate back after ms (-1: not in the run)", &|way| {
-                Some(
-                    way.recovered_after_ms
-                        .map_or((-1.0, false), |ms| (ms, true)),
-                )
-            }),
-        ),
-        CheckResult::of(
-            "every way found the restarted backend: it answered again",
-            each("restarted one back after ms (-1: not in the run)", &|way| {
-                Some(way.back_after_ms.map_or((-1.0, false), |ms| (ms, true)))
-            }),
-        ),
-    ]
 }
 
 /// Why a way cannot run on this machine, if it cannot.
@@ -444,42 +291,3 @@ fn first_answer_after(report: &LoadReport, backend: SocketAddr, after: f64) -> O
         .find(|(_, n)| **n > 0)
         .map(|(i, _)| i as f64 * interval)
 }
-
-/// The experiment's table, as Markdown.
-pub(crate) fn table(result: &DeadServerResult) -> String {
-    let mut out = format!(
-        "| way ({} ×3, {:.0} s, killed at {:.1} s, back at {:.1} s) | answers | lost | errors seen | re-asked | rate back after | restarted one back after | answers per backend |\n|---|---|---|---|---|---|---|---|\n",
-        result.model, result.seconds, result.kill_at_seconds, result.restart_at_seconds
-    );
-    for way in &result.ways {
-        if let Some(why) = &way.not_run {
-            out += &format!("| {} | {why} | | | | | | |\n", way.way.label());
-            continue;
-        }
-        let ms = |v: Option<f64>| v.map_or("–".to_owned(), |ms| format!("{ms:.0} ms"));
-        let backends: Vec<String> = way
-            .per_backend
-            .iter()
-            .map(|n| {
-                n.map_or("?".to_owned(), |n| {
-                    super::experiments::group_digits(n as f64)
-                })
-            })
-            .collect();
-        out += &format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
-            way.way.label(),
-            super::experiments::group_digits(way.answers as f64),
-            way.lost,
-            way.errors,
-            way.reasked,
-            ms(way.recovered_after_ms),
-            ms(way.back_after_ms),
-            backends.join(" / ")
-        );
-    }
-    out
-}
-
-/// Where the chart goes in the report directory.
-pub(crate) const CHART: &str = "dead-server.svg";

@@ -9,6 +9,7 @@ use zen_utils::duration::format_duration;
 
 use super::checks::{every, Check};
 use super::lineup::{Contender, Kind, OFFLOAD_HELPERS};
+use crate::compare::format::group_digits;
 
 /// How big the runs are: `--quick` or the full run.
 #[derive(Debug, Clone, Copy)]
@@ -627,19 +628,6 @@ impl LoadPlan {
     }
 }
 
-/// `12345.6` as `12,346`.
-pub(crate) fn group_digits(value: f64) -> String {
-    let digits = format!("{:.0}", value.max(0.0));
-    let mut grouped = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, digit) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            grouped.push(',');
-        }
-        grouped.push(digit);
-    }
-    grouped
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -673,13 +661,5 @@ mod tests {
             plan.flags().join(" "),
             "-c 64 --pipeline 16 -d 2s --warmup 500ms"
         );
-    }
-
-    #[test]
-    fn groups_digits_by_three() {
-        assert_eq!(group_digits(0.4), "0");
-        assert_eq!(group_digits(999.0), "999");
-        assert_eq!(group_digits(1000.0), "1,000");
-        assert_eq!(group_digits(1234567.8), "1,234,568");
     }
 }

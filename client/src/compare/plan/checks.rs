@@ -10,10 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use serde::Serialize;
-
-use super::experiments::group_digits;
-use super::results::{ExperimentResult, RunResult};
+use crate::compare::model::{CheckResult, ExperimentResult, RunResult};
 
 /// One expectation of an experiment.
 #[derive(Clone)]
@@ -32,17 +29,6 @@ impl fmt::Debug for Check {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Check").field("text", &self.text).finish()
     }
-}
-
-/// A check evaluated, as written to results.json.
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct CheckResult {
-    pub(crate) text: String,
-    /// `true` held, `false` the lesson did not show on this run, `null`
-    /// not measured.
-    pub(crate) held: Option<bool>,
-    /// The figures it used: `srv-poll answers/s` → 312000.
-    pub(crate) figures: BTreeMap<String, f64>,
 }
 
 impl Check {
@@ -147,82 +133,11 @@ impl Figures<'_> {
     }
 }
 
-impl CheckResult {
-    /// A check judged on figures that are not runs of one server
-    /// (experiments 11 and 12 measure ways and pairs): not measured when
-    /// `verdicts` is empty, else held when every verdict held. Each
-    /// verdict comes with the figure it read.
-    pub(crate) fn of(text: impl Into<String>, verdicts: Vec<(String, f64, bool)>) -> Self {
-        let held = (!verdicts.is_empty()).then(|| verdicts.iter().all(|(_, _, held)| *held));
-        Self {
-            text: text.into(),
-            held,
-            figures: verdicts
-                .into_iter()
-                .map(|(name, value, _)| (name, value))
-                .collect(),
-        }
-    }
-}
-
 /// Whether `each` holds for every one of `servers` that was measured;
 /// not measured when none of them was.
 pub(crate) fn every(servers: &[&str], each: impl Fn(&str) -> Option<bool>) -> Option<bool> {
     let verdicts: Vec<bool> = servers.iter().filter_map(|server| each(server)).collect();
     (!verdicts.is_empty()).then(|| verdicts.iter().all(|&held| held))
-}
-
-/// The mark of a verdict, with what it means.
-fn mark(held: Option<bool>) -> &'static str {
-    match held {
-        Some(true) => "✓",
-        Some(false) => "✗ lesson did not show on this run",
-        None => "– not measured",
-    }
-}
-
-/// The checks of an experiment as a list, for the terminal and report.md.
-pub(crate) fn list(checks: &[CheckResult]) -> String {
-    if checks.is_empty() {
-        return String::new();
-    }
-    let mut out =
-        String::from("\nChecks (one that does not hold fails nothing: machines vary):\n\n");
-    for check in checks {
-        let figures: Vec<String> = check
-            .figures
-            .iter()
-            .map(|(name, value)| format!("{name} {}", figure(*value)))
-            .collect();
-        let (sign, rest) = match check.held {
-            Some(true) => ("✓", String::new()),
-            held => {
-                let words = mark(held);
-                let (sign, words) = words.split_once(' ').unwrap_or((words, ""));
-                (sign, format!(": {words}"))
-            }
-        };
-        out.push_str(&format!("- {sign} {}{rest}", check.text));
-        if !figures.is_empty() {
-            out.push_str(&format!(" ({})", figures.join(", ")));
-        }
-        out.push('\n');
-    }
-    out
-}
-
-/// A figure as it reads best: whole numbers grouped, small ones with two
-/// decimals.
-pub(crate) fn figure(value: f64) -> String {
-    if value.abs() >= 100.0 || value.fract() == 0.0 {
-        if value < 0.0 {
-            format!("-{}", group_digits(-value))
-        } else {
-            group_digits(value)
-        }
-    } else {
-        format!("{value:.2}")
-    }
 }
 
 #[cfg(test)]
@@ -237,25 +152,5 @@ mod tests {
             Some(true)
         );
         assert_eq!(every(&["a", "b"], |s| Some(s == "a")), Some(false));
-    }
-
-    #[test]
-    fn a_check_on_servers_not_run_is_not_measured() {
-        let check = Check::new("srv-poll ≥ 2 × srv-single", |f| {
-            Some(f.rps("srv-poll")? >= 2.0 * f.rps("srv-single")?)
-        });
-        let result = check.evaluate(&[], &[]);
-        assert_eq!(result.held, None);
-        assert!(result.figures.is_empty());
-        let listed = list(&[result]);
-        assert!(listed.contains("- – srv-poll ≥ 2 × srv-single: not measured"));
-    }
-
-    #[test]
-    fn figures_read_well() {
-        assert_eq!(figure(1234.4), "1,234");
-        assert_eq!(figure(64.0), "64");
-        assert_eq!(figure(1.234), "1.23");
-        assert_eq!(figure(-2048.0), "-2,048");
     }
 }

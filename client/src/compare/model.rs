@@ -1,13 +1,30 @@
 //! What a comparison found, as written to `results.json`: the machine, the
 //! settings, and for every experiment every server's full load report,
-//! its CPU time and memory, and how it exited.
+//! its CPU time and memory, how it exited, and the checks judged on it;
+//! experiments 11 and 12, whose rows are not one server each, in their
+//! own shapes. Every type that goes into the JSON is here, and nothing
+//! else: the plan, the runners and the report all read and write these,
+//! and this file imports none of them (a leaf).
 
+use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use super::process::Exit;
 use crate::report::{HoldReport, LoadReport};
+
+/// How many nice levels below the load generator (this process) every
+/// server runs (as far as nice goes: 19 is the lowest). They share the
+/// machine's cores, and the kernel lets a thread that has just woken
+/// preempt the one running on its core: at
+/// equal priority, every question wakes a server thread that takes the
+/// load generator's core from it, and a server with two or more threads
+/// then measures the load generator being starved, not itself (the
+/// README's performance section gives the figures: a multi-threaded
+/// server gains much from this, a single-threaded one nothing). On its own
+/// machine, as in real use, a load generator is preempted by no server.
+/// Lowering a child's priority needs no privilege.
+pub(crate) const SERVER_NICE: i32 = 10;
 
 /// Everything `client compare` measured.
 #[derive(Debug, Clone, Serialize)]
@@ -16,9 +33,9 @@ pub(crate) struct Results {
     pub(crate) settings: Settings,
     pub(crate) experiments: Vec<ExperimentResult>,
     /// Experiment 11, three ways to survive a dead server, if it ran.
-    pub(crate) dead_server: Option<super::dead_server::DeadServerResult>,
+    pub(crate) dead_server: Option<DeadServerResult>,
     /// Experiment 12, servers that ask servers, if it ran.
-    pub(crate) ask_peers: Option<super::ask_peers::AskPeersResult>,
+    pub(crate) ask_peers: Option<ServersAskServersResult>,
     /// Stopped by Ctrl-C or SIGTERM: the runs after that are missing.
     pub(crate) interrupted: bool,
 }
@@ -66,7 +83,7 @@ pub(crate) struct ExperimentResult {
     pub(crate) lesson: String,
     pub(crate) runs: Vec<RunResult>,
     /// What the table should show, and whether it did on this run.
-    pub(crate) checks: Vec<super::checks::CheckResult>,
+    pub(crate) checks: Vec<CheckResult>,
 }
 
 /// One server (one row) in one experiment.
@@ -137,6 +154,173 @@ pub(crate) struct IdleMemory {
     pub(crate) rss_after_kib: u64,
     /// `(after - before) / accepted`, in bytes.
     pub(crate) bytes_per_connection: Option<f64>,
+}
+
+/// A check evaluated, as written to results.json.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct CheckResult {
+    pub(crate) text: String,
+    /// `true` held, `false` the lesson did not show on this run, `null`
+    /// not measured.
+    pub(crate) held: Option<bool>,
+    /// The figures it used: `srv-poll answers/s` → 312000.
+    pub(crate) figures: BTreeMap<String, f64>,
+}
+
+/// How a server ended.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Exit {
+    /// Exited 0 within the time `run/process.rs` gives it after SIGTERM,
+    /// with its summary line (zen servers).
+    pub(crate) clean: bool,
+    /// Its exit code, if it exited rather than being killed by a signal.
+    pub(crate) code: Option<i32>,
+    /// What went wrong, when it was not clean, with its last log lines.
+    pub(crate) problem: Option<String>,
+    /// The server's own counts, from its summary line.
+    pub(crate) summary: Option<ServerSummary>,
+}
+
+/// The numbers of a zen server's `summary:` line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub(crate) struct ServerSummary {
+    pub(crate) connections: u64,
+    pub(crate) answered: u64,
+    pub(crate) errors: u64,
+    pub(crate) dropped: u64,
+}
+
+/// How the client of experiment 11 reaches the backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Way {
+    Servers,
+    Haproxy,
+    Registry,
+}
+
+impl Way {
+    pub(crate) const ALL: [Self; 3] = [Self::Servers, Self::Haproxy, Self::Registry];
+
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Self::Servers => "--server ×3",
+            Self::Haproxy => "HAProxy in front",
+            Self::Registry => "ZooKeeper registry",
+        }
+    }
+}
+
+/// Experiment 11, three ways to survive a dead server: a row per way.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct DeadServerResult {
+    pub(crate) number: usize,
+    pub(crate) key: &'static str,
+    pub(crate) title: &'static str,
+    pub(crate) lesson: &'static str,
+    /// The backends' binary.
+    pub(crate) model: String,
+    pub(crate) seconds: f64,
+    pub(crate) kill_at_seconds: f64,
+    pub(crate) restart_at_seconds: f64,
+    pub(crate) interval_ms: u64,
+    pub(crate) ways: Vec<WayResult>,
+    /// What the lesson says the table shows, judged on it.
+    pub(crate) checks: Vec<CheckResult>,
+}
+
+/// One way's run.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct WayResult {
+    pub(crate) way: Way,
+    /// `None` when it ran; why not, when it did not ("not run: install
+    /// haproxy") or failed.
+    pub(crate) not_run: Option<String>,
+    pub(crate) answers: u64,
+    /// Questions that got a wrong or an error answer, or none: must be 0.
+    pub(crate) lost: u64,
+    /// Errors the client saw (refused connects, resets, closes...).
+    pub(crate) errors: u64,
+    /// Questions asked again after their connection broke.
+    pub(crate) reasked: u64,
+    /// From the kill until the rate was back to 90% of what it was before.
+    pub(crate) recovered_after_ms: Option<f64>,
+    /// From the restart until the restarted backend answered again.
+    pub(crate) back_after_ms: Option<f64>,
+    /// Each backend's answers, from its own summary (backend 2: its
+    /// second life only; the killed one reports nothing).
+    pub(crate) per_backend: Vec<Option<u64>>,
+    /// Answers per `interval_ms` of the run.
+    pub(crate) timeline: Vec<u64>,
+}
+
+impl WayResult {
+    /// A way that did not run, and why.
+    pub(crate) fn not_run(way: Way, why: String) -> Self {
+        Self {
+            way,
+            not_run: Some(why),
+            answers: 0,
+            lost: 0,
+            errors: 0,
+            reasked: 0,
+            recovered_after_ms: None,
+            back_after_ms: None,
+            per_backend: Vec::new(),
+            timeline: Vec::new(),
+        }
+    }
+}
+
+/// Experiment 12, servers that ask servers: a row per model's pair.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct ServersAskServersResult {
+    pub(crate) number: usize,
+    pub(crate) key: &'static str,
+    pub(crate) title: &'static str,
+    pub(crate) lesson: &'static str,
+    pub(crate) seconds: f64,
+    pub(crate) rows: Vec<PairRow>,
+    /// What the lesson says the table shows, judged on it.
+    pub(crate) checks: Vec<CheckResult>,
+}
+
+/// One model's pair of servers, in experiment 12.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct PairRow {
+    pub(crate) server: String,
+    pub(crate) label: String,
+    /// Why it did not run, if it did not.
+    pub(crate) failed: Option<String>,
+    /// Right answers per second, both sides together.
+    pub(crate) rps: f64,
+    /// `Error: no peer answered.` and other error answers, both sides.
+    pub(crate) no_peer_answered: u64,
+    /// Clients that got any right answer, of both sides'.
+    pub(crate) served: usize,
+    /// The worse side's latencies, µs.
+    pub(crate) p50_us: f64,
+    pub(crate) p99_us: f64,
+    /// What the row shows.
+    pub(crate) note: &'static str,
+}
+
+impl CheckResult {
+    /// A check judged on figures that are not runs of one server
+    /// (experiments 11 and 12 measure ways and pairs): not measured when
+    /// `verdicts` is empty, else held when every verdict held. Each
+    /// verdict comes with the figure it read.
+    pub(crate) fn of(text: impl Into<String>, verdicts: Vec<(String, f64, bool)>) -> Self {
+        let held = (!verdicts.is_empty()).then(|| verdicts.iter().all(|(_, _, held)| *held));
+        Self {
+            text: text.into(),
+            held,
+            figures: verdicts
+                .into_iter()
+                .map(|(name, value, _)| (name, value))
+                .collect(),
+        }
+    }
 }
 
 impl Machine {

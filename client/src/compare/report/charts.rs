@@ -13,7 +13,8 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::results::{ExperimentResult, Results, RunResult};
+use crate::compare::format::{duration_label, group_digits, per_second};
+use crate::compare::model::{ExperimentResult, Results, RunResult};
 
 /// Panels per row of a figure.
 const COLUMNS: usize = 3;
@@ -266,11 +267,11 @@ fn throughput_panel(area: &Area<'_>, panel: &ExperimentResult) -> Outcome {
                 bar.set_margin(bar_margin, bar_margin, 0, 0);
                 chart.draw_series([bar])?;
                 chart.draw_series([EmptyElement::at((load.rps, SegmentValue::CenterOf(y)))
-                    + Text::new(group(load.rps), (5, 0), value_style.clone())])?;
+                    + Text::new(group_digits(load.rps), (5, 0), value_style.clone())])?;
             }
             None => {
                 let why = match run.status {
-                    super::results::Status::Skipped => "not run",
+                    crate::compare::model::Status::Skipped => "not run",
                     _ => "failed",
                 };
                 chart.draw_series([EmptyElement::at((0.0, SegmentValue::CenterOf(y)))
@@ -353,7 +354,7 @@ fn latency_panel(area: &Area<'_>, panel: &ExperimentResult) -> Outcome {
         let Some(load) = run.measured().filter(|load| load.requests > 0) else {
             let why = match run.measured() {
                 Some(_) => "no answers",
-                None if run.status == super::results::Status::Skipped => "not run",
+                None if run.status == crate::compare::model::Status::Skipped => "not run",
                 None => "failed",
             };
             chart.draw_series([
@@ -423,47 +424,28 @@ fn decade_above(value: f64) -> f64 {
     10f64.powf(value.log10().floor() + 1.0)
 }
 
-/// An axis label in answers per second: `0`, `50k`, `1.2M`.
-fn per_second(value: f64) -> String {
-    if value >= 1e6 {
-        format!("{:.1}M", value / 1e6)
-    } else if value >= 1e3 {
-        let k = value / 1e3;
-        if k.fract().abs() < 1e-9 {
-            format!("{k:.0}k")
-        } else {
-            format!("{k:.1}k")
+/// Where experiment 11's chart goes in the report directory.
+pub(crate) const DEAD_SERVER_CHART: &str = "dead-server.svg";
+
+/// The charts of the experiments run apart, as `(file name, SVG)`: one
+/// that cannot be drawn is left out with a warning.
+pub(crate) fn apart(results: &Results) -> Vec<(String, String)> {
+    let mut charts = Vec::new();
+    if let Some(dead) = &results.dead_server {
+        match dead_server(dead) {
+            Ok(svg) => charts.push((DEAD_SERVER_CHART.to_owned(), svg)),
+            Err(error) => {
+                zen_utils::log_line!("client compare: warning: no {DEAD_SERVER_CHART}: {error}")
+            }
         }
-    } else {
-        format!("{value:.0}")
     }
-}
-
-/// A bar's number: `12,345`.
-fn group(value: f64) -> String {
-    super::experiments::group_digits(value)
-}
-
-/// An axis label in time for a value in microseconds: `10µs`, `1ms`, `2s`.
-fn duration_label(us: f64) -> String {
-    let (value, unit) = if us >= 1e6 {
-        (us / 1e6, "s")
-    } else if us >= 1e3 {
-        (us / 1e3, "ms")
-    } else {
-        (us, "µs")
-    };
-    if value.fract().abs() < 1e-9 {
-        format!("{value:.0}{unit}")
-    } else {
-        format!("{value:.1}{unit}")
-    }
+    charts
 }
 
 /// Experiment 11's chart: answers per 100 ms over the run, a line per way,
 /// the kill and the restart marked. The dip after the kill, and how soon
 /// each line climbs back, is the lesson.
-pub(crate) fn dead_server(result: &super::dead_server::DeadServerResult) -> Result<String, String> {
+fn dead_server(result: &crate::compare::model::DeadServerResult) -> Result<String, String> {
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (960, 480)).into_drawing_area();
@@ -552,14 +534,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn axis_labels() {
-        assert_eq!(per_second(0.0), "0");
-        assert_eq!(per_second(50_000.0), "50k");
-        assert_eq!(per_second(2_500.0), "2.5k");
-        assert_eq!(per_second(1_200_000.0), "1.2M");
-        assert_eq!(duration_label(10.0), "10µs");
-        assert_eq!(duration_label(1_000.0), "1ms");
-        assert_eq!(duration_label(2_000_000.0), "2s");
+    fn axis_decades() {
         assert_eq!(decade_below(47.0), 10.0);
         assert_eq!(decade_above(47.0), 100.0);
     }

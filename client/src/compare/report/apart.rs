@@ -1,0 +1,146 @@
+//! The experiments run apart (11 and 12), whose rows are ways to reach
+//! three backends and pairs of servers, not one server each, as every
+//! report shows them: a heading, the lesson, a table, the checks and a
+//! chart where there is one. Their tables are Markdown, for the terminal
+//! and report.md, split into cells again for report.html.
+
+use super::charts::DEAD_SERVER_CHART;
+use super::tables::checks_list;
+use crate::compare::format::{group_digits, micros};
+use crate::compare::model::{CheckResult, DeadServerResult, Results, ServersAskServersResult};
+use crate::compare::plan::servers_ask_servers::CLIENTS;
+
+/// An experiment run apart, as the report shows it.
+pub(crate) struct Section<'a> {
+    pub(crate) number: usize,
+    pub(crate) key: &'static str,
+    pub(crate) title: &'static str,
+    pub(crate) lesson: &'static str,
+    /// Its table, as Markdown.
+    pub(crate) table: String,
+    pub(crate) checks: &'a [CheckResult],
+    /// Its chart, if it has one: the file's name, and what it draws.
+    pub(crate) chart: Option<(&'static str, &'static str)>,
+}
+
+/// The experiments run apart that `results` hold, in their order.
+pub(crate) fn sections(results: &Results) -> Vec<Section<'_>> {
+    let mut sections = Vec::new();
+    if let Some(dead) = &results.dead_server {
+        sections.push(Section {
+            number: dead.number,
+            key: dead.key,
+            title: dead.title,
+            lesson: dead.lesson,
+            table: dead_server_table(dead),
+            checks: &dead.checks,
+            chart: Some((DEAD_SERVER_CHART, "answers per 100 ms")),
+        });
+    }
+    if let Some(peers) = &results.ask_peers {
+        sections.push(Section {
+            number: peers.number,
+            key: peers.key,
+            title: peers.title,
+            lesson: peers.lesson,
+            table: servers_ask_servers_table(peers),
+            checks: &peers.checks,
+            chart: None,
+        });
+    }
+    sections
+}
+
+/// The experiment run apart called `key`, if `results` hold it.
+pub(crate) fn section<'a>(results: &'a Results, key: &str) -> Option<Section<'a>> {
+    sections(results)
+        .into_iter()
+        .find(|section| section.key == key)
+}
+
+impl Section<'_> {
+    /// Its title, table and checks, for the terminal.
+    pub(crate) fn for_terminal(&self) -> String {
+        format!(
+            "{}. {}\n{}{}",
+            self.number,
+            self.title,
+            self.table,
+            checks_list(self.checks)
+        )
+    }
+
+    /// Its part of report.md; `drawn` are the charts that could be drawn,
+    /// `(file name, SVG)`.
+    pub(crate) fn markdown(&self, drawn: &[(String, String)]) -> String {
+        let mut md = format!(
+            "\n## {}. {}\n\n{}\n\n{}",
+            self.number, self.title, self.lesson, self.table
+        );
+        md += &checks_list(self.checks);
+        if let Some((chart, what)) = self.chart {
+            if drawn.iter().any(|(drawn, _)| drawn == chart) {
+                md += &format!("\n![{what}]({chart})\n");
+            }
+        }
+        md
+    }
+}
+
+/// Experiment 11's table, as Markdown.
+pub(crate) fn dead_server_table(result: &DeadServerResult) -> String {
+    let mut out = format!(
+        "| way ({} ×3, {:.0} s, killed at {:.1} s, back at {:.1} s) | answers | lost | errors seen | re-asked | rate back after | restarted one back after | answers per backend |\n|---|---|---|---|---|---|---|---|\n",
+        result.model, result.seconds, result.kill_at_seconds, result.restart_at_seconds
+    );
+    for way in &result.ways {
+        if let Some(why) = &way.not_run {
+            out += &format!("| {} | {why} | | | | | | |\n", way.way.label());
+            continue;
+        }
+        let ms = |v: Option<f64>| v.map_or("–".to_owned(), |ms| format!("{ms:.0} ms"));
+        let backends: Vec<String> = way
+            .per_backend
+            .iter()
+            .map(|n| n.map_or("?".to_owned(), |n| group_digits(n as f64)))
+            .collect();
+        out += &format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            way.way.label(),
+            group_digits(way.answers as f64),
+            way.lost,
+            way.errors,
+            way.reasked,
+            ms(way.recovered_after_ms),
+            ms(way.back_after_ms),
+            backends.join(" / ")
+        );
+    }
+    out
+}
+
+/// Experiment 12's table, as Markdown.
+pub(crate) fn servers_ask_servers_table(result: &ServersAskServersResult) -> String {
+    let mut out = format!(
+        "| server ({} clients a side, {:.0} s) | answers/s | no peer answered | served | p50 | p99 | what it shows |\n|---|--:|--:|--:|--:|--:|---|\n",
+        CLIENTS, result.seconds
+    );
+    for row in &result.rows {
+        if let Some(why) = &row.failed {
+            out += &format!("| {} | {why} | | | | | {} |\n", row.label, row.note);
+            continue;
+        }
+        out += &format!(
+            "| {} | {} | {} | {}/{} | {} | {} | {} |\n",
+            row.label,
+            group_digits(row.rps),
+            row.no_peer_answered,
+            row.served,
+            2 * CLIENTS,
+            micros(row.p50_us),
+            micros(row.p99_us),
+            row.note
+        );
+    }
+    out
+}
