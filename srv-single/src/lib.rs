@@ -18,7 +18,8 @@
 //!   served at a time, so `--max-conns` can never be reached.
 //! - **Asking peers** (`--peer`, a question it does not know): the one
 //!   thread blocks on the peer, connect, question, answer, for up to
-//!   `--peer-timeout`, and serves nobody meanwhile. Two srv-singles that
+//!   `--peer-timeout` (or the end of the shutdown grace), and serves
+//!   nobody meanwhile. Two srv-singles that
 //!   ask each other at once deadlock: each waits on the other, which is
 //!   busy waiting on it, until the timeout breaks it and both answer
 //!   `Error: no peer answered.`. Each question opens its own connection:

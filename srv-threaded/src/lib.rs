@@ -41,12 +41,13 @@
 //!   pool that can only happen when `--max-conns` is below `--workers`,
 //!   since each worker holds at most one connection.
 //! - **Asking peers** (`--peer`): the thread serving the client blocks on
-//!   the peer, up to `--peer-timeout`; the other threads go on. Each
-//!   thread keeps its own connection to each peer, never shared with
-//!   another thread (two threads writing questions into one connection
-//!   would read each other's answers). A kept connection holds one of the
-//!   peer's threads while it stays open, so a pool smaller than its
-//!   clients plus its peers' connections starves (experiment 12).
+//!   the peer, up to `--peer-timeout` (or the end of the shutdown grace);
+//!   the other threads go on. Each question opens its own connection,
+//!   closed once answered: a kept one would hold one of a blocking peer's
+//!   threads (all of srv-single) for as long as it stayed open. While it
+//!   waits, the question's connection holds a thread of the peer, so a
+//!   pool smaller than its clients plus its peers' questions starves
+//!   (experiment 12).
 //! - **Shutdown:** every blocking call waits at most a
 //!   [`TICK`]: `accept()` through the listener's
 //!   `SO_RCVTIMEO`, `read()` and `write()` inside `converse`. So every
@@ -127,12 +128,6 @@ pub fn serve(
     shutdown: Shutdown,
     mode: Mode,
 ) -> io::Result<Summary> {
-    // Each thread keeps its own connection to each peer, never shared with
-    // another thread (two threads writing into one connection would read
-    // each other's answers). A kept connection holds one of the peer's
-    // threads while it stays open: a bounded pool of peers can starve.
-    let mut config = config;
-    config.peers.keep_connections = true;
     // accept() honours SO_RCVTIMEO on Linux: every thread blocked in it
     // wakes each tick to look at the shutdown flag.
     SockRef::from(&listener).set_read_timeout(Some(TICK))?;

@@ -223,7 +223,6 @@ impl ServerArgs {
                 timeout: self.peer_timeout,
                 // Known once bound: the shared main fills it in.
                 me: self.advertise,
-                keep_connections: false,
             },
             // A flag of the event-driven servers only: they set it.
             offload: 0,

@@ -1,12 +1,14 @@
 //! Servers that ask servers: a server that knows part of the table
-//! (`--table-part K/N`) forwards a question it does not know to its
+//! (`--table-part K/N`) forwards a question of another part to its
 //! configured peers (`--peer`), one after another, and relays the first
-//! answer. This module is the rule, written once and with no I/O: which
+//! answer. A question in no part of the table is unknown at once: every
+//! server holds the whole table, and answers only its part. This module is the rule, written once and with no I/O: which
 //! questions are local, what is forwarded to whom, and what a peer's reply
 //! means. Each model does the asking its own way (that is the lesson).
 //!
 //! A forwarded question carries the servers that already handled it:
-//! `[127.0.0.1:7001,127.0.0.1:7002]Flat is better than?`. A server never
+//! `[127.0.0.1:7001,[::1]:7002]Flat is better than?` (each address as
+//! `--peer` takes it, an IPv6 one in brackets). A server never
 //! asks one of those again, never forwards once the history is as long
 //! as `--max-hops`, and never connects anywhere but its configured peers:
 //! the history is only compared, never dialled.
@@ -40,11 +42,6 @@ pub struct PeerConfig {
     /// Its own address as peers know it (the bound one, or `--advertise`):
     /// what it adds to the history.
     pub me: Option<SocketAddr>,
-    /// Whether a thread keeps its connection to a peer between questions
-    /// (srv-threaded sets it: each thread its own, never shared). Not for
-    /// srv-single: a kept connection would hold a one-at-a-time peer for
-    /// as long as it stays open.
-    pub keep_connections: bool,
 }
 
 impl Default for PeerConfig {
@@ -55,7 +52,6 @@ impl Default for PeerConfig {
             max_hops: DEFAULT_MAX_HOPS,
             timeout: DEFAULT_PEER_TIMEOUT,
             me: None,
-            keep_connections: false,
         }
     }
 }
@@ -92,10 +88,15 @@ impl PeerConfig {
             Ok(split) => split,
             Err(Malformed) => return Lookup::Answer(UNKNOWN_APHORISM),
         };
-        if let Some(index) = APHORISMS.iter().position(|(known, _)| *known == question) {
-            if self.knows(index) {
-                return Lookup::Answer(APHORISMS[index].1);
-            }
+        // Every server holds the whole table, and answers only its part: a
+        // question in no part of it is unknown everywhere, so asking a
+        // peer would only pass the "unknown" round the mesh (one `x?`
+        // cost 64 connections between 5 servers when it was forwarded).
+        let Some(index) = APHORISMS.iter().position(|(known, _)| *known == question) else {
+            return Lookup::Answer(UNKNOWN_APHORISM);
+        };
+        if self.knows(index) {
+            return Lookup::Answer(APHORISMS[index].1);
         }
         let Some(me) = self.me else {
             return Lookup::Answer(UNKNOWN_APHORISM);
@@ -131,11 +132,14 @@ impl PeerConfig {
 struct Malformed;
 
 /// `[a,b]question` into its history and its question; no `[`: no history.
+/// An address is written the way `--peer` takes it, so an IPv6 one
+/// brings its own brackets (`[[::1]:7001,127.0.0.1:7002]`): the history
+/// ends at the first `]` outside an address's.
 fn split_history(request: &[u8]) -> Result<(Vec<SocketAddr>, &[u8]), Malformed> {
     let Some(rest) = request.strip_prefix(b"[") else {
         return Ok((Vec::new(), request));
     };
-    let end = rest.iter().position(|b| *b == b']').ok_or(Malformed)?;
+    let end = history_end(rest).ok_or(Malformed)?;
     let text = std::str::from_utf8(&rest[..end]).map_err(|_| Malformed)?;
     let history = if text.is_empty() {
         Vec::new()
@@ -145,6 +149,23 @@ fn split_history(request: &[u8]) -> Result<(Vec<SocketAddr>, &[u8]), Malformed> 
             .collect::<Result<_, _>>()?
     };
     Ok((history, &rest[end + 1..]))
+}
+
+/// Where the history's closing `]` is in `rest` (the request after its
+/// opening `[`): the first `]` not closing an IPv6 address's `[`. Brackets
+/// nested deeper than an address's are malformed.
+fn history_end(rest: &[u8]) -> Option<usize> {
+    let mut in_address = false;
+    for (at, byte) in rest.iter().enumerate() {
+        match (byte, in_address) {
+            (b'[', false) => in_address = true,
+            (b']', true) => in_address = false,
+            (b']', false) => return Some(at),
+            (b'[', true) => return None,
+            _ => {}
+        }
+    }
+    None
 }
 
 /// What one peer's reply means.
@@ -320,6 +341,70 @@ mod tests {
             hops.lookup(b"[127.0.0.1:9]Explicit is better than?"),
             Lookup::Answer(UNKNOWN_APHORISM)
         );
+    }
+
+    #[test]
+    fn ipv6_addresses_in_a_history_keep_their_brackets() {
+        let a = config((1, 2), &["[::1]:2"], "[::1]:1");
+        assert_eq!(
+            a.lookup(b"Explicit is better than?"),
+            Lookup::Forward(Forward {
+                request: b"[[::1]:1]Explicit is better than?".to_vec(),
+                peers: vec!["[::1]:2".parse().unwrap()],
+            })
+        );
+        assert_eq!(
+            a.lookup(b"[[::1]:9,127.0.0.1:8,[fe80::1%2]:7]Explicit is better than?"),
+            Lookup::Forward(Forward {
+                request: b"[[::1]:9,127.0.0.1:8,[fe80::1%2]:7,[::1]:1]Explicit is better than?"
+                    .to_vec(),
+                peers: vec!["[::1]:2".parse().unwrap()],
+            })
+        );
+        let b = config((2, 2), &["[::1]:1"], "[::1]:2");
+        assert_eq!(
+            b.lookup(b"[[::1]:1]Explicit is better than?"),
+            Lookup::Answer(b"implicit.")
+        );
+        for request in [
+            &b"[[::1]:1]Explicit is better than?"[..], // itself
+            b"[[::1]:2]Explicit is better than?",      // all its peers
+            b"[[::1]Explicit is better than?",         // no port
+            b"[[::1]:9 Explicit is better than?",      // no end
+            b"[[[::1]]:9]Explicit is better than?",    // nested
+            b"[[::1:9]Explicit is better than?",       // unclosed address
+            b"[::1:9]Explicit is better than?",        // no brackets
+        ] {
+            assert_eq!(
+                a.lookup(request),
+                Lookup::Answer(UNKNOWN_APHORISM),
+                "{}",
+                String::from_utf8_lossy(request)
+            );
+        }
+    }
+
+    #[test]
+    fn a_question_in_no_part_of_the_table_is_unknown_at_once_and_never_forwarded() {
+        let a = config((1, 2), &["127.0.0.1:2", "127.0.0.1:3"], "127.0.0.1:1");
+        for request in [
+            &b"x?"[..],
+            b"[127.0.0.1:9]x?",
+            b"Explicit is better than ?",
+            b"explicit is better than?",
+        ] {
+            assert_eq!(
+                a.lookup(request),
+                Lookup::Answer(UNKNOWN_APHORISM),
+                "{}",
+                String::from_utf8_lossy(request)
+            );
+        }
+        // The rest of the table is still forwarded.
+        assert!(matches!(
+            a.lookup(b"[127.0.0.1:9]Explicit is better than?"),
+            Lookup::Forward(_)
+        ));
     }
 
     #[test]

@@ -11,9 +11,11 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use crate::protocol::conversation::{Conversation, Needed};
-use crate::protocol::peers::{complete_reply, Asking, Forward, Reply, MAX_PEER_REPLY};
 use crate::serve::shutdown::TICK;
 use crate::{serve::listener, Config, End, Shutdown, Stall, Stats};
+use peers::ask_peers;
+
+mod peers;
 
 /// Serves one client until it leaves, breaks a limit, or the server shuts
 /// down; counts what happened in `stats` and logs it at `-v`.
@@ -86,10 +88,12 @@ impl Blocking {
                     // --peer-timeout: srv-single serves nobody else
                     // meanwhile (two srv-singles asking each other wait on
                     // each other until the timeout breaks it), a thread of
-                    // srv-threaded only its own client.
+                    // srv-threaded only its own client. The end of the
+                    // shutdown grace ends this wait as it ends a work's.
                     Needed::Peers(forward) => {
-                        let peers = &config.peers;
-                        let reply = ask_peers(forward, peers.timeout, peers.keep_connections);
+                        let Ok(reply) = ask_peers(forward, config.peers.timeout, shutdown) else {
+                            return self.conversation.grace_over();
+                        };
                         self.conversation
                             .forwarded(reply, Instant::now(), config, stats)
                     }
@@ -223,119 +227,5 @@ fn stalled(error: io::Error) -> Stalled {
             Stalled::Tick
         }
         _ => Stalled::Failed(error),
-    }
-}
-
-thread_local! {
-    /// This thread's connections to its peers, one per peer, kept between
-    /// questions and never shared with another thread: a connection is a
-    /// conversation, and two threads writing questions into one would
-    /// read each other's answers (the XML-RPC lesson).
-    static PEER_LINKS: std::cell::RefCell<std::collections::HashMap<SocketAddr, TcpStream>> =
-        std::cell::RefCell::new(std::collections::HashMap::new());
-}
-
-/// Asks the peers of `forward`, one after another, each within `timeout`
-/// (connect and answer together), on this thread's own connections (kept
-/// for the next question if `keep`); the answer to give.
-pub fn ask_peers(forward: Forward, timeout: Duration, keep: bool) -> &'static [u8] {
-    let mut asking = Asking::new(forward);
-    while let Some(peer) = asking.next_peer() {
-        let reply = PEER_LINKS.with(|links| {
-            let mut links = links.borrow_mut();
-            let reply = ask_one(&mut links, peer, asking.request(), timeout);
-            if !keep {
-                links.clear();
-            }
-            reply
-        });
-        if let Some(answer) = asking.heard(reply) {
-            return answer;
-        }
-    }
-    crate::protocol::UNKNOWN_APHORISM
-}
-
-/// One peer's reply to `request`: on the kept connection if there is one
-/// (once again on a new one if the kept one turns out closed), within
-/// `timeout`.
-fn ask_one(
-    links: &mut std::collections::HashMap<SocketAddr, TcpStream>,
-    peer: SocketAddr,
-    request: &[u8],
-    timeout: Duration,
-) -> Reply {
-    let deadline = Instant::now() + timeout;
-    for kept in [true, false] {
-        let stream = match links.remove(&peer) {
-            Some(stream) if kept => stream,
-            _ if kept => continue,
-            _ => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Reply::Failed;
-                }
-                match TcpStream::connect_timeout(&peer, left) {
-                    Ok(stream) => stream,
-                    Err(_) => return Reply::Failed,
-                }
-            }
-        };
-        match exchange(&stream, request, deadline) {
-            Ok(reply) => {
-                if reply != Reply::Failed {
-                    links.insert(peer, stream);
-                }
-                return reply;
-            }
-            // A kept connection the peer has closed since (its idle
-            // timeout): try once on a new one.
-            Err(Stale) if kept => continue,
-            Err(Stale) => return Reply::Failed,
-        }
-    }
-    Reply::Failed
-}
-
-/// The kept connection was closed before any reply byte came.
-struct Stale;
-
-/// Writes `request` and reads one reply, by `deadline`.
-fn exchange(mut stream: &TcpStream, request: &[u8], deadline: Instant) -> Result<Reply, Stale> {
-    let _ = stream.set_nodelay(true);
-    let left = |deadline: Instant| {
-        let left = deadline.saturating_duration_since(Instant::now());
-        (!left.is_zero()).then_some(left)
-    };
-    let Some(time) = left(deadline) else {
-        return Ok(Reply::Failed);
-    };
-    let _ = stream.set_write_timeout(Some(time));
-    if stream.write_all(request).is_err() {
-        return Err(Stale);
-    }
-    let mut buf = [0; MAX_PEER_REPLY];
-    let mut filled = 0;
-    loop {
-        let Some(time) = left(deadline) else {
-            return Ok(Reply::Failed);
-        };
-        let _ = stream.set_read_timeout(Some(time));
-        match stream.read(&mut buf[filled..]) {
-            Ok(0) if filled == 0 => return Err(Stale),
-            Ok(0) => return Ok(Reply::Failed),
-            Ok(n) => filled += n,
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-            Err(error) if filled == 0 && error.kind() == io::ErrorKind::ConnectionReset => {
-                return Err(Stale)
-            }
-            Err(_) => return Ok(Reply::Failed),
-        }
-        match complete_reply(&buf[..filled]) {
-            Ok(Some(end)) if end == filled => return Ok(Reply::of(&buf[..end])),
-            // More than one reply: the peer answered what it was not asked.
-            Ok(Some(_)) | Err(_) => return Ok(Reply::Failed),
-            Ok(None) => {}
-        }
     }
 }

@@ -6,8 +6,9 @@
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use super::fake_peer::{Behaviour, FakePeer};
 use super::{Client, Model, TestServer};
 use crate::protocol::peers::PeerConfig;
 use crate::protocol::{answer, APHORISMS, NO_PEER_ANSWERED, UNKNOWN_APHORISM};
@@ -248,6 +249,137 @@ pub fn two_peers_asking_each_other_at_once(start: StartOn<'_>, model: Model) {
     }
 }
 
+/// A peer that closes an idle connection (its `--idle-timeout`, here
+/// 200 ms, writing `Error: idle timeout.` first) does not spoil the next
+/// question forwarded to it: after each pause past the peer's idle
+/// timeout, the question is answered by the peer, not `Error: no peer
+/// answered.` (bytes that came before a question was sent answer none).
+pub fn a_peer_that_closed_an_idle_connection_still_answers_the_next_question(
+    start: StartOn<'_>,
+    _: Model,
+) {
+    let ((la, a), (lb, b)) = (bind(), bind());
+    let _a = start(la, config(a, (1, 2), &[b]));
+    let _b = start(
+        lb,
+        Config {
+            idle_timeout: Some(Duration::from_millis(200)),
+            ..config(b, (2, 2), &[a])
+        },
+    );
+    let mut client = Client::connect(a);
+    for round in 0..3 {
+        assert_eq!(text(&client.ask(question(1))), "implicit.", "round {round}");
+        thread::sleep(Duration::from_millis(800));
+    }
+    assert_eq!(text(&client.ask(question(1))), "implicit.");
+}
+
+/// A peer that serves one connection at a time (as srv-single does) is
+/// not held between questions: once a question forwarded to it is
+/// answered, a client connecting straight to it is served, and the next
+/// question forwarded to it too.
+pub fn a_one_at_a_time_peer_is_not_held_between_questions(start: StartOn<'_>, _: Model) {
+    let peer = FakePeer::start(Behaviour::OneAtATime);
+    let (la, a) = bind();
+    let _a = start(la, config(a, (1, 2), &[peer.addr()]));
+    let mut through = Client::connect(a);
+    assert_eq!(text(&through.ask(question(1))), "implicit.");
+    let mut straight = Client::connect(peer.addr());
+    straight.send(question(1));
+    let got = straight.answer_within(Duration::from_secs(5));
+    assert_eq!(
+        got.as_deref().map(text).as_deref(),
+        Some("implicit."),
+        "the peer is still held by the asker's connection"
+    );
+    drop(straight);
+    assert_eq!(text(&through.ask(question(3))), "implicit.");
+}
+
+/// The shutdown grace bounds the wait on peers too: a question forwarded
+/// to two peers that accept and never answer, `--peer-timeout 10s` each,
+/// when the shutdown begins. The server ends at the end of the grace (2 s
+/// after the shutdown began, long before the first peer's timeout), the
+/// client gets no answer, only the close, and the question counts as
+/// dropped, not answered.
+pub fn the_shutdown_grace_ends_the_wait_on_silent_peers(start: StartOn<'_>, _: Model) {
+    let silent = [
+        FakePeer::start(Behaviour::Silent),
+        FakePeer::start(Behaviour::Silent),
+    ];
+    let (la, a) = bind();
+    let mut with_long_timeout = config(a, (1, 2), &[silent[0].addr(), silent[1].addr()]);
+    with_long_timeout.peers.timeout = Duration::from_secs(10);
+    let server = start(la, with_long_timeout);
+    let mut client = Client::connect(a);
+    client.send(question(1));
+    // Once the first peer has the question's connection, the server waits.
+    let waiting_since = Instant::now();
+    while silent[0].accepted() == 0 {
+        assert!(
+            waiting_since.elapsed() < super::PATIENCE,
+            "the peer was never asked"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    let shutdown_began = Instant::now();
+    server.trigger_shutdown();
+    assert_eq!(text(&client.read_to_close()), "");
+    let summary = server.stop();
+    let took = shutdown_began.elapsed();
+    assert_eq!((summary.answered, summary.dropped), (0, 1), "{summary:?}");
+    // Generous: the grace is 2 s; the first peer's timeout alone is 10 s.
+    assert!(took < Duration::from_secs(9), "the server took {took:?}");
+}
+
+/// Two servers on `::1` splitting the table answer everything from either
+/// side: a forwarded question's history holds IPv6 addresses as `--peer`
+/// takes them (`[[::1]:7001]Explicit is better than?`). Skipped, with the
+/// reason printed, where `::1` cannot be bound.
+pub fn a_pair_on_ipv6_answers_everything_from_either_side(start: StartOn<'_>, _: Model) {
+    let bind_v6 = || -> Option<(TcpListener, SocketAddr)> {
+        let listener = listener::bind("[::1]:0".parse().unwrap(), 1024, false).ok()?;
+        let addr = listener.local_addr().ok()?;
+        Some((listener, addr))
+    };
+    let (Some((la, a)), Some((lb, b))) = (bind_v6(), bind_v6()) else {
+        println!("skipped: ::1 cannot be bound here (no IPv6 loopback)");
+        return;
+    };
+    let _a = start(la, config(a, (1, 2), &[b]));
+    let _b = start(lb, config(b, (2, 2), &[a]));
+    for addr in [a, b] {
+        let mut client = Client::connect(addr);
+        for (question, reply) in APHORISMS {
+            assert_eq!(text(&client.ask(question)), text(reply), "asked {addr}");
+        }
+    }
+    // A history from elsewhere, in IPv6, is forwarded with it.
+    let mut client = Client::connect(a);
+    assert_eq!(
+        text(&client.ask(b"[[::1]:9]Explicit is better than?")),
+        "implicit."
+    );
+}
+
+/// A question in no part of the table is unknown at once, everywhere: it
+/// makes no connection to any peer (a peer that counts its connections
+/// sees none), with or without a history; a question of another part is
+/// still forwarded (one connection).
+pub fn a_question_in_no_part_of_the_table_is_never_forwarded(start: StartOn<'_>, _: Model) {
+    let peer = FakePeer::start(Behaviour::OneAtATime);
+    let (la, a) = bind();
+    let _a = start(la, config(a, (1, 2), &[peer.addr()]));
+    let mut client = Client::connect(a);
+    for request in [&b"x?"[..], b"[127.0.0.9:9]x?", b"explicit is better than?"] {
+        assert_eq!(text(&client.ask(request)), text(UNKNOWN_APHORISM));
+    }
+    assert_eq!(peer.accepted(), 0, "connections to the peer");
+    assert_eq!(text(&client.ask(question(1))), "implicit.");
+    assert_eq!(peer.accepted(), 1, "connections to the peer");
+}
+
 /// Stamps out the peers' cases, one `#[test]` each, against the server
 /// that `serve` starts (as `conformance_suite!` takes it).
 #[macro_export]
@@ -266,6 +398,11 @@ macro_rules! peer_suite {
                 a_failing_peer_gives_no_peer_answered_and_others_are_served,
                 mixed_local_and_forwarded_questions_keep_their_order,
                 two_peers_asking_each_other_at_once,
+                a_peer_that_closed_an_idle_connection_still_answers_the_next_question,
+                a_one_at_a_time_peer_is_not_held_between_questions,
+                the_shutdown_grace_ends_the_wait_on_silent_peers,
+                a_pair_on_ipv6_answers_everything_from_either_side,
+                a_question_in_no_part_of_the_table_is_never_forwarded,
             );
         }
     };

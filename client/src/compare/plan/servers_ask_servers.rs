@@ -30,8 +30,11 @@ pub(crate) const LESSON: &str = "Two servers each know half the table and ask ea
     (--table-part 1/2 and 2/2); 8 clients ask A what only B knows while 8 ask B what only A \
     knows. srv-single blocks on its peer, which is blocked on it: both wait out --peer-timeout \
     and answer 'Error: no peer answered.'. A pool of 4 threads starves: its clients hold its \
-    threads, and its threads' connections to the peer hold the peer's. A thread per \
-    connection, and the event-driven servers, answer everything.";
+    threads, and its threads' questions to the peer wait for the peer's, held by its own \
+    clients. A thread per connection, and the event-driven servers, answer everything. A \
+    question in no part of the table (x?) is unknown at once everywhere: it once went round \
+    every peer, 65 connections across 5 servers that each peer all the others; now 1, the \
+    client's.";
 /// Clients on each side.
 pub(crate) const CLIENTS: usize = 8;
 /// The servers' `--peer-timeout`: short, so that srv-single's deadlock

@@ -1,0 +1,169 @@
+//! A blocking thread asks its peers: one new connection per peer asked,
+//! closed once the peer replied.
+//!
+//! No connection is kept for the next question. A kept connection holds
+//! whatever serves it at the peer: all of srv-single, one of a pool's
+//! threads, for as long as the peer's idle timeout lets it stay open,
+//! and nothing in a peer's replies tells the asker which kind of peer it
+//! is. A kept connection also goes stale: the peer's idle timeout closes
+//! it with `Error: idle timeout.`, bytes that arrive before any question
+//! was sent and belong to none. A connection per question costs a connect
+//! to the peer (and, to a thread-per-connection peer, a thread), which is
+//! what the event-driven models pay too.
+//!
+//! Each wait (the connect, the reply) is cut into ticks, so that the end
+//! of the shutdown grace ends it, as it ends `--work wait`: no server
+//! outlives the grace because a peer is slow.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::protocol::peers::{complete_reply, Asking, Forward, Reply, MAX_PEER_REPLY};
+use crate::protocol::UNKNOWN_APHORISM;
+use crate::serve::shutdown::TICK;
+use crate::Shutdown;
+
+/// The shutdown grace ended while a peer was asked: the question is
+/// dropped unanswered.
+pub(super) struct GraceOver;
+
+/// Asks the peers of `forward`, one after another, each within `timeout`
+/// (connect and answer together); the answer to give.
+pub(super) fn ask_peers(
+    forward: Forward,
+    timeout: Duration,
+    shutdown: &Shutdown,
+) -> Result<&'static [u8], GraceOver> {
+    let mut asking = Asking::new(forward);
+    while let Some(peer) = asking.next_peer() {
+        let waiting = Waiting {
+            deadline: Instant::now() + timeout,
+            shutdown,
+        };
+        let reply = ask_one(peer, asking.request(), &waiting)?;
+        if let Some(answer) = asking.heard(reply) {
+            return Ok(answer);
+        }
+    }
+    Ok(UNKNOWN_APHORISM)
+}
+
+/// How long one peer may still be waited on: until its deadline, or the
+/// end of the shutdown grace, whichever comes first.
+struct Waiting<'a> {
+    deadline: Instant,
+    shutdown: &'a Shutdown,
+}
+
+impl Waiting<'_> {
+    /// The next wait, at most a tick; `Ok(None)`: the peer's time is up.
+    fn next(&self) -> Result<Option<Duration>, GraceOver> {
+        let now = Instant::now();
+        if self.shutdown.grace_over(now) {
+            return Err(GraceOver);
+        }
+        let left = self.deadline.saturating_duration_since(now);
+        Ok((!left.is_zero()).then(|| left.min(TICK)))
+    }
+}
+
+/// One peer's reply to `request`, on a new connection.
+fn ask_one(peer: SocketAddr, request: &[u8], waiting: &Waiting<'_>) -> Result<Reply, GraceOver> {
+    let Some(stream) = connect(peer, waiting)? else {
+        return Ok(Reply::Failed);
+    };
+    exchange(stream, request, waiting)
+}
+
+/// A connection to `peer`, or `None` if it was refused or took too long.
+fn connect(peer: SocketAddr, waiting: &Waiting<'_>) -> Result<Option<TcpStream>, GraceOver> {
+    let Ok(socket) = Socket::new(Domain::for_address(peer), Type::STREAM, Some(Protocol::TCP))
+    else {
+        return Ok(None);
+    };
+    // Non-blocking, so that the connect is waited for a tick at a time.
+    if socket.set_nonblocking(true).is_err() {
+        return Ok(None);
+    }
+    match socket.connect(&peer.into()) {
+        Ok(()) => {}
+        Err(error) if error.raw_os_error() == Some(libc::EINPROGRESS) => loop {
+            let Some(wait) = waiting.next()? else {
+                return Ok(None);
+            };
+            if writable_within(&socket, wait) {
+                break;
+            }
+        },
+        Err(_) => return Ok(None),
+    }
+    // Writable: connected, or failed (refused, unreachable).
+    if !matches!(socket.take_error(), Ok(None)) || socket.set_nonblocking(false).is_err() {
+        return Ok(None);
+    }
+    let stream = TcpStream::from(socket);
+    let _ = stream.set_nodelay(true);
+    Ok(Some(stream))
+}
+
+/// Whether `socket` became writable (or failed) within `wait`.
+fn writable_within(socket: &impl AsFd, wait: Duration) -> bool {
+    let mut fds = [rustix::event::PollFd::new(
+        socket,
+        rustix::event::PollFlags::OUT,
+    )];
+    let timeout = rustix::time::Timespec {
+        tv_sec: wait.as_secs() as _,
+        tv_nsec: wait.subsec_nanos() as _,
+    };
+    matches!(rustix::event::poll(&mut fds, Some(&timeout)), Ok(n) if n > 0)
+}
+
+/// Writes `request` and reads one reply.
+fn exchange(
+    mut stream: TcpStream,
+    request: &[u8],
+    waiting: &Waiting<'_>,
+) -> Result<Reply, GraceOver> {
+    // The request is small and the connection new, with an empty send
+    // buffer: the write takes it at once.
+    let Some(wait) = waiting.next()? else {
+        return Ok(Reply::Failed);
+    };
+    let _ = stream.set_write_timeout(Some(wait));
+    if stream.write_all(request).is_err() {
+        return Ok(Reply::Failed);
+    }
+    let mut buf = [0; MAX_PEER_REPLY];
+    let mut filled = 0;
+    loop {
+        let Some(wait) = waiting.next()? else {
+            return Ok(Reply::Failed);
+        };
+        let _ = stream.set_read_timeout(Some(wait));
+        match stream.read(&mut buf[filled..]) {
+            Ok(0) => return Ok(Reply::Failed),
+            Ok(n) => filled += n,
+            Err(error) if is_tick(&error) => continue,
+            Err(_) => return Ok(Reply::Failed),
+        }
+        match complete_reply(&buf[..filled]) {
+            Ok(Some(end)) if end == filled => return Ok(Reply::of(&buf[..end])),
+            // More than one reply: the peer answered what it was not asked.
+            Ok(Some(_)) | Err(_) => return Ok(Reply::Failed),
+            Ok(None) => {}
+        }
+    }
+}
+
+/// A read that came back because its tick passed, not because it failed.
+fn is_tick(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
+}
