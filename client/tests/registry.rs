@@ -474,7 +474,10 @@ fn entries_that_name_no_one_server_are_skipped_with_one_warning_each() {
     let port = server.addr.port();
     let traps: [(&str, SocketAddr); 5] = [
         ("unspecified", ([0, 0, 0, 0], port).into()),
-        ("unspecified6", (std::net::Ipv6Addr::UNSPECIFIED, port).into()),
+        (
+            "unspecified6",
+            (std::net::Ipv6Addr::UNSPECIFIED, port).into(),
+        ),
         ("multicast", ([224, 0, 0, 1], port).into()),
         ("broadcast", ([255, 255, 255, 255], port).into()),
         ("port0", ([127, 0, 0, 1], 0).into()),
@@ -508,7 +511,10 @@ fn registry_auth_keeps_others_from_rewriting_a_servers_znode() {
     let zk = ZooKeeper::start();
     let url = zk.url("/zen/servers");
     let server = registered(&url, &["--registry-auth", "zen:s3cret-pw", "-v"]);
-    let znode = format!("/zen/servers/{}", zk.wait_for_children("/zen/servers", 1)[0]);
+    let znode = format!(
+        "/zen/servers/{}",
+        zk.wait_for_children("/zen/servers", 1)[0]
+    );
     let forged = entry(([127, 0, 0, 1], free_port()).into());
 
     // Anyone reads it; nobody but the same user and password writes it,
@@ -524,9 +530,18 @@ fn registry_auth_keeps_others_from_rewriting_a_servers_znode() {
             [
                 client.set_data(&znode, &forged, None).await.map(drop),
                 client.delete(&znode, None).await,
-                client.create("/zen/servers/forged", &forged, &options).await.map(drop),
-                client.create("/zen/forged", &forged, &options).await.map(drop),
-                client.set_acl("/zen/servers", &zk::Acls::anyone_all(), None).await.map(drop),
+                client
+                    .create("/zen/servers/forged", &forged, &options)
+                    .await
+                    .map(drop),
+                client
+                    .create("/zen/forged", &forged, &options)
+                    .await
+                    .map(drop),
+                client
+                    .set_acl("/zen/servers", &zk::Acls::anyone_all(), None)
+                    .await
+                    .map(drop),
             ]
         };
         let results = match credentials {
@@ -545,7 +560,13 @@ fn registry_auth_keeps_others_from_rewriting_a_servers_znode() {
 
     // A client with the credentials finds it; the password shows nowhere.
     let output = common::client(&[
-        "ask", "--registry", &url, "--registry-auth", "zen:s3cret-pw", "-n", "2",
+        "ask",
+        "--registry",
+        &url,
+        "--registry-auth",
+        "zen:s3cret-pw",
+        "-n",
+        "2",
     ]);
     assert!(output.status.success(), "{output:?}");
     assert_eq!(String::from_utf8_lossy(&output.stdout).lines().count(), 2);
@@ -567,10 +588,22 @@ fn with_registry_auth_the_client_skips_entries_anyone_could_have_written() {
     let server = registered(&url, &["--registry-auth", "zen:pw"]);
     zk.wait_for_children("/open", 2);
     let trusting = common::client(&["load", "--registry", &url, "-n", "400", "-c", "8", "--json"]);
-    assert!(answers_from(&report(&trusting), decoy.addr) > 0, "{trusting:?}");
+    assert!(
+        answers_from(&report(&trusting), decoy.addr) > 0,
+        "{trusting:?}"
+    );
 
     let careful = common::client(&[
-        "load", "--registry", &url, "--registry-auth", "zen:pw", "-n", "400", "-c", "8", "--json",
+        "load",
+        "--registry",
+        &url,
+        "--registry-auth",
+        "zen:pw",
+        "-n",
+        "400",
+        "-c",
+        "8",
+        "--json",
     ]);
     let report = report(&careful);
     assert_eq!(careful.status.code(), Some(0), "{careful:?}");
@@ -578,7 +611,9 @@ fn with_registry_auth_the_client_skips_entries_anyone_could_have_written() {
     let lines = stderr_lines(&careful);
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(
-        lines[0].starts_with("client: warning: skipping /open/forged in the registry: world:anyone may write it"),
+        lines[0].starts_with(
+            "client: warning: skipping /open/forged in the registry: world:anyone may write it"
+        ),
         "{lines:?}"
     );
     // The server said once that the path it found lets anyone add.
@@ -590,7 +625,11 @@ fn with_registry_auth_the_client_skips_entries_anyone_could_have_written() {
 fn bad_registry_credentials_are_refused_without_repeating_them() {
     for bad in ["only-a-secret", ":no-user-secret", "user:"] {
         let output = common::client(&[
-            "ask", "--registry", "zk://127.0.0.1:1/zen", "--registry-auth", bad,
+            "ask",
+            "--registry",
+            "zk://127.0.0.1:1/zen",
+            "--registry-auth",
+            bad,
         ]);
         assert_eq!(output.status.code(), Some(2), "{output:?}");
         let stderr = String::from_utf8_lossy(&output.stderr);

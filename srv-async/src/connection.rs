@@ -274,15 +274,13 @@ impl<'a> Connection<'a> {
             // The async way to wait: the task sleeps on a timer and the
             // thread serves other connections meanwhile. The timer is a
             // precise one: tokio's own rounds up to whole milliseconds.
-            WorkKind::Wait => {
-                guarded(
-                    precise_sleep::sleep(&mut self.work_timer, work.duration),
-                    &mut self.shutdown,
-                    None,
-                )
-                .await
-                .map_err(|_| WorkCut::Grace)
-            }
+            WorkKind::Wait => guarded(
+                precise_sleep::sleep(&mut self.work_timer, work.duration),
+                &mut self.shutdown,
+                None,
+            )
+            .await
+            .map_err(|_| WorkCut::Grace),
             // Without helpers, both hold the runtime's thread: no other
             // task of this runtime runs until they finish. Kept inline on
             // purpose, to measure what blocking an event loop costs. The end of the shutdown

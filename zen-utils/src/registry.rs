@@ -448,9 +448,9 @@ async fn warn_if_anyone_may_add(client: &zk::Client, url: &RegistryUrl) {
     let Ok((acl, _)) = timed(client.get_acl(&url.path)).await else {
         return;
     };
-    let open = acl.iter().any(|acl| {
-        acl.scheme() == "world" && acl.permission().has(zk::Permission::CREATE)
-    });
+    let open = acl
+        .iter()
+        .any(|acl| acl.scheme() == "world" && acl.permission().has(zk::Permission::CREATE));
     if open {
         tracing::warn!(
             "warning: {} in {url} lets anyone add entries (it was made without \
@@ -520,7 +520,11 @@ impl Watcher {
     /// Starts watching `url`, warning through `tracing`. Garbage in a
     /// znode is warned about (once per znode) and skipped.
     pub fn start(url: RegistryUrl) -> std::io::Result<Self> {
-        Self::start_with(url, None, Box::new(|what| tracing::warn!("warning: {what}")))
+        Self::start_with(
+            url,
+            None,
+            Box::new(|what| tracing::warn!("warning: {what}")),
+        )
     }
 
     /// [`start`](Self::start), with the warnings given to `warn`: a client
