@@ -51,7 +51,7 @@ pub(crate) fn run(args: &AskArgs) -> anyhow::Result<()> {
     // Found through a registry: a refused connect or a broken connection
     // is one server gone; the questions not yet answered are asked of
     // another, until none has answered for --timeout.
-    let picker = Picker::registry(url, args.timeout)?;
+    let picker = Picker::registry(url, args.target.registry_auth.as_ref(), args.timeout)?;
     let mut progress = Instant::now();
     let mut avoid = None;
     let mut backoff = RETRY_MIN;

@@ -78,7 +78,7 @@ pub(crate) fn run(args: &HoldArgs) -> anyhow::Result<ExitCode> {
     crate::load::check_descriptors(args.connections)?;
     let holding = match &args.target.registry {
         Some(url) => {
-            let picker = Picker::registry(url, args.timeout)?;
+            let picker = Picker::registry(url, args.target.registry_auth.as_ref(), args.timeout)?;
             Holding::connect_to(url.to_string(), &picker, args.connections, args.timeout)?
         }
         None => Holding::connect(args.target.addrs()?[0], args.connections, args.timeout)?,

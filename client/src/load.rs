@@ -97,7 +97,7 @@ use conn::Conn;
 use tally::{percentiles, Failure, Tally};
 use worker::{Outcome, Progress, Shared, Worker};
 use workload::{unescape, Script};
-use zen_utils::deploy::registry::RegistryUrl;
+use zen_utils::deploy::registry::{RegistryAuth, RegistryUrl};
 
 /// redis-benchmark's default, and the "many clients" of zen's experiments.
 const DEFAULT_CONNECTIONS: usize = 50;
@@ -244,6 +244,9 @@ pub struct Options {
     /// Load the servers registered here instead (`--registry`; `servers`
     /// then empty): each connection picks one as it opens.
     pub registry: Option<RegistryUrl>,
+    /// Credentials for the registry (`--registry-auth`): only the servers
+    /// registered with them are loaded.
+    pub registry_auth: Option<RegistryAuth>,
     /// Connections to keep busy (`-c`), at least 1.
     pub connections: usize,
     /// When the run ends (`-d` or `-n`).
@@ -294,6 +297,7 @@ impl Options {
         Self {
             servers: vec![server],
             registry: None,
+            registry_auth: None,
             connections: DEFAULT_CONNECTIONS,
             length: Length::Duration(DEFAULT_DURATION),
             pipeline: 1,
@@ -457,7 +461,7 @@ pub fn measure(options: &Options, watching: &mut Watch<'_>) -> anyhow::Result<Lo
     check_in_flight(options.connections, options.pipeline)?;
     check_descriptors(options.connections)?;
     let picker = match &options.registry {
-        Some(url) => Picker::registry(url, options.timeout)?,
+        Some(url) => Picker::registry(url, options.registry_auth.as_ref(), options.timeout)?,
         None => Picker::fixed(options.servers.clone()),
     };
     let fixed = options.servers.len();
@@ -826,6 +830,7 @@ impl LoadArgs {
                 None => self.servers()?,
             },
             registry: self.target.registry.clone(),
+            registry_auth: self.target.registry_auth.clone(),
             connections: self.connections,
             length: match self.requests {
                 Some(requests) => Length::Requests(requests),

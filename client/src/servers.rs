@@ -19,8 +19,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use zen_utils::deploy::registry::{RegistryUrl, Watcher};
 use zen_utils::duration::format_duration;
+use zen_utils::deploy::registry::{RegistryAuth, RegistryUrl, Watcher};
 
 /// The servers of a run, and how many of its connections each one has.
 pub(crate) struct Picker {
@@ -56,12 +56,17 @@ impl Picker {
 
     /// The servers registered in `url`: watches it, and waits up to
     /// `patience` for a first server. Fails in one line when none came:
-    /// the registry was empty, or could not be read.
-    pub(crate) fn registry(url: &RegistryUrl, patience: Duration) -> anyhow::Result<Self> {
+    /// the registry was empty, or could not be read. With `auth`, only
+    /// the servers that the same credentials registered are picked.
+    pub(crate) fn registry(
+        url: &RegistryUrl,
+        auth: Option<&RegistryAuth>,
+        patience: Duration,
+    ) -> anyhow::Result<Self> {
         let warn = Box::new(|what: std::fmt::Arguments<'_>| {
             zen_utils::log_line!("client: warning: {what}");
         });
-        let watcher = Watcher::start_with(url.clone(), warn)?;
+        let watcher = Watcher::start_with(url.clone(), auth.cloned(), warn)?;
         let servers = watcher.wait_for_servers(patience);
         if servers.addrs.is_empty() {
             let within = format_duration(patience);

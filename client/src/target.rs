@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{anyhow, Context as _};
 use clap::Args;
 use zen_utils::config::DEFAULT_PORT;
-use zen_utils::deploy::registry::RegistryUrl;
+use zen_utils::deploy::registry::{AuthParser, RegistryAuth, RegistryUrl};
 
 /// The server to talk to.
 #[derive(Args, Debug, Clone)]
@@ -27,6 +27,13 @@ pub(crate) struct Target {
     /// registered, wait up to --timeout
     #[arg(long, value_name = "URL", conflicts_with_all = ["host", "port"])]
     pub(crate) registry: Option<RegistryUrl>,
+
+    /// Authenticate to the registry with ZooKeeper's digest scheme,
+    /// USER:PASSWORD, and dial only the servers whose znodes nobody but
+    /// this user may write (servers started with the same
+    /// --registry-auth); others are skipped with a warning
+    #[arg(long, value_name = "USER:PASSWORD", value_parser = AuthParser, requires = "registry")]
+    pub(crate) registry_auth: Option<RegistryAuth>,
 }
 
 impl Target {

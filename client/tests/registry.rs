@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use zen_utils::protocol::answer;
 use zen_utils::testkit::binary::Running;
-use zen_utils::testkit::components::{free_port, ZooKeeper};
+use zen_utils::testkit::components::{free_port, zk, ZooKeeper};
 use zen_utils::testkit::PATIENCE;
 use zen_utils::Decoder;
 
@@ -460,6 +460,183 @@ fn ask_goes_past_a_registered_server_that_is_gone() {
                 line.starts_with(&format!("client: warning: cannot connect to {gone}: ")),
                 "{line}"
             );
+        }
+    }
+}
+
+#[test]
+fn entries_that_name_no_one_server_are_skipped_with_one_warning_each() {
+    // Each of these points at the live server's port (or at port 0): an
+    // unspecified address even reaches it, on Linux. None is dialled.
+    let zk = ZooKeeper::start();
+    let url = zk.url("/zen");
+    let server = registered(&url, &[]);
+    let port = server.addr.port();
+    let traps: [(&str, SocketAddr); 5] = [
+        ("unspecified", ([0, 0, 0, 0], port).into()),
+        (
+            "unspecified6",
+            (std::net::Ipv6Addr::UNSPECIFIED, port).into(),
+        ),
+        ("multicast", ([224, 0, 0, 1], port).into()),
+        ("broadcast", ([255, 255, 255, 255], port).into()),
+        ("port0", ([127, 0, 0, 1], 0).into()),
+    ];
+    for (name, addr) in traps {
+        zk.create(&format!("/zen/{name}"), &entry(addr));
+    }
+    zk.wait_for_children("/zen", 6);
+    let output = common::client(&["load", "--registry", &url, "-n", "500", "-c", "8", "--json"]);
+    let report = report(&output);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert_eq!(answers_from(&report, server.addr), 500, "{report}");
+    // One warning per entry, however many connections picked a server.
+    let mut lines = stderr_lines(&output);
+    lines.sort();
+    let mut names: Vec<&str> = traps.iter().map(|(name, _)| *name).collect();
+    names.sort_unstable();
+    assert_eq!(lines.len(), names.len(), "{lines:?}");
+    for (line, name) in lines.iter().zip(names) {
+        assert!(
+            line.starts_with(&format!(
+                "client: warning: skipping /zen/{name} in the registry: "
+            )),
+            "{lines:?}"
+        );
+    }
+}
+
+#[test]
+fn registry_auth_keeps_others_from_rewriting_a_servers_znode() {
+    let zk = ZooKeeper::start();
+    let url = zk.url("/zen/servers");
+    let server = registered(&url, &["--registry-auth", "zen:s3cret-pw", "-v"]);
+    let znode = format!(
+        "/zen/servers/{}",
+        zk.wait_for_children("/zen/servers", 1)[0]
+    );
+    let forged = entry(([127, 0, 0, 1], free_port()).into());
+
+    // Anyone reads it; nobody but the same user and password writes it,
+    // deletes it, or adds another beside it (nor in the path above it).
+    for credentials in [None, Some("zen:wrong"), Some("intruder:s3cret-pw")] {
+        let attempt = async |client: &zk::Client| {
+            let (data, _) = client.get_data(&znode).await.expect("anyone reads it");
+            assert_eq!(
+                serde_json::from_slice::<Value>(&data).unwrap()["port"],
+                server.addr.port()
+            );
+            let options = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+            [
+                client.set_data(&znode, &forged, None).await.map(drop),
+                client.delete(&znode, None).await,
+                client
+                    .create("/zen/servers/forged", &forged, &options)
+                    .await
+                    .map(drop),
+                client
+                    .create("/zen/forged", &forged, &options)
+                    .await
+                    .map(drop),
+                client
+                    .set_acl("/zen/servers", &zk::Acls::anyone_all(), None)
+                    .await
+                    .map(drop),
+            ]
+        };
+        let results = match credentials {
+            None => zk.with_client(attempt),
+            Some(credentials) => zk.with_digest(credentials, attempt),
+        };
+        for result in results {
+            assert_eq!(result, Err(zk::Error::NoAuth), "as {credentials:?}");
+        }
+    }
+    // The same credentials may: they are the server's.
+    zk.with_digest("zen:s3cret-pw", async |client: &zk::Client| {
+        let (data, _) = client.get_data(&znode).await.unwrap();
+        client.set_data(&znode, &data, None).await.unwrap();
+    });
+
+    // A client with the credentials finds it; the password shows nowhere.
+    let output = common::client(&[
+        "ask",
+        "--registry",
+        &url,
+        "--registry-auth",
+        "zen:s3cret-pw",
+        "-n",
+        "2",
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(String::from_utf8_lossy(&output.stdout).lines().count(), 2);
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("s3cret"));
+    let (status, log) = server.terminate();
+    assert!(status.success(), "{log}");
+    assert!(!log.contains("s3cret"), "{log}");
+}
+
+#[test]
+fn with_registry_auth_the_client_skips_entries_anyone_could_have_written() {
+    // A path made without credentials: anyone may add to it. A forged
+    // entry beside a server registered with credentials is dialled by a
+    // client without them (as before), and skipped by one with them.
+    let zk = ZooKeeper::start();
+    let url = zk.url("/open");
+    let decoy = Probe::start(Duration::ZERO);
+    zk.create("/open/forged", &entry(decoy.addr));
+    let server = registered(&url, &["--registry-auth", "zen:pw"]);
+    zk.wait_for_children("/open", 2);
+    let trusting = common::client(&["load", "--registry", &url, "-n", "400", "-c", "8", "--json"]);
+    assert!(
+        answers_from(&report(&trusting), decoy.addr) > 0,
+        "{trusting:?}"
+    );
+
+    let careful = common::client(&[
+        "load",
+        "--registry",
+        &url,
+        "--registry-auth",
+        "zen:pw",
+        "-n",
+        "400",
+        "-c",
+        "8",
+        "--json",
+    ]);
+    let report = report(&careful);
+    assert_eq!(careful.status.code(), Some(0), "{careful:?}");
+    assert_eq!(answers_from(&report, server.addr), 400, "{report}");
+    let lines = stderr_lines(&careful);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with(
+            "client: warning: skipping /open/forged in the registry: world:anyone may write it"
+        ),
+        "{lines:?}"
+    );
+    // The server said once that the path it found lets anyone add.
+    let (_, log) = server.terminate();
+    assert_eq!(log.matches("lets anyone add entries").count(), 1, "{log}");
+}
+
+#[test]
+fn bad_registry_credentials_are_refused_without_repeating_them() {
+    for bad in ["only-a-secret", ":no-user-secret", "user:"] {
+        let output = common::client(&[
+            "ask",
+            "--registry",
+            "zk://127.0.0.1:1/zen",
+            "--registry-auth",
+            bad,
+        ]);
+        assert_eq!(output.status.code(), Some(2), "{output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("--registry-auth"), "{stderr}");
+        assert!(stderr.contains("USER:PASSWORD"), "{stderr}");
+        if bad != "user:" {
+            assert!(!stderr.contains("secret"), "{stderr}");
         }
     }
 }

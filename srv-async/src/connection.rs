@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use socket2::SockRef;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::time::{sleep_until, Instant, Sleep};
 use zen_utils::protocol::conversation::{Conversation, Needed};
@@ -79,6 +79,15 @@ enum GaveUp {
     Idle,
 }
 
+/// Why the work of an answer was not done.
+enum WorkCut {
+    /// The shutdown grace ran out.
+    Grace,
+    /// The client reset the connection while its work waited (the error
+    /// says how): the work was cancelled.
+    Reset(io::Error),
+}
+
 impl<'a> Connection<'a> {
     fn new(stream: TcpStream, shared: &'a Shared, stop: &'a Stop) -> Self {
         let now = std::time::Instant::now();
@@ -123,11 +132,17 @@ impl<'a> Connection<'a> {
                 owed = match *needed {
                     // Boxed: the work's future is large (see `small_task`).
                     Needed::Work(_) => {
-                        if boxed(self.work()).await.is_err() {
+                        match boxed(self.work()).await {
+                            Ok(()) => {}
+                            // The client reset while its work waited for
+                            // a helper: the work was cancelled with it.
+                            Err(WorkCut::Reset(error)) => {
+                                return self.conversation.read_failed(error);
+                            }
                             // The grace ran out during the work: this
                             // question and the ones behind it are dropped,
                             // as in every model.
-                            return self.conversation.grace_over();
+                            Err(WorkCut::Grace) => return self.conversation.grace_over(),
                         }
                         let (config, stats) = (&self.shared.config, &self.shared.stats);
                         self.conversation.worked(now(), config, stats).map(Box::new)
@@ -226,8 +241,9 @@ impl<'a> Connection<'a> {
     }
 
     /// Does the simulated work of one answer (`--work`, which the
-    /// conversation asked for); `Err` when the shutdown grace ran out first.
-    async fn work(&mut self) -> Result<(), GaveUp> {
+    /// conversation asked for); `Err` when the shutdown grace ran out first,
+    /// or when the client reset while a helper's work was under way for it.
+    async fn work(&mut self) -> Result<(), WorkCut> {
         let Some(work) = self.shared.config.work else {
             return Ok(());
         };
@@ -237,25 +253,34 @@ impl<'a> Connection<'a> {
             // and the task awaits the result; the runtime's thread serves
             // the other connections meanwhile. Waiting for room in the
             // helpers' queue is the backpressure: this connection is not
-            // read from until its work is done.
+            // read from until its work is done. It is watched, though: a
+            // client that resets takes its work with it. Dropping the
+            // helpers' future cancels the work, and a helper skips it
+            // rather than sleep for nobody (srv-poll's loop does the same
+            // when the socket reports the reset). The reset wins a tie, so
+            // that no answer is made for a client that is gone.
             let shutdown = self.shared.shutdown.clone();
-            return match guarded(helpers.run(work, shutdown), &mut self.shutdown, None).await {
-                Ok(true) => Ok(()),
-                Ok(false) | Err(_) => Err(GaveUp::Grace),
+            let done = guarded(helpers.run(work, shutdown), &mut self.shutdown, None);
+            return tokio::select! {
+                biased;
+                error = reset_by_client(&self.stream) => Err(WorkCut::Reset(error)),
+                done = done => match done {
+                    Ok(true) => Ok(()),
+                    Ok(false) | Err(_) => Err(WorkCut::Grace),
+                },
             };
         }
         match work.kind {
             // The async way to wait: the task sleeps on a timer and the
             // thread serves other connections meanwhile. The timer is a
             // precise one: tokio's own rounds up to whole milliseconds.
-            WorkKind::Wait => {
-                guarded(
-                    precise_sleep::sleep(&mut self.work_timer, work.duration),
-                    &mut self.shutdown,
-                    None,
-                )
-                .await
-            }
+            WorkKind::Wait => guarded(
+                precise_sleep::sleep(&mut self.work_timer, work.duration),
+                &mut self.shutdown,
+                None,
+            )
+            .await
+            .map_err(|_| WorkCut::Grace),
             // Without helpers, both hold the runtime's thread: no other
             // task of this runtime runs until they finish. Kept inline on
             // purpose, to measure what blocking an event loop costs. The end of the shutdown
@@ -265,7 +290,7 @@ impl<'a> Connection<'a> {
                 if work.run_within(&self.shared.shutdown) {
                     Ok(())
                 } else {
-                    Err(GaveUp::Grace)
+                    Err(WorkCut::Grace)
                 }
             }
             WorkKind::Block => {
@@ -378,6 +403,27 @@ async fn guarded<T>(
         output = future => Ok(output),
         () = shutdown.grace_over() => Err(GaveUp::Grace),
         () = expired(idle) => Err(GaveUp::Idle),
+    }
+}
+
+/// Resolves when the client has reset the connection, with the error a
+/// read would now fail with. Only a reset (or another socket error) counts:
+/// more questions, or a half-close after the last one, are a client still
+/// waiting for its answers, and leave this pending. It takes no byte from
+/// the socket.
+async fn reset_by_client(stream: &TcpStream) -> io::Error {
+    loop {
+        match stream.ready(Interest::ERROR).await {
+            Ok(ready) if ready.is_error() => {
+                return match stream.take_error() {
+                    Ok(Some(error)) | Err(error) => error,
+                    Ok(None) => io::ErrorKind::ConnectionReset.into(),
+                };
+            }
+            Ok(_) => {}
+            // The runtime is going away; the shutdown ends the work.
+            Err(_) => return pending().await,
+        }
     }
 }
 

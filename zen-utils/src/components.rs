@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use zookeeper_client as zk;
+/// The ZooKeeper client the tests' sessions are (to name its errors).
+pub use zookeeper_client as zk;
 
 /// How long a component may take to come up, and a test to see a
 /// change in it.
@@ -178,13 +179,29 @@ impl ZooKeeper {
 
     /// Runs `f` with a client session, on a runtime of its own.
     pub fn with_client<T>(&self, f: impl AsyncFnOnce(&zk::Client) -> T) -> T {
+        self.with_session(zk::Client::connector(), f)
+    }
+
+    /// [`with_client`](Self::with_client), with a session authenticated
+    /// by the digest scheme as `USER:PASSWORD`.
+    pub fn with_digest<T>(&self, credentials: &str, f: impl AsyncFnOnce(&zk::Client) -> T) -> T {
+        let connector = zk::Client::connector().with_auth("digest", credentials.as_bytes());
+        self.with_session(connector, f)
+    }
+
+    fn with_session<T>(
+        &self,
+        connector: zk::Connector,
+        f: impl AsyncFnOnce(&zk::Client) -> T,
+    ) -> T {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
         let hosts = format!("127.0.0.1:{}", self.port);
         runtime.block_on(async {
-            let client = zk::Client::connect(&hosts)
+            let client = connector
+                .connect(&hosts)
                 .await
                 .expect("connect to ZooKeeper");
             f(&client).await

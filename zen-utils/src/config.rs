@@ -148,6 +148,18 @@ pub struct ServerArgs {
         help_heading = "Found through a registry"
     )]
     pub advertise: Option<SocketAddr>,
+
+    /// Authenticate to ZooKeeper with its digest scheme, USER:PASSWORD:
+    /// the znode (and the path made for it) then lets only this user
+    /// write it, and anyone read it. Without it, znodes are open to all
+    #[arg(
+        long,
+        value_name = "USER:PASSWORD",
+        value_parser = crate::deploy::registry::AuthParser,
+        requires = "register",
+        help_heading = "Found through a registry"
+    )]
+    pub registry_auth: Option<crate::deploy::registry::RegistryAuth>,
 }
 
 /// What a server needs to know besides its listener: the parsed limits.

@@ -127,6 +127,139 @@ impl Entry {
     }
 }
 
+impl Entry {
+    /// Why a client must not dial this entry, if it must not: an address
+    /// that names no one server (unspecified, multicast, broadcast) or
+    /// port 0. Whoever can write the registry decides where clients
+    /// connect; such an entry is a mistake or a trap.
+    pub fn undialable(&self) -> Option<&'static str> {
+        let broadcast = matches!(self.host, std::net::IpAddr::V4(ip) if ip.is_broadcast());
+        if self.host.is_unspecified() {
+            Some("an unspecified address")
+        } else if self.host.is_multicast() {
+            Some("a multicast address")
+        } else if broadcast {
+            Some("the broadcast address")
+        } else if self.port == 0 {
+            Some("port 0")
+        } else {
+            None
+        }
+    }
+}
+
+/// `--registry-auth USER:PASSWORD`: ZooKeeper's `digest` authentication.
+/// A server that has it makes its znodes (and the path it creates) with a
+/// creator-only write ACL and world read, so that only a session with the
+/// same user and password can change or delete them, or add others beside
+/// them; a client that has it dials only the entries that nobody but that
+/// user may write. The password is never shown: not by `Debug`, not by `Display`,
+/// not in an error.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RegistryAuth {
+    user: String,
+    password: String,
+}
+
+/// Why a `--registry-auth` value was refused (it does not repeat the
+/// value: it holds a password).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad registry credentials: {0} (expected USER:PASSWORD)")]
+pub struct BadAuth(&'static str);
+
+impl FromStr for RegistryAuth {
+    type Err = BadAuth;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (user, password) = text.split_once(':').ok_or(BadAuth("no ':'"))?;
+        if user.is_empty() {
+            return Err(BadAuth("the user is empty"));
+        }
+        if password.is_empty() {
+            return Err(BadAuth("the password is empty"));
+        }
+        Ok(Self {
+            user: user.to_owned(),
+            password: password.to_owned(),
+        })
+    }
+}
+
+/// The parser of `--registry-auth`: clap's own error for a bad value
+/// would repeat the value, password and all; this one says only what is
+/// wrong with it.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthParser;
+
+impl clap::builder::TypedValueParser for AuthParser {
+    type Value = RegistryAuth;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<RegistryAuth, clap::Error> {
+        let flag = arg.map_or_else(|| "--registry-auth".to_owned(), ToString::to_string);
+        let parsed = match value.to_str() {
+            Some(text) => text.parse(),
+            None => Err(BadAuth("it is not UTF-8")),
+        };
+        parsed.map_err(|error| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid value for '{flag}': {error}\n"),
+            )
+            .with_cmd(cmd)
+        })
+    }
+}
+
+impl RegistryAuth {
+    /// The user name.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// What ZooKeeper's `digest` scheme takes: `USER:PASSWORD`.
+    fn credentials(&self) -> Vec<u8> {
+        format!("{}:{}", self.user, self.password).into_bytes()
+    }
+}
+
+impl fmt::Debug for RegistryAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegistryAuth")
+            .field("user", &self.user)
+            .field("password", &"(hidden)")
+            .finish()
+    }
+}
+
+impl fmt::Display for RegistryAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "digest user {}", self.user)
+    }
+}
+
+/// The ACL of what a server with `--registry-auth` creates: everything for
+/// the session's own identity (ZooKeeper's `auth` scheme stands for it:
+/// `digest:USER:HASH`), reading for anyone.
+static CREATOR_WRITES_ANYONE_READS: [zk::Acl; 2] = [
+    zk::Acl::new_const(zk::Permission::ALL, "auth", ""),
+    zk::Acl::new_const(zk::Permission::READ, "world", "anyone"),
+];
+
+/// The ACL a server gives its znodes: open without credentials (anyone
+/// may read and write, as ZooKeeper's own default), creator-only writes
+/// with them.
+fn acls(auth: Option<&RegistryAuth>) -> zk::Acls<'static> {
+    match auth {
+        Some(_) => zk::Acls::new(&CREATOR_WRITES_ANYONE_READS),
+        None => zk::Acls::anyone_all(),
+    }
+}
+
 /// Runs `future` on a fresh current-thread runtime: the registry's thread.
 fn block_on<F: std::future::Future>(future: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
@@ -136,12 +269,16 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
         .block_on(future)
 }
 
-async fn connect(hosts: &str) -> Result<zk::Client, String> {
-    let connecting = zk::Client::connector()
+async fn connect(hosts: &str, auth: Option<&RegistryAuth>) -> Result<zk::Client, String> {
+    let mut connector = zk::Client::connector()
         .with_session_timeout(SESSION_TIMEOUT)
         .with_connection_timeout(REQUEST_TIMEOUT)
-        .with_fail_eagerly()
-        .connect(hosts);
+        .with_fail_eagerly();
+    if let Some(auth) = auth {
+        // Sent first on every session, before any request.
+        connector = connector.with_auth("digest", &auth.credentials());
+    }
+    let connecting = connector.connect(hosts);
     match tokio::time::timeout(REQUEST_TIMEOUT, connecting).await {
         Ok(Ok(client)) => Ok(client),
         Ok(Err(error)) => Err(error.to_string()),
@@ -193,7 +330,14 @@ impl Registration {
     /// Registers `entry` under `url` from now on, again after every lost
     /// session, until `leave` is triggered: then deletes the znode and
     /// stops. Never fails: ZooKeeper being away is only warned about.
-    pub fn start(url: RegistryUrl, entry: Entry, leave: Shutdown) -> Self {
+    /// With `auth`, the znode and the path made for it carry a
+    /// creator-only write ACL (see [`RegistryAuth`]).
+    pub fn start(
+        url: RegistryUrl,
+        entry: Entry,
+        auth: Option<RegistryAuth>,
+        leave: Shutdown,
+    ) -> Self {
         let gone = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
         let done = Arc::clone(&gone);
         // Hooked to the trigger here, before the caller hooks its wait for
@@ -202,7 +346,7 @@ impl Registration {
         let spawned = thread::Builder::new()
             .name("registry".to_owned())
             .spawn(move || {
-                block_on(register(&url, &entry, &leave, &leaving));
+                block_on(register(&url, &entry, auth.as_ref(), &leave, &leaving));
                 let (lock, changed) = &*done;
                 *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
                 changed.notify_all();
@@ -228,16 +372,23 @@ impl Registration {
 
 /// The registration loop: connect, make the znode, keep it until the
 /// session is lost (then again) or `leave` (then delete it).
-async fn register(url: &RegistryUrl, entry: &Entry, leave: &Shutdown, leaving: &LeaveSignal) {
+async fn register(
+    url: &RegistryUrl,
+    entry: &Entry,
+    auth: Option<&RegistryAuth>,
+    leave: &Shutdown,
+    leaving: &LeaveSignal,
+) {
     let data = serde_json::to_vec(entry).expect("an entry serializes");
     let mut warnings = Warnings { last: None };
     let mut announced = false;
+    let mut checked_path = false;
     while !leave.is_triggered() {
         let attempt = async {
-            let client = connect(&url.hosts).await?;
-            let directory = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+            let client = connect(&url.hosts, auth).await?;
+            let directory = zk::CreateMode::Persistent.with_acls(acls(auth));
             timed(client.mkdir(&url.path, &directory)).await?;
-            let ephemeral = zk::CreateMode::EphemeralSequential.with_acls(zk::Acls::anyone_all());
+            let ephemeral = zk::CreateMode::EphemeralSequential.with_acls(acls(auth));
             let prefix = format!("{}/server-", url.path);
             let (_, sequence) = timed(client.create(&prefix, &data, &ephemeral)).await?;
             Ok::<_, String>((client, format!("{prefix}{sequence}")))
@@ -254,6 +405,10 @@ async fn register(url: &RegistryUrl, entry: &Entry, leave: &Shutdown, leaving: &
                 }
             }
         };
+        if auth.is_some() && !checked_path {
+            checked_path = true;
+            warn_if_anyone_may_add(&client, url).await;
+        }
         if announced {
             tracing::info!("registered again in {url} as {znode}");
         } else {
@@ -283,6 +438,25 @@ async fn register(url: &RegistryUrl, entry: &Entry, leave: &Shutdown, leaving: &
                 return;
             }
         }
+    }
+}
+
+/// A path made by someone else before, without credentials, lets anyone
+/// add entries beside this server's: said once, as the server's own znode
+/// is safe but the list clients read is not.
+async fn warn_if_anyone_may_add(client: &zk::Client, url: &RegistryUrl) {
+    let Ok((acl, _)) = timed(client.get_acl(&url.path)).await else {
+        return;
+    };
+    let open = acl
+        .iter()
+        .any(|acl| acl.scheme() == "world" && acl.permission().has(zk::Permission::CREATE));
+    if open {
+        tracing::warn!(
+            "warning: {} in {url} lets anyone add entries (it was made without \
+             credentials): this server's own znode is protected, the list is not",
+            url.path
+        );
     }
 }
 
@@ -346,14 +520,27 @@ impl Watcher {
     /// Starts watching `url`, warning through `tracing`. Garbage in a
     /// znode is warned about (once per znode) and skipped.
     pub fn start(url: RegistryUrl) -> std::io::Result<Self> {
-        Self::start_with(url, Box::new(|what| tracing::warn!("warning: {what}")))
+        Self::start_with(
+            url,
+            None,
+            Box::new(|what| tracing::warn!("warning: {what}")),
+        )
     }
 
     /// [`start`](Self::start), with the warnings given to `warn`: a client
     /// prints them its own way. Until the registry has been read once,
     /// failures are not warned about but kept in [`Servers::failure`],
     /// for the caller to report as it gives up.
-    pub fn start_with(url: RegistryUrl, warn: Warn) -> std::io::Result<Self> {
+    ///
+    /// Entries no client should dial ([`Entry::undialable`]) are skipped,
+    /// with one warning each. With `auth`, the session authenticates, and
+    /// only entries that nobody but the same user may write
+    /// are kept: a server with the same `--registry-auth` made them.
+    pub fn start_with(
+        url: RegistryUrl,
+        auth: Option<RegistryAuth>,
+        warn: Warn,
+    ) -> std::io::Result<Self> {
         let servers = Arc::new((Mutex::new(Servers::default()), std::sync::Condvar::new()));
         let shared = Arc::clone(&servers);
         let stop = Arc::new(tokio::sync::Notify::new());
@@ -363,7 +550,7 @@ impl Watcher {
             .spawn(move || {
                 block_on(async {
                     tokio::select! {
-                        () = watch(&url, &shared, &warn) => {}
+                        () = watch(&url, auth.as_ref(), &shared, &warn) => {}
                         () = stopped.notified() => {}
                     }
                 });
@@ -397,11 +584,17 @@ impl Watcher {
 
 /// The watch loop: read the children and their data, publish, wait for a
 /// change (or, with ZooKeeper away, retry).
-async fn watch(url: &RegistryUrl, shared: &(Mutex<Servers>, std::sync::Condvar), warn: &Warn) {
-    let mut warned_garbage = std::collections::HashSet::new();
+async fn watch(
+    url: &RegistryUrl,
+    auth: Option<&RegistryAuth>,
+    shared: &(Mutex<Servers>, std::sync::Condvar),
+    warn: &Warn,
+) {
+    // Entries skipped, each warned about once (not once per read).
+    let mut warned = std::collections::HashSet::new();
     let mut warnings = Warnings { last: None };
     loop {
-        let client = match connect(&url.hosts).await {
+        let client = match connect(&url.hosts, auth).await {
             Ok(client) => client,
             Err(error) => {
                 let failure = format!("cannot reach the registry {url}: {error}");
@@ -437,6 +630,7 @@ async fn watch(url: &RegistryUrl, shared: &(Mutex<Servers>, std::sync::Condvar),
                     continue;
                 }
             };
+            let trusted = auth.map(|auth| Identity(auth.user().to_owned()));
             let mut addrs = Vec::new();
             let mut names = children;
             names.sort();
@@ -445,14 +639,20 @@ async fn watch(url: &RegistryUrl, shared: &(Mutex<Servers>, std::sync::Condvar),
                 let Ok((data, _)) = timed(client.get_data(&path)).await else {
                     continue; // Gone between the list and the read.
                 };
-                match serde_json::from_slice::<Entry>(&data) {
-                    Ok(entry) => addrs.push(entry.addr()),
-                    Err(error) => {
-                        if warned_garbage.insert(path.clone()) {
-                            warn(format_args!(
-                                "skipping {path} in the registry: not a server ({error})"
-                            ));
-                        }
+                let vetted = match serde_json::from_slice::<Entry>(&data) {
+                    Ok(entry) => vet(&entry, trusted.as_ref(), &client, &path).await,
+                    Err(error) => Err(format!("not a server ({error})")),
+                };
+                let skip = match vetted {
+                    Ok(addr) => {
+                        addrs.push(addr);
+                        None
+                    }
+                    Err(why) => Some(why),
+                };
+                if let Some(why) = skip {
+                    if warned.insert(path.clone()) {
+                        warn(format_args!("skipping {path} in the registry: {why}"));
                     }
                 }
             }
@@ -463,6 +663,59 @@ async fn watch(url: &RegistryUrl, shared: &(Mutex<Servers>, std::sync::Condvar),
                 break;
             }
         }
+    }
+}
+
+/// The address to dial for `entry` (at `path`), or why it is skipped.
+async fn vet(
+    entry: &Entry,
+    trusted: Option<&Identity>,
+    client: &zk::Client,
+    path: &str,
+) -> Result<SocketAddr, String> {
+    if let Some(why) = entry.undialable() {
+        return Err(format!("{why} ({})", entry.addr()));
+    }
+    if let Some(identity) = trusted {
+        if let Some(why) = identity.doubt(client, path).await {
+            return Err(why);
+        }
+    }
+    Ok(entry.addr())
+}
+
+/// Who may have written an entry a client with credentials dials: the
+/// digest identities of its user. ZooKeeper tells a session only its user
+/// name, not its identity (`USER:HASH`, the hash a SHA-1 of the password),
+/// so the user name is what is checked: an entry that anyone else may
+/// write is skipped. Under a path that a server with credentials made,
+/// nobody else can add entries at all.
+struct Identity(String);
+
+impl Identity {
+    /// Why the entry at `path` is not to be trusted, if it is not: someone
+    /// else may write it (its ACL grants more than reading to another
+    /// identity), or its ACL cannot be read.
+    async fn doubt(&self, client: &zk::Client, path: &str) -> Option<String> {
+        let acl = match timed(client.get_acl(path)).await {
+            Ok((acl, _)) => acl,
+            Err(error) => return Some(format!("cannot read its ACL ({error})")),
+        };
+        let writers = acl
+            .iter()
+            .filter(|acl| acl.permission() != zk::Permission::READ)
+            .filter(|acl| acl.permission() != zk::Permission::NONE);
+        for writer in writers {
+            // The hash is no secret, but the user name says enough.
+            let user = writer.id().split(':').next().unwrap_or_default();
+            if writer.scheme() != "digest" || user != self.0 {
+                return Some(format!(
+                    "{}:{user} may write it, not only the --registry-auth user",
+                    writer.scheme()
+                ));
+            }
+        }
+        None
     }
 }
 

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::deploy::registry::{Entry, Registration, RegistryUrl, DEREGISTER_PATIENCE};
+use crate::deploy::registry::{Entry, Registration, RegistryAuth, RegistryUrl, DEREGISTER_PATIENCE};
 use crate::deploy::started::{self, Handed};
 use crate::{deploy::supervisor, Config, ServerArgs, Shutdown, Stats, Summary};
 
@@ -163,7 +163,7 @@ fn registry_entry(
     name: &str,
     args: &ServerArgs,
     bound: SocketAddr,
-) -> io::Result<Option<(RegistryUrl, Entry)>> {
+) -> io::Result<Option<(RegistryUrl, Entry, Option<RegistryAuth>)>> {
     let Some(url) = args.register.clone() else {
         return Ok(None);
     };
@@ -182,7 +182,7 @@ fn registry_entry(
         port: advertised.port(),
         model: name.to_owned(),
     };
-    Ok(Some((url, entry)))
+    Ok(Some((url, entry, args.registry_auth.clone())))
 }
 
 /// Installs the signal handlers, prints `listening on` (not under
@@ -198,7 +198,7 @@ fn announce(
     addr: SocketAddr,
     inetd: bool,
     config: &Config,
-    registry: Option<(RegistryUrl, Entry)>,
+    registry: Option<(RegistryUrl, Entry, Option<RegistryAuth>)>,
 ) -> io::Result<Shutdown> {
     // The signal handlers come before the line: a tool that reads it may
     // send SIGTERM at once, and must get a graceful shutdown, not a death
@@ -220,8 +220,8 @@ fn announce(
     }
     started::notify_ready();
     tracing::info!("{name}: serving on {addr} ({config})");
-    if let Some((url, entry)) = registry {
-        let registration = Registration::start(url, entry, signals.clone());
+    if let Some((url, entry, auth)) = registry {
+        let registration = Registration::start(url, entry, auth, signals.clone());
         let server = shutdown.clone();
         let name = name.to_owned();
         signals.on_trigger(move || {

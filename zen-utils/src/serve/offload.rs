@@ -30,6 +30,17 @@
 //!   for one and is not read from meanwhile (backpressure); nothing is
 //!   dropped.
 //!
+//! Work is for clients that are still there. A client that resets while
+//! its work is queued cancels it, and the helper that reaches it skips it
+//! (its ticket is given back then); work a helper has begun goes on, as a
+//! sleep cannot be interrupted. Each model watches for the reset its own
+//! way: srv-poll's loop hears it from epoll (a reset is reported whatever
+//! the connection is registered for) and cancels when it closes the
+//! connection; srv-async's task, waiting on [`Helpers::run`], also waits
+//! for an error on its socket, and drops the wait when one comes. A client
+//! that only sends more, or half-closes, is still waiting for its answer:
+//! its work stays.
+//!
 //! At shutdown a connection waits for its job within the grace, as for
 //! `--work wait`; the end of the grace cuts `cpu` short. Dropping the pool
 //! drops the jobs not started and lets the helpers go without waiting for
@@ -168,7 +179,9 @@ impl Helpers {
     /// it finished: the async way, `spawn_blocking` with a bound. Waiting
     /// for a ticket is the backpressure: the task that awaits this reads
     /// nothing meanwhile, and the runtime serves the others. Dropped
-    /// before the work began (its connection ended), the work is skipped.
+    /// before a helper began the work, the work is skipped: the caller
+    /// drops it when its client resets, which it must watch for itself
+    /// while it waits (this future does not look at the socket).
     pub async fn run(&self, work: Work, shutdown: Shutdown) -> bool {
         let Ok(permit) = Arc::clone(&self.tickets).acquire_owned().await else {
             return false; // Never closed; nothing to wait for if it were.

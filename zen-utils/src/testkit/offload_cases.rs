@@ -116,6 +116,36 @@ pub fn a_full_helper_queue_loses_nothing(start: Start<'_>) {
     assert_eq!(server.stop().answered, CLIENTS as u64);
 }
 
+/// Clients that ask and then reset (`SO_LINGER` 0) while their work waits
+/// for the one helper take their work with them: the server watches a
+/// connection whose work is queued, sees the reset, and the helper skips
+/// the work instead of sleeping through it for nobody. A live client that
+/// asks after them is answered, and the summary counts no answer made for
+/// the clients that left (at most a few whose reset the server was slow to
+/// see). Each client waits a moment before its reset, so that the server
+/// has read its question: a reset that comes first takes the unread
+/// question with it, and there is no work to cancel.
+pub fn work_of_clients_that_reset_is_cancelled(start: Start<'_>) {
+    const GONE: usize = 20;
+    let server = start(quiet(1, WorkKind::Block, Duration::from_millis(200)));
+    for (question, _) in APHORISMS.iter().cycle().take(GONE) {
+        let mut client = server.connect();
+        client.send(question);
+        thread::sleep(Duration::from_millis(20));
+        client.reset();
+    }
+    let (question, answer) = APHORISMS[0];
+    let mut live = server.connect();
+    assert_eq!(text(&live.ask(question)), text(answer));
+    drop(live);
+    let summary = server.stop();
+    let made_for_the_gone = summary.answered - 1;
+    assert!(
+        made_for_the_gone <= (GONE / 4) as u64,
+        "{made_for_the_gone} of {GONE} answers were worked out for clients that had reset"
+    );
+}
+
 /// Stamps out the offload cases, one `#[test]` each, against the server
 /// that `serve` starts (`serve(listener, config, shutdown)`; the cases set
 /// `config.offload`).
@@ -129,6 +159,7 @@ macro_rules! offload_suite {
             offloaded_answers_keep_their_order,
             the_loop_serves_others_while_a_helper_blocks,
             a_full_helper_queue_loses_nothing,
+            work_of_clients_that_reset_is_cancelled,
         );
     };
     (@cases $($case:ident),* $(,)?) => {
