@@ -960,6 +960,7 @@ macro_rules! started_suite {
                 a_reset_after_every_answer_is_an_ordinary_close,
                 loses_nothing_when_a_huge_pipeline_is_sent_without_reading,
                 limits_the_connections_it_serves,
+            max_conns_holds_through_bursts_of_refusals,
                 closes_an_idle_connection,
                 keeps_a_connection_that_keeps_asking,
                 closes_a_connection_that_trickles_bytes_without_a_question,
