@@ -24,6 +24,7 @@ use crate::{listener, Config, Shutdown, Summary};
 
 pub mod binary;
 pub mod cases;
+pub mod inherited;
 pub mod minimal;
 pub mod offload_cases;
 pub use offload_cases::offloaded;

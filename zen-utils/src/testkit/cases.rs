@@ -375,7 +375,11 @@ pub fn max_conns_holds_through_bursts_of_refusals(start: Start<'_>, model: Model
         // (bounded); more is never excused.
         let burst = eventually(|| {
             let (served, busy) = connect_and_ask(&server, BURST);
-            assert!(served.len() <= MAX, "round {round}: {} served", served.len());
+            assert!(
+                served.len() <= MAX,
+                "round {round}: {} served",
+                served.len()
+            );
             (served.len() == MAX).then_some(busy)
         });
         assert_eq!(burst, BURST - MAX, "round {round}: refused");
