@@ -180,7 +180,9 @@ fn serve_here<T>(
         started::exit_when_idle(&shutdown, args.exit_idle);
     }
     shutdown.on_trigger(started::notify_stopping);
-    serve(prepared, config.clone(), shutdown)
+    let served = serve(prepared, config.clone(), shutdown);
+    started::notify_stopping();
+    served
 }
 
 /// Fills in the address peers see in a forwarded question's history:

@@ -182,9 +182,17 @@ pub fn notify_ready() {
     notify("READY=1");
 }
 
-/// Tells systemd that the shutdown has begun.
+/// Tells systemd that the shutdown has begun; once, however often it is
+/// called.
+///
+/// It is called from the shutdown's trigger, on the thread that triggers
+/// it, and again once the server has stopped serving: the trigger sets
+/// the flag the server watches before it runs its wakers, so the server
+/// can stop and `main` return before the waker has sent anything. The
+/// second call sends it then, or waits for the first to finish sending.
 pub fn notify_stopping() {
-    notify("STOPPING=1");
+    static SENT: std::sync::Once = std::sync::Once::new();
+    SENT.call_once(|| notify("STOPPING=1"));
 }
 
 /// Sends `state` to `NOTIFY_SOCKET`, if set: a path, or a name in the
