@@ -15,8 +15,13 @@ pub(crate) struct Slot<'a> {
 }
 
 /// Takes a place under the limit, if one is free.
+///
+/// The `Slot` is built only once the place is taken (`then`, lazily):
+/// built eagerly and dropped on a refusal, it would give back a place
+/// that was never taken, and the count would drift down with every
+/// refusal until it wrapped.
 pub(crate) fn try_open(open: &Admission) -> Option<Slot<'_>> {
-    open.try_admit().then_some(Slot { open })
+    open.try_admit().then(|| Slot { open })
 }
 
 impl Drop for Slot<'_> {

@@ -139,12 +139,12 @@ pub struct ServerArgs {
     #[arg(long, value_name = "URL", help_heading = "Found through a registry")]
     pub register: Option<crate::deploy::registry::RegistryUrl>,
 
-    /// The address to register (default: the bound one; needed when bound
-    /// to 0.0.0.0 or ::)
+    /// The address others reach this server at: what --register registers
+    /// and what a forwarded question's history names it by (default: the
+    /// bound one; needed with either when bound to 0.0.0.0 or ::)
     #[arg(
         long,
         value_name = "IP:PORT",
-        requires = "register",
         help_heading = "Found through a registry"
     )]
     pub advertise: Option<SocketAddr>,

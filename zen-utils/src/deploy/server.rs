@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::deploy::registry::{Entry, Registration, RegistryAuth, RegistryUrl, DEREGISTER_PATIENCE};
-use crate::deploy::started::{self, Handed};
+use crate::deploy::started::{self, BlockingMode, Handed};
 use crate::{deploy::supervisor, Config, ServerArgs, Shutdown, Stats, Summary};
 
 /// Parses a server's flags. Under `--inetd`, fds 1 and 2 are the client's
@@ -56,9 +56,15 @@ pub fn run_prepared<T>(
     prepare: impl FnOnce(TcpListener) -> io::Result<T>,
     serve: impl FnOnce(T, Config, Shutdown) -> io::Result<Summary>,
 ) -> ExitCode {
-    // The logger first, so that every error below is said (under --inetd
-    // stderr is /dev/null already: see `parse`). No thread starts here.
+    // The sockets someone else handed down first, before anything opens a
+    // file (the log): a file opened first could take the number of a
+    // descriptor LISTEN_FDS names but nobody handed down, and be closed
+    // with the extra sockets. Socket activation reads and removes the
+    // LISTEN_* variables, and --inetd takes fd 0 and silences fds 0 to 2,
+    // so this runs before any thread starts. What it has to say waits for
+    // the logger.
     let config = args.config();
+    let handed = handed_socket(args);
     let log_file = match args.log_file.as_ref().map(open_log) {
         Some(Ok(file)) => Some(file),
         Some(Err(error)) => {
@@ -68,20 +74,39 @@ pub fn run_prepared<T>(
         None => None,
     };
     crate::serve::log::init(config.verbosity, log_file);
-    // Then, before any thread starts: socket activation reads and removes
-    // the LISTEN_* variables, and --inetd takes fd 0 and silences fds 0
-    // to 2.
-    let handed = match handed_socket(args) {
-        Ok(handed) => handed,
+    let handed = match handed {
+        Ok((handed, warnings)) => {
+            for warning in warnings {
+                tracing::warn!("{name}: {warning}");
+            }
+            handed
+        }
         Err(error) => return fail(name, &error),
     };
     if let Err(error) = crate::serve::listener::raise_fd_limit() {
         tracing::warn!("{name}: warning: cannot raise the file-descriptor limit: {error}");
     }
     let supervising = args.processes > 1 && !supervisor::is_worker();
+    // A handed-down listener's blocking mode, put back at the end (see
+    // `BlockingMode`); a worker leaves that to its supervisor.
+    let mut blocking_mode = None;
     let listener = match handed {
-        Some(Handed::Connection(stream)) => return converse_once(name, stream, &config),
-        Some(Handed::Listener(listener)) => listener,
+        Some(Handed::Connection(stream)) => {
+            let config = match with_own_address(config, stream.local_addr()) {
+                Ok(config) => config,
+                Err(error) => return fail(name, &error),
+            };
+            return converse_once(name, stream, &config);
+        }
+        Some(Handed::Listener(listener)) => {
+            if !supervisor::is_worker() {
+                match BlockingMode::of(&listener) {
+                    Ok(mode) => blocking_mode = Some(mode),
+                    Err(error) => return fail(name, &error),
+                }
+            }
+            listener
+        }
         // A supervisor's workers share its one listener, so it joins no
         // SO_REUSEPORT group.
         None => match bind(args, reuse_port && !supervising) {
@@ -93,58 +118,115 @@ pub fn run_prepared<T>(
         Ok(addr) => addr,
         Err(error) => return fail(name, &error),
     };
-    // The address peers see in a forwarded question's history.
-    let mut config = config;
-    if !config.peers.peers.is_empty() && config.peers.me.is_none() {
-        if addr.ip().is_unspecified() {
-            return fail(
-                name,
-                &"--peer: bound to an unspecified address: give --advertise IP:PORT",
-            );
-        }
-        config.peers.me = Some(addr);
-    }
+    let config = match with_own_address(config, Ok(addr)) {
+        Ok(config) => config,
+        Err(error) => return fail(name, &error),
+    };
     let registry = match registry_entry(name, args, addr) {
         Ok(registry) => registry,
         Err(error) => return fail(name, &error),
     };
-    if supervising {
-        let shutdown = match announce(name, addr, args.inetd, &config, registry) {
-            Ok(shutdown) => shutdown,
-            Err(error) => return fail(name, &error),
-        };
-        return finish(
+    let served = if supervising {
+        match announce(name, addr, args.inetd, &config, registry) {
+            Ok(shutdown) => supervisor::supervise(name, listener, args.processes, &shutdown),
+            Err(error) => Err(error),
+        }
+    } else {
+        let here = Here {
             name,
-            supervisor::supervise(name, listener, args.processes, &shutdown),
-            false,
-        );
+            args,
+            config: &config,
+            addr,
+            registry,
+        };
+        serve_here(here, listener, prepare, serve)
+    };
+    if let Some(mode) = blocking_mode {
+        if let Err(error) = mode.restore() {
+            tracing::warn!(
+                "{name}: warning: cannot put the listener's blocking mode back: {error}"
+            );
+        }
     }
-    let prepared = match prepare(listener) {
-        Ok(prepared) => prepared,
-        Err(error) => return fail(name, &error),
-    };
-    let shutdown = match announce(name, addr, args.inetd, &config, registry) {
-        Ok(shutdown) => shutdown,
-        Err(error) => return fail(name, &error),
-    };
+    finish(name, served, supervisor::is_worker())
+}
+
+/// What a server that serves in this process (not a supervisor) is.
+struct Here<'a> {
+    name: &'a str,
+    args: &'a ServerArgs,
+    config: &'a Config,
+    addr: SocketAddr,
+    registry: Option<(RegistryUrl, Entry, Option<RegistryAuth>)>,
+}
+
+/// Prepares, announces and serves `listener` in this process.
+fn serve_here<T>(
+    here: Here<'_>,
+    listener: TcpListener,
+    prepare: impl FnOnce(TcpListener) -> io::Result<T>,
+    serve: impl FnOnce(T, Config, Shutdown) -> io::Result<Summary>,
+) -> io::Result<Summary> {
+    let Here {
+        name,
+        args,
+        config,
+        addr,
+        registry,
+    } = here;
+    let prepared = prepare(listener)?;
+    let shutdown = announce(name, addr, args.inetd, config, registry)?;
     if args.inetd {
         started::exit_when_idle(&shutdown, args.exit_idle);
     }
     shutdown.on_trigger(started::notify_stopping);
-    finish(
-        name,
-        serve(prepared, config.clone(), shutdown),
-        supervisor::is_worker(),
-    )
+    let served = serve(prepared, config.clone(), shutdown);
+    started::notify_stopping();
+    served
+}
+
+/// Fills in the address peers see in a forwarded question's history:
+/// `--advertise` if given, else `own`, the socket's local address (the
+/// listener's, or under inetd `nowait` the connection's). Only a server
+/// with peers needs one, and a wildcard address or port 0 names nobody.
+fn with_own_address(mut config: Config, own: io::Result<SocketAddr>) -> io::Result<Config> {
+    if config.peers.peers.is_empty() {
+        return Ok(config);
+    }
+    let unreachable = |addr: SocketAddr| addr.ip().is_unspecified() || addr.port() == 0;
+    let me = match config.peers.me {
+        Some(advertised) if unreachable(advertised) => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("--advertise {advertised}: not an address others can reach"),
+            ))
+        }
+        Some(advertised) => advertised,
+        None => match own? {
+            bound if unreachable(bound) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "--peer: bound to {bound}, which names no server: give --advertise IP:PORT"
+                    ),
+                ))
+            }
+            bound => bound,
+        },
+    };
+    config.peers.me = Some(me);
+    Ok(config)
 }
 
 /// The socket someone else handed down, if any: inetd's fd 0 under
-/// `--inetd`, else a socket-activated listener at fd 3.
-fn handed_socket(args: &ServerArgs) -> io::Result<Option<Handed>> {
+/// `--inetd`, else a socket-activated listener at fd 3; and the warnings
+/// to log.
+fn handed_socket(args: &ServerArgs) -> io::Result<(Option<Handed>, Vec<String>)> {
     if args.inetd {
-        return started::inetd_socket().map(Some);
+        return Ok((Some(started::inetd_socket()?), Vec::new()));
     }
-    Ok(started::activated_listener()?.map(Handed::Listener))
+    let (listener, warnings) = started::activated_listener()?;
+    Ok((listener.map(Handed::Listener), warnings))
 }
 
 /// Binds `HOST -p PORT`. A listener that others will join with

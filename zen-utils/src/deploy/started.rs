@@ -14,7 +14,6 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use listenfd::ListenFd;
-use sd_notify::NotifyState;
 use socket2::SockRef;
 
 use crate::Shutdown;
@@ -30,21 +29,27 @@ pub enum Handed {
 }
 
 /// The listener of socket activation, if `LISTEN_FDS` hands one down
-/// (the first, fd 3) to this process (`LISTEN_PID`, when set, is its id).
+/// (the first, fd 3) to this process (`LISTEN_PID`, when set, is its id),
+/// and the warnings to log once there is a log.
+///
 /// Takes the `LISTEN_*` variables out of the environment, so call it first
-/// in `main`, before any thread starts. A second socket and more are not
-/// this server's to serve: they are closed with a warning, so that no
-/// worker inherits them.
+/// in `main`, before any thread starts; and before anything opens a file:
+/// a file opened first could get the number of a descriptor that
+/// `LISTEN_FDS` names but that was never handed down (`LISTEN_FDS=2` with
+/// one socket: fd 4), and be closed here as an extra socket. A second
+/// socket and more are not this server's to serve: they are closed, with
+/// a warning, so that no worker inherits them.
 ///
 /// The listener's blocking mode is left as it came: it belongs to the
 /// socket, which other processes share (systemd, a supervisor, sibling
-/// workers); each model copes with either (see `srv_single::on_accept_error`).
-pub fn activated_listener() -> io::Result<Option<TcpListener>> {
+/// workers); each model copes with either (see `srv_single::on_accept_error`),
+/// and one that must change it puts it back (see [`BlockingMode`]).
+pub fn activated_listener() -> io::Result<(Option<TcpListener>, Vec<String>)> {
     let mut fds = ListenFd::from_env();
     // SAFETY: before any thread starts (the caller's promise).
     std::env::remove_var("LISTEN_FDNAMES");
     if fds.len() == 0 {
-        return Ok(None);
+        return Ok((None, Vec::new()));
     }
     let not_a_listener = |error: io::Error| {
         io::Error::new(
@@ -59,18 +64,40 @@ pub fn activated_listener() -> io::Result<Option<TcpListener>> {
     if !is_listening(&listener)? {
         return Err(not_a_listener(io::ErrorKind::InvalidInput.into()));
     }
+    let mut warnings = Vec::new();
     for extra in 1..fds.len() {
-        if let Ok(Some(fd)) = fds.take_raw_fd(extra) {
-            // SAFETY: LISTEN_FDS handed this descriptor to this process,
-            // and nothing else took it: closing it is ours to do.
+        let Ok(Some(fd)) = fds.take_raw_fd(extra) else {
+            continue;
+        };
+        // Only a socket is closed: a descriptor that is not open, or is
+        // not a socket, was not handed down, whatever LISTEN_FDS says.
+        let warning = if is_socket(fd) {
+            // SAFETY: LISTEN_FDS handed this socket to this process, and
+            // nothing else took it: closing it is ours to do.
             drop(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) });
-        }
-        tracing::warn!(
-            "warning: LISTEN_FDS: serving only the first socket; closed socket {}",
-            extra + 1
-        );
+            format!(
+                "warning: LISTEN_FDS: serving only the first socket; closed socket {}",
+                extra + 1
+            )
+        } else {
+            format!(
+                "warning: LISTEN_FDS: serving only the first socket; fd {fd} (socket {}) \
+                 is not a socket: left alone",
+                extra + 1
+            )
+        };
+        warnings.push(warning);
     }
-    Ok(Some(listener))
+    Ok((Some(listener), warnings))
+}
+
+/// Whether `fd` is an open socket.
+fn is_socket(fd: std::os::fd::RawFd) -> bool {
+    // SAFETY: fstat writes into `stat` only; a closed `fd` is an error.
+    unsafe {
+        let mut stat: libc::stat = std::mem::zeroed();
+        libc::fstat(fd, &mut stat) == 0 && stat.st_mode & libc::S_IFMT == libc::S_IFSOCK
+    }
 }
 
 /// The socket inetd handed over at fd 0: a listener (`wait`) or a
@@ -152,21 +179,48 @@ fn is_listening(socket: &impl AsFd) -> io::Result<bool> {
 /// ready: its listener listens. Without `NOTIFY_SOCKET`, nothing. A
 /// notification that cannot be sent is logged, never fatal.
 pub fn notify_ready() {
-    notify(NotifyState::Ready);
+    notify("READY=1");
 }
 
-/// Tells systemd that the shutdown has begun.
+/// Tells systemd that the shutdown has begun; once, however often it is
+/// called.
+///
+/// It is called from the shutdown's trigger, on the thread that triggers
+/// it, and again once the server has stopped serving: the trigger sets
+/// the flag the server watches before it runs its wakers, so the server
+/// can stop and `main` return before the waker has sent anything. The
+/// second call sends it then, or waits for the first to finish sending.
 pub fn notify_stopping() {
-    notify(NotifyState::Stopping);
+    static SENT: std::sync::Once = std::sync::Once::new();
+    SENT.call_once(|| notify("STOPPING=1"));
 }
 
-fn notify(state: NotifyState<'_>) {
-    if std::env::var_os("NOTIFY_SOCKET").is_none() {
+/// Sends `state` to `NOTIFY_SOCKET`, if set: a path, or a name in the
+/// abstract namespace when it starts with `@` (as systemd sets it).
+fn notify(state: &str) {
+    let Some(target) = std::env::var_os("NOTIFY_SOCKET") else {
         return;
+    };
+    if let Err(error) = send_notification(&target, state) {
+        tracing::warn!(
+            "warning: cannot notify NOTIFY_SOCKET {}: {error}",
+            target.to_string_lossy()
+        );
     }
-    if let Err(error) = sd_notify::notify(false, &[state]) {
-        tracing::warn!("warning: cannot notify NOTIFY_SOCKET: {error}");
-    }
+}
+
+fn send_notification(target: &std::ffi::OsStr, state: &str) -> io::Result<()> {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+
+    let address = match target.as_bytes() {
+        [b'@', name @ ..] => SocketAddr::from_abstract_name(name)?,
+        _ => SocketAddr::from_pathname(target)?,
+    };
+    let socket = UnixDatagram::unbound()?;
+    socket.send_to_addr(format!("{state}\n").as_bytes(), &address)?;
+    Ok(())
 }
 
 /// `--exit-idle`: triggers `shutdown` once no connection has been open
@@ -199,5 +253,45 @@ pub fn exit_when_idle(shutdown: &Shutdown, idle: Duration) {
         });
     if let Err(error) = spawned {
         tracing::warn!("warning: --exit-idle is off: cannot start its thread: {error}");
+    }
+}
+
+/// The blocking mode a listener was handed down with, to put back once the
+/// server is done with it.
+///
+/// `O_NONBLOCK` belongs to the open socket, not to this process's
+/// descriptor: systemd, inetd and a supervisor hold the same socket, so a
+/// mode changed here is changed for them too. The event loops (srv-poll,
+/// srv-async, srv-hybrid) must accept without blocking, and tokio takes
+/// only non-blocking sockets, so they turn it on while they serve; it is
+/// put back when they are done, which is enough because nobody else
+/// accepts on the socket meanwhile: systemd and inetd `wait` watch it
+/// again only once the server has exited, and a supervisor's workers are
+/// its siblings, all of the same model (so a worker leaves it to its
+/// supervisor, which puts it back once every worker has stopped). A
+/// server killed outright cannot put it back; every model serves a
+/// listener in either mode.
+#[derive(Debug)]
+pub struct BlockingMode {
+    /// A second descriptor of the socket: the server's own may be closed
+    /// by the time the mode is put back.
+    socket: OwnedFd,
+    nonblocking: bool,
+}
+
+impl BlockingMode {
+    /// The mode `listener` has now.
+    pub fn of(listener: &TcpListener) -> io::Result<Self> {
+        let socket = listener.as_fd().try_clone_to_owned()?;
+        let nonblocking = SockRef::from(&socket).nonblocking()?;
+        Ok(Self {
+            socket,
+            nonblocking,
+        })
+    }
+
+    /// Puts the mode back as it was.
+    pub fn restore(self) -> io::Result<()> {
+        SockRef::from(&self.socket).set_nonblocking(self.nonblocking)
     }
 }

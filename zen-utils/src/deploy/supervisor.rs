@@ -21,11 +21,19 @@
 //! shutdown it passes SIGTERM to every worker, waits for them (their
 //! grace, and a margin), and totals the summaries they report on their
 //! stdout.
+//!
+//! Workers are started from the executable the supervisor is running, not
+//! from the path it was started by: a rebuild or an upgrade that renames a
+//! new file over that path must not leave the supervisor unable to restart
+//! a worker (see [`Executable`]). When no worker can be started at all, the
+//! supervisor says so once and exits with an error, rather than hold a
+//! listener whose connections nobody would ever accept.
 
 use std::collections::VecDeque;
+use std::ffi::OsString;
 use std::io::{self, Read};
 use std::net::TcpListener;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -62,11 +70,71 @@ struct Slot {
     started_once: bool,
 }
 
+/// The executable this process is running, held open so that workers are
+/// started from it whatever has become of its path.
+///
+/// `/proc/self/exe` opens the running file itself, even once its path was
+/// deleted or had another file renamed over it; the descriptor keeps that
+/// file alive. A worker is then started by executing `/proc/self/fd/N`:
+/// `std::process::Command` execs a path, and in the forked child that path
+/// names the child's copy of descriptor N, which is still open when
+/// `execve` opens it (close-on-exec closes it only afterwards, which is
+/// fine for a compiled binary; a script would need the descriptor after
+/// exec, and that is why `fexecve` has the same limit). `fexecve` itself
+/// would need a hand-written fork and exec in place of `Command`, with its
+/// pipes and error reporting, for no gain.
+pub struct Executable {
+    /// What workers exec: `/proc/self/fd/N`.
+    path: OsString,
+    /// The held file (the number in `path`); `None` for a plain path.
+    _file: Option<OwnedFd>,
+}
+
+impl Executable {
+    /// The executable this process is running.
+    pub fn running() -> io::Result<Self> {
+        let file = std::fs::File::open("/proc/self/exe")?;
+        // Never fds 0 to 3: a worker gets the listener put at fd 3 before
+        // the exec, which would replace the executable's descriptor.
+        // SAFETY: F_DUPFD_CLOEXEC makes a new descriptor of an open one.
+        let fd = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 4) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just made, and is ours alone.
+        let file = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Self {
+            path: format!("/proc/self/fd/{fd}").into(),
+            _file: Some(file),
+        })
+    }
+
+    /// A program at `path`, for tests.
+    pub fn at(path: impl Into<OsString>) -> Self {
+        Self {
+            path: path.into(),
+            _file: None,
+        }
+    }
+}
+
 /// Runs `processes` workers on `listener` until `shutdown`, restarting
 /// those that die; returns the total of the summaries the workers
-/// reported.
+/// reported. Workers are this very executable ([`Executable::running`]).
 pub fn supervise(
     name: &str,
+    listener: TcpListener,
+    processes: u16,
+    shutdown: &Shutdown,
+) -> io::Result<Summary> {
+    supervise_with(name, &Executable::running()?, listener, processes, shutdown)
+}
+
+/// [`supervise`], with workers started from `executable`. Fails, once
+/// every worker it had has exited, if none can be started.
+pub fn supervise_with(
+    name: &str,
+    executable: &Executable,
     listener: TcpListener,
     processes: u16,
     shutdown: &Shutdown,
@@ -86,11 +154,29 @@ pub fn supervise(
         })
         .collect();
     while !shutdown.is_triggered() {
+        let mut failed = Vec::new();
         for (i, slot) in slots.iter_mut().enumerate() {
             reap(name, i, slot, &mut total, false);
             if slot.child.is_none() {
-                start(name, i, slot, &listener);
+                if let Err(error) = start(name, i, slot, executable, &listener) {
+                    failed.push((i, error));
+                }
             }
+        }
+        if let Some((_, error)) = failed.first() {
+            if slots.iter().all(|slot| slot.child.is_none()) {
+                // Nobody would ever accept the connections the listener
+                // queues: better no listener at all.
+                return Err(io::Error::new(
+                    error.kind(),
+                    format!("cannot start any worker: {error}"),
+                ));
+            }
+        }
+        for (i, error) in failed {
+            // Counted as a restart: a worker that cannot start runs into
+            // the budget like one that crashes.
+            tracing::warn!("{name}: warning: cannot start worker {i}: {error}");
         }
         // Sleeps until the next look, or wakes at once for the shutdown.
         let _ = woken.recv_timeout(WATCH_PERIOD);
@@ -132,11 +218,18 @@ fn reap(name: &str, i: usize, slot: &mut Slot, total: &mut Summary, stopping: bo
     }
 }
 
-/// Starts the worker of slot `i`, within the slot's restart budget.
-fn start(name: &str, i: usize, slot: &mut Slot, listener: &TcpListener) {
+/// Starts the worker of slot `i`, within the slot's restart budget;
+/// fails if the process cannot be started.
+fn start(
+    name: &str,
+    i: usize,
+    slot: &mut Slot,
+    executable: &Executable,
+    listener: &TcpListener,
+) -> io::Result<()> {
     let now = Instant::now();
     if slot.resume_at.is_some_and(|at| now < at) {
-        return;
+        return Ok(());
     }
     slot.resume_at = None;
     if slot.started_once {
@@ -156,33 +249,31 @@ fn start(name: &str, i: usize, slot: &mut Slot, listener: &TcpListener) {
             );
             slot.restarts.clear();
             slot.resume_at = Some(now + RESTART_WINDOW);
-            return;
+            return Ok(());
         }
         slot.restarts.push_back(now);
     }
     slot.started_once = true;
-    match spawn_worker(listener) {
-        Ok(child) => {
-            tracing::debug!("{name}: worker {i} started (pid {})", child.id());
-            slot.child = Some(child);
-        }
-        Err(error) => {
-            // Counted as a restart: a worker that cannot start at all runs
-            // into the budget like one that crashes.
-            tracing::warn!("{name}: warning: cannot start worker {i}: {error}");
-        }
-    }
+    let child = spawn_worker(executable, listener)?;
+    tracing::debug!("{name}: worker {i} started (pid {})", child.id());
+    slot.child = Some(child);
+    Ok(())
 }
 
-/// Starts a worker: this very binary with the same flags, the listener at
-/// fd 3, `LISTEN_FDS=1`, and stdout a pipe for its summary.
-fn spawn_worker(listener: &TcpListener) -> io::Result<Child> {
+/// Starts a worker: this very binary with the same flags (and the same
+/// `argv[0]`), the listener at fd 3, `LISTEN_FDS=1`, and stdout a pipe for
+/// its summary.
+fn spawn_worker(executable: &Executable, listener: &TcpListener) -> io::Result<Child> {
     let fd = listener.as_raw_fd();
     // SAFETY: getpid has no preconditions.
     let supervisor = unsafe { libc::getpid() };
-    let mut command = Command::new(std::env::current_exe()?);
+    let mut args = std::env::args_os();
+    let mut command = Command::new(&executable.path);
+    if let Some(arg0) = args.next() {
+        command.arg0(arg0);
+    }
     command
-        .args(std::env::args_os().skip(1))
+        .args(args)
         .env("LISTEN_FDS", "1")
         .env_remove("LISTEN_PID")
         .env_remove("LISTEN_FDNAMES")
@@ -259,5 +350,38 @@ fn describe(status: ExitStatus) -> String {
         (Some(code), _) => format!("exit code {code}"),
         (None, Some(signal)) => format!("killed by signal {signal}"),
         _ => status.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A worker that cannot be started at all (its program is not
+    /// executable) makes the supervisor fail, once, rather than hold a
+    /// listener nobody serves.
+    #[test]
+    fn fails_when_no_worker_can_be_started() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let executable = Executable::at("/dev/null");
+        let error = supervise_with("test", &executable, listener, 2, &Shutdown::new())
+            .expect_err("no worker can start");
+        assert!(
+            error.to_string().starts_with("cannot start any worker: "),
+            "{error}"
+        );
+    }
+
+    /// The running executable is held at a descriptor above 3 (where a
+    /// worker's listener goes), and what it names is this very program.
+    #[test]
+    fn holds_the_running_executable_above_fd_3() {
+        let executable = Executable::running().unwrap();
+        let fd: i32 = executable.path.to_str().unwrap()["/proc/self/fd/".len()..]
+            .parse()
+            .unwrap();
+        assert!(fd > 3, "{fd}");
+        let held = std::fs::read_link(&executable.path).unwrap();
+        assert_eq!(held, std::fs::read_link("/proc/self/exe").unwrap());
     }
 }

@@ -345,6 +345,90 @@ pub fn limits_the_connections_it_serves(start: Start<'_>, model: Model) {
     }
 }
 
+/// `--max-conns` holds through refusals: a burst of five times the limit,
+/// all connected at once, has exactly the limit served and the rest
+/// refused; once they all leave, the limit's worth of new clients are all
+/// served and one more is refused, three rounds running. A refusal never
+/// frees a place it did not take. srv-single, which serves one at a time,
+/// serves every client of each burst, one after the other.
+pub fn max_conns_holds_through_bursts_of_refusals(start: Start<'_>, model: Model) {
+    const MAX: usize = 2;
+    const BURST: usize = 5 * MAX;
+    let server = start(Config {
+        max_conns: MAX,
+        ..quiet()
+    });
+    for round in 1..=3 {
+        if model == Model::OneAtATime {
+            let mut burst: Vec<Client> = (0..BURST).map(|_| server.connect()).collect();
+            for client in &mut burst {
+                client.send(b"Now is better than?");
+            }
+            // Each is answered once the one before it has left.
+            for mut client in burst {
+                assert_eq!(text(&client.answer()), "never.", "round {round}");
+            }
+            continue;
+        }
+        // The clients of the round before have left, but the server learns
+        // of a close asynchronously: fewer served than the limit is retried
+        // (bounded); more is never excused.
+        let burst = eventually(|| {
+            let (served, busy) = connect_and_ask(&server, BURST);
+            assert!(
+                served.len() <= MAX,
+                "round {round}: {} served",
+                served.len()
+            );
+            (served.len() == MAX).then_some(busy)
+        });
+        assert_eq!(burst, BURST - MAX, "round {round}: refused");
+        let held = eventually(|| {
+            let (served, _) = connect_and_ask(&server, MAX);
+            (served.len() == MAX).then_some(served)
+        });
+        let mut one_more = server.connect();
+        assert_eq!(
+            text(&one_more.read_to_close()),
+            text(SERVER_BUSY),
+            "round {round}: one more than --max-conns"
+        );
+        drop(held);
+    }
+}
+
+/// Connects `clients` clients at once, each asking one question, and
+/// reads every reply: returns the clients served (still connected) and how
+/// many were refused `Error: server busy.`.
+fn connect_and_ask(server: &TestServer, clients: usize) -> (Vec<Client>, usize) {
+    let question = b"Now is better than?";
+    let mut all: Vec<Client> = (0..clients).map(|_| server.connect()).collect();
+    for client in &mut all {
+        client.send(question);
+    }
+    let (mut served, mut busy) = (Vec::new(), 0);
+    for mut client in all {
+        match client.answer() {
+            reply if reply == answer(question) => served.push(client),
+            reply if reply == SERVER_BUSY => busy += 1,
+            reply => panic!("unexpected reply {:?}", text(&reply)),
+        }
+    }
+    (served, busy)
+}
+
+/// Tries `attempt` until it gives a value, pausing between tries: for
+/// what the server learns asynchronously (a client's close). Bounded.
+fn eventually<T>(mut attempt: impl FnMut() -> Option<T>) -> T {
+    for _ in 0..100 {
+        if let Some(value) = attempt() {
+            return value;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    panic!("not within 100 tries")
+}
+
 /// No question for `--idle-timeout` since the connection opened: the server
 /// says so and closes.
 pub fn closes_an_idle_connection(start: Start<'_>, _: Model) {

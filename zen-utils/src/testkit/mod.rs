@@ -25,6 +25,7 @@ use crate::{serve::listener, Config, Shutdown, Summary};
 pub mod binary;
 pub mod cases;
 pub mod fake_peer;
+pub mod inherited;
 pub mod minimal;
 pub mod offload_cases;
 pub use offload_cases::offloaded;
@@ -346,6 +347,7 @@ macro_rules! conformance_suite {
             a_reset_after_every_answer_is_an_ordinary_close,
             loses_nothing_when_a_huge_pipeline_is_sent_without_reading,
             limits_the_connections_it_serves,
+            max_conns_holds_through_bursts_of_refusals,
             closes_an_idle_connection,
             keeps_a_connection_that_keeps_asking,
             closes_a_connection_that_trickles_bytes_without_a_question,

@@ -16,6 +16,13 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 pub use super::binary::wait_bounded;
+pub use super::inherited::{
+    a_wildcard_bound_server_asks_peers_as_it_advertises,
+    an_extra_listen_fd_does_not_close_the_log_file, inetd_nowait_asks_its_peers_as_itself,
+    leaves_a_handed_down_listener_s_blocking_mode_as_it_came,
+    notifies_a_notify_socket_in_the_abstract_namespace,
+    restarts_workers_after_the_binary_was_replaced_on_disk,
+};
 use super::{Client, PATIENCE};
 use crate::protocol::{answer, APHORISMS, REQUEST_TOO_LONG};
 use crate::{serve::listener, Config, Summary, Verbosity};
@@ -46,17 +53,37 @@ impl Activated {
     pub fn start_with(bin: &str, args: &[&str], config: &Config, nonblocking: bool) -> Self {
         let listener = listener::bind("127.0.0.1:0".parse().unwrap(), 1024, false).unwrap();
         listener.set_nonblocking(nonblocking).unwrap();
+        let flags = config_flags(config);
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        Self::start_on(
+            bin,
+            &[&flags, args].concat(),
+            listener,
+            NotifySocket::new(),
+            1,
+        )
+    }
+
+    /// Starts `bin args` as systemd would: `listener` at fd 3,
+    /// `LISTEN_FDS` set to `listen_fds` (which may say more sockets than
+    /// the one handed down), `NOTIFY_SOCKET` naming `notify`; waits for
+    /// `READY=1` and `listening on`.
+    pub fn start_on(
+        bin: &str,
+        args: &[&str],
+        listener: TcpListener,
+        notify: NotifySocket,
+        listen_fds: usize,
+    ) -> Self {
         let addr = listener.local_addr().unwrap();
-        let notify = NotifySocket::new();
         let mut command = Command::new("/bin/sh");
         command
             .arg("-c")
             .arg(r#"LISTEN_PID=$$; export LISTEN_PID; exec "$0" "$@""#)
             .arg(bin)
-            .args(config_flags(config))
             .args(args)
-            .env("LISTEN_FDS", "1")
-            .env("NOTIFY_SOCKET", &notify.path);
+            .env("LISTEN_FDS", listen_fds.to_string())
+            .env("NOTIFY_SOCKET", &notify.name);
         hand_down_at_fd_3(&mut command, &listener);
         let mut child = command
             .stdin(Stdio::null())
@@ -100,16 +127,27 @@ impl Activated {
     /// If it does not exit 0 with one summary line, or did not tell
     /// systemd `STOPPING=1`.
     pub fn stop(&mut self) -> Summary {
+        one_summary(&self.stop_for_stderr())
+    }
+
+    /// Shuts the server down and returns what it wrote on stderr.
+    ///
+    /// # Panics
+    /// If it does not exit 0, or did not tell systemd `STOPPING=1`.
+    pub fn stop_for_stderr(&mut self) -> String {
         sigterm(&self.child);
         let status = wait_bounded(&mut self.child);
         let stderr = self.stderr.take().unwrap().join().unwrap();
         assert!(status.success(), "{status}: {stderr}");
-        let stopping = self.notify.receive();
+        // The server has exited: whatever it sent is there already.
+        let stopping = self.notify.received();
         assert!(
-            stopping.lines().any(|line| line == "STOPPING=1"),
-            "{stopping:?}"
+            stopping
+                .as_deref()
+                .is_some_and(|said| said.lines().any(|line| line == "STOPPING=1")),
+            "{stopping:?}; the server said: {stderr}"
         );
-        one_summary(&stderr)
+        stderr
     }
 }
 
@@ -120,27 +158,52 @@ impl Drop for Activated {
     }
 }
 
-/// A datagram socket of the test's own, at a fresh path, for
-/// `NOTIFY_SOCKET`.
+/// A datagram socket of the test's own, at a fresh path or a fresh name
+/// in the abstract namespace, for `NOTIFY_SOCKET`.
 pub struct NotifySocket {
     socket: UnixDatagram,
-    /// Its path.
-    pub path: PathBuf,
+    /// What `NOTIFY_SOCKET` says: its path, or `@` and its abstract name.
+    pub name: String,
+    /// Its path, removed at the end (none in the abstract namespace).
+    path: Option<PathBuf>,
 }
 
 impl NotifySocket {
-    /// Binds a fresh one.
+    /// Binds a fresh one at a path.
     pub fn new() -> Self {
-        static COUNT: AtomicU32 = AtomicU32::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "zen-notify-{}-{}.sock",
-            std::process::id(),
-            COUNT.fetch_add(1, Ordering::Relaxed)
-        ));
+        let path = std::env::temp_dir().join(format!("{}.sock", Self::fresh_name()));
         let _ = std::fs::remove_file(&path);
         let socket = UnixDatagram::bind(&path).expect("bind the notify socket");
         socket.set_read_timeout(Some(PATIENCE)).unwrap();
-        Self { socket, path }
+        Self {
+            socket,
+            name: path.to_str().unwrap().to_owned(),
+            path: Some(path),
+        }
+    }
+
+    /// Binds a fresh one in the abstract namespace (as systemd does):
+    /// `NOTIFY_SOCKET` is `@` and its name.
+    pub fn abstract_namespace() -> Self {
+        use std::os::linux::net::SocketAddrExt;
+        let name = Self::fresh_name();
+        let address = std::os::unix::net::SocketAddr::from_abstract_name(&name).unwrap();
+        let socket = UnixDatagram::bind_addr(&address).expect("bind the notify socket");
+        socket.set_read_timeout(Some(PATIENCE)).unwrap();
+        Self {
+            socket,
+            name: format!("@{name}"),
+            path: None,
+        }
+    }
+
+    fn fresh_name() -> String {
+        static COUNT: AtomicU32 = AtomicU32::new(0);
+        format!(
+            "zen-notify-{}-{}",
+            std::process::id(),
+            COUNT.fetch_add(1, Ordering::Relaxed)
+        )
     }
 
     /// The next notification.
@@ -152,6 +215,15 @@ impl NotifySocket {
         let n = self.socket.recv(&mut buf).expect("a notification");
         String::from_utf8_lossy(&buf[..n]).into_owned()
     }
+
+    /// The next notification if one has come, without waiting.
+    pub fn received(&self) -> Option<String> {
+        self.socket.set_nonblocking(true).unwrap();
+        let mut buf = [0; 4096];
+        let received = self.socket.recv(&mut buf);
+        self.socket.set_nonblocking(false).unwrap();
+        Some(String::from_utf8_lossy(&buf[..received.ok()?]).into_owned())
+    }
 }
 
 impl Default for NotifySocket {
@@ -162,7 +234,9 @@ impl Default for NotifySocket {
 
 impl Drop for NotifySocket {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        if let Some(path) = &self.path {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
@@ -189,7 +263,7 @@ pub fn config_flags(config: &Config) -> Vec<String> {
 }
 
 /// Makes `command`'s child find `listener` at fd 3.
-fn hand_down_at_fd_3(command: &mut Command, listener: &TcpListener) {
+pub(super) fn hand_down_at_fd_3(command: &mut Command, listener: &TcpListener) {
     let fd = listener.as_raw_fd();
     // SAFETY: only dup2 and fcntl between fork and exec.
     unsafe {
@@ -210,7 +284,7 @@ fn hand_down_at_fd_3(command: &mut Command, listener: &TcpListener) {
 
 /// Reads a pipe to its end on a thread, so that the child never blocks
 /// on a full pipe.
-fn drain(mut pipe: impl Read + Send + 'static) -> JoinHandle<String> {
+pub(super) fn drain(mut pipe: impl Read + Send + 'static) -> JoinHandle<String> {
     thread::spawn(move || {
         let mut text = String::new();
         let _ = pipe.read_to_string(&mut text);
@@ -218,7 +292,7 @@ fn drain(mut pipe: impl Read + Send + 'static) -> JoinHandle<String> {
     })
 }
 
-fn sigterm(child: &Child) {
+pub(super) fn sigterm(child: &Child) {
     // SAFETY: kill() only sends a signal to a child we started and have
     // not reaped.
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
@@ -254,7 +328,7 @@ pub fn inetd(bin: &str, args: &[&str], socket: OwnedFd) -> Child {
 
 /// A connection accepted by the test itself, as inetd's `nowait` accepts
 /// it: (the client's end, the server's end).
-fn accepted_pair() -> (TcpStream, TcpStream) {
+pub(super) fn accepted_pair() -> (TcpStream, TcpStream) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
     let (server, _) = listener.accept().unwrap();
@@ -263,7 +337,7 @@ fn accepted_pair() -> (TcpStream, TcpStream) {
 }
 
 /// Everything the client reads until the server closes.
-fn read_to_close(client: &mut TcpStream) -> Vec<u8> {
+pub(super) fn read_to_close(client: &mut TcpStream) -> Vec<u8> {
     let mut got = Vec::new();
     client.read_to_end(&mut got).expect("the server closes");
     got
@@ -479,7 +553,7 @@ pub fn deploy_dir() -> PathBuf {
 
 /// A free port on 127.0.0.1 (bound, then let go: another process could
 /// take it meanwhile, which would fail the test, not pass it).
-fn free_port() -> u16 {
+pub(super) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -797,8 +871,12 @@ pub struct Supervised {
 impl Supervised {
     /// Starts `bin -p 0 args`, reads `listening on`.
     pub fn start(bin: &str, args: &[&str]) -> Self {
+        Self::start_exactly(bin, &[&["-p", "0"], args].concat())
+    }
+
+    /// Starts `bin args` (which name the port), reads `listening on`.
+    pub fn start_exactly(bin: &str, args: &[&str]) -> Self {
         let mut child = Command::new(bin)
-            .args(["-p", "0"])
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -960,6 +1038,7 @@ macro_rules! started_suite {
                 a_reset_after_every_answer_is_an_ordinary_close,
                 loses_nothing_when_a_huge_pipeline_is_sent_without_reading,
                 limits_the_connections_it_serves,
+            max_conns_holds_through_bursts_of_refusals,
                 closes_an_idle_connection,
                 keeps_a_connection_that_keeps_asking,
                 closes_a_connection_that_trickles_bytes_without_a_question,
@@ -988,6 +1067,12 @@ macro_rules! started_suite {
             serves_while_zookeeper_is_down_and_registers_once_it_is_up,
             serves_a_listener_handed_down_non_blocking,
             refuses_a_bad_log_file_and_processes_under_inetd_in_one_line,
+            leaves_a_handed_down_listener_s_blocking_mode_as_it_came,
+            an_extra_listen_fd_does_not_close_the_log_file,
+            notifies_a_notify_socket_in_the_abstract_namespace,
+            inetd_nowait_asks_its_peers_as_itself,
+            a_wildcard_bound_server_asks_peers_as_it_advertises,
+            restarts_workers_after_the_binary_was_replaced_on_disk,
         );
     };
     (@cases $bin:expr, $args:expr, $requires:tt; $($case:ident),* $(,)?) => {
