@@ -124,27 +124,37 @@ mod event_loop;
 mod offload;
 mod peer_call;
 mod poll_mode;
+mod poller;
 
 use std::io;
 use std::net::TcpListener;
 
 pub use poll_mode::PollMode;
+pub use poller::PollerKind;
 use zen_utils::{Config, Shutdown, Summary};
 
 /// Serves every client from one thread on `listener` until `shutdown` is
-/// triggered, then returns the summary. Registers sockets level-triggered.
+/// triggered, then returns the summary. Waits on the `polling` crate and
+/// registers sockets level-triggered.
 pub fn serve(listener: TcpListener, config: Config, shutdown: Shutdown) -> io::Result<Summary> {
-    serve_with_mode(listener, config, shutdown, PollMode::Level)
+    serve_with(
+        listener,
+        config,
+        shutdown,
+        PollerKind::Polling,
+        PollMode::Level,
+    )
 }
 
-/// [`serve`] with the sockets' registration mode chosen: `Level`, `Edge`
-/// or `Oneshot`. Only the system calls per answer differ; the service is
-/// the same.
-pub fn serve_with_mode(
+/// [`serve`] with the poller (`Polling` or `Epoll`) and the sockets'
+/// registration mode (`Level`, `Edge` or `Oneshot`) chosen. Only the
+/// system calls per answer differ; the service is the same.
+pub fn serve_with(
     listener: TcpListener,
     config: Config,
     shutdown: Shutdown,
+    poller: PollerKind,
     mode: PollMode,
 ) -> io::Result<Summary> {
-    event_loop::EventLoop::new(listener, config, shutdown, mode)?.run()
+    event_loop::EventLoop::new(listener, config, shutdown, poller, mode)?.run()
 }

@@ -15,11 +15,11 @@ use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use zen_utils::epoll::Waker;
 use zen_utils::offload::{Helpers, Ticket};
 use zen_utils::{Shutdown, Work};
 
 use crate::connection::ConnId;
+use crate::poller::Waker;
 
 /// The helpers, and the completions on their way back to the loop.
 pub(crate) struct Offload {
