@@ -185,7 +185,10 @@ pub(crate) fn run(args: &CompareArgs) -> anyhow::Result<ExitCode> {
 
     let mut plan: Vec<(&Experiment, &Contender, Take)> = Vec::new();
     for experiment in &experiments {
-        for contender in &contenders {
+        for contender in contenders
+            .iter()
+            .filter(|c| c.takes_part_in(experiment.key))
+        {
             match (experiment.takes)(contender, &sizes) {
                 Take::Absent => {}
                 Take::Run if contender.bin == "srv-uring" && uring_refused.is_some() => {

@@ -91,6 +91,7 @@ pub(crate) fn run(
     let rows = contenders
         .iter()
         .filter(|contender| !matches!(contender.kind, Kind::Redis | Kind::Offload))
+        .filter(|contender| contender.takes_part_in(KEY))
         .map(|contender| {
             if interrupted.load(std::sync::atomic::Ordering::Relaxed) {
                 return failed_row(contender, "not run: interrupted".to_owned());
