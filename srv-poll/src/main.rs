@@ -17,7 +17,7 @@ struct Cli {
     #[command(flatten)]
     offload: OffloadArgs,
 
-    /// How sockets are registered with epoll: level (no re-arm per event),
+    /// How sockets are registered with the poller: level (no re-arm per event),
     /// edge (must read until WouldBlock) or oneshot (one more epoll_ctl
     /// per event)
     #[arg(long, value_enum, default_value_t = Mode::Level)]
