@@ -113,7 +113,7 @@ impl EventLoop {
                 waker.wake();
             }
         });
-        // The helpers' completions wake the loop through the same eventfd.
+        // The helpers' completions wake the loop through the same waker.
         let offload = match config.offload {
             0 => None,
             helpers => Some(Offload::start(

@@ -266,3 +266,55 @@ fn unsupported(mode: &str) -> io::Error {
         format!("the polling crate cannot register sockets {mode}-triggered here: use --poll-mode oneshot or --poller epoll"),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::net::{TcpListener, TcpStream};
+
+    const KINDS: [PollerKind; 2] = [PollerKind::Polling, PollerKind::Epoll];
+
+    #[test]
+    fn either_poller_reports_a_readable_socket_under_its_key() {
+        for kind in KINDS {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            let (server, _) = listener.accept().unwrap();
+            let mut poller = Poller::new(kind, PollMode::Level).unwrap();
+            poller.add(&server, 7, Interest::READ).unwrap();
+            client.write_all(b"?").unwrap();
+            poller.wait(None, false).unwrap();
+            assert_eq!(poller.len(), 1, "{kind:?}");
+            let ready = poller.event(0);
+            assert_eq!((ready.key, ready.readable), (7, true), "{kind:?}");
+            poller.closing(&server);
+        }
+    }
+
+    #[test]
+    fn either_waker_ends_a_wait_for_ever_from_another_thread_once() {
+        for kind in KINDS {
+            let mut poller = Poller::new(kind, PollMode::Level).unwrap();
+            let waker = poller.waker();
+            let thread = std::thread::spawn(move || waker.wake());
+            poller.wait(None, false).unwrap();
+            thread.join().unwrap();
+            assert_eq!(poller.len(), 1, "{kind:?}");
+            assert_eq!(poller.event(0).key, WAKER, "{kind:?}");
+            poller.wait(None, true).unwrap();
+            assert_eq!(poller.len(), 0, "{kind:?}: the wake-up was acknowledged");
+        }
+    }
+
+    #[test]
+    fn either_poller_wakes_at_the_next_timer_not_before() {
+        for kind in KINDS {
+            let mut poller = Poller::new(kind, PollMode::Level).unwrap();
+            let due = Instant::now() + Duration::from_millis(2);
+            poller.wait(Some(due), false).unwrap();
+            assert!(Instant::now() >= due, "{kind:?}");
+            assert_eq!(poller.len(), 0, "{kind:?}: the timer is the poller's own");
+        }
+    }
+}
