@@ -44,10 +44,14 @@ const EVENTS_PER_WAIT: usize = 1024;
 /// Wakes the loop's wait from another thread (the shutdown, `--offload`'s
 /// helpers); the loop then sees an event with key [`WAKER`].
 pub(crate) enum Waker {
+    /// `polling`'s `notify`. A notification ends the wait without an
+    /// event of its own, so `woken` says that it came: the loop then
+    /// takes the helpers' completions, and only then.
     Notify {
         poller: Arc<polling::Poller>,
         woken: AtomicBool,
     },
+    /// An eventfd registered with the epoll set under [`WAKER`].
     Eventfd(epoll::Waker),
 }
 
