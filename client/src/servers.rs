@@ -19,8 +19,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use zen_utils::duration::format_duration;
 use zen_utils::deploy::registry::{RegistryAuth, RegistryUrl, Watcher};
+use zen_utils::duration::format_duration;
 
 /// The servers of a run, and how many of its connections each one has.
 pub(crate) struct Picker {

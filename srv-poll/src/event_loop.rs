@@ -10,25 +10,22 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 use zen_utils::serve::listener::{self, AcceptErrors, AcceptFailure, ACCEPT_BACKOFF};
-use zen_utils::serve::raw_loop::epoll::{self, Interest, Poller, Waker};
+use zen_utils::serve::raw_loop::epoll::{Interest, Ready};
 use zen_utils::{Config, End, Shutdown, Stats, Summary};
 
 use crate::connection::{ConnId, Connection, Context, Next, Timer, Wake};
 use crate::offload::Offload;
 use crate::peer_call::{CallContext, CallId, PeerCall};
 use crate::poll_mode::{self, PollMode, Registration};
+use crate::poller::{Poller, PollerKind, WAKER};
 use zen_utils::serve::raw_loop::timers::Timers;
 
-/// The poll keys of the loop's own sources. Connections are keyed by their
-/// slab key, which counts up from 0, so the top of the range is free; peer
-/// calls' keys have bit 62 set and bit 63 clear (see `peer_call.rs`), which
-/// neither a slab key nor these have.
-const SERVER: u64 = u64::MAX;
-const WAKER: u64 = u64::MAX - 1;
-const TIMER: u64 = u64::MAX - 2;
-
-/// At most this many events per wait; more wait for the next one.
-const EVENTS_PER_WAIT: usize = 1024;
+/// The listener's poll key. Connections are keyed by their slab key,
+/// which counts up from 0, so the top of the range is free for the
+/// listener and the poller's own keys (its waker's, [`WAKER`], and those
+/// above it); peer calls' keys have bit 62 set and bit 63 clear (see
+/// `peer_call.rs`), which none of these has.
+const SERVER: u64 = u64::MAX - 3;
 
 /// How many idle scans run per idle timeout. A connection is closed between
 /// one and `1 + 1/IDLE_SCANS_PER_TIMEOUT` timeouts after its last question.
@@ -52,14 +49,11 @@ struct Slot {
 
 /// The loop and everything it owns. Only its one thread ever touches it.
 pub(crate) struct EventLoop {
+    /// `--poller`: the one part of the loop that differs between the two
+    /// (poller.rs). It wakes at the earliest of the timer queue and the
+    /// shutdown's grace deadline, and when its waker is used.
     poller: Poller,
     mode: PollMode,
-    /// Another thread's way to wake the wait: the shutdown trigger.
-    waker: Arc<Waker>,
-    /// The one timerfd, armed for the earliest of the timer queue and the
-    /// shutdown's grace deadline (`armed_for`).
-    timer: epoll::Timer,
-    armed_for: Option<Instant>,
     /// `None` once the shutdown began: it is closed, so new clients are
     /// refused by the kernel.
     listener: Option<TcpListener>,
@@ -95,32 +89,31 @@ pub(crate) struct EventLoop {
 }
 
 impl EventLoop {
-    /// Registers the listener, the shutdown waker and the timer.
+    /// Registers the listener, and the shutdown with the poller's waker.
     pub(crate) fn new(
         listener: TcpListener,
         config: Config,
         shutdown: Shutdown,
+        kind: PollerKind,
         mode: PollMode,
     ) -> io::Result<Self> {
-        let poller = Poller::new(EVENTS_PER_WAIT, mode)?;
+        let poller = Poller::new(kind, mode)?;
         listener.set_nonblocking(true)?;
         poller.add(&listener, SERVER, Interest::READ)?;
-        let timer = epoll::Timer::new()?;
-        poller.watch(timer.fd(), TIMER)?;
         // The shutdown may come from any thread (a signal handler's, a
         // test's): the waker wakes the loop out of `wait` at once. A weak
-        // reference, so that the trigger does not keep the eventfd open
-        // after `serve` returns. (A helper still running `--work block`
-        // when `serve` returns keeps it until its sleep ends.)
-        let waker = Arc::new(Waker::new()?);
-        poller.watch(waker.fd(), WAKER)?;
+        // reference, so that the trigger does not keep the waker's
+        // descriptors open after `serve` returns. (A helper still running
+        // `--work block` when `serve` returns keeps them until its sleep
+        // ends: with `polling`, its whole poller.)
+        let waker = poller.waker();
         let weak = Arc::downgrade(&waker);
         shutdown.on_trigger(move || {
             if let Some(waker) = weak.upgrade() {
                 waker.wake();
             }
         });
-        // The helpers' completions wake the loop through the same eventfd.
+        // The helpers' completions wake the loop through the same waker.
         let offload = match config.offload {
             0 => None,
             helpers => Some(Offload::start(
@@ -136,9 +129,6 @@ impl EventLoop {
         Ok(Self {
             poller,
             mode,
-            waker,
-            timer,
-            armed_for: None,
             listener: Some(listener),
             connections: Slab::new(),
             next_generation: 0,
@@ -177,18 +167,12 @@ impl EventLoop {
                 .into_iter()
                 .flatten()
                 .min();
-            self.arm_timer(next_due)?;
-            let deadline = (!self.unfinished.is_empty()).then_some(0);
-            self.poller.wait(deadline)?;
+            self.poller.wait(next_due, !self.unfinished.is_empty())?;
             for i in 0..self.poller.len() {
                 let event = self.poller.event(i);
                 match event.key {
                     SERVER => self.accept_all(),
-                    WAKER => {
-                        self.waker.clear();
-                        self.finish_offloaded();
-                    }
-                    TIMER => self.timer_fired(),
+                    WAKER => self.finish_offloaded(),
                     key => match CallId::of_poll_key(key) {
                         Some(call) => self.on_peer_ready(call),
                         None => self.on_ready(key as usize, event),
@@ -202,29 +186,7 @@ impl EventLoop {
         Ok(self.stats.summary())
     }
 
-    /// Arms the timerfd for `next_due`, if it is not armed for it already:
-    /// one `timerfd_settime` when the earliest timer changes, not per wait.
-    fn arm_timer(&mut self, next_due: Option<Instant>) -> io::Result<()> {
-        let Some(at) = next_due else {
-            return Ok(()); // A stale expiry only wakes the loop once for nothing.
-        };
-        if self.armed_for == Some(at) {
-            return Ok(());
-        }
-        // `Instant` reads the monotonic clock, as the timerfd does; the
-        // clock is read after the instant, so the timer never fires early.
-        let left = at.saturating_duration_since(Instant::now());
-        self.timer.arm(epoll::now_ns() + epoll::nanos(left))?;
-        self.armed_for = Some(at);
-        Ok(())
-    }
-
-    fn timer_fired(&mut self) {
-        self.timer.fired();
-        self.armed_for = None;
-    }
-
-    fn on_ready(&mut self, key: usize, event: epoll::Ready) {
+    fn on_ready(&mut self, key: usize, event: Ready) {
         // A connection closed earlier in this batch left its events behind.
         let Some(slot) = self.connections.get_mut(key) else {
             return;
@@ -553,17 +515,20 @@ impl EventLoop {
             let end = self.connections[key].conn.grace_over();
             self.close(key, end);
         }
-        self.calls.clear();
+        for mut call in self.calls.drain() {
+            call.cancel(&self.poller);
+        }
     }
 
-    /// Closes a connection (closing its socket removes it from the epoll
-    /// set), and counts and logs its end.
+    /// Closes a connection (deleted from the poller first, where the
+    /// poller needs it), and counts and logs its end.
     fn close(&mut self, key: usize, end: End) {
         let mut slot = self.connections.remove(key);
+        self.poller.closing(&slot.conn.stream);
         // Its peer call, if one is in flight, is cancelled: its socket
         // closes, and its deadline, when due, finds no call (or another).
         if let Some(call) = slot.call {
-            self.calls.remove(call);
+            self.calls.remove(call).cancel(&self.poller);
         }
         // So is its work for the helpers, queued or parked.
         if let Some(offload) = &mut self.offload {

@@ -1,5 +1,5 @@
-//! srv-poll: one thread, non-blocking sockets, a raw readiness loop on
-//! epoll.
+//! srv-poll: one thread, non-blocking sockets, a readiness loop on the
+//! portable `polling` crate or, with `--poller epoll`, on raw epoll.
 //!
 //! ```text
 //!            ┌──────────────── one thread ────────────────────────────────┐
@@ -52,7 +52,7 @@
 //!   ever wait on a peer.
 //! - **The cure, `--offload N`** (`offload.rs`): `--work cpu|block` goes
 //!   to N helper threads through a queue; a helper that is done queues the
-//!   completion and writes to the loop's eventfd, and the loop gives the
+//!   completion and wakes the loop's poller, and the loop gives the
 //!   answer as it does when a timer is due. libuv's design, behind
 //!   Node.js's file I/O. A connection that finds the queue full is parked,
 //!   unread, until a helper frees room.
@@ -95,9 +95,10 @@
 //!   end of an accept backoff, a peer's deadline. A task carries the
 //!   connection's (or the peer call attempt's) generation, so one left by
 //!   a closed connection whose slab slot was reused, or by an attempt that
-//!   is over, is ignored. One timerfd, armed for the earliest task, wakes the wait.
-//! - **Shutdown:** [`Shutdown::on_trigger`] writes to the loop's waker (an
-//!   eventfd), which wakes the wait at once. The loop closes the listener,
+//!   is over, is ignored. The earliest task is the poller's deadline: it
+//!   wakes the wait (`poller.rs`).
+//! - **Shutdown:** [`Shutdown::on_trigger`] uses the poller's waker,
+//!   which wakes the wait at once. The loop closes the listener,
 //!   reads from every connection what has already arrived, answers every
 //!   complete question it holds (waiting out `--work wait` timers and peer
 //!   calls, each within its timeouts), closes each connection as soon as
@@ -112,8 +113,9 @@
 //!
 //! Performance devices, each in a module of its own: `poll_mode`
 //! (`--poll-mode`: level-triggered registration saves a system call per
-//! answer) and zen-utils' `epoll` (a wait that is one system call, where
-//! the `polling` crate's costs five).
+//! answer) and `poller` (`--poller`: the portable `polling` crate, whose
+//! wait costs five system calls, or zen-utils' raw `epoll`, whose wait is
+//! one).
 //!
 //! ```text
 //! cargo run --release -p srv-poll -- -p 1060
@@ -124,27 +126,37 @@ mod event_loop;
 mod offload;
 mod peer_call;
 mod poll_mode;
+mod poller;
 
 use std::io;
 use std::net::TcpListener;
 
 pub use poll_mode::PollMode;
+pub use poller::PollerKind;
 use zen_utils::{Config, Shutdown, Summary};
 
 /// Serves every client from one thread on `listener` until `shutdown` is
-/// triggered, then returns the summary. Registers sockets level-triggered.
+/// triggered, then returns the summary. Waits on the `polling` crate and
+/// registers sockets level-triggered.
 pub fn serve(listener: TcpListener, config: Config, shutdown: Shutdown) -> io::Result<Summary> {
-    serve_with_mode(listener, config, shutdown, PollMode::Level)
+    serve_with(
+        listener,
+        config,
+        shutdown,
+        PollerKind::Polling,
+        PollMode::Level,
+    )
 }
 
-/// [`serve`] with the sockets' registration mode chosen: `Level`, `Edge`
-/// or `Oneshot`. Only the system calls per answer differ; the service is
-/// the same.
-pub fn serve_with_mode(
+/// [`serve`] with the poller (`Polling` or `Epoll`) and the sockets'
+/// registration mode (`Level`, `Edge` or `Oneshot`) chosen. Only the
+/// system calls per answer differ; the service is the same.
+pub fn serve_with(
     listener: TcpListener,
     config: Config,
     shutdown: Shutdown,
+    poller: PollerKind,
     mode: PollMode,
 ) -> io::Result<Summary> {
-    event_loop::EventLoop::new(listener, config, shutdown, mode)?.run()
+    event_loop::EventLoop::new(listener, config, shutdown, poller, mode)?.run()
 }

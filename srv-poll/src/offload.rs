@@ -2,7 +2,7 @@
 //! `offload`). This is libuv's design, the one behind Node.js's file I/O:
 //! the loop hands `--work cpu|block` to a pool of plain threads through a
 //! queue, and goes back to its other clients; a helper that is done
-//! queues the completion and writes to the loop's eventfd, which wakes the
+//! queues the completion and wakes the loop's poller (`poller.rs`), which ends the
 //! wait, and the loop gives the connection its answer.
 //!
 //! A connection has at most one job, since its conversation reads nothing
@@ -16,10 +16,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use zen_utils::serve::offload::{Helpers, Ticket};
-use zen_utils::serve::raw_loop::epoll::Waker;
 use zen_utils::{Shutdown, Work};
 
 use crate::connection::ConnId;
+use crate::poller::Waker;
 
 /// The helpers, and the completions on their way back to the loop.
 pub(crate) struct Offload {
@@ -33,7 +33,7 @@ pub(crate) struct Offload {
     /// The works queued or running, each with the flag that cancels it
     /// if its connection closes first: a helper then skips it.
     in_flight: HashMap<ConnId, Arc<AtomicBool>>,
-    /// The loop's eventfd, shared with the shutdown trigger.
+    /// The loop's waker, shared with the shutdown trigger.
     waker: Arc<Waker>,
     shutdown: Shutdown,
 }

@@ -28,10 +28,11 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Protocol, Socket, Type};
 use zen_utils::protocol::peers::{complete_reply, Asking, Forward, Reply, MAX_PEER_REPLY};
 use zen_utils::protocol::UNKNOWN_APHORISM;
-use zen_utils::serve::raw_loop::epoll::{Interest, Poller};
+use zen_utils::serve::raw_loop::epoll::Interest;
 
 use crate::connection::{ConnId, Timer};
 use crate::poll_mode::{PollMode, Registration};
+use crate::poller::Poller;
 use zen_utils::serve::raw_loop::timers::Timers;
 
 /// The poll keys of peer calls have this bit set (and the top bit clear,
@@ -203,10 +204,18 @@ impl PeerCall {
         key: usize,
         ctx: &mut CallContext<'_>,
     ) -> Option<&'static [u8]> {
-        self.attempt = None;
+        self.cancel(ctx.poller);
         match self.asking.heard(reply) {
             Some(answer) => Some(answer),
             None => self.ask_next(key, ctx),
+        }
+    }
+
+    /// Ends the attempt in progress, if any: its socket closes (deleted
+    /// from the poller first, where the poller needs it).
+    pub(crate) fn cancel(&mut self, poller: &Poller) {
+        if let Some(attempt) = self.attempt.take() {
+            poller.closing(&attempt.stream);
         }
     }
 

@@ -17,7 +17,9 @@
 use std::io;
 use std::os::fd::AsFd;
 
-use zen_utils::serve::raw_loop::epoll::{Interest, Poller};
+use zen_utils::serve::raw_loop::epoll::Interest;
+
+use crate::poller::Poller;
 
 /// How sockets are registered with epoll.
 pub use zen_utils::serve::raw_loop::epoll::Trigger as PollMode;

@@ -209,6 +209,9 @@ fn rows(
     contenders
         .iter()
         .filter_map(|contender| {
+            if !contender.takes_part_in(experiment.key) {
+                return None;
+            }
             let take = match ((experiment.takes)(contender, sizes), uring_refused) {
                 (Take::Absent, _) => return None,
                 (Take::Run, Some(why)) if contender.bin == "srv-uring" => Take::Skip(why),

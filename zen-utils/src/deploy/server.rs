@@ -11,7 +11,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::deploy::registry::{Entry, Registration, RegistryAuth, RegistryUrl, DEREGISTER_PATIENCE};
+use crate::deploy::registry::{
+    Entry, Registration, RegistryAuth, RegistryUrl, DEREGISTER_PATIENCE,
+};
 use crate::deploy::started::{self, BlockingMode, Handed};
 use crate::{deploy::supervisor, Config, ServerArgs, Shutdown, Stats, Summary};
 

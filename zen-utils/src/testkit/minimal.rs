@@ -142,11 +142,32 @@ pub fn answers_everything_before_closing_on_half_close(bin: &str) {
 // What each hardening buys: the real server `real` and the minimal one
 // `minimal` against the same hostile client.
 
+/// The real server of the hardening cases: its binary, and flags given
+/// before each case's own (`--poller epoll`, say, where a server has two
+/// ways to do the same).
+#[derive(Debug, Clone, Copy)]
+pub struct Real<'a> {
+    /// The binary's path.
+    pub bin: &'a str,
+    /// Its flags in every case.
+    pub args: &'a [&'a str],
+}
+
+impl Real<'_> {
+    fn start(self, args: &[&str]) -> Running {
+        Running::start(self.bin, &[self.args, args].concat())
+    }
+
+    fn start_with_fd_limit(self, args: &[&str], max_fds: u64) -> Running {
+        Running::start_with_fd_limit(self.bin, &[self.args, args].concat(), max_fds)
+    }
+}
+
 /// An idle client: the real server closes it after `--idle-timeout` with
 /// `Error: idle timeout.`; the minimal one still holds it three timeouts
 /// later and answers it.
-pub fn idle_timeout_closes_an_idle_client(real: &str, minimal: &str) {
-    let server = Running::start(real, &["--idle-timeout", "300ms"]);
+pub fn idle_timeout_closes_an_idle_client(real: Real<'_>, minimal: &str) {
+    let server = real.start(&["--idle-timeout", "300ms"]);
     let mut client = Client::connect(server.addr);
     assert_eq!(text(&client.read_to_close()), text(IDLE_TIMEOUT));
 
@@ -164,7 +185,7 @@ pub fn idle_timeout_closes_an_idle_client(real: &str, minimal: &str) {
 /// closes, and its memory barely moves; the minimal one keeps every byte
 /// (its memory grows by more than 10 MiB) and, given the `?` at last,
 /// answers the 16 MiB question like any unknown one.
-pub fn bounded_input_refuses_a_question_of_16_mib(real: &str, minimal: &str) {
+pub fn bounded_input_refuses_a_question_of_16_mib(real: Real<'_>, minimal: &str) {
     const SIZE: usize = 16 * MIB;
     let send = |mut stream: TcpStream| {
         thread::spawn(move || {
@@ -180,7 +201,7 @@ pub fn bounded_input_refuses_a_question_of_16_mib(real: &str, minimal: &str) {
         })
     };
 
-    let server = Running::start(real, &[]);
+    let server = real.start(&[]);
     let before = resident_memory_of(server.pid());
     let mut client = Client::connect(server.addr);
     let sender = send(client.try_clone_stream());
@@ -209,10 +230,10 @@ pub fn bounded_input_refuses_a_question_of_16_mib(real: &str, minimal: &str) {
 /// never reads: the real server stops reading it once 64 KiB of answers
 /// wait, and its memory stays within 8 MiB of where it was; the minimal one
 /// reads all 2 MiB and holds the 48 MiB of answers.
-pub fn bounded_output_stops_reading_a_client_that_never_reads(real: &str, minimal: &str) {
+pub fn bounded_output_stops_reading_a_client_that_never_reads(real: Real<'_>, minimal: &str) {
     const SIZE: usize = 2 * MIB;
 
-    let server = Running::start(real, &[]);
+    let server = real.start(&[]);
     let before = resident_memory_of(server.pid());
     let (stream, sent) = never_read(server.addr, SIZE);
     let grown = resident_memory_of(server.pid()).saturating_sub(before);
@@ -269,8 +290,8 @@ fn never_read(addr: SocketAddr, size: usize) -> (TcpStream, usize) {
 
 /// `--max-conns 2`: the real server answers a third client `Error: server
 /// busy.` and closes it; the minimal one serves all three.
-pub fn max_conns_turns_away_the_third_client(real: &str, minimal: &str) {
-    let server = Running::start(real, &["--max-conns", "2"]);
+pub fn max_conns_turns_away_the_third_client(real: Real<'_>, minimal: &str) {
+    let server = real.start(&["--max-conns", "2"]);
     let mut first = Client::connect(server.addr);
     let mut second = Client::connect(server.addr);
     assert_eq!(text(&first.ask(b"Now is better than?")), "never.");
@@ -291,8 +312,8 @@ pub fn max_conns_turns_away_the_third_client(real: &str, minimal: &str) {
 /// one write, the signal sent once the first is answered): the real server
 /// sends the second answer, closes, prints its summary and exits 0; the
 /// minimal one dies of the signal and its client reads nothing more.
-pub fn graceful_shutdown_answers_the_question_in_flight(real: &str, minimal: &str) {
-    let server = Running::start(real, &["--work", "wait:300ms"]);
+pub fn graceful_shutdown_answers_the_question_in_flight(real: Real<'_>, minimal: &str) {
+    let server = real.start(&["--work", "wait:300ms"]);
     let mut client = Client::connect(server.addr);
     client.send(b"Now is better than?Flat is better than?");
     assert_eq!(text(&client.answer()), "never.");
@@ -317,7 +338,7 @@ pub fn graceful_shutdown_answers_the_question_in_flight(real: &str, minimal: &st
 /// server keeps serving (a client is answered once the others leave); the
 /// minimal one's `accept` fails with `EMFILE` and the `?` on it ends the
 /// process (it is a zombie, waiting for the test to reap it).
-pub fn out_of_descriptors_ends_the_minimal_server(real: &str, minimal: &str) {
+pub fn out_of_descriptors_ends_the_minimal_server(real: Real<'_>, minimal: &str) {
     const CLIENTS: usize = 200;
     let connect_all = |addr| -> Vec<TcpStream> {
         (0..CLIENTS)
@@ -325,7 +346,7 @@ pub fn out_of_descriptors_ends_the_minimal_server(real: &str, minimal: &str) {
             .collect()
     };
 
-    let server = Running::start_with_fd_limit(real, &["-q"], 64);
+    let server = real.start_with_fd_limit(&["-q"], 64);
     let clients = connect_all(server.addr);
     drop(clients);
     let mut client = Client::connect(server.addr);
@@ -359,13 +380,14 @@ fn process_state(pid: u32) -> char {
 /// Stamps out, in a server crate's `tests/minimal.rs`, the protocol cases
 /// against its minimal version (the example `example` of package
 /// `package`) and the named hardening cases against it and the real
-/// binary `real`.
+/// binary `real` (started with `real_args` first, if given).
 #[macro_export]
 macro_rules! minimal_suite {
     (
         package: $package:expr,
         example: $example:expr,
         real: $real:expr,
+        $(real_args: [$($real_arg:expr),* $(,)?],)?
         hardening: [$($hardening:ident),* $(,)?]
         $(, requires: $requires:expr)? $(,)?
     ) => {
@@ -380,7 +402,9 @@ macro_rules! minimal_suite {
             answers_unknown_questions_and_keeps_the_connection,
             answers_everything_before_closing_on_half_close,
         );
-        $crate::minimal_suite!(@hardening $real, [$($requires)?]; $($hardening),*);
+        $crate::minimal_suite!(@hardening
+            $crate::testkit::minimal::Real { bin: $real, args: &[$($($real_arg),*)?] },
+            [$($requires)?]; $($hardening),*);
     };
     (@hardening $real:expr, $requires:tt; $($hardening:ident),*) => {
         $(

@@ -24,6 +24,16 @@ pub(crate) struct Contender {
     /// Its model-specific flags.
     pub(crate) args: Vec<String>,
     pub(crate) kind: Kind,
+    /// The experiments it takes part in, by key, for a variant worth
+    /// seeing only there; `None`: every one its kind takes part in.
+    pub(crate) only_in: Option<&'static [&'static str]>,
+}
+
+impl Contender {
+    /// Whether it has a row in experiment `key`, as far as `only_in` says.
+    pub(crate) fn takes_part_in(&self, key: &str) -> bool {
+        self.only_in.is_none_or(|keys| keys.contains(&key))
+    }
 }
 
 /// What a contender is, as far as the experiments care.
@@ -60,6 +70,7 @@ pub(crate) fn everyone(pool_workers: usize) -> Vec<Contender> {
         label: label.to_owned(),
         args: args.iter().map(|&arg| arg.to_owned()).collect(),
         kind,
+        only_in: None,
     };
     let pool = pool_workers.to_string();
     let helpers = OFFLOAD_HELPERS.to_string();
@@ -93,6 +104,18 @@ pub(crate) fn everyone(pool_workers: usize) -> Vec<Contender> {
             Kind::Concurrent,
         ),
         contender("srv-poll", "srv-poll", "srv-poll", &[], Kind::Concurrent),
+        // The raw epoll loop beside the portable default, where the system
+        // calls per answer show: one busy client, and many.
+        Contender {
+            only_in: Some(&["one-client", "many-clients"]),
+            ..contender(
+                "srv-poll-epoll",
+                "srv-poll",
+                "srv-poll --poller epoll",
+                &["--poller", "epoll"],
+                Kind::Concurrent,
+            )
+        },
         offloaded("srv-poll-offload", "srv-poll"),
         contender("srv-async", "srv-async", "srv-async", &[], Kind::Concurrent),
         offloaded("srv-async-offload", "srv-async"),
@@ -218,12 +241,30 @@ mod tests {
 
     #[test]
     fn redis_joins_by_default_only_when_installed() {
-        // Eight servers and modes, two --offload rows, redis.
-        assert_eq!(select(everyone(16), &[], true).unwrap().len(), 11);
+        // Nine servers and modes, two --offload rows, redis.
+        assert_eq!(select(everyone(16), &[], true).unwrap().len(), 12);
         let without = select(everyone(16), &[], false).unwrap();
         assert!(without.iter().all(|c| c.kind != Kind::Redis));
         assert!(select(everyone(16), &["redis-server".to_owned()], false).is_err());
         assert!(select(everyone(16), &["srv-nope".to_owned()], true).is_err());
+    }
+
+    #[test]
+    fn srv_poll_on_raw_epoll_is_only_in_the_first_two_experiments() {
+        let all = everyone(16);
+        let epoll = all.iter().find(|c| c.id == "srv-poll-epoll").unwrap();
+        assert_eq!(epoll.args, ["--poller", "epoll"]);
+        let experiments = super::super::experiments::all(&super::super::experiments::Sizes::QUICK);
+        let with: Vec<usize> = experiments
+            .iter()
+            .filter(|e| epoll.takes_part_in(e.key))
+            .map(|e| e.number)
+            .collect();
+        assert_eq!(with, [1, 2]);
+        assert!(all
+            .iter()
+            .filter(|c| c.id != "srv-poll-epoll")
+            .all(|c| c.only_in.is_none()));
     }
 
     #[test]

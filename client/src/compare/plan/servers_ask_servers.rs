@@ -46,7 +46,7 @@ pub(crate) const POOL: &str = "4";
 /// Whether a contender takes part: every zen model, each as one pair (the
 /// `--offload` rows are the same models, and redis asks no peer).
 pub(crate) fn takes_part(contender: &Contender) -> bool {
-    !matches!(contender.kind, Kind::Redis | Kind::Offload)
+    !matches!(contender.kind, Kind::Redis | Kind::Offload) && contender.takes_part_in(KEY)
 }
 
 /// How long each pair runs: long enough for srv-single's deadlock to break

@@ -1,5 +1,5 @@
-//! epoll as srv-poll and the client's load generator use it: a wait that
-//! is one system call, a precise timer armed only when its deadline
+//! epoll as srv-poll's `--poller epoll` and the client's load generator
+//! use it: a wait that is one system call, a precise timer armed only when its deadline
 //! changes, and a waker for other threads.
 //!
 //! Why not the `polling` crate: its `wait` re-arms a timerfd and an eventfd
