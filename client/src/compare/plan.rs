@@ -311,10 +311,12 @@ mod tests {
             .into_iter()
             .filter(|experiment| experiment.key == "one-client")
             .collect();
+        // One client: the eight above and srv-poll on raw epoll, then
+        // experiment 11's three ways.
         let both = plan_of(one_client, vec![Apart::DeadServer { model: "srv-poll" }]);
         assert_eq!(
             both.summary(),
-            "client compare: 2 experiments, 8 servers, 11 runs; servers from /bin"
+            "client compare: 2 experiments, 9 servers, 12 runs; servers from /bin"
         );
     }
 }

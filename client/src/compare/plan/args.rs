@@ -25,8 +25,9 @@ pub(crate) struct CompareArgs {
 
     /// Run only these servers: a binary (srv-single, srv-threaded,
     /// srv-poll, srv-async, srv-hybrid, srv-uring, redis-server) or one
-    /// mode (srv-threaded-pool, srv-threaded-per-conn, srv-poll-offload,
-    /// srv-async-offload, srv-hybrid-ws, srv-hybrid-per-core) [default:
+    /// mode (srv-threaded-pool, srv-threaded-per-conn, srv-poll-epoll,
+    /// srv-poll-offload, srv-async-offload, srv-hybrid-ws,
+    /// srv-hybrid-per-core) [default:
     /// all, and redis-server if it is on the PATH]
     #[arg(long, value_name = "NAME[,NAME]", value_delimiter = ',')]
     pub(crate) servers: Vec<String>,
