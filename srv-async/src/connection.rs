@@ -174,7 +174,7 @@ impl<'a> Connection<'a> {
             if self.conversation.has_questions() {
                 continue;
             }
-            if let Some(word) = self.conversation.last_word(&self.shared.stats) {
+            if let Some(word) = self.conversation.last_word() {
                 // Boxed, like the work: it runs once, and is large.
                 boxed(self.say_last(word)).await;
             }

@@ -145,7 +145,7 @@ impl Connection {
     /// more), and says what it wants next.
     pub(crate) fn advance(&mut self, wake: Wake, ctx: &mut Context<'_>) -> Next {
         match self.turn(wake, ctx) {
-            Ok(more_to_read) => match self.end(ctx.stats) {
+            Ok(more_to_read) => match self.end() {
                 Some(end) => Next::Close(end),
                 None if more_to_read => Next::AnotherTurn(self.interest()),
                 None => Next::Wait(self.interest()),
@@ -354,8 +354,8 @@ impl Connection {
     /// Why the connection is over, if it is, as the conversation says,
     /// after its last word (sent best effort: with whatever room the socket
     /// has now, as the connection closes next whatever happens).
-    fn end(&mut self, stats: &Stats) -> Option<End> {
-        if let Some(word) = self.conversation.last_word(stats) {
+    fn end(&mut self) -> Option<End> {
+        if let Some(word) = self.conversation.last_word() {
             let _ = self.stream.write(word);
         }
         self.conversation.end()
@@ -370,11 +370,11 @@ impl Connection {
     /// The idle deadline passed: how the connection ends. With answers
     /// unsent, the client did not read them (an error); otherwise with the
     /// last word `Error: idle timeout.`, sent best effort.
-    pub(crate) fn idle_end(&mut self, now: Instant, stats: &Stats) -> End {
+    pub(crate) fn idle_end(&mut self, now: Instant) -> End {
         if let Some(end) = self.conversation.check_idle(now) {
             return end;
         }
-        self.end(stats).unwrap_or(End::IdleTimeout)
+        self.end().unwrap_or(End::IdleTimeout)
     }
 
     /// The shutdown grace is over: how the connection ends, whatever it

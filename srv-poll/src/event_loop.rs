@@ -480,7 +480,7 @@ impl EventLoop {
             .map(|(key, _)| key)
             .collect();
         for key in expired {
-            let end = self.connections[key].conn.idle_end(now, &self.stats);
+            let end = self.connections[key].conn.idle_end(now);
             self.close(key, end);
         }
         if let Some(period) = idle_scan_period(&self.config) {

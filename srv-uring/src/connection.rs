@@ -279,7 +279,7 @@ impl Connection {
         }
         self.start_send(ctx.ring).map_err(End::Failed)?;
         self.arm_or_cancel_recv(ctx.ring).map_err(End::Failed)?;
-        match self.end(ctx.stats) {
+        match self.end() {
             Some(end) => Err(end),
             None => Ok(()),
         }
@@ -449,8 +449,8 @@ impl Connection {
     /// Why the connection is over, if it is, as the conversation says,
     /// after its last word (sent best effort with one non-blocking send: a
     /// client that does not read cannot hold the connection for it).
-    fn end(&mut self, stats: &Stats) -> Option<End> {
-        if let Some(word) = self.conversation.last_word(stats) {
+    fn end(&mut self) -> Option<End> {
+        if let Some(word) = self.conversation.last_word() {
             let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
             let _ = SockRef::from(&self.stream).send_with_flags(word, flags);
         }
@@ -463,11 +463,11 @@ impl Connection {
     }
 
     /// The idle deadline passed: how the connection ends.
-    pub(crate) fn idle_end(&mut self, now: Instant, stats: &Stats) -> End {
+    pub(crate) fn idle_end(&mut self, now: Instant) -> End {
         if let Some(end) = self.conversation.check_idle(now) {
             return end;
         }
-        self.end(stats).unwrap_or(End::IdleTimeout)
+        self.end().unwrap_or(End::IdleTimeout)
     }
 
     /// The shutdown grace is over: how the connection ends.

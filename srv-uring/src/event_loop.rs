@@ -474,7 +474,7 @@ impl EventLoop {
             .collect();
         for key in expired {
             if let Some(conn) = self.connections.get_mut(key) {
-                let end = conn.idle_end(now, &self.stats);
+                let end = conn.idle_end(now);
                 self.after(key, Err(end));
             }
         }

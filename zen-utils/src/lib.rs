@@ -17,7 +17,7 @@
 //! - `components` (feature `components`): private ZooKeeper and HAProxy
 //!   instances, for `client compare` and the tests; no server links it.
 //! - `testkit` (feature `testkit`): the one conformance suite, stamped out
-//!   in each server crate by [`conformance_suite!`].
+//!   in each server crate by `conformance_suite!`.
 //!
 //! Every server crate exposes the same entry point,
 //! `serve(listener, config, shutdown) -> io::Result<Summary>`, which is what

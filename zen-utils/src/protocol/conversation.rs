@@ -1,26 +1,61 @@
 //! One conversation with one client, from accept to close, with no I/O:
 //! the protocol written once, for every model to drive.
 //!
-//! A driver (a blocking thread, a readiness loop, a task) owns the socket
-//! and decides only how to wait. It feeds the conversation what it reads
-//! and tells it what it wrote, the clock and the shutdown; the
+//! A driver (a blocking thread, a readiness loop, a task, a completion
+//! loop) owns the socket, the clock and the way it waits. The
 //! conversation owns everything else: the framing decoder, the answers
-//! not yet sent and their bound, which question is being worked on, the
-//! idle deadline, the last word, and why it ended.
+//! not yet sent and their bound ([`OUTPUT_LIMIT`]), the question whose
+//! answer is owed (to `--work` or to the peers), the idle deadline, the
+//! last word, and why it ended. It never reads a clock of its own: every
+//! call that needs the time is given `now`.
 //!
 //! ```text
-//!   driver                                    conversation
-//!   read into read_buf() ──── received(n) ──► decoder
-//!                             answer(now) ──► answers, in order, into output()
-//!   ◄─────────────────────── Some(work) ───── a question needs --work
-//!   do it (its own way) ───── worked(now) ──► its answer joins output()
-//!   write output() ─────────── wrote(n) ────► fewer unsent
-//!   wants_read()? idle_deadline()? last_word()? end()?
+//!   driver                                      conversation
+//!   read into read_buf() ───── received(n) ──►  decoder
+//!                              answer(now) ──►  answers, in order, into output()
+//!   ◄──── Some(Needed::Work(w)) ───────────────  a question needs --work
+//!   do it (its own way) ────── worked(now) ──►  its answer joins output()
+//!   ◄──── Some(Needed::Peers(f)) ──────────────  a question of another part
+//!   ask the peers (its own way,
+//!   Asking decides) ─── forwarded(reply) ──►  the relayed answer joins output()
+//!   write output() ─────────── wrote(n) ─────►  fewer unsent
+//!   idle_expired(now)? check_idle(now) ──────►  closing, or End::Unread
+//!   shutdown() · drained() · grace_over() ───►  the server is stopping
+//!   ◄──── last_word() ─────────────────────────  Error: idle timeout. / request too long.
+//!   ◄──── end() ───────────────────────────────  Some(End) once it is over
+//!   leftover() ──────────────────────────────►  what it leaves unanswered
 //! ```
 //!
+//! **In which order a driver calls them.** After each read: `received(n)`
+//! (`0`: the client shut its side), then `answer(now)`. When that returns
+//! [`Needed`], the driver does the work or asks the peers, and calls
+//! `worked(now)` or `forwarded(reply, now)`, each of which answers the
+//! questions behind it and may return the next `Needed`. It writes
+//! `output()` and reports each write with `wrote(n)`; while
+//! `has_questions()`, it calls `answer` again before it waits, since
+//! questions held back by the output bound must not wait for a read that
+//! may never come. Before it waits: `wants_read()` says whether to read at
+//! all (not while an answer is owed, nor over the output bound),
+//! `idle_deadline()` and `write_deadline()` when to wake. When a deadline
+//! passes: `check_idle(now)`. Then `last_word()` (sent best effort, once)
+//! and `end()`: `Some(end)` means the driver closes the socket and calls
+//! `end.record(peer, conversation.leftover(), stats)`. A failed read is
+//! `read_failed(error)`, an end of its own. At shutdown: `shutdown()`,
+//! `drained()` once a read finds nothing more, and `grace_over()` when
+//! the grace runs out.
+//!
+//! **What each counts.** Answers are counted when they join the output
+//! (`answer`, `worked`, `forwarded`), errors among them too: the
+//! [`Stats`] passed in. Everything else is counted once, where the end is
+//! recorded ([`End::record`]): the connection closed, a failure or an
+//! unread output as an error, the last word as an error, a dropped
+//! question. The queries (`output`, `wants_read`, `idle_deadline`,
+//! `last_word`, `end`, `has_questions`, `memory`) count nothing, however
+//! often they are asked.
+//!
 //! The order of answers is the order of questions, whatever the driver
-//! does: a question whose answer is being worked on holds the ones behind
-//! it in the decoder until its answer has joined the output.
+//! does: a question whose answer is owed holds the ones behind it in the
+//! decoder until its answer has joined the output.
 
 use std::time::Instant;
 
@@ -391,8 +426,10 @@ impl Conversation {
     /// before the conversation ends: `Error: request too long.` or `Error:
     /// idle timeout.`. The driver counts on no reply to it and ends the
     /// conversation after one try: a client that does not read cannot hold
-    /// it. It is counted as an error here.
-    pub fn last_word(&self, stats: &Stats) -> Option<&'static [u8]> {
+    /// it. A query: asking twice changes nothing. The error it is is
+    /// counted once, where the conversation's end is recorded
+    /// ([`End::record`]: `TooLong` and `IdleTimeout` end with it).
+    pub fn last_word(&self) -> Option<&'static [u8]> {
         if !self.output().is_empty() {
             return None;
         }
@@ -401,7 +438,6 @@ impl Conversation {
             Phase::Closing(Closing::IdleTimeout) => IDLE_TIMEOUT,
             _ => return None,
         };
-        stats.error(1);
         Some(word)
     }
 
@@ -434,11 +470,6 @@ impl Conversation {
         self.working.is_none()
             && !matches!(self.phase, Phase::Closing(_))
             && self.decoder.has_complete()
-    }
-
-    /// Whether an answer is being worked on (`--work`): the server owes it.
-    pub fn owes_work(&self) -> bool {
-        self.working.is_some()
     }
 
     /// The bytes the conversation holds in buffers: its read buffer and
@@ -594,11 +625,18 @@ mod tests {
         let mut conversation = Conversation::new(&config, now);
         feed(&mut conversation, b"Why?xxxxxxxxxx");
         conversation.answer(now, &config, &stats);
-        assert_eq!(conversation.last_word(&stats), None, "after the answers");
+        assert_eq!(conversation.last_word(), None, "after the answers");
         assert_eq!(take_output(&mut conversation), b"Error: unknown aphorism.");
-        assert_eq!(conversation.last_word(&stats), Some(REQUEST_TOO_LONG));
-        let end = conversation.end().map(|end| end.to_string());
-        assert_eq!(end.as_deref(), Some("request too long"));
+        assert_eq!(conversation.last_word(), Some(REQUEST_TOO_LONG));
+        assert_eq!(conversation.last_word(), Some(REQUEST_TOO_LONG), "a query");
+        let end = conversation.end().expect("it ends");
+        assert_eq!(end.to_string(), "request too long");
+        // The last word is counted once, where the end is recorded.
+        end.record(
+            "127.0.0.1:9".parse().unwrap(),
+            conversation.leftover(),
+            &stats,
+        );
         assert_eq!(stats.summary().errors, 2);
     }
 
@@ -609,7 +647,7 @@ mod tests {
         let mut quiet = Conversation::new(&config, now);
         assert!(quiet.check_idle(now).is_none());
         assert!(quiet.check_idle(later).is_none());
-        assert_eq!(quiet.last_word(&stats), Some(IDLE_TIMEOUT));
+        assert_eq!(quiet.last_word(), Some(IDLE_TIMEOUT));
         let end = quiet.end().map(|end| end.to_string());
         assert_eq!(end.as_deref(), Some("idle timeout"));
 
@@ -643,7 +681,8 @@ mod tests {
         feed(&mut owed, b"Why?Now is better than?");
         owed.answer(now, &working, &stats);
         owed.worked(now, &working, &stats);
-        assert!(owed.owes_work() && !owed.output().is_empty());
+        // The server owes the worked answer: no idle deadline of its own.
+        assert!(owed.idle_deadline().is_none() && !owed.output().is_empty());
         assert!(owed.idle_expired(later));
     }
 

@@ -49,7 +49,10 @@ pub enum End {
 
 impl End {
     /// Counts this end in `stats` and logs it at `-v`: an I/O failure is an
-    /// error; complete questions left unanswered are dropped questions, and
+    /// error, and so is the last word of a request too long or an idle
+    /// timeout (`Error: request too long.`, `Error: idle timeout.`, sent
+    /// just before, best effort); complete questions left unanswered are
+    /// dropped questions, and
     /// so is a partial question when the client closed or the server shut
     /// down (after a limit or a failure, the stream was broken anyway).
     pub fn record(&self, peer: SocketAddr, left: Leftover, stats: &Stats) {
@@ -57,7 +60,7 @@ impl End {
         let partial_dropped =
             left.partial > 0 && matches!(self, Self::ClientClosed | Self::Shutdown);
         stats.dropped(left.unanswered + u64::from(partial_dropped));
-        if let Self::Failed(_) | Self::Unread(_) = self {
+        if let Self::Failed(_) | Self::Unread(_) | Self::TooLong | Self::IdleTimeout = self {
             stats.error(1);
         }
         if tracing::enabled!(tracing::Level::DEBUG) {
@@ -114,7 +117,7 @@ mod tests {
         End::Failed(io::ErrorKind::ConnectionReset.into()).record(peer, partial(0), &stats);
         End::Unread(Stall::Shutdown).record(peer, partial(0), &stats);
         let summary = stats.summary();
-        assert_eq!((summary.dropped, summary.errors), (5, 2));
+        assert_eq!((summary.dropped, summary.errors), (5, 3));
         assert_eq!(End::IdleTimeout.to_string(), "idle timeout");
     }
 }

@@ -110,7 +110,7 @@ impl Blocking {
             if let Some(end) = self.conversation.check_idle(Instant::now()) {
                 return end;
             }
-            if let Some(word) = self.conversation.last_word(stats) {
+            if let Some(word) = self.conversation.last_word() {
                 // Best effort: the connection closes next whatever happens,
                 // so a failure to send it changes nothing.
                 let _ = self.stream.write_all(word);
