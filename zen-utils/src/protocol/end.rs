@@ -42,8 +42,8 @@ pub enum End {
     /// write them, gave up at the idle deadline or at the end of the
     /// shutdown grace. An error, as a failure is.
     Unread(Stall),
-    /// A read or write failed (a reset, say), or the client did not read its
-    /// answers in time.
+    /// A read or write failed (a reset, say). A client that did not read
+    /// its answers in time is [`Unread`](Self::Unread).
     Failed(io::Error),
 }
 

@@ -26,8 +26,10 @@ type Waker = Box<dyn Fn() + Send + Sync>;
 ///
 /// Blocking servers poll [`is_triggered`](Self::is_triggered) every
 /// [`TICK`]; event loops register a waker with
-/// [`on_trigger`](Self::on_trigger) (`Poller::notify`, a tokio `Notify`)
-/// so that they wake at once.
+/// [`on_trigger`](Self::on_trigger) so that they wake at once: srv-poll
+/// its poller's waker (the `polling` crate's `Poller::notify`, or the raw
+/// loop's eventfd), srv-uring its eventfd, srv-async and srv-hybrid a
+/// tokio `Notify`.
 #[derive(Clone, Default)]
 pub struct Shutdown {
     inner: Arc<Inner>,

@@ -8,9 +8,10 @@
 //!   `--peer-timeout` and answer `Error: no peer answered.`, at the
 //!   timeout's pace.
 //! - srv-threaded's pool of 4 threads, 8 clients a side: each client holds
-//!   a thread, and each thread keeps a connection to the peer, which holds
-//!   one of the peer's threads: the pool starves. Per connection, a thread
-//!   per client and per peer connection: everything is answered.
+//!   a thread, and a thread that asks the peer waits for one of the
+//!   peer's threads, all held by the peer's own clients: the pool starves.
+//!   Per connection, a thread per client and per question asked of it:
+//!   everything is answered.
 //! - The event-driven servers answer everything: asking a peer is one more
 //!   wait among many.
 //!
