@@ -472,12 +472,16 @@ fn entries_that_name_no_one_server_are_skipped_with_one_warning_each() {
     let url = zk.url("/zen");
     let server = registered(&url, &[]);
     let port = server.addr.port();
-    let traps: [(&str, SocketAddr); 5] = [
+    let mapped = |ip: [u8; 4]| std::net::Ipv4Addr::from(ip).to_ipv6_mapped();
+    let traps: [(&str, SocketAddr); 7] = [
         ("unspecified", ([0, 0, 0, 0], port).into()),
         (
             "unspecified6",
             (std::net::Ipv6Addr::UNSPECIFIED, port).into(),
         ),
+        // IPv4 in IPv6 clothes: ::ffff:0.0.0.0 reaches this machine too.
+        ("unspecified-mapped", (mapped([0, 0, 0, 0]), port).into()),
+        ("multicast-mapped", (mapped([224, 0, 0, 1]), port).into()),
         ("multicast", ([224, 0, 0, 1], port).into()),
         ("broadcast", ([255, 255, 255, 255], port).into()),
         ("port0", ([127, 0, 0, 1], 0).into()),
@@ -485,7 +489,7 @@ fn entries_that_name_no_one_server_are_skipped_with_one_warning_each() {
     for (name, addr) in traps {
         zk.create(&format!("/zen/{name}"), &entry(addr));
     }
-    zk.wait_for_children("/zen", 6);
+    zk.wait_for_children("/zen", 8);
     let output = common::client(&["load", "--registry", &url, "-n", "500", "-c", "8", "--json"]);
     let report = report(&output);
     assert_eq!(output.status.code(), Some(0), "{output:?}");
@@ -585,8 +589,25 @@ fn with_registry_auth_the_client_skips_entries_anyone_could_have_written() {
     let url = zk.url("/open");
     let decoy = Probe::start(Duration::ZERO);
     zk.create("/open/forged", &entry(decoy.addr));
+    // A second forgery names the user in its ACL, with a made-up hash:
+    // ZooKeeper lets anyone create that without knowing the password.
+    let impostor = Probe::start(Duration::ZERO);
+    zk.with_client(async |client| {
+        let acl = [
+            zk::Acl::new(
+                zk::Permission::ALL,
+                zk::AuthId::new("digest", "zen:AAAAAAAAAAAAAAAAAAAAAAAAAAA="),
+            ),
+            zk::Acl::new(zk::Permission::READ, zk::AuthId::anyone()),
+        ];
+        let options = zk::CreateMode::Persistent.with_acls(zk::Acls::new(&acl));
+        client
+            .create("/open/impostor", &entry(impostor.addr), &options)
+            .await
+            .expect("anyone may create a node whose ACL names another's digest");
+    });
     let server = registered(&url, &["--registry-auth", "zen:pw"]);
-    zk.wait_for_children("/open", 2);
+    zk.wait_for_children("/open", 3);
     let trusting = common::client(&["load", "--registry", &url, "-n", "400", "-c", "8", "--json"]);
     assert!(
         answers_from(&report(&trusting), decoy.addr) > 0,
@@ -608,14 +629,22 @@ fn with_registry_auth_the_client_skips_entries_anyone_could_have_written() {
     let report = report(&careful);
     assert_eq!(careful.status.code(), Some(0), "{careful:?}");
     assert_eq!(answers_from(&report, server.addr), 400, "{report}");
+    assert_eq!(answers_from(&report, impostor.addr), 0, "{report}");
     let lines = stderr_lines(&careful);
-    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines.len(), 2, "{lines:?}");
     assert!(
         lines[0].starts_with(
             "client: warning: skipping /open/forged in the registry: world:anyone may write it"
         ),
         "{lines:?}"
     );
+    assert!(
+        lines[1].starts_with(
+            "client: warning: skipping /open/impostor in the registry: digest:zen may write it"
+        ),
+        "{lines:?}"
+    );
+    assert!(!lines[1].contains("AAAA"), "no hash is printed: {lines:?}");
     // The server said once that the path it found lets anyone add.
     let (_, log) = server.terminate();
     assert_eq!(log.matches("lets anyone add entries").count(), 1, "{log}");

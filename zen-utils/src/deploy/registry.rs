@@ -133,10 +133,13 @@ impl Entry {
     /// port 0. Whoever can write the registry decides where clients
     /// connect; such an entry is a mistake or a trap.
     pub fn undialable(&self) -> Option<&'static str> {
-        let broadcast = matches!(self.host, std::net::IpAddr::V4(ip) if ip.is_broadcast());
-        if self.host.is_unspecified() {
+        // An IPv4-mapped IPv6 address (`::ffff:0.0.0.0`) is dialled as the
+        // IPv4 address it carries: judge that one.
+        let host = self.host.to_canonical();
+        let broadcast = matches!(host, std::net::IpAddr::V4(ip) if ip.is_broadcast());
+        if host.is_unspecified() {
             Some("an unspecified address")
-        } else if self.host.is_multicast() {
+        } else if host.is_multicast() {
             Some("a multicast address")
         } else if broadcast {
             Some("the broadcast address")
@@ -630,7 +633,7 @@ async fn watch(
                     continue;
                 }
             };
-            let trusted = auth.map(|auth| Identity(auth.user().to_owned()));
+            let trusted = auth.map(Identity::of);
             let mut addrs = Vec::new();
             let mut names = children;
             names.sort();
@@ -684,15 +687,27 @@ async fn vet(
     Ok(entry.addr())
 }
 
-/// Who may have written an entry a client with credentials dials: the
-/// digest identities of its user. ZooKeeper tells a session only its user
-/// name, not its identity (`USER:HASH`, the hash a SHA-1 of the password),
-/// so the user name is what is checked: an entry that anyone else may
-/// write is skipped. Under a path that a server with credentials made,
-/// nobody else can add entries at all.
+/// Who may write an entry a client with credentials dials: the digest
+/// identity of its user and password, `USER:HASH`, where HASH is
+/// base64(SHA-1(`USER:PASSWORD`)), the identity ZooKeeper's digest
+/// provider gives a session that authenticated so, and writes into a
+/// creator-only ACL. The whole identity is checked, not the user name
+/// alone: anyone may create a node whose ACL names `digest:USER:anything`
+/// without knowing the password, and such an entry is not the user's.
 struct Identity(String);
 
 impl Identity {
+    /// The identity of `auth`'s user and password.
+    fn of(auth: &RegistryAuth) -> Self {
+        use base64::Engine as _;
+        let credentials = format!("{}:{}", auth.user(), auth.password);
+        let hash = sha1_smol::Sha1::from(credentials.as_bytes())
+            .digest()
+            .bytes();
+        let hash = base64::engine::general_purpose::STANDARD.encode(hash);
+        Self(format!("{}:{hash}", auth.user()))
+    }
+
     /// Why the entry at `path` is not to be trusted, if it is not: someone
     /// else may write it (its ACL grants more than reading to another
     /// identity), or its ACL cannot be read.
@@ -706,11 +721,12 @@ impl Identity {
             .filter(|acl| acl.permission() != zk::Permission::READ)
             .filter(|acl| acl.permission() != zk::Permission::NONE);
         for writer in writers {
-            // The hash is no secret, but the user name says enough.
-            let user = writer.id().split(':').next().unwrap_or_default();
-            if writer.scheme() != "digest" || user != self.0 {
+            if writer.scheme() != "digest" || writer.id() != self.0 {
+                // The user name only: a hash of someone's password is
+                // nothing to print, even a wrong one.
+                let user = writer.id().split(':').next().unwrap_or_default();
                 return Some(format!(
-                    "{}:{user} may write it, not only the --registry-auth user",
+                    "{}:{user} may write it, not only the --registry-auth user and password",
                     writer.scheme()
                 ));
             }

@@ -195,7 +195,8 @@ fn with_own_address(mut config: Config, own: io::Result<SocketAddr>) -> io::Resu
     if config.peers.peers.is_empty() {
         return Ok(config);
     }
-    let unreachable = |addr: SocketAddr| addr.ip().is_unspecified() || addr.port() == 0;
+    let unreachable =
+        |addr: SocketAddr| addr.ip().to_canonical().is_unspecified() || addr.port() == 0;
     let me = match config.peers.me {
         Some(advertised) if unreachable(advertised) => {
             return Err(io::Error::new(

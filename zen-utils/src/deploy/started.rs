@@ -64,31 +64,55 @@ pub fn activated_listener() -> io::Result<(Option<TcpListener>, Vec<String>)> {
     if !is_listening(&listener)? {
         return Err(not_a_listener(io::ErrorKind::InvalidInput.into()));
     }
-    let mut warnings = Vec::new();
+    // Every extra descriptor is dealt with, but said in at most two lines:
+    // a LISTEN_FDS of 100000 must not write 100000 warnings.
+    let (mut closed, mut left_alone) = (Vec::new(), Vec::new());
     for extra in 1..fds.len() {
         let Ok(Some(fd)) = fds.take_raw_fd(extra) else {
             continue;
         };
         // Only a socket is closed: a descriptor that is not open, or is
         // not a socket, was not handed down, whatever LISTEN_FDS says.
-        let warning = if is_socket(fd) {
+        if is_socket(fd) {
             // SAFETY: LISTEN_FDS handed this socket to this process, and
             // nothing else took it: closing it is ours to do.
             drop(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) });
-            format!(
-                "warning: LISTEN_FDS: serving only the first socket; closed socket {}",
-                extra + 1
-            )
+            closed.push(extra + 1);
         } else {
-            format!(
-                "warning: LISTEN_FDS: serving only the first socket; fd {fd} (socket {}) \
-                 is not a socket: left alone",
-                extra + 1
-            )
-        };
-        warnings.push(warning);
+            left_alone.push(fd);
+        }
+    }
+    let mut warnings = Vec::new();
+    if !closed.is_empty() {
+        warnings.push(format!(
+            "warning: LISTEN_FDS: serving only the first socket; closed socket{} {}",
+            if closed.len() == 1 { "" } else { "s" },
+            some_of(&closed)
+        ));
+    }
+    if !left_alone.is_empty() {
+        warnings.push(format!(
+            "warning: LISTEN_FDS: serving only the first socket; fd{} {} not a socket: left alone",
+            if left_alone.len() == 1 { "" } else { "s" },
+            some_of(&left_alone)
+        ));
     }
     Ok((Some(listener), warnings))
+}
+
+/// A list of numbers for a log line: all of them, or the first few and
+/// how many more.
+fn some_of<T: std::fmt::Display>(numbers: &[T]) -> String {
+    const SHOWN: usize = 5;
+    let shown: Vec<String> = numbers
+        .iter()
+        .take(SHOWN)
+        .map(ToString::to_string)
+        .collect();
+    match numbers.len().checked_sub(SHOWN) {
+        Some(more) if more > 0 => format!("{} and {more} more", shown.join(", ")),
+        _ => shown.join(", "),
+    }
 }
 
 /// Whether `fd` is an open socket.

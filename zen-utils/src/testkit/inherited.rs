@@ -94,6 +94,30 @@ pub fn an_extra_listen_fd_does_not_close_the_log_file(bin: &str, args: &[&str]) 
     assert_eq!(one_summary(&logged).answered, 1, "{logged}");
 }
 
+/// `LISTEN_FDS=1000` with one socket handed down: the server serves it,
+/// and says what it did with the other 999 descriptors in at most two log
+/// lines, not one each.
+pub fn an_absurd_listen_fds_is_said_in_a_line_or_two(bin: &str, args: &[&str]) {
+    let log = temp_path("listen-fds-absurd.log");
+    let _ = std::fs::remove_file(&log);
+    let flags = [&["--log-file", log.to_str().unwrap()], args].concat();
+    let mut server = Activated::start_on(bin, &flags, bind(), NotifySocket::new(), 1000);
+    let mut client = Client::connect(server.addr());
+    assert_eq!(text(&client.ask(b"Now is better than?")), "never.");
+    drop(client);
+    let stderr = server.stop_for_stderr();
+    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_file(&log);
+    let warnings = logged
+        .matches("LISTEN_FDS: serving only the first socket")
+        .count();
+    assert!(
+        (1..=2).contains(&warnings),
+        "{warnings} warnings: log {logged:?}, stderr {stderr:?}"
+    );
+    assert_eq!(one_summary(&logged).answered, 1, "{logged}");
+}
+
 /// `NOTIFY_SOCKET=@name`, a datagram socket in the abstract namespace (as
 /// systemd names it), gets `READY=1` and, at the shutdown, `STOPPING=1`.
 pub fn notifies_a_notify_socket_in_the_abstract_namespace(bin: &str, args: &[&str]) {
@@ -163,6 +187,22 @@ pub fn a_wildcard_bound_server_asks_peers_as_it_advertises(bin: &str, args: &[&s
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("give --advertise IP:PORT"), "{stderr}");
+    // An advertised address that names nobody is refused, in IPv6
+    // clothes too (::ffff:0.0.0.0 is 0.0.0.0).
+    for nobody in ["0.0.0.0:7", "[::ffff:0.0.0.0]:7", "127.0.0.1:0"] {
+        let out = std::process::Command::new(bin)
+            .args(["0.0.0.0", "-p", "0", "--peer", &peer, "--advertise", nobody])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{nobody}: {stderr}");
+        assert!(
+            stderr.contains("not an address others can reach"),
+            "{nobody}: {stderr}"
+        );
+    }
 }
 
 /// `--processes`: the binary's path gets another file renamed over it (a

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 pub use super::binary::wait_bounded;
 pub use super::inherited::{
     a_wildcard_bound_server_asks_peers_as_it_advertises,
-    an_extra_listen_fd_does_not_close_the_log_file, inetd_nowait_asks_its_peers_as_itself,
+    an_absurd_listen_fds_is_said_in_a_line_or_two, an_extra_listen_fd_does_not_close_the_log_file,
+    inetd_nowait_asks_its_peers_as_itself,
     leaves_a_handed_down_listener_s_blocking_mode_as_it_came,
     notifies_a_notify_socket_in_the_abstract_namespace,
     restarts_workers_after_the_binary_was_replaced_on_disk,
@@ -1069,6 +1070,7 @@ macro_rules! started_suite {
             refuses_a_bad_log_file_and_processes_under_inetd_in_one_line,
             leaves_a_handed_down_listener_s_blocking_mode_as_it_came,
             an_extra_listen_fd_does_not_close_the_log_file,
+            an_absurd_listen_fds_is_said_in_a_line_or_two,
             notifies_a_notify_socket_in_the_abstract_namespace,
             inetd_nowait_asks_its_peers_as_itself,
             a_wildcard_bound_server_asks_peers_as_it_advertises,

@@ -115,9 +115,12 @@ pub(crate) fn note(contender: &Contender) -> &'static str {
         Kind::OneAtATime => {
             "blocks on its peer, which is blocked on it: no peer answered, at the timeout's pace"
         }
-        Kind::Pool => "4 threads for 8 clients and 8 kept peer connections: the pool starves",
+        Kind::Pool => {
+            "4 threads for 8 clients: a thread's question waits for the peer's threads, \
+             held by the peer's own clients: the pool starves"
+        }
         _ if contender.id == "srv-threaded-per-conn" => {
-            "a thread per client and per peer connection: all answered"
+            "a thread per client and per question asked of it: all answered"
         }
         _ => "asking a peer is one more wait among many: all answered",
     }
