@@ -32,8 +32,9 @@ pub(crate) fn for_terminal(
 /// One client's round trip, in a sentence, with the rate it allows.
 pub(crate) fn round_trip_line(rtt: &RoundTrip) -> String {
     format!(
-        "One client's round trip on this machine: {} ({}, one question at a time: \
-         {} answers/s). The predictions under the tables start from it.",
+        "One client's round trip on this machine: {} on average (1 ÷ {}'s {} \
+         answers/s with one client asking one question at a time, experiment 1). \
+         The predictions under the tables start from it.",
         micros(rtt.us),
         rtt.server,
         group_digits(1e6 / rtt.us)
