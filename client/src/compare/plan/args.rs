@@ -19,7 +19,8 @@ pub(crate) struct CompareArgs {
 
     /// Run only these experiments: one-client, many-clients, slow-backend,
     /// cpu-bound, blocking, pipelining, slow-clients, c10k, work-stealing,
-    /// short-connections, dead-server, servers-ask-servers
+    /// short-connections, dead-server, servers-ask-servers. The predicted
+    /// rates start from one-client's round trip: name it too to get them
     #[arg(long, value_name = "EXP[,EXP]", value_delimiter = ',')]
     pub(crate) only: Vec<String>,
 
