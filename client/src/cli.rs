@@ -41,7 +41,8 @@ enum Command {
     /// experiment is printed, with each server's CPU time and context
     /// switches per answer (from /proc) and, after experiment 1 has
     /// measured one client's round trip, the rate each cost model predicts
-    /// beside the measured one; results.json, report.md, report.html and
+    /// beside the measured one (with --only, name one-client too to get
+    /// the predictions); results.json, report.md, report.html and
     /// SVG charts are written into --out. System calls per answer are not
     /// counted here: scripts/syscalls-per-answer counts them with perf or
     /// strace.

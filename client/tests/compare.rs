@@ -188,7 +188,13 @@ fn compares_two_servers_with_numbers_from_real_runs() {
     let single = &predictions[0];
     assert_eq!(single["server"], "srv-single");
     assert_eq!(single["formula"], "1 ÷ round trip");
-    assert!((num(single, "predicted_rps") - 1e6 / rtt).abs() < 1e-6 * 1e6 / rtt);
+    // The round trip is worked out to the nanosecond: a tenth of a
+    // percent covers that rounding of a round trip of a microsecond or more.
+    let one_client = 1e6 / rtt;
+    assert!(
+        (num(single, "predicted_rps") - one_client).abs() < 1e-3 * one_client,
+        "{single} against 1 ÷ {rtt} µs"
+    );
     assert!(num(single, "measured_rps") > 0.0, "{single}");
 
     let report = std::fs::read_to_string(out.join("report.md")).expect("report.md");

@@ -19,8 +19,7 @@ pub(crate) struct CompareArgs {
 
     /// Run only these experiments: one-client, many-clients, slow-backend,
     /// cpu-bound, blocking, pipelining, slow-clients, c10k, work-stealing,
-    /// short-connections, dead-server, servers-ask-servers. The predicted
-    /// rates start from one-client's round trip: name it too to get them
+    /// short-connections, dead-server, servers-ask-servers
     #[arg(long, value_name = "EXP[,EXP]", value_delimiter = ',')]
     pub(crate) only: Vec<String>,
 

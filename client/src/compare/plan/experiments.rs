@@ -332,10 +332,12 @@ pub(crate) fn all(sizes: &Sizes) -> Vec<Experiment> {
                  servers serve all {MANY}. Jain's index shows how evenly the answers were \
                  shared. srv-uring submits its reads and writes to io_uring and reaps their \
                  completions in batches: well under one system call per answer, where a \
-                 readiness loop makes two or more. Here the load generator's one thread is \
-                 the limit for every event-driven server, so the tables cannot show what \
-                 that saves; scripts/performance.py measures it against a bare C epoll \
-                 server."
+                 readiness loop makes two or more (scripts/syscalls-per-answer counts \
+                 them). Where the load generator's one thread is the limit for every \
+                 event-driven server, answers/s cannot show what that saves; \
+                 switches/answer shows the batches (one wake-up for many answers), and \
+                 scripts/performance.py measures the rate against a bare C epoll server. \
+                 srv-single answers at one client's rate, 1 ÷ round trip."
             ),
             server_flags: Vec::new(),
             load: load(MANY, 1),
