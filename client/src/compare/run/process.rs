@@ -536,9 +536,13 @@ mod tests {
     #[test]
     fn counts_a_processs_context_switches() {
         // A shell that waits for five `sleep`s in turn gives up its core
-        // at least once for each.
+        // at least once for each; then it becomes the last `sleep` (the
+        // same task, its counts kept), so that killing it leaves nothing.
         let mut shell = Command::new("sh")
-            .args(["-c", "for i in 1 2 3 4 5; do sleep 0.01; done; sleep 5"])
+            .args([
+                "-c",
+                "for i in 1 2 3 4 5; do sleep 0.01; done; exec sleep 5",
+            ])
             .spawn()
             .unwrap();
         let pid = pid_of(&shell).unwrap().as_raw_nonzero().get();
