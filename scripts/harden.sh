@@ -34,9 +34,9 @@
 #     with SIGKILL after 3 s (a reset mid-write), and 2 slowloris (a byte
 #     every 100 ms, closed by the idle timeout). Checks: no wrong answer;
 #     server errors at most one per hostile client (and per connection a
-#     load abandoned after a timeout); RSS at the end within 10% of RSS
+#     load abandoned after a timeout); RSS at the end at most 10% above RSS
 #     after the warm-up (WARMUP: 10 s; --quick 5 s; each the median of
-#     five one-second samples); the server answers `client load -n 1000`
+#     five one-second samples; less is no fault: memory handed back); the server answers `client load -n 1000`
 #     right after. Client timeouts are shown but not failures: srv-single
 #     and the pool starve clients by design.
 #  4. fd limit: the server under `prlimit --nofile=64:64`, a light load
@@ -333,8 +333,12 @@ soak() {
     ((wrong == 0)) || fail "$wrong wrong answers in the soak"
     [[ $ERRORS != "?" ]] && ((ERRORS <= expected)) ||
         fail "$ERRORS server errors for $hostile hostile clients and $timeouts client timeouts"
-    [[ -n $warm && -n $last ]] && (($(calc "%d" "($last > $warm * 1.1) || ($last < $warm * 0.9)") == 0)) ||
-        fail "RSS moved more than 10%: $warm KiB -> $last KiB"
+    # A leak grows. Ending lower is no fault: the samples catch the loads'
+    # connections (100 at a time, and the churn's bursts) at different
+    # moments, and what a closed connection held goes back to the
+    # allocator (srv-uring, 2026-12-07: 8,084 -> 7,264 KiB, -10%).
+    [[ -n $warm && -n $last ]] && (($(calc "%d" "$last > $warm * 1.1") == 0)) ||
+        fail "RSS grew more than 10%: $warm KiB -> $last KiB"
     [[ $(json_sum "$log.check.json" requests) -ge 1000 && $(json_sum "$log.check.json" errors) == 0 ]] ||
         fail "not serving right after the soak"
 }

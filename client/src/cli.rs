@@ -38,8 +38,14 @@ enum Command {
     /// apart: three ways to survive a dead server, and servers that ask
     /// servers. Each server binary is started on port 0, loaded in-process
     /// by `client load`'s engine, and stopped with SIGTERM. A table per
-    /// experiment is printed; results.json, report.md, report.html and SVG
-    /// charts are written into --out.
+    /// experiment is printed, with each server's CPU time and context
+    /// switches per answer (from /proc) and, after experiment 1 has
+    /// measured one client's round trip, the rate each cost model predicts
+    /// beside the measured one (with --only, name one-client too to get
+    /// the predictions); results.json, report.md, report.html and
+    /// SVG charts are written into --out. System calls per answer are not
+    /// counted here: scripts/syscalls-per-answer counts them with perf or
+    /// strace.
     Compare(compare::CompareArgs),
 }
 

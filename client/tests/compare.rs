@@ -113,6 +113,11 @@ fn compares_two_servers_with_numbers_from_real_runs() {
             assert!(num(usage, "cpu_seconds") >= 0.0);
             assert!(num(usage, "peak_rss_kib") > 0.0, "{what}: {usage}");
             assert!(num(usage, "rss_kib") > 0.0);
+            // Every answer costs the server at least a wake-up now and
+            // then: a server that answered switched.
+            assert!(num(usage, "context_switches") > 0.0, "{what}: {usage}");
+            let switches = num(usage, "switches_per_answer");
+            assert!(switches > 0.0 && switches.is_finite(), "{what}: {usage}");
         }
         let served = |server: &str| {
             let run = runs.iter().find(|r| r["server"] == server).unwrap();
@@ -172,8 +177,43 @@ fn compares_two_servers_with_numbers_from_real_runs() {
     let served = &experiments[1]["checks"][0]["figures"];
     assert_eq!(num(served, "srv-single served"), 1.0, "{served}");
 
+    // One client's round trip, from experiment 1 (srv-single's row), and
+    // the prediction it makes for srv-single among 64 clients.
+    let rtt = num(&results, "round_trip.us");
+    assert!(rtt > 0.0, "{results}");
+    assert_eq!(results["round_trip"]["server"], "srv-single");
+    assert_eq!(experiments[0]["predictions"], serde_json::json!([]));
+    let predictions = experiments[1]["predictions"].as_array().unwrap();
+    assert_eq!(predictions.len(), 1, "{predictions:?}");
+    let single = &predictions[0];
+    assert_eq!(single["server"], "srv-single");
+    assert_eq!(single["formula"], "1 ÷ round trip");
+    // The round trip is worked out to the nanosecond: a tenth of a
+    // percent covers that rounding of a round trip of a microsecond or more.
+    let one_client = 1e6 / rtt;
+    assert!(
+        (num(single, "predicted_rps") - one_client).abs() < 1e-3 * one_client,
+        "{single} against 1 ÷ {rtt} µs"
+    );
+    assert!(num(single, "measured_rps") > 0.0, "{single}");
+
     let report = std::fs::read_to_string(out.join("report.md")).expect("report.md");
     assert!(report.contains("## 1. One client"), "{report}");
+    assert!(report.contains("One client's round trip on this machine: "));
+    let first_table = report.find("| server").unwrap();
+    assert!(
+        report.find("One client's round trip").unwrap() < first_table,
+        "the round trip comes first: {report}"
+    );
+    assert!(report.contains("| switches/answer |"), "{report}");
+    assert!(
+        report.contains("- srv-single: 1 ÷ round trip: predicted "),
+        "{report}"
+    );
+    assert!(stdout.contains("Predicted by the cost model, and measured:"));
+    let html = std::fs::read_to_string(out.join("report.html")).expect("report.html");
+    assert!(html.contains("switches/answer"));
+    assert!(html.contains("srv-single: 1 ÷ round trip: predicted "));
     assert!(
         report.contains("- ✓ srv-single served 1 of 64 (srv-single served 1)"),
         "{report}"

@@ -32,6 +32,8 @@ pub(crate) struct Results {
     pub(crate) machine: Machine,
     pub(crate) settings: Settings,
     pub(crate) experiments: Vec<ExperimentResult>,
+    /// One client's round trip, from experiment 1, if it ran.
+    pub(crate) round_trip: Option<RoundTrip>,
     /// Experiment 11, three ways to survive a dead server, if it ran.
     pub(crate) dead_server: Option<DeadServerResult>,
     /// Experiment 12, servers that ask servers, if it ran.
@@ -40,8 +42,9 @@ pub(crate) struct Results {
     pub(crate) interrupted: bool,
 }
 
-/// Where and when it ran: ratios between servers carry over to other
-/// machines, absolute numbers do not.
+/// Where and when it ran: which model wins and who is served carry over
+/// to other machines; absolute rates, and ratios that hang on the round
+/// trip, wake-up latency or the number of cores, do not.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Machine {
     /// UTC, `2025-01-31 14:02 UTC`.
@@ -84,6 +87,33 @@ pub(crate) struct ExperimentResult {
     pub(crate) runs: Vec<RunResult>,
     /// What the table should show, and whether it did on this run.
     pub(crate) checks: Vec<CheckResult>,
+    /// The rates the cost models predict for some rows, beside those
+    /// measured; empty when experiment 1 did not run (no round trip to
+    /// start from) or the experiment has no model.
+    pub(crate) predictions: Vec<PredictionResult>,
+}
+
+/// One client's round trip on this machine, from experiment 1: where
+/// every prediction starts.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct RoundTrip {
+    /// The mean time from question sent to answer read, µs (1 ÷ the
+    /// one client's answers/s).
+    pub(crate) us: f64,
+    /// The row it was measured on (srv-single's, if it ran).
+    pub(crate) server: String,
+}
+
+/// A row's rate as its cost model predicts it, and as measured.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct PredictionResult {
+    pub(crate) server: String,
+    pub(crate) label: String,
+    /// The model as a formula: `16 workers ÷ (10ms + round trip)`.
+    pub(crate) formula: String,
+    pub(crate) predicted_rps: f64,
+    /// `None` when the row did not run.
+    pub(crate) measured_rps: Option<f64>,
 }
 
 /// One server (one row) in one experiment.
@@ -131,6 +161,15 @@ pub(crate) struct ServerUsage {
     /// `cpu_seconds` per answer the load counted, in microseconds; `None`
     /// when nothing was answered.
     pub(crate) cpu_us_per_answer: Option<f64>,
+    /// Context switches of the server's threads in the measured window,
+    /// voluntary plus involuntary (/proc/PID/task/*/status, the threads
+    /// alive at the window's end).
+    pub(crate) context_switches: u64,
+    /// `context_switches` per answer the load counted; `None` when
+    /// nothing was answered. Below 1 when one wake-up serves several
+    /// answers (an event loop's batch), 1 or more when every answer
+    /// wakes a thread (or two: a pool's worker and whoever hands it on).
+    pub(crate) switches_per_answer: Option<f64>,
     /// Peak resident memory (`VmHWM`) over the server's life, KiB.
     pub(crate) peak_rss_kib: u64,
     /// Resident memory at the end of the load (`VmRSS`), KiB.

@@ -37,6 +37,7 @@ pub(crate) fn everything(plan: &Plan) -> Results {
         machine: Machine::now(),
         settings: settings(plan),
         experiments: Vec::new(),
+        round_trip: None,
         dead_server: None,
         ask_peers: None,
         interrupted: false,
@@ -44,7 +45,16 @@ pub(crate) fn everything(plan: &Plan) -> Results {
     progress.say(&plan.summary());
     for planned in &plan.experiments {
         let result = experiment(plan, planned, &results.experiments, &progress, &interrupted);
-        progress.print(&tables::for_terminal(&result));
+        if result.key == "one-client" {
+            results.round_trip = plan::experiments::round_trip(&result);
+        }
+        let result = ExperimentResult {
+            predictions: results.round_trip.as_ref().map_or_else(Vec::new, |rtt| {
+                plan::experiments::predicted(&planned.experiment, &result.runs, rtt)
+            }),
+            ..result
+        };
+        progress.print(&tables::for_terminal(&result, results.round_trip.as_ref()));
         results.experiments.push(result);
         if interrupted.load(Ordering::Relaxed) {
             results.interrupted = true;
@@ -122,6 +132,7 @@ fn experiment(
         lesson: experiment.lesson.clone(),
         runs,
         checks,
+        predictions: Vec::new(),
     }
 }
 

@@ -10,6 +10,7 @@ use zen_utils::duration::format_duration;
 use super::checks::{every, Check};
 use super::lineup::{Contender, Kind, OFFLOAD_HELPERS};
 use crate::compare::format::group_digits;
+use crate::compare::model::{ExperimentResult, PredictionResult, RoundTrip, RunResult};
 
 /// How big the runs are: `--quick` or the full run.
 #[derive(Debug, Clone, Copy)]
@@ -95,6 +96,11 @@ const HEAVY_PIPELINE: usize = 32;
 /// of a core of work, so that a free worker always has time for them.
 const LIGHT: usize = 16;
 const LIGHT_RATE: u64 = 2_000;
+/// The wait, or the blocking call, of each answer in the slow-backend
+/// and blocking experiments.
+const TEN_MS: Duration = Duration::from_millis(10);
+/// The computation of each answer in the CPU-bound experiment.
+const CPU_WORK: Duration = Duration::from_micros(200);
 /// Short connections: questions per connection.
 const SHORT: u64 = 3;
 
@@ -120,6 +126,120 @@ pub(crate) struct Experiment {
     pub(crate) background: Option<LoadPlan>,
     /// What the table should show, checked on the figures measured.
     pub(crate) checks: Vec<Check>,
+    /// The rates the lesson's cost models predict for some rows, from the
+    /// round trip one client measured in experiment 1.
+    pub(crate) predictions: Vec<Prediction>,
+}
+
+/// A row's predicted rate: which server, by which model.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Prediction {
+    /// The contender's id: `srv-threaded-pool`.
+    pub(crate) server: &'static str,
+    pub(crate) model: Model,
+}
+
+/// A cost model: answers per second from one client's round trip (the
+/// time one question takes there and back, server work included, when
+/// nothing else is going on) and the experiment's own parameters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Model {
+    /// One connection served at a time, one question in flight: as fast
+    /// as one client, 1 ÷ round trip.
+    OneClient,
+    /// `workers` threads, each busy with one connection for `each` plus
+    /// the round trip per question: workers ÷ (each + round trip).
+    Pool { workers: usize, each: Duration },
+    /// An event loop (or a thread each) that has `batch` questions
+    /// waiting `each` at once: batch ÷ (each + round trip).
+    Batch { batch: usize, each: Duration },
+    /// A loop held `each` per answer by work it does itself (a blocking
+    /// call, a computation), nothing overlapping: 1 ÷ each.
+    Blocked { each: Duration },
+}
+
+impl Model {
+    /// Answers per second, given one client's round trip.
+    pub(crate) fn rate(&self, round_trip: Duration) -> f64 {
+        let rtt = round_trip.as_secs_f64();
+        match *self {
+            Self::OneClient => 1.0 / rtt,
+            Self::Pool { workers, each } => workers as f64 / (each.as_secs_f64() + rtt),
+            Self::Batch { batch, each } => batch as f64 / (each.as_secs_f64() + rtt),
+            Self::Blocked { each } => 1.0 / each.as_secs_f64(),
+        }
+    }
+
+    /// The model as a formula a reader can work out: `16 workers ÷ (10ms
+    /// + round trip)`.
+    pub(crate) fn formula(&self) -> String {
+        match *self {
+            Self::OneClient => "1 ÷ round trip".to_owned(),
+            Self::Pool { workers: 1, each } => {
+                format!("1 ÷ ({} + round trip)", format_duration(each))
+            }
+            Self::Pool { workers, each } => {
+                format!(
+                    "{workers} workers ÷ ({} + round trip)",
+                    format_duration(each)
+                )
+            }
+            Self::Batch { batch, each } if each.is_zero() => {
+                format!("{batch} at once ÷ round trip")
+            }
+            Self::Batch { batch, each } => {
+                format!("{batch} at once ÷ ({} + round trip)", format_duration(each))
+            }
+            Self::Blocked { each } => format!("1 ÷ {}", format_duration(each)),
+        }
+    }
+}
+
+/// One client's round trip, from experiment 1's results: srv-single's
+/// row if it answered, else the first row that did.
+pub(crate) fn round_trip(one_client: &ExperimentResult) -> Option<RoundTrip> {
+    let answered = |run: &&RunResult| run.measured().is_some_and(|load| load.rps > 0.0);
+    let run = one_client
+        .runs
+        .iter()
+        .filter(answered)
+        .find(|run| run.server == "srv-single")
+        .or_else(|| one_client.runs.iter().find(answered))?;
+    Some(RoundTrip {
+        us: 1e6 / run.measured()?.rps,
+        server: run.server.clone(),
+    })
+}
+
+/// Each prediction of `experiment` worked out from `round_trip`, beside
+/// the rate its row measured (rows that did not take part are left out).
+pub(crate) fn predicted(
+    experiment: &Experiment,
+    runs: &[RunResult],
+    round_trip: &RoundTrip,
+) -> Vec<PredictionResult> {
+    let rtt = Duration::from_secs_f64(round_trip.us / 1e6);
+    experiment
+        .predictions
+        .iter()
+        .filter_map(|prediction| {
+            let run = runs.iter().find(|run| run.server == prediction.server)?;
+            Some(PredictionResult {
+                server: run.server.clone(),
+                label: run.label.clone(),
+                formula: prediction.model.formula(),
+                predicted_rps: prediction.model.rate(rtt),
+                measured_rps: run.measured().map(|load| load.rps),
+            })
+        })
+        .collect()
+}
+
+/// The predictions of a row each: `server` by `model`.
+fn predict(rows: &[(&'static str, Model)]) -> Vec<Prediction> {
+    rows.iter()
+        .map(|&(server, model)| Prediction { server, model })
+        .collect()
 }
 
 /// The load: `client load` flags.
@@ -191,6 +311,7 @@ pub(crate) fn all(sizes: &Sizes) -> Vec<Experiment> {
             hold: None,
             takes: zen_and_redis,
             background: None,
+            predictions: Vec::new(),
             checks: vec![Check::new(
                 "every server answers at least half as fast as the fastest",
                 |f| {
@@ -211,16 +332,19 @@ pub(crate) fn all(sizes: &Sizes) -> Vec<Experiment> {
                  servers serve all {MANY}. Jain's index shows how evenly the answers were \
                  shared. srv-uring submits its reads and writes to io_uring and reaps their \
                  completions in batches: well under one system call per answer, where a \
-                 readiness loop makes two or more. Here the load generator's one thread is \
-                 the limit for every event-driven server, so the tables cannot show what \
-                 that saves; scripts/performance.py measures it against a bare C epoll \
-                 server."
+                 readiness loop makes two or more (scripts/syscalls-per-answer counts \
+                 them). Where the load generator's one thread is the limit for every \
+                 event-driven server, answers/s cannot show what that saves; \
+                 switches/answer shows the batches (one wake-up for many answers), and \
+                 scripts/performance.py measures the rate against a bare C epoll server. \
+                 srv-single answers at one client's rate, 1 ÷ round trip."
             ),
             server_flags: Vec::new(),
             load: load(MANY, 1),
             hold: None,
             takes: zen_and_redis,
             background: None,
+            predictions: predict(&[("srv-single", Model::OneClient)]),
             checks: vec![
                 Check::new(format!("srv-single served 1 of {MANY}"), |f| {
                     Some(f.served("srv-single")? == 1.0)
@@ -263,6 +387,14 @@ pub(crate) fn all(sizes: &Sizes) -> Vec<Experiment> {
             hold: None,
             takes: zen_only,
             background: None,
+            predictions: predict(&[
+                ("srv-single", Model::Pool { workers: 1, each: TEN_MS }),
+                ("srv-threaded-pool", Model::Pool { workers: pool, each: TEN_MS }),
+                ("srv-threaded-per-conn", Model::Batch { batch: MANY, each: TEN_MS }),
+                ("srv-poll", Model::Batch { batch: MANY, each: TEN_MS }),
+                ("srv-async", Model::Batch { batch: MANY, each: TEN_MS }),
+                ("srv-uring", Model::Batch { batch: MANY, each: TEN_MS }),
+            ]),
             checks: vec![
                 Check::new(
                     format!(
@@ -313,6 +445,12 @@ pub(crate) fn all(sizes: &Sizes) -> Vec<Experiment> {
             hold: None,
             takes: zen_and_offload,
             background: None,
+            predictions: predict(&[
+                ("srv-single", Model::Pool { workers: 1, each: CPU_WORK }),
+                ("srv-poll", Model::Blocked { each: CPU_WORK }),
+                ("srv-async", Model::Blocked { each: CPU_WORK }),
+                ("srv-uring", Model::Blocked { each: CPU_WORK }),
+            ]),
             checks: if cores >= 2 {
                 vec![
                     Check::new(
@@ -358,6 +496,16 @@ pub(crate) fn all(sizes: &Sizes) -> Vec<Experiment> {
             hold: None,
             takes: zen_and_offload,
             background: None,
+            predictions: predict(&[
+                ("srv-single", Model::Pool { workers: 1, each: TEN_MS }),
+                ("srv-threaded-pool", Model::Pool { workers: pool, each: TEN_MS }),
+                ("srv-threaded-per-conn", Model::Batch { batch: MANY, each: TEN_MS }),
+                ("srv-poll", Model::Blocked { each: TEN_MS }),
+                ("srv-async", Model::Blocked { each: TEN_MS }),
+                ("srv-uring", Model::Blocked { each: TEN_MS }),
+                ("srv-poll-offload", Model::Pool { workers: OFFLOAD_HELPERS, each: TEN_MS }),
+                ("srv-async-offload", Model::Pool { workers: OFFLOAD_HELPERS, each: TEN_MS }),
+            ]),
             checks: vec![
                 Check::new("srv-poll and srv-async ≤ 1.2 × srv-single", |f| {
                     let single = f.rps("srv-single")?;
@@ -402,6 +550,7 @@ pub(crate) fn all(sizes: &Sizes) -> Vec<Experiment> {
             hold: None,
             takes: zen_and_redis,
             background: None,
+            predictions: predict(&[("srv-single", Model::Batch { batch: PIPELINE, each: Duration::ZERO })]),
             checks: vec![
                 Check::new("srv-poll ≥ 5 × srv-single", |f| {
                     Some(f.rps("srv-poll")? >= 5.0 * f.rps("srv-single")?)
@@ -442,6 +591,7 @@ pub(crate) fn all(sizes: &Sizes) -> Vec<Experiment> {
             }),
             takes: zen_only,
             background: None,
+            predictions: Vec::new(),
             checks: vec![
                 Check::new(
                     format!("srv-single served 0 of the {BUSY} busy clients"),
@@ -482,6 +632,7 @@ pub(crate) fn all(sizes: &Sizes) -> Vec<Experiment> {
                 Kind::Concurrent | Kind::Hybrid => Take::Run,
             },
             background: None,
+            predictions: Vec::new(),
             checks: vec![
                 Check::new("srv-poll: RSS per idle connection ≤ 2 KiB", |f| {
                     Some(f.idle_bytes("srv-poll")? <= 2048.0)
@@ -523,6 +674,7 @@ pub(crate) fn all(sizes: &Sizes) -> Vec<Experiment> {
                 duration: w + d + Duration::from_millis(500),
                 ..load(1, HEAVY_PIPELINE)
             }),
+            predictions: Vec::new(),
             checks: vec![Check::new(
                 "per-core's p90 latency of the light connections ≥ 3 × work-stealing's",
                 |f| Some(f.p90("srv-hybrid-per-core")? >= 3.0 * f.p90("srv-hybrid-ws")?),
@@ -553,6 +705,7 @@ pub(crate) fn all(sizes: &Sizes) -> Vec<Experiment> {
             },
             hold: None,
             background: None,
+            predictions: Vec::new(),
             checks: vec![
                 Check::new(
                     "thread-per-connection and the event-driven servers: ≤ 0.75 × their \
@@ -644,6 +797,64 @@ mod tests {
             .iter()
             .enumerate()
             .all(|(i, e)| e.number == i + 1));
+    }
+
+    #[test]
+    fn models_work_out_from_the_round_trip() {
+        let rtt = Duration::from_micros(50);
+        let ms = Duration::from_millis(10);
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-6 * b;
+        assert!(close(Model::OneClient.rate(rtt), 20_000.0));
+        // 16 / 10.05 ms
+        let pool = Model::Pool {
+            workers: 16,
+            each: ms,
+        };
+        assert!(close(pool.rate(rtt), 16.0 / 0.010_05));
+        assert_eq!(pool.formula(), "16 workers ÷ (10ms + round trip)");
+        let batch = Model::Batch {
+            batch: 64,
+            each: ms,
+        };
+        assert!(close(batch.rate(rtt), 64.0 / 0.010_05));
+        assert_eq!(batch.formula(), "64 at once ÷ (10ms + round trip)");
+        let pipelined = Model::Batch {
+            batch: 16,
+            each: Duration::ZERO,
+        };
+        assert!(close(pipelined.rate(rtt), 320_000.0));
+        assert_eq!(pipelined.formula(), "16 at once ÷ round trip");
+        let blocked = Model::Blocked {
+            each: Duration::from_micros(200),
+        };
+        assert!(close(blocked.rate(rtt), 5_000.0));
+        assert!(
+            close(blocked.rate(Duration::from_secs(1)), 5_000.0),
+            "no round trip in it"
+        );
+        let single = Model::Pool {
+            workers: 1,
+            each: ms,
+        };
+        assert_eq!(single.formula(), "1 ÷ (10ms + round trip)");
+    }
+
+    #[test]
+    fn every_predicted_server_is_a_contender_of_its_experiment() {
+        let everyone = super::super::lineup::everyone(16);
+        for experiment in all(&Sizes::FULL) {
+            for prediction in &experiment.predictions {
+                let contender = everyone.iter().find(|c| c.id == prediction.server);
+                let contender = contender.unwrap_or_else(|| panic!("{}", prediction.server));
+                assert_ne!(
+                    (experiment.takes)(contender, &Sizes::FULL),
+                    Take::Absent,
+                    "{}: {}",
+                    experiment.key,
+                    prediction.server
+                );
+            }
+        }
     }
 
     #[test]

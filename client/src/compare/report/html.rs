@@ -56,6 +56,9 @@ pub(crate) fn report(
         escape(title)
     );
     let _ = writeln!(html, "<p>{}</p>", escape(&tables::intro(results, "")));
+    if let Some(rtt) = &results.round_trip {
+        let _ = writeln!(html, "<p>{}</p>", escape(&tables::round_trip_line(rtt)));
+    }
     if results.interrupted {
         html.push_str(
             "<p class=\"warning\"><strong>Interrupted:</strong> the experiments after \
@@ -172,6 +175,14 @@ fn experiment_section(html: &mut String, experiment: &ExperimentResult) {
     let table = tables::table(experiment);
     let numeric: Vec<bool> = (0..table.header.len()).map(|i| table.numeric(i)).collect();
     write_table(html, &table.header, &table.rows, &numeric);
+    let predictions = tables::prediction_lines(experiment);
+    if !predictions.is_empty() {
+        html.push_str("<p>Predicted by the cost model, and measured:</p>\n<ul>\n");
+        for line in predictions {
+            let _ = writeln!(html, "<li>{}</li>", escape(&line));
+        }
+        html.push_str("</ul>\n");
+    }
     checks(html, &experiment.checks);
     let problems: Vec<String> = experiment
         .runs

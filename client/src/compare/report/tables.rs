@@ -6,18 +6,79 @@ use std::fmt::Write as _;
 
 use crate::compare::format::{figure, group_digits, kib, micros};
 use crate::compare::model::{
-    CheckResult, ExperimentResult, Results, RunResult, Status, SERVER_NICE,
+    CheckResult, ExperimentResult, Results, RoundTrip, RunResult, Status, SERVER_NICE,
 };
 
-/// An experiment's table, with its title, for the terminal.
-pub(crate) fn for_terminal(experiment: &ExperimentResult) -> String {
+/// An experiment's table, with its title, for the terminal: after
+/// experiment 1, the round trip the predictions start from.
+pub(crate) fn for_terminal(
+    experiment: &ExperimentResult,
+    round_trip: Option<&RoundTrip>,
+) -> String {
+    let round_trip = match round_trip {
+        Some(rtt) if experiment.key == "one-client" => format!("\n{}\n", round_trip_line(rtt)),
+        _ => String::new(),
+    };
     format!(
-        "\n{}. {}\n{}{}",
+        "\n{}. {}\n{}{round_trip}{}{}",
         experiment.number,
         experiment.title,
         markdown_table(experiment),
+        predictions_list(experiment),
         checks_list(&experiment.checks)
     )
+}
+
+/// One client's round trip, in a sentence, with the rate it allows.
+pub(crate) fn round_trip_line(rtt: &RoundTrip) -> String {
+    format!(
+        "One client's round trip on this machine: {} on average (1 ÷ {}'s {} \
+         answers/s with one client asking one question at a time, experiment 1). \
+         The predictions under the tables start from it.",
+        micros(rtt.us),
+        rtt.server,
+        group_digits(1e6 / rtt.us)
+    )
+}
+
+/// The predicted rates beside the measured ones, as a list (empty when
+/// there are none).
+pub(crate) fn predictions_list(experiment: &ExperimentResult) -> String {
+    if experiment.predictions.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("\nPredicted by the cost model, and measured:\n\n");
+    for line in prediction_lines(experiment) {
+        let _ = writeln!(out, "- {line}");
+    }
+    out
+}
+
+/// `srv-single: 1 ÷ round trip: predicted 46,900/s, measured 45,100/s
+/// (0.96 ×)`, a line per prediction.
+pub(crate) fn prediction_lines(experiment: &ExperimentResult) -> Vec<String> {
+    experiment
+        .predictions
+        .iter()
+        .map(|p| {
+            let measured = p.measured_rps.map_or_else(
+                || "not measured".to_owned(),
+                |rps| {
+                    format!(
+                        "measured {}/s ({:.2} ×)",
+                        group_digits(rps),
+                        rps / p.predicted_rps
+                    )
+                },
+            );
+            format!(
+                "{}: {}: predicted {}/s, {measured}",
+                p.label,
+                p.formula,
+                group_digits(p.predicted_rps)
+            )
+        })
+        .collect()
 }
 
 /// Where, when and how the figures were measured: the report's first
@@ -33,8 +94,10 @@ pub(crate) fn intro(results: &Results, quote: &str) -> String {
          each run {} s after {} s of warmup, the load generator on {} thread{} \
          of the same machine, over loopback, every server {} nice levels below it \
          (so that a server's waking threads never preempt the load). Every server \
-         was started fresh for every run. Ratios between rows carry over to \
-         other machines; the absolute numbers do not.",
+         was started fresh for every run. Which model wins, who is served \
+         and the shape of each collapse carry over to other machines; the \
+         absolute rates do not, nor the ratios that hang on the round trip, \
+         on how fast a thread wakes or on the number of cores.",
         machine.date,
         machine.cores,
         machine.kernel,
@@ -52,6 +115,9 @@ pub(crate) fn report(results: &Results, charts: &[&str]) -> String {
     let mut md = String::new();
     let _ = writeln!(md, "# zen: six concurrency models, side by side\n");
     let _ = writeln!(md, "{}\n", intro(results, "`"));
+    if let Some(rtt) = &results.round_trip {
+        let _ = writeln!(md, "{}\n", round_trip_line(rtt));
+    }
     if results.interrupted {
         let _ = writeln!(
             md,
@@ -79,6 +145,7 @@ pub(crate) fn report(results: &Results, charts: &[&str]) -> String {
             );
         }
         md.push_str(&markdown_table(experiment));
+        md.push_str(&predictions_list(experiment));
         md.push_str(&checks_list(&experiment.checks));
         for run in &experiment.runs {
             if let Some(problem) = run.exit.as_ref().and_then(|exit| exit.problem.as_ref()) {
@@ -107,10 +174,20 @@ pub(crate) const HOW_TO_READ: &str = "\
 - **CPU/answer**: the server's CPU time (user + system, all threads, from
   /proc) in the measured window, divided by the answers; ≈0 when the
   server used under 30 ms of CPU in the whole window (it was waiting).
+- **switches/answer**: the server's context switches (voluntary and
+  involuntary, summed over its threads, from /proc/PID/task/*/status) in
+  the measured window, divided by the answers: about 1 or more when every
+  answer wakes a thread, well under 1 when one wake-up serves a batch.
+  Threads that ended during the window take their counts with them.
+  System calls per answer are counted by scripts/syscalls-per-answer
+  (perf or strace), not here.
 - **peak RSS**: the server's peak resident memory (VmHWM).
 - **idle accepted, RSS/idle conn** (C10K): how many of the idle connections
   the server had accepted (and how long that took), and how much its
   resident memory grew, divided by them.
+- **predicted, measured**, under some tables: the rate a cost model
+  gives from one client's round trip (experiment 1) and the experiment's
+  own figures (workers, the 10 ms wait), beside the rate measured.
 - **checks**, under each table: what the lesson says the table should
   show, checked on its figures: ✓ it did; ✗ the lesson did not show on
   this run; – not measured (a server it needs did not run). A check that
@@ -167,6 +244,7 @@ pub(crate) fn table(experiment: &ExperimentResult) -> Table {
         "served",
         "fairness",
         "CPU/answer",
+        "switches/answer",
         "peak RSS",
     ];
     if idle_memory {
@@ -214,6 +292,11 @@ fn row(run: &RunResult, held: bool, idle_memory: bool) -> Vec<String> {
                 Some(us) => format!("{us:.1} µs"),
                 None => dash(),
             });
+            cells.push(
+                usage
+                    .switches_per_answer
+                    .map_or_else(dash, |switches| format!("{switches:.2}")),
+            );
             cells.push(kib(usage.peak_rss_kib as f64));
             if idle_memory {
                 match &usage.idle {
@@ -229,7 +312,7 @@ fn row(run: &RunResult, held: bool, idle_memory: bool) -> Vec<String> {
             }
         }
         None => {
-            cells.extend([dash(), dash()]);
+            cells.extend([dash(), dash(), dash()]);
             if idle_memory {
                 cells.extend([dash(), dash()]);
             }

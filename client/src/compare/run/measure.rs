@@ -223,6 +223,12 @@ fn measure(
     };
     let report = report?;
     let end = server.usage()?;
+    let context_switches = match (opened, closed) {
+        (Some(opened), Some(closed)) => closed
+            .context_switches
+            .saturating_sub(opened.context_switches),
+        _ => 0,
+    };
     let (cpu_seconds, others_cpu_seconds) = match (opened, closed) {
         (Some(opened), Some(closed)) => {
             let server = (closed.cpu_seconds - opened.cpu_seconds).max(0.0);
@@ -236,6 +242,9 @@ fn measure(
         cpu_seconds,
         cpu_us_per_answer: (report.requests > 0)
             .then(|| cpu_seconds * 1e6 / report.requests as f64),
+        context_switches,
+        switches_per_answer: (report.requests > 0)
+            .then(|| context_switches as f64 / report.requests as f64),
         peak_rss_kib: end.peak_rss_kib,
         rss_kib: end.rss_kib,
         idle,

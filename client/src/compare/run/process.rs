@@ -60,6 +60,13 @@ pub(crate) struct Usage {
     pub(crate) rss_kib: u64,
     /// The most resident memory it ever had (`VmHWM`), KiB.
     pub(crate) peak_rss_kib: u64,
+    /// Context switches of its live threads so far, voluntary (it waited:
+    /// a read with nothing to read, a lock, `epoll_wait`) plus involuntary
+    /// (the kernel took its core), summed over /proc/PID/task/*/status.
+    /// A thread that has ended takes its counts with it, so a window in
+    /// which threads come and go (a thread per short connection) counts
+    /// only those alive at its end.
+    pub(crate) context_switches: u64,
 }
 
 /// Spawns a server at [`SERVER_NICE`] with no stdin and its stdout and
@@ -239,6 +246,7 @@ impl Server {
             client_cpu_seconds: seconds(client),
             rss_kib: status_kib(&status, "VmRSS:").unwrap_or(0),
             peak_rss_kib: status_kib(&status, "VmHWM:").unwrap_or(0),
+            context_switches: context_switches(pid),
         })
     }
 
@@ -400,6 +408,37 @@ fn status_kib(status: &str, key: &str) -> Option<u64> {
         .and_then(|kib| kib.parse().ok())
 }
 
+/// Voluntary plus involuntary context switches of every thread of
+/// process `pid` (0 if it has gone). A thread may end between listing
+/// the tasks and reading its status: it is skipped.
+fn context_switches(pid: i32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(|task| {
+            let status = std::fs::read_to_string(task.ok()?.path().join("status")).ok()?;
+            Some(switches_in(&status))
+        })
+        .sum()
+}
+
+/// The `voluntary_ctxt_switches` and `nonvoluntary_ctxt_switches` lines
+/// of one `/proc/PID/task/TID/status`, added.
+fn switches_in(status: &str) -> u64 {
+    status
+        .lines()
+        .filter_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            matches!(
+                key,
+                "voluntary_ctxt_switches" | "nonvoluntary_ctxt_switches"
+            )
+            .then(|| value.trim().parse::<u64>().ok())?
+        })
+        .sum()
+}
+
 /// The numbers of `...summary: 3 connections, 120 questions answered, 0
 /// errors, 0 questions dropped, uptime 1.2s` (zen-utils'
 /// `Summary` display).
@@ -484,6 +523,35 @@ mod tests {
         assert_eq!(status_kib(status, "VmRSS:"), Some(4096));
         assert_eq!(status_kib(status, "VmHWM:"), Some(5120));
         assert_eq!(status_kib(status, "VmSwap:"), None);
+    }
+
+    #[test]
+    fn adds_both_kinds_of_context_switch() {
+        let status = "Name:\tsrv-poll\nvoluntary_ctxt_switches:\t120\n\
+                      nonvoluntary_ctxt_switches:\t7\n";
+        assert_eq!(switches_in(status), 127);
+        assert_eq!(switches_in("Name:\tx\n"), 0);
+    }
+
+    #[test]
+    fn counts_a_processs_context_switches() {
+        // A shell that waits for five `sleep`s in turn gives up its core
+        // at least once for each; then it becomes the last `sleep` (the
+        // same task, its counts kept), so that killing it leaves nothing.
+        let mut shell = Command::new("sh")
+            .args([
+                "-c",
+                "for i in 1 2 3 4 5; do sleep 0.01; done; exec sleep 5",
+            ])
+            .spawn()
+            .unwrap();
+        let pid = pid_of(&shell).unwrap().as_raw_nonzero().get();
+        thread::sleep(Duration::from_millis(500));
+        let switches = context_switches(pid);
+        let _ = shell.kill();
+        let _ = shell.wait();
+        assert!(switches >= 5, "{switches}");
+        assert_eq!(context_switches(pid), 0, "the process has gone");
     }
 
     #[test]
