@@ -19,9 +19,9 @@ pub enum Behaviour {
     /// Accepts every connection, holds it, and never writes a byte.
     Silent,
     /// Accepts every connection, writes more bytes than the longest reply
-    /// ([`MAX_PEER_REPLY`](crate::protocol::peers::MAX_PEER_REPLY)) with no
-    /// full stop among them, and holds it: only a reader that checks the
-    /// reply's maximum stops waiting before the peer timeout.
+    /// ([`MAX_PEER_REPLY`]) with no full stop among them, and holds it:
+    /// only a reader that checks the reply's maximum stops waiting before
+    /// the peer timeout.
     TooLong,
     /// Serves one connection at a time until the asker closes it,
     /// answering `implicit.` to every question (`?`) on it; connections
