@@ -32,6 +32,21 @@ use crate::registered::RegisteredInterest;
 /// `peer_call.rs`), which none of these has.
 const SERVER: u64 = u64::MAX - 3;
 
+/// What a peer call advances with, lent from the loop's own fields: a
+/// macro rather than a method, so that the loop can lend them while it
+/// holds an entry of its slab of calls (the borrows are of other fields).
+macro_rules! call_context {
+    ($loop:ident) => {
+        CallContext {
+            poller: &$loop.poller,
+            mode: $loop.mode,
+            timers: &mut $loop.timers,
+            timeout: $loop.config.peers.timeout,
+            next_generation: &mut $loop.next_attempt,
+        }
+    };
+}
+
 /// A connection the loop watches: the connection, and the loop's own
 /// bookkeeping about it, which only the loop writes.
 struct Watched {
@@ -250,13 +265,7 @@ impl EventLoop {
                 }
                 let entry = self.calls.vacant_entry();
                 let key = entry.key();
-                let mut ctx = CallContext {
-                    poller: &self.poller,
-                    mode: self.mode,
-                    timers: &mut self.timers,
-                    timeout: self.config.peers.timeout,
-                    next_generation: &mut self.next_attempt,
-                };
+                let mut ctx = call_context!(self);
                 match PeerCall::start(client, forward, key, &mut ctx) {
                     (call, None) => {
                         entry.insert(call);
@@ -329,13 +338,7 @@ impl EventLoop {
         let Some(call) = self.calls.get_mut(key) else {
             return;
         };
-        let mut ctx = CallContext {
-            poller: &self.poller,
-            mode: self.mode,
-            timers: &mut self.timers,
-            timeout: self.config.peers.timeout,
-            next_generation: &mut self.next_attempt,
-        };
+        let mut ctx = call_context!(self);
         if let Some(answer) = step(call, &mut ctx) {
             self.end_call(key, answer);
         }

@@ -38,8 +38,7 @@ fn work(listener: &TcpListener, shared: &Shared) {
         config,
         shutdown,
         stats,
-        accept_errors,
-        open,
+        ..
     } = shared;
     while !shutdown.is_triggered() {
         // Every idle worker blocks here on the same listener; the kernel
@@ -48,7 +47,7 @@ fn work(listener: &TcpListener, shared: &Shared) {
         match listener.accept() {
             Ok((stream, peer)) => {
                 stats.connection();
-                match open.try_admit() {
+                match shared.open.try_admit() {
                     // From here until the client leaves, this worker serves
                     // it alone and accepts no one: that is what makes the
                     // pool a limit on concurrency. The permit is its place
@@ -59,7 +58,7 @@ fn work(listener: &TcpListener, shared: &Shared) {
                     None => turn_away(&stream, peer, config, stats),
                 }
             }
-            Err(error) => on_accept_error(&error, accept_errors, listener),
+            Err(error) => on_accept_error(&error, &shared.accept_errors, listener),
         }
     }
 }

@@ -32,6 +32,23 @@ use crate::Accept;
 /// complete at once; this only bounds a kernel that misbehaves.
 const DRAIN_PATIENCE: Duration = Duration::from_secs(2);
 
+/// What a connection works with, lent from the loop's own fields: a
+/// macro rather than a method, so that the loop can lend them while it
+/// holds the connection itself and a buffer of its pool (the borrows are
+/// of other fields).
+macro_rules! connection_context {
+    ($loop:ident) => {
+        Context {
+            ring: &mut $loop.ring,
+            config: &$loop.config,
+            stats: &$loop.stats,
+            shutdown: &$loop.shutdown,
+            timers: &mut $loop.timers,
+            peer_calls: &mut $loop.peer_calls,
+        }
+    };
+}
+
 /// The loop and everything it owns. Only its one thread ever touches it.
 ///
 /// Field order is drop order: the ring goes first, so that the kernel has
@@ -197,14 +214,7 @@ impl EventLoop {
             Some(id) => self.pool.bytes(id, len),
             None => &[],
         };
-        let mut ctx = Context {
-            ring: &mut self.ring,
-            config: &self.config,
-            stats: &self.stats,
-            shutdown: &self.shutdown,
-            timers: &mut self.timers,
-            peer_calls: &mut self.peer_calls,
-        };
+        let mut ctx = connection_context!(self);
         let result = conn.received(completion.result, completion.more(), bytes, &mut ctx);
         if let Some(id) = buffer {
             self.pool.recycle(id);
@@ -221,14 +231,7 @@ impl EventLoop {
         let Some(conn) = self.connections.get_mut(key) else {
             return Ok(());
         };
-        let mut ctx = Context {
-            ring: &mut self.ring,
-            config: &self.config,
-            stats: &self.stats,
-            shutdown: &self.shutdown,
-            timers: &mut self.timers,
-            peer_calls: &mut self.peer_calls,
-        };
+        let mut ctx = connection_context!(self);
         step(conn, &mut ctx)
     }
 
