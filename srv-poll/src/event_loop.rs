@@ -11,7 +11,7 @@ use std::time::Instant;
 use slab::Slab;
 use zen_utils::serve::listener::{AcceptErrors, AcceptFailure, ACCEPT_BACKOFF};
 use zen_utils::serve::raw_loop::admitted::Admitter;
-use zen_utils::serve::raw_loop::deadline::{schedule_idle_scan, Deadline};
+use zen_utils::serve::raw_loop::deadline::{next_turn, schedule_idle_scan, Deadline, Turn};
 use zen_utils::serve::raw_loop::epoll::{Interest, Ready};
 use zen_utils::serve::raw_loop::ids::{AttemptId, ConnId};
 use zen_utils::serve::raw_loop::timers::Timers;
@@ -158,20 +158,14 @@ impl EventLoop {
             if self.shutdown.is_triggered() && !self.shutting_down {
                 self.begin_shutdown();
             }
-            let grace_deadline = self.shutdown.grace_deadline();
-            if let Some(deadline) = grace_deadline {
-                if self.connections.is_empty() || Instant::now() >= deadline {
-                    break;
-                }
-            }
+            let next_due = match next_turn(&self.shutdown, self.connections.len(), &self.timers) {
+                Turn::WaitUntil(due) => due,
+                Turn::Over => break,
+            };
             // The one place the loop waits (`--work block` aside, on
             // purpose): until a socket is ready, the timer fires, or the
             // waker wakes it for the shutdown. Unfinished connections are
             // ready now: then it only looks for events.
-            let next_due = [self.timers.next_due(), grace_deadline]
-                .into_iter()
-                .flatten()
-                .min();
             self.poller.wait(next_due, !self.unfinished.is_empty())?;
             for i in 0..self.poller.len() {
                 let event = self.poller.event(i);

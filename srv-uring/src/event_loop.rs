@@ -14,7 +14,7 @@ use io_uring::{opcode, types};
 use slab::Slab;
 use zen_utils::serve::listener::{AcceptErrors, AcceptFailure, ACCEPT_BACKOFF};
 use zen_utils::serve::raw_loop::admitted::Admitter;
-use zen_utils::serve::raw_loop::deadline::{schedule_idle_scan, Deadline};
+use zen_utils::serve::raw_loop::deadline::{next_turn, schedule_idle_scan, Deadline, Turn};
 use zen_utils::serve::raw_loop::ids::ConnId;
 use zen_utils::serve::raw_loop::timers::Timers;
 use zen_utils::serve::raw_loop::waker::{wake_on_shutdown, EventfdWaker};
@@ -144,19 +144,13 @@ impl EventLoop {
             if self.shutdown.is_triggered() && !self.shutting_down {
                 self.begin_shutdown();
             }
-            let grace_deadline = self.shutdown.grace_deadline();
-            if let Some(deadline) = grace_deadline {
-                if self.admitter.open() == 0 || Instant::now() >= deadline {
-                    break;
-                }
-            }
+            let next_due = match next_turn(&self.shutdown, self.admitter.open(), &self.timers) {
+                Turn::WaitUntil(due) => due,
+                Turn::Over => break,
+            };
             // The one place the loop waits (`--work block` aside, on
             // purpose): one system call submits every operation written
             // this turn and waits for a completion, or the next timer.
-            let next_due = [self.timers.next_due(), grace_deadline]
-                .into_iter()
-                .flatten()
-                .min();
             self.alarm.arm(&mut self.ring, next_due)?;
             self.pool.publish();
             self.ring.submit_and_wait(None)?;
