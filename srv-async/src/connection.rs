@@ -55,7 +55,7 @@ struct Connection<'a> {
     /// The timer of `--work wait`, made at the first wait and re-armed for
     /// each one after; boxed, so a connection that never waits carries
     /// only a pointer.
-    work_timer: Option<Box<precise_sleep::Timer>>,
+    work_timer: Option<Box<precise_sleep::AsyncTimerfd>>,
     shutdown: ShutdownWatch<'a>,
 }
 

@@ -69,7 +69,6 @@ mod small_task;
 
 use std::io;
 use std::net::SocketAddr;
-use std::ops::Deref;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -159,14 +158,15 @@ pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         match accepted {
             Ok((stream, peer)) => {
                 shared.stats.connection();
-                match shared.try_open() {
-                    Some(slot) => {
-                        let stop = Arc::clone(&stop);
-                        // The task owns its slot: however it ends, even by a
-                        // panic or by the runtime dropping it, the slot is
-                        // given back.
+                match shared.open.try_admit() {
+                    Some(permit) => {
+                        let (shared, stop) = (Arc::clone(&shared), Arc::clone(&stop));
+                        // The task owns its permit: however it ends, even by
+                        // a panic or by the runtime dropping it, its place
+                        // under `--max-conns` is given back.
                         tokio::spawn(async move {
-                            handle_connection(stream, peer, &slot, &stop).await;
+                            let _permit = permit;
+                            handle_connection(stream, peer, &shared, &stop).await;
                         });
                     }
                     None => turn_away(&stream, peer, &shared),
@@ -192,10 +192,10 @@ pub struct Shared {
     /// Connections open right now, across every thread and runtime of the
     /// server: `--max-conns` is checked against it at accept, and the
     /// drain at shutdown waits for it to reach zero. Each connection task
-    /// holds a [`Slot`] that counts it.
-    open: Admission,
-    /// Woken when `open` drops to zero.
-    closed: Notify,
+    /// holds a permit that counts it.
+    open: Arc<Admission>,
+    /// Woken when `open` drops to zero (the last permit dropped wakes it).
+    closed: Arc<Notify>,
     shutdown: Shutdown,
     /// `--offload`: the helper threads that do `--work cpu|block`, shared
     /// by every runtime of the server (zen-utils' `offload`).
@@ -210,12 +210,14 @@ impl Shared {
             0 => None,
             threads => Some(Helpers::start(threads)?),
         };
+        let closed = Arc::new(Notify::new());
+        let last_one_out = Arc::clone(&closed);
         Ok(Arc::new(Self {
-            open: Admission::new(config.max_conns),
+            open: Admission::waking(config.max_conns, move || last_one_out.notify_waiters()),
             config,
             stats: Stats::new(),
             accept_errors: AcceptErrors::new(),
-            closed: Notify::new(),
+            closed,
             shutdown,
             helpers,
         }))
@@ -224,13 +226,6 @@ impl Shared {
     /// The server's totals so far.
     pub fn summary(&self) -> Summary {
         self.stats.summary()
-    }
-
-    /// Takes one of the `--max-conns` places, if one is free.
-    fn try_open(self: &Arc<Self>) -> Option<Slot> {
-        self.open.try_admit().then(|| Slot {
-            shared: Arc::clone(self),
-        })
     }
 
     /// Resolves once no connection is open.
@@ -244,30 +239,6 @@ impl Shared {
                 return;
             }
             closed.await;
-        }
-    }
-}
-
-/// One of the `--max-conns` places, held by a connection task for its
-/// whole life. Dropping it gives the place back and, if it was the last
-/// one, wakes the drain.
-#[derive(Debug)]
-struct Slot {
-    shared: Arc<Shared>,
-}
-
-impl Deref for Slot {
-    type Target = Shared;
-    fn deref(&self) -> &Shared {
-        &self.shared
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        // The last one out wakes the drain.
-        if self.shared.open.release() == 0 {
-            self.shared.closed.notify_waiters();
         }
     }
 }

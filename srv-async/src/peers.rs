@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use zen_utils::protocol::peers::{complete_reply, Asking, Forward, Reply, MAX_PEER_REPLY};
+use zen_utils::protocol::peers::{Asking, Forward, Reply, ReplyRead, ReplyReader};
 use zen_utils::protocol::UNKNOWN_APHORISM;
 
 /// The answer to give for `forward`: the first peer's that knew it.
@@ -35,17 +35,15 @@ async fn ask_one(peer: SocketAddr, request: &[u8]) -> Reply {
     if stream.write_all(request).await.is_err() {
         return Reply::Failed;
     }
-    let mut buf = [0; MAX_PEER_REPLY];
-    let mut filled = 0;
+    let mut reader = ReplyReader::new();
     loop {
-        match stream.read(&mut buf[filled..]).await {
-            Ok(0) | Err(_) => return Reply::Failed,
-            Ok(n) => filled += n,
-        }
-        match complete_reply(&buf[..filled]) {
-            Ok(Some(end)) if end == filled => return Reply::of(&buf[..end]),
-            Ok(Some(_)) | Err(_) => return Reply::Failed,
-            Ok(None) => {}
+        let Ok(n) = stream.read(reader.room()).await else {
+            return Reply::Failed;
+        };
+        match reader.received(n) {
+            ReplyRead::NeedMore => {}
+            ReplyRead::Complete(reply) => return reply,
+            ReplyRead::TooLong | ReplyRead::ClosedEarly => return Reply::Failed,
         }
     }
 }

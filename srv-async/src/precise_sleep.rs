@@ -10,7 +10,7 @@
 //! readiness on tokio's reactor: still an async sleep — the task yields and
 //! the thread serves other connections — but it ends when it should.
 //!
-//! Each connection makes its [`Timer`] at its first wait and re-arms it for
+//! Each connection makes its [`AsyncTimerfd`] at its first wait and re-arms it for
 //! every wait after: one system call per wait (`timerfd_settime`), where a
 //! timer made per wait costs five (create, arm, register with epoll,
 //! deregister, close). On a single-threaded runtime those calls are paid
@@ -30,11 +30,11 @@ use tokio::io::Interest;
 
 /// A connection's kernel timer, registered with the reactor of the runtime
 /// that made it.
-pub(crate) struct Timer {
+pub(crate) struct AsyncTimerfd {
     fd: AsyncFd<OwnedFd>,
 }
 
-impl Timer {
+impl AsyncTimerfd {
     /// A disarmed timer. Fails when the kernel refuses a timerfd (out of
     /// descriptors, say).
     pub(crate) fn new() -> io::Result<Self> {
@@ -76,10 +76,10 @@ impl Timer {
 /// kernel timer fails (no timerfd to be had, out of descriptors, say; an
 /// error arming it or from the reactor) the rest of the wait is done on
 /// tokio's own timer: only a less precise wait, never a shorter one.
-pub(crate) async fn sleep(timer: &mut Option<Box<Timer>>, duration: Duration) {
+pub(crate) async fn sleep(timer: &mut Option<Box<AsyncTimerfd>>, duration: Duration) {
     let started = Instant::now();
     if timer.is_none() {
-        *timer = Timer::new().ok().map(Box::new);
+        *timer = AsyncTimerfd::new().ok().map(Box::new);
     }
     if let Some(timer) = timer {
         if timer.sleep(duration).await.is_ok() {
@@ -134,7 +134,7 @@ mod tests {
     #[test]
     fn an_abandoned_wait_does_not_cut_the_next_one_short() {
         runtime().block_on(async {
-            let timer = Timer::new().unwrap();
+            let timer = AsyncTimerfd::new().unwrap();
             // Abandoned before its timer fires; the timer then fires with
             // nobody waiting, and the reactor, driven meanwhile, records a
             // readiness that no wait consumed.

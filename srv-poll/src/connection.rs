@@ -15,11 +15,14 @@ use std::time::Instant;
 
 use zen_utils::protocol::conversation::{Conversation, Needed};
 use zen_utils::protocol::peers::Forward;
+use zen_utils::serve::admission::Permit;
+use zen_utils::serve::raw_loop::admitted::Admitted;
+use zen_utils::serve::raw_loop::deadline::Deadline;
+use zen_utils::serve::raw_loop::ending;
 use zen_utils::serve::raw_loop::epoll::Interest;
-use zen_utils::{Config, End, Leftover, Shutdown, Stats, Work, WorkKind};
-
-use crate::peer_call::CallId;
+use zen_utils::serve::raw_loop::ids::ConnId;
 use zen_utils::serve::raw_loop::timers::Timers;
+use zen_utils::{Config, End, Leftover, Shutdown, Stats, Work, WorkKind};
 
 /// How many reads one connection may make per turn of the loop. A client
 /// that pipelines as fast as the server answers always has more to read,
@@ -28,29 +31,6 @@ use zen_utils::serve::raw_loop::timers::Timers;
 /// reads of up to `--max-request` + 4 KiB are some 3,000 questions, enough
 /// to amortise a turn, little enough that the others' turn comes soon.
 const READS_PER_TURN: usize = 16;
-
-/// Which connection a timer is for. The slab reuses keys, so the key alone
-/// could name a newer connection; the generation tells them apart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) struct ConnId {
-    pub(crate) key: usize,
-    pub(crate) generation: u64,
-}
-
-/// What the loop's timer queue holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum Timer {
-    /// A `--work wait` is over: the connection's pending answer is ready.
-    Answer(ConnId),
-    /// Time to close connections whose idle deadline passed (RawServer's
-    /// `scan_for_timeouts`).
-    IdleScan,
-    /// The accept backoff after running out of descriptors is over.
-    ResumeAccepting,
-    /// A peer being asked had `--peer-timeout` to connect and answer: if
-    /// that attempt is still in progress, the peer failed.
-    PeerDeadline(CallId),
-}
 
 /// What happened, as the loop tells a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,7 +74,7 @@ pub(crate) struct Context<'a> {
     pub(crate) stats: &'a Stats,
     /// The end of its grace cuts `--work cpu` short.
     pub(crate) shutdown: &'a Shutdown,
-    pub(crate) timers: &'a mut Timers<Timer>,
+    pub(crate) timers: &'a mut Timers<Deadline>,
     /// Questions this connection needs its peers to answer: the loop
     /// starts asking them once the connection's turn is over.
     pub(crate) peer_calls: &'a mut Vec<(ConnId, Forward)>,
@@ -115,6 +95,9 @@ pub(crate) struct Connection {
     pub(crate) stream: TcpStream,
     pub(crate) peer: SocketAddr,
     pub(crate) id: ConnId,
+    /// Its place under `--max-conns`, given back when the connection is
+    /// dropped.
+    _permit: Permit,
     /// The protocol: what was received, the answers not yet sent and their
     /// bound, the question being worked on, the idle deadline, the last
     /// word, why it ended. Its buffers are allocated at first use, and an
@@ -129,12 +112,14 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    /// A connection just accepted, registered as readable.
-    pub(crate) fn new(stream: TcpStream, peer: SocketAddr, id: ConnId, config: &Config) -> Self {
+    /// A connection just accepted, registered as readable, holding its
+    /// place under `--max-conns`.
+    pub(crate) fn new(admitted: Admitted, config: &Config) -> Self {
         Self {
-            stream,
-            peer,
-            id,
+            stream: admitted.stream,
+            peer: admitted.peer,
+            id: admitted.id,
+            _permit: admitted.permit,
             conversation: Conversation::new(config, Instant::now()),
             socket: Interest::new(false, true),
         }
@@ -278,7 +263,7 @@ impl Connection {
                 // the other connections, and this one resumes when the
                 // timer is due.
                 ctx.timers
-                    .add(Instant::now() + needed.duration, Timer::Answer(self.id));
+                    .add(Instant::now() + needed.duration, Deadline::Answer(self.id));
                 break;
             }
             if let Some(offloaded) = ctx.offloaded.as_mut() {
@@ -346,7 +331,7 @@ impl Connection {
     }
 
     /// Whether, as far as the events and reads said, nothing waits unread
-    /// on the socket (see `Registration::update`).
+    /// on the socket (see `RegisteredInterest::update`).
     pub(crate) fn drained(&self) -> bool {
         !self.socket.readable
     }
@@ -355,10 +340,10 @@ impl Connection {
     /// after its last word (sent best effort: with whatever room the socket
     /// has now, as the connection closes next whatever happens).
     fn end(&mut self) -> Option<End> {
-        if let Some(word) = self.conversation.last_word() {
-            let _ = self.stream.write(word);
-        }
-        self.conversation.end()
+        let stream = &mut self.stream;
+        ending::last_word_then_end(&mut self.conversation, |word| {
+            let _ = stream.write(word);
+        })
     }
 
     /// Whether the idle deadline has passed. A connection whose answer is
@@ -367,14 +352,14 @@ impl Connection {
         self.conversation.idle_expired(now)
     }
 
-    /// The idle deadline passed: how the connection ends. With answers
-    /// unsent, the client did not read them (an error); otherwise with the
-    /// last word `Error: idle timeout.`, sent best effort.
+    /// The idle deadline passed: how the connection ends (with the last
+    /// word `Error: idle timeout.`, sent best effort, unless answers were
+    /// left unread).
     pub(crate) fn idle_end(&mut self, now: Instant) -> End {
-        if let Some(end) = self.conversation.check_idle(now) {
-            return end;
-        }
-        self.end().unwrap_or(End::IdleTimeout)
+        let stream = &mut self.stream;
+        ending::idle_end(&mut self.conversation, now, |word| {
+            let _ = stream.write(word);
+        })
     }
 
     /// The shutdown grace is over: how the connection ends, whatever it
@@ -411,6 +396,7 @@ mod tests {
     use zen_utils::protocol::conversation::OUTPUT_KEEP;
     use zen_utils::protocol::frame::READ_CHUNK;
     use zen_utils::protocol::OUTPUT_LIMIT;
+    use zen_utils::serve::raw_loop::admitted::Admitter;
 
     /// The read buffer of a connection that has read, at the default
     /// `--max-request`: what its memory holds besides its output buffer.
@@ -425,14 +411,11 @@ mod tests {
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (stream, peer) = listener.accept().unwrap();
         stream.set_nonblocking(true).unwrap();
-        let id = ConnId {
-            key: 0,
-            generation: 0,
-        };
-        (
-            Connection::new(stream, peer, id, &Config::default()),
-            client,
-        )
+        let (config, stats) = (Config::default(), Stats::new());
+        let admitted = Admitter::new(1)
+            .admit(stream, peer, 0, &config, &stats, |_| Ok(()))
+            .unwrap();
+        (Connection::new(admitted, &config), client)
     }
 
     #[test]

@@ -6,19 +6,24 @@
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use slab::Slab;
-use zen_utils::serve::listener::{self, AcceptErrors, AcceptFailure, ACCEPT_BACKOFF};
+use zen_utils::serve::listener::{AcceptErrors, AcceptFailure, ACCEPT_BACKOFF};
+use zen_utils::serve::raw_loop::admitted::Admitter;
+use zen_utils::serve::raw_loop::deadline::{next_turn, schedule_idle_scan, Deadline, Turn};
 use zen_utils::serve::raw_loop::epoll::{Interest, Ready};
+use zen_utils::serve::raw_loop::ids::{AttemptId, ConnId};
+use zen_utils::serve::raw_loop::timers::Timers;
+use zen_utils::serve::raw_loop::waker::wake_on_shutdown;
 use zen_utils::{Config, End, Shutdown, Stats, Summary};
 
-use crate::connection::{ConnId, Connection, Context, Next, Timer, Wake};
+use crate::connection::{Connection, Context, Next, Wake};
 use crate::offload::Offload;
-use crate::peer_call::{CallContext, CallId, PeerCall};
-use crate::poll_mode::{self, PollMode, Registration};
-use crate::poller::{Poller, PollerKind, WAKER};
-use zen_utils::serve::raw_loop::timers::Timers;
+use crate::peer_call::{attempt_of_poll_key, CallContext, PeerCall};
+use crate::poll_mode::{self, PollMode};
+use crate::poller::{Poller, PollerKind, PollerWaker, WAKER};
+use crate::registered::RegisteredInterest;
 
 /// The listener's poll key. Connections are keyed by their slab key,
 /// which counts up from 0, so the top of the range is free for the
@@ -27,19 +32,26 @@ use zen_utils::serve::raw_loop::timers::Timers;
 /// `peer_call.rs`), which none of these has.
 const SERVER: u64 = u64::MAX - 3;
 
-/// How many idle scans run per idle timeout. A connection is closed between
-/// one and `1 + 1/IDLE_SCANS_PER_TIMEOUT` timeouts after its last question.
-/// RawServer's way: one timer for all connections rather than one per
-/// connection, so the timer queue does not grow with connections that come
-/// and go, and a scan of even 10,000 connections costs well under a
-/// millisecond.
-const IDLE_SCANS_PER_TIMEOUT: u32 = 8;
+/// What a peer call advances with, lent from the loop's own fields: a
+/// macro rather than a method, so that the loop can lend them while it
+/// holds an entry of its slab of calls (the borrows are of other fields).
+macro_rules! call_context {
+    ($loop:ident) => {
+        CallContext {
+            poller: &$loop.poller,
+            mode: $loop.mode,
+            timers: &mut $loop.timers,
+            timeout: $loop.config.peers.timeout,
+            next_generation: &mut $loop.next_attempt,
+        }
+    };
+}
 
-/// A connection in the loop's slab, with the loop's own bookkeeping about
-/// it, which only the loop writes.
-struct Slot {
+/// A connection the loop watches: the connection, and the loop's own
+/// bookkeeping about it, which only the loop writes.
+struct Watched {
     conn: Connection,
-    registration: Registration,
+    registered: RegisteredInterest,
     /// Listed in `unfinished`, waiting for its next turn.
     queued: bool,
     /// The key of its peer call in flight, if the peers are being asked
@@ -57,10 +69,8 @@ pub(crate) struct EventLoop {
     /// `None` once the shutdown began: it is closed, so new clients are
     /// refused by the kernel.
     listener: Option<TcpListener>,
-    connections: Slab<Slot>,
-    /// Counts accepted connections, to tell a reused slab key apart.
-    next_generation: u64,
-    timers: Timers<Timer>,
+    connections: Slab<Watched>,
+    timers: Timers<Deadline>,
     /// Connections that used their whole turn with more to read, in the
     /// order they did: advanced again after the next wait, which does not
     /// block while any are listed.
@@ -80,6 +90,9 @@ pub(crate) struct EventLoop {
     offloaded: Vec<(ConnId, zen_utils::Work)>,
     config: Config,
     stats: Stats,
+    /// `--max-conns` (each connection holds a permit) and the generations
+    /// that tell a reused slab key apart.
+    admitter: Admitter,
     /// Logs failed accepts, running out of descriptors at most once a second.
     accept_errors: AcceptErrors,
     shutdown: Shutdown,
@@ -101,18 +114,12 @@ impl EventLoop {
         listener.set_nonblocking(true)?;
         poller.add(&listener, SERVER, Interest::READ)?;
         // The shutdown may come from any thread (a signal handler's, a
-        // test's): the waker wakes the loop out of `wait` at once. A weak
-        // reference, so that the trigger does not keep the waker's
-        // descriptors open after `serve` returns. (A helper still running
-        // `--work block` when `serve` returns keeps them until its sleep
-        // ends: with `polling`, its whole poller.)
+        // test's): the waker wakes the loop out of `wait` at once. (A
+        // helper still running `--work block` when `serve` returns keeps
+        // the waker's descriptors until its sleep ends: with `polling`,
+        // its whole poller.)
         let waker = poller.waker();
-        let weak = Arc::downgrade(&waker);
-        shutdown.on_trigger(move || {
-            if let Some(waker) = weak.upgrade() {
-                waker.wake();
-            }
-        });
+        wake_on_shutdown(&shutdown, &waker, PollerWaker::wake);
         // The helpers' completions wake the loop through the same waker.
         let offload = match config.offload {
             0 => None,
@@ -123,15 +130,12 @@ impl EventLoop {
             )?),
         };
         let mut timers = Timers::new();
-        if let Some(period) = idle_scan_period(&config) {
-            timers.add(Instant::now() + period, Timer::IdleScan);
-        }
+        schedule_idle_scan(&mut timers, &config, Instant::now());
         Ok(Self {
             poller,
             mode,
             listener: Some(listener),
             connections: Slab::new(),
-            next_generation: 0,
             timers,
             unfinished: Vec::new(),
             peer_calls: Vec::new(),
@@ -139,6 +143,7 @@ impl EventLoop {
             next_attempt: 0,
             offload,
             offloaded: Vec::new(),
+            admitter: Admitter::new(config.max_conns),
             config,
             stats: Stats::new(),
             accept_errors: AcceptErrors::new(),
@@ -153,27 +158,21 @@ impl EventLoop {
             if self.shutdown.is_triggered() && !self.shutting_down {
                 self.begin_shutdown();
             }
-            let grace_deadline = self.shutdown.grace_deadline();
-            if let Some(deadline) = grace_deadline {
-                if self.connections.is_empty() || Instant::now() >= deadline {
-                    break;
-                }
-            }
+            let next_due = match next_turn(&self.shutdown, self.connections.len(), &self.timers) {
+                Turn::WaitUntil(due) => due,
+                Turn::Over => break,
+            };
             // The one place the loop waits (`--work block` aside, on
             // purpose): until a socket is ready, the timer fires, or the
             // waker wakes it for the shutdown. Unfinished connections are
             // ready now: then it only looks for events.
-            let next_due = [self.timers.next_due(), grace_deadline]
-                .into_iter()
-                .flatten()
-                .min();
             self.poller.wait(next_due, !self.unfinished.is_empty())?;
             for i in 0..self.poller.len() {
                 let event = self.poller.event(i);
                 match event.key {
                     SERVER => self.accept_all(),
                     WAKER => self.finish_offloaded(),
-                    key => match CallId::of_poll_key(key) {
+                    key => match attempt_of_poll_key(key) {
                         Some(call) => self.on_peer_ready(call),
                         None => self.on_ready(key as usize, event),
                     },
@@ -188,11 +187,11 @@ impl EventLoop {
 
     fn on_ready(&mut self, key: usize, event: Ready) {
         // A connection closed earlier in this batch left its events behind.
-        let Some(slot) = self.connections.get_mut(key) else {
+        let Some(watched) = self.connections.get_mut(key) else {
             return;
         };
-        let asked = slot.registration.interest();
-        slot.registration.delivered(self.mode);
+        let asked = watched.registered.interest();
+        watched.registered.delivered(self.mode);
         let ready = Interest::new(
             event.readable && asked.readable,
             event.writable && asked.writable,
@@ -211,7 +210,7 @@ impl EventLoop {
     }
 
     fn advance_connection(&mut self, key: usize, wake: Wake) {
-        let Some(slot) = self.connections.get_mut(key) else {
+        let Some(watched) = self.connections.get_mut(key) else {
             return;
         };
         let mut ctx = Context {
@@ -223,24 +222,24 @@ impl EventLoop {
             offloaded: self.offload.is_some().then_some(&mut self.offloaded),
             short_read_drains: poll_mode::short_read_drains(self.mode),
         };
-        let interest = match slot.conn.advance(wake, &mut ctx) {
+        let interest = match watched.conn.advance(wake, &mut ctx) {
             Next::Close(end) => return self.close(key, end),
             Next::Wait(interest) => interest,
             Next::AnotherTurn(interest) => {
-                if !slot.queued {
-                    slot.queued = true;
-                    self.unfinished.push(slot.conn.id);
+                if !watched.queued {
+                    watched.queued = true;
+                    self.unfinished.push(watched.conn.id);
                 }
                 interest
             }
         };
-        let updated = slot.registration.update(
+        let updated = watched.registered.update(
             &self.poller,
-            &slot.conn.stream,
+            &watched.conn.stream,
             key as u64,
             interest,
             self.mode,
-            slot.conn.drained(),
+            watched.conn.drained(),
         );
         if let Err(error) = updated {
             self.close(key, End::Failed(error));
@@ -255,23 +254,17 @@ impl EventLoop {
     fn start_peer_calls(&mut self) {
         while !self.peer_calls.is_empty() {
             for (client, forward) in std::mem::take(&mut self.peer_calls) {
-                if self.slot_of(client).is_none() {
+                if self.watched(client).is_none() {
                     continue; // It closed in the same turn.
                 }
                 let entry = self.calls.vacant_entry();
                 let key = entry.key();
-                let mut ctx = CallContext {
-                    poller: &self.poller,
-                    mode: self.mode,
-                    timers: &mut self.timers,
-                    timeout: self.config.peers.timeout,
-                    next_generation: &mut self.next_attempt,
-                };
+                let mut ctx = call_context!(self);
                 match PeerCall::start(client, forward, key, &mut ctx) {
                     (call, None) => {
                         entry.insert(call);
-                        if let Some(slot) = self.slot_of(client) {
-                            slot.call = Some(key);
+                        if let Some(watched) = self.watched(client) {
+                            watched.call = Some(key);
                         }
                     }
                     (_, Some(answer)) => {
@@ -308,7 +301,7 @@ impl EventLoop {
         let connections = &self.connections;
         let done = offload.take_done(|id| is_open(connections, id));
         for (id, finished) in done {
-            if finished && self.slot_of(id).is_some() {
+            if finished && self.watched(id).is_some() {
                 self.advance(id.key, Wake::AnswerDue);
             }
         }
@@ -316,7 +309,7 @@ impl EventLoop {
 
     /// A peer call's socket is ready: its attempt goes on, and the call
     /// ends if that decided the answer.
-    fn on_peer_ready(&mut self, id: CallId) {
+    fn on_peer_ready(&mut self, id: AttemptId) {
         // A call cancelled earlier in this batch may have left an event
         // behind, and so may an attempt that is over: the generation in the
         // key tells, even if the slab key was reused.
@@ -325,7 +318,7 @@ impl EventLoop {
 
     /// A peer call's attempt is due: if that attempt is still in progress,
     /// its peer failed, and the call asks the next peer or ends.
-    fn peer_deadline(&mut self, id: CallId) {
+    fn peer_deadline(&mut self, id: AttemptId) {
         self.drive_call(id.key, |call, ctx| call.on_deadline(id, ctx));
     }
 
@@ -339,13 +332,7 @@ impl EventLoop {
         let Some(call) = self.calls.get_mut(key) else {
             return;
         };
-        let mut ctx = CallContext {
-            poller: &self.poller,
-            mode: self.mode,
-            timers: &mut self.timers,
-            timeout: self.config.peers.timeout,
-            next_generation: &mut self.next_attempt,
-        };
+        let mut ctx = call_context!(self);
         if let Some(answer) = step(call, &mut ctx) {
             self.end_call(key, answer);
         }
@@ -355,8 +342,8 @@ impl EventLoop {
     /// already), and the client that owes the answer gives it.
     fn end_call(&mut self, key: usize, answer: &'static [u8]) {
         let call = self.calls.remove(key);
-        if let Some(slot) = self.slot_of(call.client) {
-            slot.call = None;
+        if let Some(watched) = self.watched(call.client) {
+            watched.call = None;
             self.advance(call.client.key, Wake::PeersAnswered(answer));
         }
     }
@@ -365,19 +352,19 @@ impl EventLoop {
     /// next one, after every other ready connection had its own.
     fn advance_unfinished(&mut self) {
         for id in std::mem::take(&mut self.unfinished) {
-            if let Some(slot) = self.slot_of(id) {
-                slot.queued = false;
+            if let Some(watched) = self.watched(id) {
+                watched.queued = false;
                 self.advance(id.key, Wake::NextTurn);
             }
         }
     }
 
-    /// The slot of connection `id`, unless it closed (even if its key was
-    /// reused since: the generation tells).
-    fn slot_of(&mut self, id: ConnId) -> Option<&mut Slot> {
+    /// Connection `id`, unless it closed (even if its key was reused
+    /// since: the generation tells).
+    fn watched(&mut self, id: ConnId) -> Option<&mut Watched> {
         self.connections
             .get_mut(id.key)
-            .filter(|slot| slot.conn.id == id)
+            .filter(|watched| watched.conn.id == id)
     }
 
     /// Accepts every connection waiting in the backlog.
@@ -407,7 +394,7 @@ impl EventLoop {
     fn pause_accepting(&mut self) {
         self.listen(false);
         self.timers
-            .add(Instant::now() + ACCEPT_BACKOFF, Timer::ResumeAccepting);
+            .add(Instant::now() + ACCEPT_BACKOFF, Deadline::ResumeAccepting);
     }
 
     fn listen(&mut self, readable: bool) {
@@ -422,31 +409,22 @@ impl EventLoop {
     /// Takes in a new connection, or turns it away at `--max-conns`.
     fn admit(&mut self, stream: TcpStream, peer: SocketAddr) {
         self.stats.connection();
-        if self.connections.len() >= self.config.max_conns {
-            // Without blocking: the loop must not wait on a client it is
-            // turning away.
-            listener::turn_away(&stream, peer, &self.config, &self.stats);
-            return;
-        }
         let entry = self.connections.vacant_entry();
         let key = entry.key();
-        let registered = listener::prepare_accepted(&stream)
-            .and_then(|()| stream.set_nonblocking(true))
-            .and_then(|()| self.poller.add(&stream, key as u64, Interest::READ));
-        if let Err(error) = registered {
-            self.stats.error(1);
-            self.stats.closed();
-            tracing::debug!("connection from {peer} closed: error: {error}");
-            return;
-        }
-        let id = ConnId {
-            key,
-            generation: self.next_generation,
+        let poller = &self.poller;
+        let register = |stream: &TcpStream| {
+            stream.set_nonblocking(true)?;
+            poller.add(stream, key as u64, Interest::READ)
         };
-        self.next_generation += 1;
-        entry.insert(Slot {
-            conn: Connection::new(stream, peer, id, &self.config),
-            registration: Registration::new(Interest::READ),
+        let admitted = self
+            .admitter
+            .admit(stream, peer, key, &self.config, &self.stats, register);
+        let Some(admitted) = admitted else {
+            return;
+        };
+        entry.insert(Watched {
+            conn: Connection::new(admitted, &self.config),
+            registered: RegisteredInterest::new(Interest::READ),
             queued: false,
             call: None,
         });
@@ -458,14 +436,14 @@ impl EventLoop {
             match timer {
                 // The generation check drops the timer of a connection
                 // that closed while it waited, even if its key was reused.
-                Timer::Answer(id) => {
-                    if self.slot_of(id).is_some() {
+                Deadline::Answer(id) => {
+                    if self.watched(id).is_some() {
                         self.advance(id.key, Wake::AnswerDue);
                     }
                 }
-                Timer::IdleScan => self.scan_for_timeouts(now),
-                Timer::ResumeAccepting => self.listen(true),
-                Timer::PeerDeadline(id) => self.peer_deadline(id),
+                Deadline::IdleScan => self.scan_for_timeouts(now),
+                Deadline::ResumeAccepting => self.listen(true),
+                Deadline::PeerAttempt(id) => self.peer_deadline(id),
             }
         }
     }
@@ -476,16 +454,14 @@ impl EventLoop {
         let expired: Vec<usize> = self
             .connections
             .iter()
-            .filter(|(_, slot)| slot.conn.idle_expired(now))
+            .filter(|(_, watched)| watched.conn.idle_expired(now))
             .map(|(key, _)| key)
             .collect();
         for key in expired {
             let end = self.connections[key].conn.idle_end(now);
             self.close(key, end);
         }
-        if let Some(period) = idle_scan_period(&self.config) {
-            self.timers.add(now + period, Timer::IdleScan);
-        }
+        schedule_idle_scan(&mut self.timers, &self.config, now);
     }
 
     /// Stops accepting, and tells every connection: each takes a last read,
@@ -523,32 +499,27 @@ impl EventLoop {
     /// Closes a connection (deleted from the poller first, where the
     /// poller needs it), and counts and logs its end.
     fn close(&mut self, key: usize, end: End) {
-        let mut slot = self.connections.remove(key);
-        self.poller.closing(&slot.conn.stream);
+        let mut watched = self.connections.remove(key);
+        self.poller.closing(&watched.conn.stream);
         // Its peer call, if one is in flight, is cancelled: its socket
         // closes, and its deadline, when due, finds no call (or another).
-        if let Some(call) = slot.call {
+        if let Some(call) = watched.call {
             self.calls.remove(call).cancel(&self.poller);
         }
         // So is its work for the helpers, queued or parked.
         if let Some(offload) = &mut self.offload {
-            offload.forget(slot.conn.id);
+            offload.forget(watched.conn.id);
         }
-        end.record(slot.conn.peer, slot.conn.leftover(), &self.stats);
+        end.record(watched.conn.peer, watched.conn.leftover(), &self.stats);
+        // Dropped here, its permit gives its place under `--max-conns` back.
     }
 }
 
 /// Whether connection `id` is still open (not closed, even if its slab
 /// key was reused since: the generation tells). A free function, so that
 /// the loop can ask it while it lends out another of its fields.
-fn is_open(connections: &Slab<Slot>, id: ConnId) -> bool {
+fn is_open(connections: &Slab<Watched>, id: ConnId) -> bool {
     connections
         .get(id.key)
-        .is_some_and(|slot| slot.conn.id == id)
-}
-
-fn idle_scan_period(config: &Config) -> Option<Duration> {
-    config
-        .idle_timeout
-        .map(|timeout| (timeout / IDLE_SCANS_PER_TIMEOUT).max(Duration::from_millis(1)))
+        .is_some_and(|watched| watched.conn.id == id)
 }

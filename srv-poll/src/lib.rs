@@ -83,13 +83,15 @@
 //!   a connection that has sent nothing costs only its slab entry in the
 //!   server's memory, plus the kernel's socket. One that has asked keeps
 //!   its decoder's buffer (`--max-request` + 4 KiB).
-//! - **What limits concurrency:** `--max-conns` (a connection beyond it gets
+//! - **What limits concurrency:** `--max-conns` (zen-utils' `Admission`:
+//!   each connection holds a permit; one beyond it gets
 //!   `Error: server busy.` and is closed), the descriptor limit (on EMFILE
 //!   the loop stops listening for [`ACCEPT_BACKOFF`](zen_utils::serve::listener::ACCEPT_BACKOFF)
 //!   rather than spin, and goes on serving), and one CPU. Per connection,
 //!   output is bounded by [`OUTPUT_LIMIT`](zen_utils::protocol::OUTPUT_LIMIT):
 //!   past it, the loop stops reading from that client until it drains.
-//! - **Timers:** a binary heap of `(instant, task)` (zen-utils' `timers`), the BitTorrent
+//! - **Timers:** a binary heap of `(instant, task)` (zen-utils' `raw_loop`:
+//!   `timers`, the tasks its `Deadline`s, shared with srv-uring), the BitTorrent
 //!   RawServer's `add_task`: a `--work wait` answer, the periodic idle scan
 //!   (RawServer's `scan_for_timeouts`: one timer for all connections), the
 //!   end of an accept backoff, a peer's deadline. A task carries the
@@ -113,7 +115,7 @@
 //!
 //! Performance devices, each in a module of its own: `poll_mode`
 //! (`--poll-mode`: level-triggered registration saves a system call per
-//! answer) and `poller` (`--poller`: the portable `polling` crate, whose
+//! answer; `registered` keeps what each source is registered for) and `poller` (`--poller`: the portable `polling` crate, whose
 //! wait costs five system calls, or zen-utils' raw `epoll`, whose wait is
 //! one).
 //!
@@ -127,6 +129,7 @@ mod offload;
 mod peer_call;
 mod poll_mode;
 mod poller;
+mod registered;
 
 use std::io;
 use std::net::TcpListener;

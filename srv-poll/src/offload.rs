@@ -18,8 +18,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use zen_utils::serve::offload::{Helpers, Ticket};
 use zen_utils::{Shutdown, Work};
 
-use crate::connection::ConnId;
-use crate::poller::Waker;
+use zen_utils::serve::raw_loop::ids::ConnId;
+
+use crate::poller::PollerWaker;
 
 /// The helpers, and the completions on their way back to the loop.
 pub(crate) struct Offload {
@@ -34,13 +35,17 @@ pub(crate) struct Offload {
     /// if its connection closes first: a helper then skips it.
     in_flight: HashMap<ConnId, Arc<AtomicBool>>,
     /// The loop's waker, shared with the shutdown trigger.
-    waker: Arc<Waker>,
+    waker: Arc<PollerWaker>,
     shutdown: Shutdown,
 }
 
 impl Offload {
     /// Starts `helpers` threads that wake the loop through `waker`.
-    pub(crate) fn start(helpers: usize, waker: Arc<Waker>, shutdown: Shutdown) -> io::Result<Self> {
+    pub(crate) fn start(
+        helpers: usize,
+        waker: Arc<PollerWaker>,
+        shutdown: Shutdown,
+    ) -> io::Result<Self> {
         Ok(Self {
             helpers: Helpers::start(helpers)?,
             done: Arc::new(Mutex::new(Vec::new())),

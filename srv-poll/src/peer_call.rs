@@ -25,15 +25,17 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use socket2::{Domain, Protocol, Socket, Type};
-use zen_utils::protocol::peers::{complete_reply, Asking, Forward, Reply, MAX_PEER_REPLY};
+use zen_utils::protocol::peers::{Asking, Forward, Reply, ReplyRead, ReplyReader};
 use zen_utils::protocol::UNKNOWN_APHORISM;
+use zen_utils::serve::connect::{self, Connecting};
+use zen_utils::serve::raw_loop::deadline::Deadline;
 use zen_utils::serve::raw_loop::epoll::Interest;
-
-use crate::connection::{ConnId, Timer};
-use crate::poll_mode::{PollMode, Registration};
-use crate::poller::Poller;
+use zen_utils::serve::raw_loop::ids::{AttemptId, ConnId};
 use zen_utils::serve::raw_loop::timers::Timers;
+
+use crate::poll_mode::PollMode;
+use crate::poller::Poller;
+use crate::registered::RegisteredInterest;
 
 /// The poll keys of peer calls have this bit set (and the top bit clear,
 /// which sets them apart from the loop's own keys at the top of the range);
@@ -44,32 +46,24 @@ const PEER_CALL_BIT: u64 = 1 << 62;
 const KEY_BITS: u32 = 32;
 const GENERATION_MASK: u64 = (1 << (62 - KEY_BITS)) - 1;
 
-/// One attempt of one call: the call's slab key, and the attempt's
-/// generation, a number the loop never gives twice. The slab reuses keys,
-/// and a call asks peer after peer: the generation tells a deadline (or an
-/// event) of an attempt that is over from one of the attempt in progress.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct CallId {
-    pub(crate) key: usize,
-    pub(crate) generation: u64,
+/// The poll key of attempt `id`'s socket: the attempt's call's slab key,
+/// and the attempt's generation, a number the loop never gives twice. The
+/// slab reuses keys, and a call asks peer after peer: the generation tells
+/// an event of an attempt that is over from one of the attempt in
+/// progress.
+fn poll_key(id: AttemptId) -> u64 {
+    debug_assert!((id.key as u64) < 1 << KEY_BITS);
+    PEER_CALL_BIT | (id.generation & GENERATION_MASK) << KEY_BITS | id.key as u64
 }
 
-impl CallId {
-    /// The attempt's socket's poll key.
-    fn poll_key(self) -> u64 {
-        debug_assert!((self.key as u64) < 1 << KEY_BITS);
-        PEER_CALL_BIT | (self.generation & GENERATION_MASK) << KEY_BITS | self.key as u64
-    }
-
-    /// The attempt a poll key names, if it is a peer call's: its key, and
-    /// its generation's low 30 bits (a key and those bits cannot both come
-    /// round again between a socket's close and its last event).
-    pub(crate) fn of_poll_key(poll_key: u64) -> Option<Self> {
-        (poll_key >> 62 == PEER_CALL_BIT >> 62).then_some(Self {
-            key: (poll_key & ((1 << KEY_BITS) - 1)) as usize,
-            generation: (poll_key >> KEY_BITS) & GENERATION_MASK,
-        })
-    }
+/// The attempt a poll key names, if it is a peer call's: its call's key,
+/// and its generation's low 30 bits (a key and those bits cannot both come
+/// round again between a socket's close and its last event).
+pub(crate) fn attempt_of_poll_key(poll_key: u64) -> Option<AttemptId> {
+    (poll_key >> 62 == PEER_CALL_BIT >> 62).then_some(AttemptId {
+        key: (poll_key & ((1 << KEY_BITS) - 1)) as usize,
+        generation: (poll_key >> KEY_BITS) & GENERATION_MASK,
+    })
 }
 
 /// What an attempt needs from the loop: its poller, its timer queue, the
@@ -77,7 +71,7 @@ impl CallId {
 pub(crate) struct CallContext<'a> {
     pub(crate) poller: &'a Poller,
     pub(crate) mode: PollMode,
-    pub(crate) timers: &'a mut Timers<Timer>,
+    pub(crate) timers: &'a mut Timers<Deadline>,
     /// `--peer-timeout`, per peer asked.
     pub(crate) timeout: Duration,
     /// The next attempt's generation.
@@ -96,11 +90,11 @@ pub(crate) struct PeerCall {
 
 /// One peer being asked: one outgoing connection.
 struct Attempt {
-    id: CallId,
+    id: AttemptId,
     peer: SocketAddr,
     stream: TcpStream,
     /// What the socket is registered for.
-    registration: Registration,
+    registered: RegisteredInterest,
     state: State,
 }
 
@@ -110,11 +104,8 @@ enum State {
     Connecting,
     /// Sending the request; `written` bytes of it went.
     Writing { written: usize },
-    /// Waiting for the reply, one at most [`MAX_PEER_REPLY`] bytes long.
-    Reading {
-        buf: [u8; MAX_PEER_REPLY],
-        filled: usize,
-    },
+    /// Waiting for the reply (zen-utils' reader says when it is whole).
+    Reading(ReplyReader),
 }
 
 /// What an attempt does after a turn.
@@ -150,18 +141,18 @@ impl PeerCall {
     /// ready: it goes as far as it can. The answer, once it is decided.
     pub(crate) fn on_ready(
         &mut self,
-        id: CallId,
+        id: AttemptId,
         ctx: &mut CallContext<'_>,
     ) -> Option<&'static [u8]> {
         let attempt = self
             .attempt
             .as_mut()
             .filter(|attempt| attempt.id.generation & GENERATION_MASK == id.generation)?;
-        attempt.registration.delivered(ctx.mode);
+        attempt.registered.delivered(ctx.mode);
         let reply = match attempt.advance(self.asking.request()) {
             Progress::Wait(interest) => {
-                let poll_key = attempt.id.poll_key();
-                match attempt.registration.update(
+                let poll_key = poll_key(attempt.id);
+                match attempt.registered.update(
                     ctx.poller,
                     &attempt.stream,
                     poll_key,
@@ -185,7 +176,7 @@ impl PeerCall {
     /// progress, its peer failed. The answer, once it is decided.
     pub(crate) fn on_deadline(
         &mut self,
-        id: CallId,
+        id: AttemptId,
         ctx: &mut CallContext<'_>,
     ) -> Option<&'static [u8]> {
         let attempt = self.attempt.as_ref()?;
@@ -229,7 +220,7 @@ impl PeerCall {
             let Some(peer) = self.asking.next_peer() else {
                 return Some(UNKNOWN_APHORISM);
             };
-            let id = CallId {
+            let id = AttemptId {
                 key,
                 generation: *ctx.next_generation,
             };
@@ -253,7 +244,7 @@ impl Attempt {
     /// registers the socket and the deadline; or what the peer said, if
     /// that is known already (it could not even be dialled).
     fn start(
-        id: CallId,
+        id: AttemptId,
         peer: SocketAddr,
         request: &[u8],
         ctx: &mut CallContext<'_>,
@@ -262,12 +253,15 @@ impl Attempt {
             tracing::debug!("peer {peer}: {error}");
             Reply::Failed
         };
-        let (stream, state) = start_connect(peer).map_err(failed)?;
+        let (stream, state) = match connect::start(peer).map_err(failed)? {
+            Connecting::Done(stream) => (stream, State::Writing { written: 0 }),
+            Connecting::InProgress(stream) => (stream, State::Connecting),
+        };
         let mut attempt = Self {
             id,
             peer,
             stream,
-            registration: Registration::new(Interest::NONE),
+            registered: RegisteredInterest::new(Interest::NONE),
             state,
         };
         let interest = match attempt.state {
@@ -279,11 +273,11 @@ impl Attempt {
             },
         };
         ctx.poller
-            .add(&attempt.stream, id.poll_key(), interest)
+            .add(&attempt.stream, poll_key(id), interest)
             .map_err(failed)?;
-        attempt.registration = Registration::new(interest);
+        attempt.registered = RegisteredInterest::new(interest);
         ctx.timers
-            .add(Instant::now() + ctx.timeout, Timer::PeerDeadline(id));
+            .add(Instant::now() + ctx.timeout, Deadline::PeerAttempt(id));
         Ok(attempt)
     }
 
@@ -304,7 +298,7 @@ impl Attempt {
             match &mut self.state {
                 State::Connecting => {
                     // Called on an event only: writable, or failed.
-                    finish_connect(&self.stream)?;
+                    connect::finish(&self.stream)?;
                     self.state = State::Writing { written: 0 };
                 }
                 State::Writing { written } => match (&self.stream).write(&request[*written..]) {
@@ -312,10 +306,7 @@ impl Attempt {
                     Ok(n) => {
                         *written += n;
                         if *written == request.len() {
-                            self.state = State::Reading {
-                                buf: [0; MAX_PEER_REPLY],
-                                filled: 0,
-                            };
+                            self.state = State::Reading(ReplyReader::new());
                         }
                     }
                     Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
@@ -324,62 +315,26 @@ impl Attempt {
                     Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                     Err(error) => return Err(error),
                 },
-                State::Reading { buf, filled } => match (&self.stream).read(&mut buf[*filled..]) {
-                    Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-                    Ok(n) => {
-                        *filled += n;
-                        // One reply, and nothing after it: the peer answers
-                        // one question, the one it was asked.
-                        match complete_reply(&buf[..*filled]) {
-                            Ok(Some(end)) if end == *filled => {
-                                return Ok(Progress::Heard(Reply::of(&buf[..end])))
-                            }
-                            Ok(Some(_)) | Err(_) => {
-                                return Err(io::Error::new(
-                                    io::ErrorKind::InvalidData,
-                                    "not a reply",
-                                ))
-                            }
-                            Ok(None) => {}
+                State::Reading(reader) => {
+                    let read = match (&self.stream).read(reader.room()) {
+                        Ok(n) => reader.received(n),
+                        Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                            return Ok(Progress::Wait(Interest::READ));
                         }
+                        Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(error) => return Err(error),
+                    };
+                    match read {
+                        ReplyRead::NeedMore => {}
+                        ReplyRead::Complete(reply) => return Ok(Progress::Heard(reply)),
+                        ReplyRead::TooLong => {
+                            return Err(io::Error::new(io::ErrorKind::InvalidData, "not a reply"))
+                        }
+                        ReplyRead::ClosedEarly => return Err(io::ErrorKind::UnexpectedEof.into()),
                     }
-                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                        return Ok(Progress::Wait(Interest::READ));
-                    }
-                    Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                    Err(error) => return Err(error),
-                },
+                }
             }
         }
-    }
-}
-
-/// Begins a non-blocking connect to `peer`: the socket, connecting (or
-/// connected already, which loopback may do).
-///
-/// A connect that failed at once (no route, no address) is waited on as
-/// one in progress: its socket, closed, reports a hang-up at the next wait,
-/// and [`finish_connect`] says it failed. This spares telling EINPROGRESS
-/// from the errors by number (`ErrorKind::InProgress` is not stable yet),
-/// and it costs a wait only when the connect already failed.
-fn start_connect(peer: SocketAddr) -> io::Result<(TcpStream, State)> {
-    let socket = Socket::new(Domain::for_address(peer), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_nonblocking(true)?;
-    socket.set_nodelay(true)?;
-    match socket.connect(&peer.into()) {
-        Ok(()) => Ok((socket.into(), State::Writing { written: 0 })),
-        Err(_) => Ok((socket.into(), State::Connecting)),
-    }
-}
-
-/// After a socket with a connect in progress was reported writable (or
-/// failed): whether the connect succeeded.
-fn finish_connect(stream: &TcpStream) -> io::Result<()> {
-    match stream.take_error()? {
-        Some(error) => Err(error),
-        // Writable with no pending error: connected. `peer_addr` confirms
-        // it (a connect still in progress would say "not connected").
-        None => stream.peer_addr().map(drop),
     }
 }
 
@@ -389,15 +344,15 @@ mod tests {
 
     #[test]
     fn poll_keys_name_the_attempt_and_never_a_client_or_the_loop() {
-        let id = CallId {
+        let id = AttemptId {
             key: 7,
             generation: (1 << 40) + 5,
         };
-        let back = CallId::of_poll_key(id.poll_key()).unwrap();
+        let back = attempt_of_poll_key(poll_key(id)).unwrap();
         assert_eq!(back.key, 7);
         assert_eq!(back.generation, id.generation & GENERATION_MASK);
         for not_a_call in [0, 1, 1 << 40, u64::MAX, u64::MAX - 1, u64::MAX - 2] {
-            assert_eq!(CallId::of_poll_key(not_a_call), None, "{not_a_call}");
+            assert_eq!(attempt_of_poll_key(not_a_call), None, "{not_a_call}");
         }
     }
 }

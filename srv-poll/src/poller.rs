@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use zen_utils::serve::raw_loop::epoll::{self, Interest, Ready};
+use zen_utils::serve::raw_loop::waker::EventfdWaker;
 
 use crate::poll_mode::PollMode;
 
@@ -32,7 +33,7 @@ pub enum PollerKind {
     Epoll,
 }
 
-/// The key of the event that says the [`Waker`] was used. The keys above
+/// The key of the event that says the [`PollerWaker`] was used. The keys above
 /// it are the pollers' own: `u64::MAX` is `polling`'s, the one below it
 /// the epoll timer's.
 pub(crate) const WAKER: u64 = u64::MAX - 2;
@@ -43,7 +44,7 @@ const EVENTS_PER_WAIT: usize = 1024;
 
 /// Wakes the loop's wait from another thread (the shutdown, `--offload`'s
 /// helpers); the loop then sees an event with key [`WAKER`].
-pub(crate) enum Waker {
+pub(crate) enum PollerWaker {
     /// `polling`'s `notify`. A notification ends the wait without an
     /// event of its own, so `woken` says that it came: the loop then
     /// takes the helpers' completions, and only then.
@@ -52,10 +53,10 @@ pub(crate) enum Waker {
         woken: AtomicBool,
     },
     /// An eventfd registered with the epoll set under [`WAKER`].
-    Eventfd(epoll::Waker),
+    Eventfd(EventfdWaker),
 }
 
-impl Waker {
+impl PollerWaker {
     pub(crate) fn wake(&self) {
         match self {
             Self::Notify { poller, woken } => {
@@ -72,7 +73,7 @@ impl Waker {
 /// A poller of either kind, and the events of its last wait.
 pub(crate) struct Poller {
     backend: Backend,
-    waker: Arc<Waker>,
+    waker: Arc<PollerWaker>,
     ready: Vec<Ready>,
 }
 
@@ -84,7 +85,7 @@ enum Backend {
     },
     Epoll {
         poller: epoll::Poller,
-        timer: epoll::Timer,
+        timer: epoll::Timerfd,
         armed_for: Option<Instant>,
     },
 }
@@ -107,7 +108,7 @@ impl Poller {
                 };
                 let capacity = std::num::NonZeroUsize::new(EVENTS_PER_WAIT).expect("not zero");
                 let events = polling::Events::with_capacity(capacity);
-                let waker = Waker::Notify {
+                let waker = PollerWaker::Notify {
                     poller: Arc::clone(&poller),
                     woken: AtomicBool::new(false),
                 };
@@ -122,9 +123,9 @@ impl Poller {
             }
             PollerKind::Epoll => {
                 let poller = epoll::Poller::new(EVENTS_PER_WAIT, mode)?;
-                let timer = epoll::Timer::new()?;
+                let timer = epoll::Timerfd::new()?;
                 poller.watch(timer.fd(), TIMER)?;
-                let waker = epoll::Waker::new()?;
+                let waker = EventfdWaker::new()?;
                 poller.watch(waker.fd(), WAKER)?;
                 let armed_for = None;
                 (
@@ -133,7 +134,7 @@ impl Poller {
                         timer,
                         armed_for,
                     },
-                    Waker::Eventfd(waker),
+                    PollerWaker::Eventfd(waker),
                 )
             }
         };
@@ -146,7 +147,7 @@ impl Poller {
     }
 
     /// The loop's waker, for other threads.
-    pub(crate) fn waker(&self) -> Arc<Waker> {
+    pub(crate) fn waker(&self) -> Arc<PollerWaker> {
         Arc::clone(&self.waker)
     }
 
@@ -207,7 +208,7 @@ impl Poller {
                     writable: e.writable,
                 });
                 self.ready.extend(ready);
-                if let Waker::Notify { woken, .. } = &*self.waker {
+                if let PollerWaker::Notify { woken, .. } = &*self.waker {
                     if woken.swap(false, Ordering::Acquire) {
                         self.ready.push(Ready {
                             key: WAKER,
@@ -239,7 +240,7 @@ impl Poller {
                         *armed_for = None;
                         continue;
                     }
-                    if let (WAKER, Waker::Eventfd(waker)) = (event.key, &*self.waker) {
+                    if let (WAKER, PollerWaker::Eventfd(waker)) = (event.key, &*self.waker) {
                         waker.clear();
                     }
                     self.ready.push(event);

@@ -67,12 +67,12 @@
 //! cargo run --release -p srv-threaded -- -p 1060 --per-connection --max-conns 10000
 //! ```
 
-mod open;
 mod per_connection;
 mod pool;
 
 use std::io;
 use std::net::TcpListener;
+use std::sync::Arc;
 
 use socket2::SockRef;
 use zen_utils::serve::listener::AcceptErrors;
@@ -155,8 +155,9 @@ struct Shared {
     /// Shared by every accepting thread, so that an episode of failed
     /// accepts is logged once a second for the server, not per thread.
     accept_errors: AcceptErrors,
-    /// The count behind `--max-conns`, taken after each accept.
-    open: Admission,
+    /// The count behind `--max-conns`: a permit is taken after each
+    /// accept and held by whoever serves the connection.
+    open: Arc<Admission>,
 }
 
 /// A thread that runs conversations: named, for `top -H` and debuggers

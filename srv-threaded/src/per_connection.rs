@@ -5,9 +5,8 @@ use std::net::TcpListener;
 use std::thread;
 
 use srv_single::{converse, on_accept_error};
-use zen_utils::serve::listener::ACCEPT_BACKOFF;
+use zen_utils::serve::listener::{turn_away, ACCEPT_BACKOFF};
 
-use crate::open::{refuse, try_open};
 use crate::{serving_thread, Shared};
 
 /// Accepts on the calling thread until the shutdown, then waits for every
@@ -32,14 +31,15 @@ pub(crate) fn run(listener: &TcpListener, shared: &Shared) {
             stats.connection();
             // The limit is checked before a thread exists, so a flood of
             // clients costs a busy answer each, never a thread each.
-            let Some(slot) = try_open(open) else {
-                refuse(stream, peer, config, stats);
+            let Some(permit) = open.try_admit() else {
+                turn_away(&stream, peer, config, stats);
                 continue;
             };
             // The new thread owns the connection and its place under the
-            // limit; the place is freed when the conversation ends.
+            // limit (the permit); the place is freed when the conversation
+            // ends.
             let spawned = serving_thread("connection".to_owned()).spawn_scoped(scope, move || {
-                let _slot = slot;
+                let _permit = permit;
                 converse(stream, peer, config, shutdown, stats);
             });
             if let Err(error) = spawned {

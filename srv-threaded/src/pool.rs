@@ -7,8 +7,8 @@ use std::net::TcpListener;
 use std::thread;
 
 use srv_single::{converse, on_accept_error};
+use zen_utils::serve::listener::turn_away;
 
-use crate::open::{refuse, try_open};
 use crate::{serving_thread, Shared};
 
 /// Starts `workers` threads and waits for all of them to stop after the
@@ -38,8 +38,7 @@ fn work(listener: &TcpListener, shared: &Shared) {
         config,
         shutdown,
         stats,
-        accept_errors,
-        open,
+        ..
     } = shared;
     while !shutdown.is_triggered() {
         // Every idle worker blocks here on the same listener; the kernel
@@ -48,17 +47,18 @@ fn work(listener: &TcpListener, shared: &Shared) {
         match listener.accept() {
             Ok((stream, peer)) => {
                 stats.connection();
-                match try_open(open) {
+                match shared.open.try_admit() {
                     // From here until the client leaves, this worker serves
                     // it alone and accepts no one: that is what makes the
-                    // pool a limit on concurrency.
-                    Some(_slot) => converse(stream, peer, config, shutdown, stats),
+                    // pool a limit on concurrency. The permit is its place
+                    // under --max-conns, given back when it is dropped.
+                    Some(_permit) => converse(stream, peer, config, shutdown, stats),
                     // Over --max-conns: answer busy and go back to accept()
                     // at once.
-                    None => refuse(stream, peer, config, stats),
+                    None => turn_away(&stream, peer, config, stats),
                 }
             }
-            Err(error) => on_accept_error(&error, accept_errors, listener),
+            Err(error) => on_accept_error(&error, &shared.accept_errors, listener),
         }
     }
 }

@@ -32,34 +32,16 @@ use io_uring::{opcode, types};
 use socket2::SockRef;
 use zen_utils::protocol::conversation::{Conversation, Needed, OUTPUT_KEEP};
 use zen_utils::protocol::peers::Forward;
+use zen_utils::serve::admission::Permit;
+use zen_utils::serve::raw_loop::admitted::Admitted;
+use zen_utils::serve::raw_loop::deadline::Deadline;
+use zen_utils::serve::raw_loop::ending;
+use zen_utils::serve::raw_loop::ids::ConnId;
+use zen_utils::serve::raw_loop::timers::Timers;
 use zen_utils::{Config, End, Leftover, Shutdown, Stats, WorkKind};
 
 use crate::buf_ring::GROUP;
-use crate::peer_call::AttemptId;
 use crate::ring::{Op, Ring};
-use zen_utils::serve::raw_loop::timers::Timers;
-
-/// Which connection a timer is for. The slab reuses keys, so the key alone
-/// could name a newer connection; the generation tells them apart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct ConnId {
-    pub(crate) key: usize,
-    pub(crate) generation: u64,
-}
-
-/// What the loop's timer queue holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum Timer {
-    /// A `--work wait` is over: the connection's pending answer is ready.
-    Answer(ConnId),
-    /// Time to close connections whose idle deadline passed.
-    IdleScan,
-    /// The accept backoff after running out of descriptors is over.
-    ResumeAccepting,
-    /// A peer being asked had `--peer-timeout`: if that attempt is still
-    /// in progress, the peer failed.
-    PeerDeadline(AttemptId),
-}
 
 /// What happened to a connection, as the loop tells it (besides its own
 /// completions).
@@ -82,7 +64,7 @@ pub(crate) struct Context<'a> {
     pub(crate) stats: &'a Stats,
     /// The end of its grace cuts `--work cpu` short.
     pub(crate) shutdown: &'a Shutdown,
-    pub(crate) timers: &'a mut Timers<Timer>,
+    pub(crate) timers: &'a mut Timers<Deadline>,
     /// Questions this connection needs its peers to answer: the loop
     /// starts asking them after this turn.
     pub(crate) peer_calls: &'a mut Vec<(ConnId, Forward)>,
@@ -105,6 +87,10 @@ pub(crate) struct Connection {
     pub(crate) stream: TcpStream,
     pub(crate) peer: SocketAddr,
     pub(crate) id: ConnId,
+    /// Its place under `--max-conns`, from its accept until it closes
+    /// (not until it is freed: the kernel's last completions do not hold a
+    /// place).
+    pub(crate) permit: Option<Permit>,
     /// The protocol: the decoder, the answers not yet sent (those in
     /// flight included: they count against the output bound until the
     /// kernel says they went), the question being worked on, the idle
@@ -136,13 +122,14 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    /// A connection just accepted. Its receive is armed by the first
-    /// [`start`](Self::start).
-    pub(crate) fn new(stream: TcpStream, peer: SocketAddr, id: ConnId, config: &Config) -> Self {
+    /// A connection just accepted, holding its place under `--max-conns`.
+    /// Its receive is armed by the first [`start`](Self::start).
+    pub(crate) fn new(admitted: Admitted, config: &Config) -> Self {
         Self {
-            stream,
-            peer,
-            id,
+            stream: admitted.stream,
+            peer: admitted.peer,
+            id: admitted.id,
+            permit: Some(admitted.permit),
             conversation: Conversation::new(config, Instant::now()),
             held: Vec::new(),
             input_ended: false,
@@ -349,7 +336,7 @@ impl Connection {
                 // The loop's way to wait: a timer, which bounds the loop's
                 // wait. The thread goes back to the other connections.
                 ctx.timers
-                    .add(Instant::now() + work.duration, Timer::Answer(self.id));
+                    .add(Instant::now() + work.duration, Deadline::Answer(self.id));
                 return Ok(());
             }
             // cpu and block run right here, on the loop's only thread:
@@ -450,11 +437,10 @@ impl Connection {
     /// after its last word (sent best effort with one non-blocking send: a
     /// client that does not read cannot hold the connection for it).
     fn end(&mut self) -> Option<End> {
-        if let Some(word) = self.conversation.last_word() {
-            let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
-            let _ = SockRef::from(&self.stream).send_with_flags(word, flags);
-        }
-        self.conversation.end()
+        let stream = &self.stream;
+        ending::last_word_then_end(&mut self.conversation, |word| {
+            send_now(stream, word);
+        })
     }
 
     /// Whether the idle deadline has passed.
@@ -462,12 +448,13 @@ impl Connection {
         !self.closed && self.conversation.idle_expired(now)
     }
 
-    /// The idle deadline passed: how the connection ends.
+    /// The idle deadline passed: how the connection ends (its last word
+    /// sent as [`end`](Self::end) sends it).
     pub(crate) fn idle_end(&mut self, now: Instant) -> End {
-        if let Some(end) = self.conversation.check_idle(now) {
-            return end;
-        }
-        self.end().unwrap_or(End::IdleTimeout)
+        let stream = &self.stream;
+        ending::idle_end(&mut self.conversation, now, |word| {
+            send_now(stream, word);
+        })
     }
 
     /// The shutdown grace is over: how the connection ends.
@@ -481,9 +468,16 @@ impl Connection {
     }
 }
 
+/// Sends `word` with one non-blocking send, best effort.
+fn send_now(stream: &TcpStream, word: &[u8]) {
+    let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+    let _ = SockRef::from(stream).send_with_flags(word, flags);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use zen_utils::serve::raw_loop::admitted::Admitter;
 
     /// The C10K budget is 2 KiB of server memory per idle connection; an
     /// idle connection holds no buffer (its receive draws from the pool
@@ -493,11 +487,11 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (stream, peer) = listener.accept().unwrap();
-        let id = ConnId {
-            key: 0,
-            generation: 0,
-        };
-        let conn = Connection::new(stream, peer, id, &Config::default());
+        let (config, stats) = (Config::default(), Stats::new());
+        let admitted = Admitter::new(1)
+            .admit(stream, peer, 0, &config, &stats, |_| Ok(()))
+            .unwrap();
+        let conn = Connection::new(admitted, &config);
         assert_eq!(conn.conversation.memory(), 0);
         assert_eq!(conn.held.capacity() + conn.flight.capacity(), 0);
         assert!(

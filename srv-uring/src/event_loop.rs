@@ -12,27 +12,42 @@ use std::time::{Duration, Instant};
 
 use io_uring::{opcode, types};
 use slab::Slab;
-use zen_utils::serve::admission::Admission;
-use zen_utils::serve::listener::{self, AcceptErrors, AcceptFailure, ACCEPT_BACKOFF};
+use zen_utils::serve::listener::{AcceptErrors, AcceptFailure, ACCEPT_BACKOFF};
+use zen_utils::serve::raw_loop::admitted::Admitter;
+use zen_utils::serve::raw_loop::deadline::{next_turn, schedule_idle_scan, Deadline, Turn};
+use zen_utils::serve::raw_loop::ids::ConnId;
+use zen_utils::serve::raw_loop::timers::Timers;
+use zen_utils::serve::raw_loop::waker::{wake_on_shutdown, EventfdWaker};
 use zen_utils::{Config, End, Shutdown, Stats, Summary};
 
 use crate::alarm::Alarm;
 use crate::buf_ring::BufRing;
-use crate::connection::{ConnId, Connection, Context, Timer, Wake};
+use crate::connection::{Connection, Context, Wake};
 use crate::peer_call::{CallContext, Decided, PeerCalls};
 use crate::ring::{Completion, Op, Ring};
-use crate::waker::Waker;
 use crate::Accept;
-use zen_utils::serve::raw_loop::timers::Timers;
-
-/// How many idle scans run per idle timeout (as in srv-poll: one timer for
-/// all connections, RawServer's `scan_for_timeouts`).
-const IDLE_SCANS_PER_TIMEOUT: u32 = 8;
 
 /// How long the loop waits, at the very end, for the kernel to hand back
 /// the memory of operations it cancelled. Cancelled socket operations
 /// complete at once; this only bounds a kernel that misbehaves.
 const DRAIN_PATIENCE: Duration = Duration::from_secs(2);
+
+/// What a connection works with, lent from the loop's own fields: a
+/// macro rather than a method, so that the loop can lend them while it
+/// holds the connection itself and a buffer of its pool (the borrows are
+/// of other fields).
+macro_rules! connection_context {
+    ($loop:ident) => {
+        Context {
+            ring: &mut $loop.ring,
+            config: &$loop.config,
+            stats: &$loop.stats,
+            shutdown: &$loop.shutdown,
+            timers: &mut $loop.timers,
+            peer_calls: &mut $loop.peer_calls,
+        }
+    };
+}
 
 /// The loop and everything it owns. Only its one thread ever touches it.
 ///
@@ -43,8 +58,10 @@ pub(crate) struct EventLoop {
     /// The receive buffers every connection shares.
     pool: BufRing,
     /// Another thread's way to wake the wait: the shutdown trigger writes
-    /// to this eventfd, and a read of it is always in flight.
-    waker: Arc<Waker>,
+    /// to this eventfd, and a read of it is always in flight. Blocking
+    /// mode on purpose: the ring does the waiting (see
+    /// [`EventfdWaker::blocking`]).
+    waker: Arc<EventfdWaker>,
     /// What that read writes into: the kernel's until it completes.
     waker_buf: Box<u64>,
     waker_armed: bool,
@@ -58,8 +75,13 @@ pub(crate) struct EventLoop {
     /// Out of descriptors: accepting resumes when the backoff timer is due.
     accept_paused: bool,
     connections: Slab<Connection>,
-    next_generation: u64,
-    timers: Timers<Timer>,
+    /// The open connections, against `--max-conns`: each holds a permit
+    /// until it closes. One thread accepts, so a count would do;
+    /// zen-utils' `Admission` is the same rule every model uses, srv-poll's
+    /// loop included. And the generations that tell a reused slab key
+    /// apart.
+    admitter: Admitter,
+    timers: Timers<Deadline>,
     /// Questions connections need their peers to answer, as their turns
     /// asked for them: the loop starts their calls after the turn.
     peer_calls: Vec<(ConnId, zen_utils::protocol::peers::Forward)>,
@@ -67,10 +89,6 @@ pub(crate) struct EventLoop {
     completions: Vec<Completion>,
     config: Config,
     stats: Stats,
-    /// The open connections, against `--max-conns`. One thread accepts,
-    /// so a count would do; zen-utils' `Admission` is the same rule every
-    /// model uses.
-    admission: Admission,
     accept_errors: AcceptErrors,
     shutdown: Shutdown,
     shutting_down: bool,
@@ -87,19 +105,10 @@ impl EventLoop {
     ) -> io::Result<Self> {
         let ring = Ring::new()?;
         let pool = BufRing::new(&ring)?;
-        let waker = Arc::new(Waker::new()?);
-        // A weak reference, so that the trigger does not keep the eventfd
-        // open after `serve` returns.
-        let weak = Arc::downgrade(&waker);
-        shutdown.on_trigger(move || {
-            if let Some(waker) = weak.upgrade() {
-                waker.wake();
-            }
-        });
+        let waker = Arc::new(EventfdWaker::blocking()?);
+        wake_on_shutdown(&shutdown, &waker, EventfdWaker::wake);
         let mut timers = Timers::new();
-        if let Some(period) = idle_scan_period(&config) {
-            timers.add(Instant::now() + period, Timer::IdleScan);
-        }
+        schedule_idle_scan(&mut timers, &config, Instant::now());
         let mut event_loop = Self {
             ring,
             pool,
@@ -112,12 +121,11 @@ impl EventLoop {
             accept_armed: false,
             accept_paused: false,
             connections: Slab::new(),
-            next_generation: 0,
             timers,
             peer_calls: Vec::new(),
             calls: PeerCalls::new(config.peers.timeout),
             completions: Vec::with_capacity(1024),
-            admission: Admission::new(config.max_conns),
+            admitter: Admitter::new(config.max_conns),
             config,
             stats: Stats::new(),
             accept_errors: AcceptErrors::new(),
@@ -136,19 +144,13 @@ impl EventLoop {
             if self.shutdown.is_triggered() && !self.shutting_down {
                 self.begin_shutdown();
             }
-            let grace_deadline = self.shutdown.grace_deadline();
-            if let Some(deadline) = grace_deadline {
-                if self.admission.open() == 0 || Instant::now() >= deadline {
-                    break;
-                }
-            }
+            let next_due = match next_turn(&self.shutdown, self.admitter.open(), &self.timers) {
+                Turn::WaitUntil(due) => due,
+                Turn::Over => break,
+            };
             // The one place the loop waits (`--work block` aside, on
             // purpose): one system call submits every operation written
             // this turn and waits for a completion, or the next timer.
-            let next_due = [self.timers.next_due(), grace_deadline]
-                .into_iter()
-                .flatten()
-                .min();
             self.alarm.arm(&mut self.ring, next_due)?;
             self.pool.publish();
             self.ring.submit_and_wait(None)?;
@@ -206,14 +208,7 @@ impl EventLoop {
             Some(id) => self.pool.bytes(id, len),
             None => &[],
         };
-        let mut ctx = Context {
-            ring: &mut self.ring,
-            config: &self.config,
-            stats: &self.stats,
-            shutdown: &self.shutdown,
-            timers: &mut self.timers,
-            peer_calls: &mut self.peer_calls,
-        };
+        let mut ctx = connection_context!(self);
         let result = conn.received(completion.result, completion.more(), bytes, &mut ctx);
         if let Some(id) = buffer {
             self.pool.recycle(id);
@@ -230,14 +225,7 @@ impl EventLoop {
         let Some(conn) = self.connections.get_mut(key) else {
             return Ok(());
         };
-        let mut ctx = Context {
-            ring: &mut self.ring,
-            config: &self.config,
-            stats: &self.stats,
-            shutdown: &self.shutdown,
-            timers: &mut self.timers,
-            peer_calls: &mut self.peer_calls,
-        };
+        let mut ctx = connection_context!(self);
         step(conn, &mut ctx)
     }
 
@@ -356,7 +344,7 @@ impl EventLoop {
             let _ = self.ring.cancel(Op::Accept);
         }
         self.timers
-            .add(Instant::now() + ACCEPT_BACKOFF, Timer::ResumeAccepting);
+            .add(Instant::now() + ACCEPT_BACKOFF, Deadline::ResumeAccepting);
     }
 
     /// Submits the multishot accept, unless one is in flight or the
@@ -390,7 +378,8 @@ impl EventLoop {
     /// Submits the read of the shutdown eventfd.
     fn arm_waker(&mut self) -> io::Result<()> {
         let buf: *mut u64 = &mut *self.waker_buf;
-        let entry = opcode::Read::new(types::Fd(self.waker.fd()), buf.cast(), 8)
+        let fd = types::Fd(self.waker.fd().as_raw_fd());
+        let entry = opcode::Read::new(fd, buf.cast(), 8)
             .build()
             .user_data(Op::Waker.user_data());
         // SAFETY: `waker_buf` is boxed, never touched by the loop, and
@@ -414,26 +403,16 @@ impl EventLoop {
             self.stats.closed();
             return;
         }
-        if !self.admission.try_admit() {
-            // Without blocking: the loop must not wait on a client it is
-            // turning away.
-            listener::turn_away(&stream, peer, &self.config, &self.stats);
+        let key = self.connections.vacant_key();
+        let admitted =
+            self.admitter
+                .admit(stream, peer, key, &self.config, &self.stats, |_| Ok(()));
+        let Some(admitted) = admitted else {
             return;
-        }
-        if let Err(error) = listener::prepare_accepted(&stream) {
-            self.admission.release();
-            self.stats.error(1);
-            self.stats.closed();
-            tracing::debug!("connection from {peer} closed: error: {error}");
-            return;
-        }
-        let id = ConnId {
-            key: self.connections.vacant_key(),
-            generation: self.next_generation,
         };
-        self.next_generation += 1;
+        let id = admitted.id;
         self.connections
-            .insert(Connection::new(stream, peer, id, &self.config));
+            .insert(Connection::new(admitted, &self.config));
         tracing::debug!("accepted connection from {peer}");
         let result = self.with_connection(id.key, |conn, ctx| conn.start(ctx));
         self.after(id.key, result);
@@ -442,15 +421,15 @@ impl EventLoop {
     fn run_due_timers(&mut self, now: Instant) {
         while let Some(timer) = self.timers.pop_due(now) {
             match timer {
-                Timer::Answer(id) => self.wake(id, Wake::AnswerDue),
-                Timer::IdleScan => self.scan_for_timeouts(now),
-                Timer::ResumeAccepting => {
+                Deadline::Answer(id) => self.wake(id, Wake::AnswerDue),
+                Deadline::IdleScan => self.scan_for_timeouts(now),
+                Deadline::ResumeAccepting => {
                     self.accept_paused = false;
                     if let Err(error) = self.arm_accept() {
                         tracing::warn!("warning: cannot accept: {error}");
                     }
                 }
-                Timer::PeerDeadline(id) => {
+                Deadline::PeerAttempt(id) => {
                     let mut ctx = CallContext {
                         ring: &mut self.ring,
                         timers: &mut self.timers,
@@ -478,9 +457,7 @@ impl EventLoop {
                 self.after(key, Err(end));
             }
         }
-        if let Some(period) = idle_scan_period(&self.config) {
-            self.timers.add(now + period, Timer::IdleScan);
-        }
+        schedule_idle_scan(&mut self.timers, &self.config, now);
     }
 
     /// Stops accepting, and tells every connection: each takes what has
@@ -524,7 +501,8 @@ impl EventLoop {
             return;
         }
         conn.cancel_all(&mut self.ring);
-        self.admission.release();
+        // Its place under `--max-conns` is free from now.
+        conn.permit = None;
         if let Some(call) = conn.call.take() {
             self.calls.cancel(call, &mut self.ring);
         }
@@ -586,10 +564,4 @@ impl EventLoop {
             }
         }
     }
-}
-
-fn idle_scan_period(config: &Config) -> Option<Duration> {
-    config
-        .idle_timeout
-        .map(|timeout| (timeout / IDLE_SCANS_PER_TIMEOUT).max(Duration::from_millis(1)))
 }

@@ -90,7 +90,8 @@
 //!   received that the conversation could not take yet (`held`). An idle
 //!   connection holds no buffer: its slab entry and the kernel's socket
 //!   and pending receive.
-//! - **What limits concurrency:** `--max-conns` (zen-utils' `Admission`;
+//! - **What limits concurrency:** `--max-conns` (zen-utils' `Admission`,
+//!   a permit per connection until it closes;
 //!   beyond it, `Error: server busy.` and close), the descriptor limit (on
 //!   EMFILE the accept is cancelled for
 //!   [`ACCEPT_BACKOFF`](zen_utils::serve::listener::ACCEPT_BACKOFF), and the loop
@@ -150,7 +151,6 @@ mod connection;
 mod event_loop;
 mod peer_call;
 mod ring;
-mod waker;
 
 use std::io;
 use std::net::TcpListener;

@@ -30,21 +30,13 @@ use std::time::{Duration, Instant};
 use io_uring::{opcode, types};
 use slab::Slab;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
-use zen_utils::protocol::peers::{complete_reply, Asking, Forward, Reply, MAX_PEER_REPLY};
+use zen_utils::protocol::peers::{Asking, Forward, Reply, ReplyRead, ReplyReader};
 use zen_utils::protocol::UNKNOWN_APHORISM;
-
-use crate::connection::{ConnId, Timer};
-use crate::ring::{Op, Ring};
+use zen_utils::serve::raw_loop::deadline::Deadline;
+use zen_utils::serve::raw_loop::ids::{AttemptId, ConnId};
 use zen_utils::serve::raw_loop::timers::Timers;
 
-/// One attempt: its slab key, and a generation the loop never gives twice,
-/// so that the deadline of an attempt that is over (its slot perhaps
-/// reused) fails nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct AttemptId {
-    key: usize,
-    generation: u64,
-}
+use crate::ring::{Op, Ring};
 
 /// The asking of the peers about one question.
 pub(crate) struct PeerCall {
@@ -70,9 +62,9 @@ struct Attempt {
     /// A copy of the request, read by the kernel during each send.
     request: Vec<u8>,
     written: usize,
-    /// Written by the kernel during each receive.
-    reply: [u8; MAX_PEER_REPLY],
-    filled: usize,
+    /// The reply so far: its room is written by the kernel during each
+    /// receive.
+    reply: ReplyReader,
     step: Step,
 }
 
@@ -96,7 +88,7 @@ pub(crate) struct PeerCalls {
 /// What the loop lends the calls while they advance.
 pub(crate) struct CallContext<'a> {
     pub(crate) ring: &'a mut Ring,
-    pub(crate) timers: &'a mut Timers<Timer>,
+    pub(crate) timers: &'a mut Timers<Deadline>,
 }
 
 /// A call decided its answer: the client that owes it, and the answer.
@@ -270,8 +262,7 @@ impl PeerCalls {
             addr: SockAddr::from(peer),
             request,
             written: 0,
-            reply: [0; MAX_PEER_REPLY],
-            filled: 0,
+            reply: ReplyReader::new(),
             step: Step::Connecting,
         }));
         if let Err(reply) = attempt.submit(key, ctx.ring) {
@@ -281,7 +272,7 @@ impl PeerCalls {
         }
         let id = AttemptId { key, generation };
         ctx.timers
-            .add(Instant::now() + self.timeout, Timer::PeerDeadline(id));
+            .add(Instant::now() + self.timeout, Deadline::PeerAttempt(id));
         Ok(id)
     }
 }
@@ -303,21 +294,15 @@ impl Attempt {
                 }
             }
             Step::Receiving => {
-                if n == 0 {
-                    return Err(io::ErrorKind::UnexpectedEof.into());
-                }
-                self.filled += n;
                 // One reply, and nothing after it: the peer answers one
                 // question, the one it was asked.
-                return match complete_reply(&self.reply[..self.filled]) {
-                    Ok(Some(end)) if end == self.filled => Ok(Some(Reply::of(&self.reply[..end]))),
-                    Ok(Some(_)) | Err(_) => {
+                return match self.reply.received(n) {
+                    ReplyRead::NeedMore => Ok(None),
+                    ReplyRead::Complete(reply) => Ok(Some(reply)),
+                    ReplyRead::TooLong => {
                         Err(io::Error::new(io::ErrorKind::InvalidData, "not a reply"))
                     }
-                    Ok(None) if self.filled == MAX_PEER_REPLY => {
-                        Err(io::Error::new(io::ErrorKind::InvalidData, "not a reply"))
-                    }
-                    Ok(None) => Ok(None),
+                    ReplyRead::ClosedEarly => Err(io::ErrorKind::UnexpectedEof.into()),
                 };
             }
         }
@@ -338,7 +323,7 @@ impl Attempt {
                     .build()
             }
             Step::Receiving => {
-                let room = &mut self.reply[self.filled..];
+                let room = self.reply.room();
                 opcode::Recv::new(fd, room.as_mut_ptr(), room.len() as u32).build()
             }
         };

@@ -7,9 +7,11 @@
 //!   with one client (the protocol written once, driven by every model),
 //!   why a connection ended, `--work`, and the peers rule.
 //! - [`serve`]: how one process serves many clients: the listener,
-//!   `--max-conns` admission, shutdown, counters, logs, the driver on a
-//!   thread that blocks, `--offload`'s helper threads, and the parts the
-//!   raw event loops share (epoll, timers).
+//!   `--max-conns` admission (a permit per connection), shutdown,
+//!   counters, logs, the driver on a thread that blocks, `--offload`'s
+//!   helper threads, a non-blocking connect, and the parts the raw event
+//!   loops share (epoll, the waker, the timer queue and its deadlines,
+//!   connection ids, admission into a loop, the last word).
 //! - [`deploy`]: how a server is started, found and supervised: the `main`
 //!   every server binary shares, socket activation and inetd, the
 //!   `--processes` supervisor, the ZooKeeper registry.

@@ -16,7 +16,7 @@ use std::net::{Shutdown as Direction, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::event_loop::{finish_connect, now_ns, start_connect, Interest, Poller, Started, Timer};
+use crate::event_loop::{connect, now_ns, Connecting, Interest, Poller, Timerfd};
 
 use super::budget::Budget;
 use super::conn::{Conn, Phase, BACKOFF_MAX, BACKOFF_MIN};
@@ -182,7 +182,7 @@ pub(crate) struct Worker {
     shared: Arc<Shared>,
     poller: Poller,
     /// Open loop only.
-    timer: Option<Timer>,
+    timer: Option<Timerfd>,
     conns: Vec<Conn>,
     buf: Box<[u8]>,
     tally: Tally,
@@ -208,7 +208,7 @@ impl Worker {
         let poller = crate::event_loop::poller(EVENTS)?;
         let timer = match shared.rate {
             Some(_) => {
-                let timer = Timer::new()?;
+                let timer = Timerfd::new()?;
                 poller.watch(timer.fd(), TIMER_KEY)?;
                 Some(timer)
             }
@@ -904,20 +904,20 @@ impl Worker {
         self.shared.picker.leave(conn.target);
         (conn.target, conn.server) = (target, server);
         self.tally.track(target);
-        let started = start_connect(server).and_then(|started| {
+        let started = connect::start(server).and_then(|started| {
             let (stream, interest) = match &started {
-                Started::Done(stream) => (stream, Interest::READ),
-                Started::InProgress(stream) => (stream, Interest::READ_WRITE),
+                Connecting::Done(stream) => (stream, Interest::READ),
+                Connecting::InProgress(stream) => (stream, Interest::READ_WRITE),
             };
             self.poller.add(stream, i as u64, interest)?;
             Ok(started)
         });
         match started {
-            Ok(Started::Done(stream)) => {
+            Ok(Connecting::Done(stream)) => {
                 self.conns[i].stream = Some(stream);
                 self.on_open(i, now);
             }
-            Ok(Started::InProgress(stream)) => {
+            Ok(Connecting::InProgress(stream)) => {
                 let conn = &mut self.conns[i];
                 conn.stream = Some(stream);
                 conn.phase = Phase::Connecting { since: now };
@@ -932,7 +932,7 @@ impl Worker {
         let Some(stream) = &self.conns[i].stream else {
             return;
         };
-        let result = finish_connect(stream)
+        let result = connect::finish(stream)
             .and_then(|()| self.poller.modify(stream, i as u64, Interest::READ));
         match result {
             Ok(()) => self.on_open(i, now),

@@ -62,7 +62,7 @@ pub fn is_worker() -> bool {
 }
 
 /// One worker slot: the process in it now, and its recent restarts.
-struct Slot {
+struct WorkerSlot {
     child: Option<Child>,
     restarts: VecDeque<Instant>,
     /// The slot used up its restarts: it starts a worker again then.
@@ -145,8 +145,8 @@ pub fn supervise_with(
     });
     let started = Instant::now();
     let mut total = Summary::default();
-    let mut slots: Vec<Slot> = (0..processes)
-        .map(|_| Slot {
+    let mut slots: Vec<WorkerSlot> = (0..processes)
+        .map(|_| WorkerSlot {
             child: None,
             restarts: VecDeque::new(),
             resume_at: None,
@@ -193,7 +193,7 @@ pub fn supervise_with(
 
 /// Collects a worker that exited: its summary joins the total; unless the
 /// server is stopping (`stopping`), the exit is logged as a failure.
-fn reap(name: &str, i: usize, slot: &mut Slot, total: &mut Summary, stopping: bool) {
+fn reap(name: &str, i: usize, slot: &mut WorkerSlot, total: &mut Summary, stopping: bool) {
     let Some(child) = &mut slot.child else {
         return;
     };
@@ -223,7 +223,7 @@ fn reap(name: &str, i: usize, slot: &mut Slot, total: &mut Summary, stopping: bo
 fn start(
     name: &str,
     i: usize,
-    slot: &mut Slot,
+    slot: &mut WorkerSlot,
     executable: &Executable,
     listener: &TcpListener,
 ) -> io::Result<()> {
@@ -310,7 +310,7 @@ fn spawn_worker(executable: &Executable, listener: &TcpListener) -> io::Result<C
 
 /// Passes SIGTERM to every worker, waits for them within their grace and
 /// a margin, then kills any left; totals what they reported.
-fn stop_all(name: &str, slots: &mut [Slot], total: &mut Summary) {
+fn stop_all(name: &str, slots: &mut [WorkerSlot], total: &mut Summary) {
     for slot in slots.iter() {
         if let Some(child) = &slot.child {
             // SAFETY: kill has no memory effects; the child is not reaped

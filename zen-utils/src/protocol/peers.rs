@@ -249,18 +249,70 @@ impl Asking {
     }
 }
 
-/// Bytes from a peer that cannot be a reply: too long.
+/// What a peer's reply read so far comes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NotAReply;
+pub enum ReplyRead {
+    /// No `.` yet, and room for more: read again.
+    NeedMore,
+    /// One complete reply, and nothing after it: what it means.
+    Complete(Reply),
+    /// More than one reply can be: no `.` within [`MAX_PEER_REPLY`]
+    /// bytes, or bytes after the `.` (the peer answered what it was not
+    /// asked). The peer failed.
+    TooLong,
+    /// The peer closed the connection before its reply ended. The peer
+    /// failed.
+    ClosedEarly,
+}
 
-/// The length of the reply (up to and including its `.`) at the start of
-/// `buf`, once it is complete.
-pub fn complete_reply(buf: &[u8]) -> Result<Option<usize>, NotAReply> {
-    match buf.iter().position(|b| *b == b'.') {
-        Some(end) if end < MAX_PEER_REPLY => Ok(Some(end + 1)),
-        Some(_) => Err(NotAReply),
-        None if buf.len() >= MAX_PEER_REPLY => Err(NotAReply),
-        None => Ok(None),
+/// The reading of one peer's reply, with no I/O: every driver reads the
+/// socket its own way (a blocking read, an await, a read on readiness, a
+/// receive operation) into [`room`](Self::room), and tells
+/// [`received`](Self::received) how many bytes came. The buffer is the
+/// reply's maximum, inline: nothing is allocated per peer asked, and an
+/// io_uring receive may name it while it is in flight (the reader does not
+/// move while its owner does not).
+#[derive(Debug, Clone)]
+pub struct ReplyReader {
+    buf: [u8; MAX_PEER_REPLY],
+    filled: usize,
+}
+
+impl Default for ReplyReader {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ReplyReader {
+    /// Nothing read yet.
+    pub fn new() -> Self {
+        Self {
+            buf: [0; MAX_PEER_REPLY],
+            filled: 0,
+        }
+    }
+
+    /// Where the next read goes: never empty while the reply needs more
+    /// (a full buffer is [`ReplyRead::TooLong`]).
+    pub fn room(&mut self) -> &mut [u8] {
+        &mut self.buf[self.filled..]
+    }
+
+    /// `n` bytes were read into [`room`](Self::room) (0: the peer closed
+    /// its side): what the reply comes to now.
+    pub fn received(&mut self, n: usize) -> ReplyRead {
+        if n == 0 {
+            return ReplyRead::ClosedEarly;
+        }
+        self.filled = (self.filled + n).min(MAX_PEER_REPLY);
+        let read = &self.buf[..self.filled];
+        match read.iter().position(|b| *b == b'.') {
+            Some(end) if end + 1 == read.len() => ReplyRead::Complete(Reply::of(read)),
+            Some(_) => ReplyRead::TooLong,
+            None if read.len() == MAX_PEER_REPLY => ReplyRead::TooLong,
+            None => ReplyRead::NeedMore,
+        }
     }
 }
 
@@ -432,6 +484,58 @@ mod tests {
         asking.next_peer();
         assert_eq!(asking.heard(Reply::Unknown), Some(UNKNOWN_APHORISM));
         assert_eq!(asking.next_peer(), None);
+    }
+
+    /// Feeds `chunks` to a reader, one read each; what the last one said.
+    fn read(chunks: &[&[u8]]) -> ReplyRead {
+        let mut reader = ReplyReader::new();
+        let mut last = ReplyRead::NeedMore;
+        for chunk in chunks {
+            assert_eq!(last, ReplyRead::NeedMore, "read on after the end");
+            reader.room()[..chunk.len()].copy_from_slice(chunk);
+            last = reader.received(chunk.len());
+        }
+        last
+    }
+
+    #[test]
+    fn a_reply_is_read_in_pieces_and_ends_at_its_full_stop() {
+        assert_eq!(read(&[b"ug"]), ReplyRead::NeedMore);
+        assert_eq!(
+            read(&[b"ug", b"ly."]),
+            ReplyRead::Complete(Reply::Answer(b"ugly."))
+        );
+        assert_eq!(
+            read(&[b"Error: unknown aphorism."]),
+            ReplyRead::Complete(Reply::Unknown)
+        );
+        assert_eq!(read(&[b"garbage."]), ReplyRead::Complete(Reply::Failed));
+        assert_eq!(read(&[b"ug", b""]), ReplyRead::ClosedEarly);
+        assert_eq!(read(&[b""]), ReplyRead::ClosedEarly);
+    }
+
+    #[test]
+    fn a_reply_past_its_maximum_or_with_more_after_it_is_too_long() {
+        assert_eq!(read(&[b"ugly.ugly."]), ReplyRead::TooLong);
+        assert_eq!(read(&[b"ugly", b".x"]), ReplyRead::TooLong);
+        let long = [b'x'; MAX_PEER_REPLY];
+        assert_eq!(read(&[&long]), ReplyRead::TooLong);
+        assert_eq!(
+            read(&[&long[..MAX_PEER_REPLY - 1]]),
+            ReplyRead::NeedMore,
+            "one byte of room left"
+        );
+        assert_eq!(
+            read(&[&long[..MAX_PEER_REPLY - 1], b"x"]),
+            ReplyRead::TooLong
+        );
+        let mut longest = [b'x'; MAX_PEER_REPLY];
+        longest[MAX_PEER_REPLY - 1] = b'.';
+        assert_eq!(
+            read(&[&longest]),
+            ReplyRead::Complete(Reply::Failed),
+            "a full stop in the last byte ends a reply"
+        );
     }
 
     #[test]

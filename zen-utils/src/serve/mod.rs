@@ -5,16 +5,21 @@
 //!
 //! - [`listener`]: socket2 listener setup, `RLIMIT_NOFILE`, accept errors,
 //!   the busy answer.
-//! - [`admission`]: `--max-conns`, one count of open connections.
+//! - [`admission`]: `--max-conns`, one count of open connections, a
+//!   permit per connection.
 //! - [`shutdown`]: the [`Shutdown`](crate::Shutdown) trigger, SIGINT/SIGTERM.
 //! - [`stats`]: relaxed-atomic counters and the one-line summary.
 //! - [`log`]: the servers' `tracing` subscriber.
 //! - [`blocking`]: the conversation on a thread that blocks.
+//! - [`connect`]: a non-blocking connect, for the peers and the client.
 //! - [`offload`]: `--offload N`'s helper threads.
-//! - [`raw_loop`]: epoll and the timer queue of the hand-written loops.
+//! - [`raw_loop`]: what the hand-written loops share: epoll, the waker,
+//!   the timer queue and its deadlines, connection ids, how a connection
+//!   ends.
 
 pub mod admission;
 pub mod blocking;
+pub mod connect;
 pub mod listener;
 pub mod log;
 pub mod offload;

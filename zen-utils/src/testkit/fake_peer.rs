@@ -1,6 +1,7 @@
 //! Peers that are not servers of the project, for the peers' cases: one
-//! that accepts and never answers, and one that serves one connection at
-//! a time (as srv-single does). Each counts the connections it accepted,
+//! that accepts and never answers, one that answers with more than any
+//! reply can be, and one that serves one connection at a time (as
+//! srv-single does). Each counts the connections it accepted,
 //! and stops (its thread joined) when dropped: nothing outlives its test.
 
 use std::io::{Read, Write};
@@ -10,11 +11,18 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
+use crate::protocol::peers::MAX_PEER_REPLY;
+
 /// How a fake peer behaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Behaviour {
     /// Accepts every connection, holds it, and never writes a byte.
     Silent,
+    /// Accepts every connection, writes more bytes than the longest reply
+    /// ([`MAX_PEER_REPLY`]) with no full stop among them, and holds it:
+    /// only a reader that checks the reply's maximum stops waiting before
+    /// the peer timeout.
+    TooLong,
     /// Serves one connection at a time until the asker closes it,
     /// answering `implicit.` to every question (`?`) on it; connections
     /// that come meanwhile wait in the listen queue.
@@ -51,6 +59,11 @@ impl FakePeer {
                 count.fetch_add(1, Ordering::Relaxed);
                 match behaviour {
                     Behaviour::Silent => held.push(stream),
+                    Behaviour::TooLong => {
+                        let mut stream = stream;
+                        let _ = stream.write_all(&[b'x'; 2 * MAX_PEER_REPLY]);
+                        held.push(stream);
+                    }
                     Behaviour::OneAtATime => serve_until_closed(stream, &stopped),
                 }
             }

@@ -188,6 +188,23 @@ pub fn a_failing_peer_gives_no_peer_answered_and_others_are_served(
     }
 }
 
+/// A peer that answers with more bytes than any reply can be (and no full
+/// stop), then holds the connection, failed: the asker gives `Error: no
+/// peer answered.` as soon as the reply passed its maximum, not at the peer
+/// timeout (a minute here, longer than the test client waits), and its
+/// connection stays open.
+pub fn a_peer_sending_an_over_long_reply_failed_at_once(start: StartOn<'_>, _: Model) {
+    let peer = FakePeer::start(Behaviour::TooLong);
+    let (la, a) = bind();
+    let mut with_long_timeout = config(a, (1, 2), &[peer.addr()]);
+    with_long_timeout.peers.timeout = Duration::from_secs(60);
+    let _server = start(la, with_long_timeout);
+    let mut asker = Client::connect(a);
+    assert_eq!(text(&asker.ask(question(1))), text(NO_PEER_ANSWERED));
+    assert_eq!(text(&asker.ask(question(2))), "complex.");
+    assert_eq!(peer.accepted(), 1, "connections to the peer");
+}
+
 /// Pipelined questions, some answered here and some by the peer, come back
 /// in the order asked, whatever the mix (a thousand random mixes, the same
 /// on every run).
@@ -396,6 +413,7 @@ macro_rules! peer_suite {
                 a_history_naming_the_server_or_all_its_peers_is_not_forwarded,
                 a_history_never_makes_a_server_connect_anywhere,
                 a_failing_peer_gives_no_peer_answered_and_others_are_served,
+                a_peer_sending_an_over_long_reply_failed_at_once,
                 mixed_local_and_forwarded_questions_keep_their_order,
                 two_peers_asking_each_other_at_once,
                 a_peer_that_closed_an_idle_connection_still_answers_the_next_question,

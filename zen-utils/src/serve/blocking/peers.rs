@@ -20,10 +20,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-use socket2::{Domain, Protocol, Socket, Type};
-
-use crate::protocol::peers::{complete_reply, Asking, Forward, Reply, MAX_PEER_REPLY};
+use crate::protocol::peers::{Asking, Forward, Reply, ReplyRead, ReplyReader};
 use crate::protocol::UNKNOWN_APHORISM;
+use crate::serve::connect::{self, Connecting};
 use crate::serve::shutdown::TICK;
 use crate::Shutdown;
 
@@ -81,32 +80,29 @@ fn ask_one(peer: SocketAddr, request: &[u8], waiting: &Waiting<'_>) -> Result<Re
 
 /// A connection to `peer`, or `None` if it was refused or took too long.
 fn connect(peer: SocketAddr, waiting: &Waiting<'_>) -> Result<Option<TcpStream>, GraceOver> {
-    let Ok(socket) = Socket::new(Domain::for_address(peer), Type::STREAM, Some(Protocol::TCP))
-    else {
-        return Ok(None);
-    };
     // Non-blocking, so that the connect is waited for a tick at a time.
-    if socket.set_nonblocking(true).is_err() {
-        return Ok(None);
-    }
-    match socket.connect(&peer.into()) {
-        Ok(()) => {}
-        Err(error) if error.raw_os_error() == Some(libc::EINPROGRESS) => loop {
-            let Some(wait) = waiting.next()? else {
-                return Ok(None);
-            };
-            if writable_within(&socket, wait) {
-                break;
+    let stream = match connect::start(peer) {
+        Ok(Connecting::Done(stream)) => stream,
+        Ok(Connecting::InProgress(stream)) => {
+            loop {
+                let Some(wait) = waiting.next()? else {
+                    return Ok(None);
+                };
+                if writable_within(&stream, wait) {
+                    break;
+                }
             }
-        },
+            // Writable: connected, or failed (refused, unreachable).
+            if connect::finish(&stream).is_err() {
+                return Ok(None);
+            }
+            stream
+        }
         Err(_) => return Ok(None),
-    }
-    // Writable: connected, or failed (refused, unreachable).
-    if !matches!(socket.take_error(), Ok(None)) || socket.set_nonblocking(false).is_err() {
+    };
+    if stream.set_nonblocking(false).is_err() {
         return Ok(None);
     }
-    let stream = TcpStream::from(socket);
-    let _ = stream.set_nodelay(true);
     Ok(Some(stream))
 }
 
@@ -138,24 +134,21 @@ fn exchange(
     if stream.write_all(request).is_err() {
         return Ok(Reply::Failed);
     }
-    let mut buf = [0; MAX_PEER_REPLY];
-    let mut filled = 0;
+    let mut reader = ReplyReader::new();
     loop {
         let Some(wait) = waiting.next()? else {
             return Ok(Reply::Failed);
         };
         let _ = stream.set_read_timeout(Some(wait));
-        match stream.read(&mut buf[filled..]) {
-            Ok(0) => return Ok(Reply::Failed),
-            Ok(n) => filled += n,
+        let read = match stream.read(reader.room()) {
+            Ok(n) => reader.received(n),
             Err(error) if is_tick(&error) => continue,
             Err(_) => return Ok(Reply::Failed),
-        }
-        match complete_reply(&buf[..filled]) {
-            Ok(Some(end)) if end == filled => return Ok(Reply::of(&buf[..end])),
-            // More than one reply: the peer answered what it was not asked.
-            Ok(Some(_)) | Err(_) => return Ok(Reply::Failed),
-            Ok(None) => {}
+        };
+        match read {
+            ReplyRead::NeedMore => {}
+            ReplyRead::Complete(reply) => return Ok(reply),
+            ReplyRead::TooLong | ReplyRead::ClosedEarly => return Ok(Reply::Failed),
         }
     }
 }

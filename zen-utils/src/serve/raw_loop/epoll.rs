@@ -1,6 +1,7 @@
 //! epoll as srv-poll's `--poller epoll` and the client's load generator
-//! use it: a wait that is one system call, a precise timer armed only when its deadline
-//! changes, and a waker for other threads.
+//! use it: a wait that is one system call, and a precise timer armed only
+//! when its deadline changes. Its waker for other threads is
+//! [`EventfdWaker`](super::waker::EventfdWaker).
 //!
 //! Why not the `polling` crate: its `wait` re-arms a timerfd and an eventfd
 //! on every call, four system calls on top of `epoll_wait`. With one client
@@ -14,7 +15,7 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
 
-use rustix::event::{epoll, eventfd, EventfdFlags};
+use rustix::event::epoll;
 use rustix::time::{
     clock_gettime, timerfd_create, timerfd_settime, ClockId, Itimerspec, TimerfdClockId,
     TimerfdFlags, TimerfdTimerFlags, Timespec,
@@ -107,7 +108,8 @@ impl Poller {
         Ok(())
     }
 
-    /// Registers a [`Timer`] or a [`Waker`] under `key`: readable and
+    /// Registers a [`Timerfd`] or an
+    /// [`EventfdWaker`](super::waker::EventfdWaker) under `key`: readable and
     /// level-triggered, whatever the poller's trigger, since they are read
     /// (acknowledged) whenever they fire.
     pub fn watch(&self, source: impl AsFd, key: u64) -> io::Result<()> {
@@ -132,7 +134,7 @@ impl Poller {
 
     /// Waits for events until `deadline` (monotonic nanoseconds; `None`
     /// waits for ever). epoll's timeout has millisecond resolution, rounded
-    /// up, so this may return up to a millisecond late; a [`Timer`]
+    /// up, so this may return up to a millisecond late; a [`Timerfd`]
     /// registered here is the way to wake precisely. A signal's
     /// interruption returns no events.
     pub fn wait(&mut self, deadline: Option<u64>) -> io::Result<()> {
@@ -187,12 +189,12 @@ impl Poller {
 
 /// A timerfd: wakes a [`Poller`] at a nanosecond deadline, where epoll's
 /// millisecond timeout would be up to a millisecond late.
-pub struct Timer {
+pub struct Timerfd {
     fd: OwnedFd,
     armed: Option<u64>,
 }
 
-impl Timer {
+impl Timerfd {
     /// A disarmed timer.
     pub fn new() -> io::Result<Self> {
         let fd = timerfd_create(
@@ -231,39 +233,6 @@ impl Timer {
         // Nothing to read (a stale event) is fine: either way it is clear.
         let _ = rustix::io::read(&self.fd, &mut expirations);
         self.armed = None;
-    }
-}
-
-/// An eventfd that another thread writes to wake a [`Poller`] (register
-/// [`fd`](Self::fd) readable, level-triggered or not: it is read only when
-/// it fired).
-pub struct Waker {
-    fd: OwnedFd,
-}
-
-impl Waker {
-    /// A waker not yet woken.
-    pub fn new() -> io::Result<Self> {
-        let fd = eventfd(0, EventfdFlags::NONBLOCK | EventfdFlags::CLOEXEC)?;
-        Ok(Self { fd })
-    }
-
-    /// The descriptor to register with a poller, readable.
-    pub fn fd(&self) -> &OwnedFd {
-        &self.fd
-    }
-
-    /// Wakes the poller's current or next wait. Safe from any thread.
-    pub fn wake(&self) {
-        // Only a counter at its maximum refuses a write, and it then wakes
-        // the poller anyway.
-        let _ = rustix::io::write(&self.fd, &1u64.to_ne_bytes());
-    }
-
-    /// Acknowledges the wake-ups so far.
-    pub fn clear(&self) {
-        let mut count = [0; 8];
-        let _ = rustix::io::read(&self.fd, &mut count);
     }
 }
 
@@ -310,24 +279,9 @@ mod tests {
     }
 
     #[test]
-    fn a_waker_wakes_a_wait_for_ever_from_another_thread_and_clears() {
-        let mut poller = Poller::new(8, Trigger::Level).unwrap();
-        let waker = std::sync::Arc::new(Waker::new().unwrap());
-        poller.watch(waker.fd(), 1).unwrap();
-        let remote = std::sync::Arc::clone(&waker);
-        let thread = std::thread::spawn(move || remote.wake());
-        poller.wait(None).unwrap();
-        thread.join().unwrap();
-        assert_eq!(poller.event(0).key, 1);
-        waker.clear();
-        poller.wait(Some(now_ns())).unwrap();
-        assert!(poller.is_empty(), "cleared");
-    }
-
-    #[test]
     fn a_timer_fires_at_its_deadline_not_before() {
         let mut poller = Poller::new(8, Trigger::Level).unwrap();
-        let mut timer = Timer::new().unwrap();
+        let mut timer = Timerfd::new().unwrap();
         poller.watch(timer.fd(), 2).unwrap();
         let deadline = now_ns() + 2_000_000;
         timer.arm(deadline).unwrap();
