@@ -24,11 +24,7 @@ pub fn last_word_then_end(
 /// The idle deadline passed: how the connection ends. With answers unsent,
 /// the client did not read them (an error); otherwise with the last word
 /// `Error: idle timeout.`, given to `send`.
-pub fn idle_end(
-    conversation: &mut Conversation,
-    now: Instant,
-    send: impl FnOnce(&[u8]),
-) -> End {
+pub fn idle_end(conversation: &mut Conversation, now: Instant, send: impl FnOnce(&[u8])) -> End {
     if let Some(end) = conversation.check_idle(now) {
         return end;
     }
