@@ -16,6 +16,7 @@
 //! - [`config`] and [`duration`]: the shared flags, and `DUR`.
 //! - `components` (feature `components`): private ZooKeeper and HAProxy
 //!   instances, for `client compare` and the tests; no server links it.
+//!   Beside it, `stuck`: a server's serving thread stopped alone.
 //! - `testkit` (feature `testkit`): the one conformance suite, stamped out
 //!   in each server crate by [`conformance_suite!`].
 //!
@@ -32,6 +33,8 @@ pub mod deploy;
 pub mod duration;
 pub mod protocol;
 pub mod serve;
+#[cfg(feature = "components")]
+pub mod stuck;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
