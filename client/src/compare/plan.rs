@@ -159,7 +159,7 @@ impl Plan {
     /// The runs of an experiment run apart.
     pub(crate) fn runs_apart(&self, apart: Apart) -> usize {
         match apart {
-            Apart::DeadServer { .. } => dead_server::WAYS,
+            Apart::DeadServer { .. } => dead_server::pairs().len(),
             Apart::ServersAskServers => self.pairs().count(),
         }
     }

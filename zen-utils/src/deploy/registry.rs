@@ -43,6 +43,9 @@ const WARNING_INTERVAL: Duration = Duration::from_secs(60);
 /// stops accepting anyway.
 pub const DEREGISTER_PATIENCE: Duration = Duration::from_secs(1);
 
+/// The name of the registry's threads.
+pub const REGISTRY_THREAD: &str = "registry";
+
 /// `zk://HOST:PORT[,HOST:PORT...]/PATH`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegistryUrl {
@@ -263,7 +266,10 @@ fn acls(auth: Option<&RegistryAuth>) -> zk::Acls<'static> {
 
 /// Runs `future` on a fresh current-thread runtime: the registry's thread.
 fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    // Its helper threads (a blocking lookup) are named as it is, so that
+    // a server stopped but for its registry (`stuck`) keeps them too.
     tokio::runtime::Builder::new_current_thread()
+        .thread_name(REGISTRY_THREAD)
         .enable_all()
         .build()
         .expect("a tokio runtime for the registry")
@@ -347,7 +353,7 @@ impl Registration {
         // the deletion to it: the trigger runs them in that order.
         let leaving = leave_signal(&leave);
         let spawned = thread::Builder::new()
-            .name("registry".to_owned())
+            .name(REGISTRY_THREAD.to_owned())
             .spawn(move || {
                 let probe = health.map(Probe::new);
                 block_on(register(&url, &entry, auth.as_ref(), probe, &leaving, &leave));
@@ -624,7 +630,7 @@ impl Watcher {
         let stop = Arc::new(tokio::sync::Notify::new());
         let stopped = Arc::clone(&stop);
         thread::Builder::new()
-            .name("registry".to_owned())
+            .name(REGISTRY_THREAD.to_owned())
             .spawn(move || {
                 block_on(async {
                     tokio::select! {

@@ -442,85 +442,100 @@ pub(crate) fn apart(results: &Results) -> Vec<(String, String)> {
     charts
 }
 
-/// Experiment 11's chart: answers per 100 ms over the run, a line per way,
-/// the kill and the restart marked. The dip after the kill, and how soon
-/// each line climbs back, is the lesson.
+/// Experiment 11's chart: answers per 100 ms over a run, a panel per
+/// failure kind, a line per way in each (the registry's stuck pair without
+/// its health probe dashed), the failure and the recovery marked. The dip
+/// after the failure, and how soon each line climbs back, is the lesson.
 fn dead_server(result: &crate::compare::model::DeadServerResult) -> Result<String, String> {
+    use crate::compare::model::{Kind, Way};
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, (960, 480)).into_drawing_area();
+        let root = SVGBackend::with_string(&mut svg, (960, 900)).into_drawing_area();
         let drawn: Outcome = (|| {
             root.fill(&WHITE)?;
+            let root = root.titled(
+                &format!(
+                    "{}. {}: {} ×3, answers per {} ms",
+                    result.number, result.title, result.model, result.interval_ms
+                ),
+                (FONT, 20),
+            )?;
             let interval = result.interval_ms as f64 / 1000.0;
             let top = result
-                .ways
+                .pairs
                 .iter()
-                .flat_map(|way| way.timeline.iter().copied())
+                .flat_map(|pair| pair.series.iter().copied())
                 .max()
                 .unwrap_or(1)
                 .max(1) as f64;
-            let mut chart = ChartBuilder::on(&root)
-                .caption(
-                    format!(
-                        "{}. {}: {} ×3, answers per {} ms",
-                        result.number, result.title, result.model, result.interval_ms
-                    ),
-                    (FONT, 20),
-                )
-                .margin(16)
-                .x_label_area_size(40)
-                .y_label_area_size(70)
-                .build_cartesian_2d(0.0..result.seconds, 0.0..top * 1.15)?;
-            chart
-                .configure_mesh()
-                .x_desc("seconds into the run")
-                .y_desc("answers")
-                .y_label_formatter(&|v| format!("{v:.0}"))
-                .disable_x_mesh()
-                .draw()?;
-            for (at, what) in [
-                (result.kill_at_seconds, "backend 2 killed"),
-                (result.restart_at_seconds, "backend 2 restarted"),
-            ] {
-                chart.draw_series([PathElement::new(
-                    vec![(at, 0.0), (at, top * 1.15)],
-                    BLACK.mix(0.5).stroke_width(2),
-                )])?;
-                chart.draw_series([Text::new(
-                    what.to_owned(),
-                    (at + 0.05, top * 1.1),
-                    (FONT, 14),
-                )])?;
-            }
-            let colours = [
-                RGBColor(31, 119, 180),
-                RGBColor(255, 127, 14),
-                RGBColor(44, 160, 44),
-            ];
-            for (way, colour) in result.ways.iter().zip(colours) {
-                if way.not_run.is_some() || way.timeline.is_empty() {
-                    continue;
-                }
-                let points: Vec<(f64, f64)> = way
-                    .timeline
-                    .iter()
-                    .enumerate()
-                    .map(|(i, n)| ((i as f64 + 0.5) * interval, *n as f64))
-                    .collect();
+            let panels = root.split_evenly((Kind::ALL.len(), 1));
+            for (kind, panel) in Kind::ALL.into_iter().zip(&panels) {
+                let (failed, recovered) = kind.how();
+                let mut chart = ChartBuilder::on(panel)
+                    .caption(format!("backend 2 {failed}"), (FONT, 16))
+                    .margin(10)
+                    .x_label_area_size(36)
+                    .y_label_area_size(60)
+                    .build_cartesian_2d(0.0..result.seconds, 0.0..top * 1.2)?;
                 chart
-                    .draw_series([PathElement::new(points, colour.stroke_width(2))])?
-                    .label(way.way.label())
-                    .legend(move |(x, y)| {
-                        PathElement::new([(x, y), (x + 20, y)], colour.stroke_width(3))
-                    });
+                    .configure_mesh()
+                    .x_desc("seconds into the run")
+                    .y_desc("answers")
+                    .y_label_formatter(&|v| format!("{v:.0}"))
+                    .disable_x_mesh()
+                    .draw()?;
+                for (at, what) in [
+                    (result.fail_at_seconds, "fails".to_owned()),
+                    (result.recover_at_seconds, recovered.to_owned()),
+                ] {
+                    chart.draw_series([PathElement::new(
+                        vec![(at, 0.0), (at, top * 1.2)],
+                        BLACK.mix(0.5).stroke_width(2),
+                    )])?;
+                    chart.draw_series([Text::new(
+                        what,
+                        (at + 0.02 * result.seconds, top * 1.12),
+                        (FONT, 13),
+                    )])?;
+                }
+                let colour = |way: Way| match way {
+                    Way::Servers => RGBColor(31, 119, 180),
+                    Way::Haproxy => RGBColor(255, 127, 14),
+                    Way::Registry => RGBColor(44, 160, 44),
+                };
+                for pair in result.pairs.iter().filter(|pair| pair.kind == kind) {
+                    if pair.not_run.is_some() || pair.series.is_empty() {
+                        continue;
+                    }
+                    let points: Vec<(f64, f64)> = pair
+                        .series
+                        .iter()
+                        .enumerate()
+                        .map(|(i, n)| ((i as f64 + 0.5) * interval, *n as f64))
+                        .collect();
+                    let style = if pair.health_probe {
+                        colour(pair.way).stroke_width(2)
+                    } else {
+                        colour(pair.way).mix(0.6).stroke_width(1)
+                    };
+                    let label = if pair.health_probe {
+                        pair.label()
+                    } else {
+                        format!("{} (thin)", pair.label())
+                    };
+                    chart
+                        .draw_series([PathElement::new(points, style)])?
+                        .label(label)
+                        .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], style));
+                }
+                chart
+                    .configure_series_labels()
+                    .position(SeriesLabelPosition::LowerRight)
+                    .background_style(WHITE.mix(0.9))
+                    .border_style(BLACK.mix(0.3))
+                    .label_font((FONT, 13))
+                    .draw()?;
             }
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::LowerRight)
-                .background_style(WHITE.mix(0.9))
-                .border_style(BLACK.mix(0.3))
-                .label_font((FONT, 14))
-                .draw()?;
             root.present()?;
             Ok(())
         })();
