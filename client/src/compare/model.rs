@@ -300,6 +300,9 @@ pub(crate) struct FailoverRun {
     pub(crate) errors: u64,
     /// Questions asked again after their connection broke or timed out.
     pub(crate) reasked: u64,
+    /// From the failure until the client first saw an error (a reset, a
+    /// refused connect, a timeout): when this way made it notice.
+    pub(crate) noticed_after_ms: Option<f64>,
     /// From the failure until the rate was back to 90% of what it was.
     pub(crate) recovered_after_ms: Option<f64>,
     /// From the recovery until the failed backend answered again.
@@ -326,6 +329,7 @@ impl FailoverRun {
             lost: 0,
             errors: 0,
             reasked: 0,
+            noticed_after_ms: None,
             recovered_after_ms: None,
             back_after_ms: None,
             left_registry_after_ms: None,

@@ -92,13 +92,13 @@ impl Section<'_> {
 /// Experiment 11's table, as Markdown: a row per failure kind and way.
 pub(crate) fn dead_server_table(result: &DeadServerResult) -> String {
     let mut out = format!(
-        "| backend 2 ({} ×3, {:.1} s runs, failing at {:.1} s, recovering at {:.1} s) | way | answers | lost | errors seen | re-asked | rate back to 90% after | serving again after | left the registry after | answers per backend |\n|---|---|--:|--:|--:|--:|--:|--:|--:|---|\n",
+        "| backend 2 ({} ×3, {:.1} s runs, failing at {:.1} s, recovering at {:.1} s) | way | answers | lost | errors seen | re-asked | noticed after | rate back to 90% after | serving again after | left the registry after | answers per backend |\n|---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|\n",
         result.model, result.seconds, result.fail_at_seconds, result.recover_at_seconds
     );
     for pair in &result.pairs {
         let kind = pair.kind.label();
         if let Some(why) = &pair.not_run {
-            out += &format!("| {kind} | {} | {why} | | | | | | | |\n", pair.label());
+            out += &format!("| {kind} | {} | {why} | | | | | | | | |\n", pair.label());
             continue;
         }
         let ms = |v: Option<f64>| v.map_or("–".to_owned(), |ms| format!("{ms:.0} ms"));
@@ -114,12 +114,13 @@ pub(crate) fn dead_server_table(result: &DeadServerResult) -> String {
             .map(|n| n.map_or("?".to_owned(), |n| group_digits(n as f64)))
             .collect();
         out += &format!(
-            "| {kind} | {} | {} | {} | {} | {} | {} | {} | {left} | {} |\n",
+            "| {kind} | {} | {} | {} | {} | {} | {} | {} | {} | {left} | {} |\n",
             pair.label(),
             group_digits(pair.answers as f64),
             pair.lost,
             pair.errors,
             pair.reasked,
+            ms(pair.noticed_after_ms),
             ms(pair.recovered_after_ms),
             ms(pair.back_after_ms),
             backends.join(" / ")

@@ -17,7 +17,7 @@ use crate::compare::plan::dead_server::{
     checks, pairs, settings, Timing, BACKEND_WORK, CONNECTIONS, HAPROXY_FALL, HAPROXY_INTER,
     HEALTH_FAILS, HEALTH_INTERVAL, INTERVAL, KEY, LESSON, NUMBER, RECONNECT_EVERY, TIMEOUT, TITLE,
 };
-use crate::load::{self, Length, Options, Watch};
+use crate::load::{self, Length, Options, Watch, Window};
 use crate::report::LoadReport;
 
 /// Runs every pair with backends of `bin`.
@@ -207,17 +207,31 @@ fn run_pair(
     options.every = Some(INTERVAL);
     options.reconnect_every = Some(RECONNECT_EVERY);
 
-    let started = Instant::now();
     let mut left_registry = None;
     let mut haproxy_back = None;
+    // The run's times count from the load's window, as its series does.
+    let opened = std::sync::OnceLock::new();
     let load = thread::scope(|scope| -> anyhow::Result<LoadReport> {
         let measuring = scope.spawn(|| {
             let mut watch = Watch {
                 interrupted,
+                on_window: &mut |edge| {
+                    if edge == Window::Open {
+                        let _ = opened.set(Instant::now());
+                    }
+                },
                 ..Watch::default()
             };
-            load::measure(&options, &mut watch)
+            let report = load::measure(&options, &mut watch);
+            let _ = opened.set(Instant::now());
+            report
         });
+        let started = loop {
+            if let Some(at) = opened.get() {
+                break *at;
+            }
+            thread::sleep(Duration::from_millis(1));
+        };
         sleep_until(started + timing.fail_at);
         let failed_at = Instant::now();
         let failed = match pair.kind {
@@ -292,6 +306,7 @@ fn run_pair(
         .collect();
     let report = load?;
     let series: Vec<u64> = report.series.iter().map(|i| i.answers).collect();
+    let error_series: Vec<u64> = report.series.iter().map(|i| i.errors).collect();
     let fail_at = timing.fail_at.as_secs_f64();
     let recover_at = timing.recover_at.as_secs_f64();
     let back_after_ms = match pair.way {
@@ -308,6 +323,7 @@ fn run_pair(
         lost: errors.wrong_answer + errors.error_answer + errors.unasked_answer,
         errors: report.errors,
         reasked: report.reasked,
+        noticed_after_ms: noticed_after(&error_series, fail_at).map(|at| (at - fail_at) * 1000.0),
         recovered_after_ms: recovered_after(&series, fail_at).map(|at| (at - fail_at) * 1000.0),
         back_after_ms,
         left_registry_after_ms: left_registry,
@@ -357,6 +373,18 @@ fn recovered_after(series: &[u64], fail_at: f64) -> Option<f64> {
         .enumerate()
         .skip(failed + 1)
         .find(|(_, n)| **n as f64 >= 0.9 * normal)
+        .map(|(i, _)| (i + 1) as f64 * interval)
+}
+
+/// When (seconds into the run) the first error after `fail_at` was seen:
+/// the end of its interval.
+fn noticed_after(errors: &[u64], fail_at: f64) -> Option<f64> {
+    let interval = INTERVAL.as_secs_f64();
+    errors
+        .iter()
+        .enumerate()
+        .skip((fail_at / interval) as usize)
+        .find(|(_, n)| **n > 0)
         .map(|(i, _)| (i + 1) as f64 * interval)
 }
 
