@@ -155,7 +155,11 @@ impl fmt::Display for Interval {
     /// One line: `  1.2s  answers 3120  errors 0  re-asked 0  p99 410 µs`,
     /// then each target's share when there are several.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let p99 = |p99: Option<f64>| p99.map_or_else(|| "–".to_owned(), |us| format!("{us:.0} µs"));
+        let p99 = |p99: Option<f64>| match p99 {
+            None => "–".to_owned(),
+            Some(us) if us < 1000.0 => format!("{us:.0} µs"),
+            Some(us) => format!("{:.1} ms", us / 1000.0),
+        };
         write!(
             f,
             "{:6.1}s  answers {}  errors {}  re-asked {}  p99 {}",

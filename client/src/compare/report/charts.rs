@@ -476,7 +476,7 @@ fn dead_server(result: &crate::compare::model::DeadServerResult) -> Result<Strin
                     .margin(10)
                     .x_label_area_size(36)
                     .y_label_area_size(60)
-                    .build_cartesian_2d(0.0..result.seconds, 0.0..top * 1.2)?;
+                    .build_cartesian_2d(0.0..result.seconds, 0.0..top * 1.6)?;
                 chart
                     .configure_mesh()
                     .x_desc("seconds into the run")
@@ -484,19 +484,25 @@ fn dead_server(result: &crate::compare::model::DeadServerResult) -> Result<Strin
                     .y_label_formatter(&|v| format!("{v:.0}"))
                     .disable_x_mesh()
                     .draw()?;
-                for (at, what) in [
-                    (result.fail_at_seconds, "fails".to_owned()),
-                    (result.recover_at_seconds, recovered.to_owned()),
+                // The failure's label right of its mark, the recovery's
+                // left of its own: the legend takes the top right corner.
+                let gap = 0.01 * result.seconds;
+                for (at, what, right) in [
+                    (result.fail_at_seconds, "fails", true),
+                    (result.recover_at_seconds, recovered, false),
                 ] {
                     chart.draw_series([PathElement::new(
-                        vec![(at, 0.0), (at, top * 1.2)],
+                        vec![(at, 0.0), (at, top * 1.6)],
                         BLACK.mix(0.5).stroke_width(2),
                     )])?;
-                    chart.draw_series([Text::new(
-                        what,
-                        (at + 0.02 * result.seconds, top * 1.12),
-                        (FONT, 13),
-                    )])?;
+                    let (x, side) = if right {
+                        (at + gap, HPos::Left)
+                    } else {
+                        (at - gap, HPos::Right)
+                    };
+                    let style =
+                        TextStyle::from((FONT, 13).into_font()).pos(Pos::new(side, VPos::Top));
+                    chart.draw_series([Text::new(what.to_owned(), (x, top * 1.55), style)])?;
                 }
                 let colour = |way: Way| match way {
                     Way::Servers => RGBColor(31, 119, 180),
@@ -530,7 +536,7 @@ fn dead_server(result: &crate::compare::model::DeadServerResult) -> Result<Strin
                 }
                 chart
                     .configure_series_labels()
-                    .position(SeriesLabelPosition::LowerRight)
+                    .position(SeriesLabelPosition::UpperRight)
                     .background_style(WHITE.mix(0.9))
                     .border_style(BLACK.mix(0.3))
                     .label_font((FONT, 13))
