@@ -611,8 +611,8 @@ pub fn measure(options: &Options, watching: &mut Watch<'_>) -> anyhow::Result<Lo
         let handle = std::thread::Builder::new()
             .name(format!("load-{t}"))
             .spawn(move || {
-                let outcome = Worker::new(shared, share, by_target, answers, counting)
-                    .and_then(Worker::run);
+                let outcome =
+                    Worker::new(shared, share, by_target, answers, counting).and_then(Worker::run);
                 let _ = done.send(());
                 outcome
             })
@@ -627,13 +627,7 @@ pub fn measure(options: &Options, watching: &mut Watch<'_>) -> anyhow::Result<Lo
         printed: 0,
     };
     let stopped_early = watch(
-        options,
-        watching,
-        &shared,
-        &progress,
-        &done_rx,
-        threads,
-        &mut lines,
+        options, watching, &shared, &progress, &done_rx, threads, &mut lines,
     );
 
     let mut tally = initial_errors;

@@ -871,7 +871,11 @@ fn survives_a_failed_server_three_kinds_three_ways_losing_nothing() {
         "{report}"
     );
     let chart = std::fs::read_to_string(out.join("dead-server.svg")).unwrap();
-    for panel in ["killed (SIGKILL)", "frozen (SIGSTOP)", "stuck (serving threads stopped)"] {
+    for panel in [
+        "killed (SIGKILL)",
+        "frozen (SIGSTOP)",
+        "stuck (serving threads stopped)",
+    ] {
         assert!(chart.contains(panel), "{panel}");
     }
     assert!(chart.contains("ZooKeeper registry"));

@@ -555,10 +555,20 @@ fn every_prints_its_lines_before_the_report() {
     assert!(output.status.success(), "{output:?}");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let first_line = stdout.lines().next().unwrap_or_default();
-    assert!(first_line.contains("answers ") && first_line.contains("p99"), "{stdout}");
+    assert!(
+        first_line.contains("answers ") && first_line.contains("p99"),
+        "{stdout}"
+    );
     let answered: u64 = stdout
         .lines()
-        .filter_map(|l| l.split("answers ").nth(1)?.split_whitespace().next()?.parse::<u64>().ok())
+        .filter_map(|l| {
+            l.split("answers ")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
         .sum();
     assert_eq!(answered, 500, "{stdout}");
     assert_eq!(server.stop().answered, 500);

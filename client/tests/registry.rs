@@ -21,9 +21,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use zen_utils::protocol::answer;
+use zen_utils::stuck::StuckLoop;
 use zen_utils::testkit::binary::Running;
 use zen_utils::testkit::components::{free_port, zk, ZooKeeper};
-use zen_utils::stuck::StuckLoop;
 use zen_utils::testkit::PATIENCE;
 use zen_utils::Decoder;
 
@@ -670,7 +670,8 @@ fn a_stuck_server_leaves_the_registry_with_the_health_probe_and_stays_without() 
     let asked = common::client(&["ask", "--registry", &zk.url("/probed")]);
     assert_eq!(asked.status.code(), Some(0), "{asked:?}");
     let (_, log) = probed.terminate();
-    let left = log.find("not answering its own question (2 times 200ms in a row): left the registry");
+    let left =
+        log.find("not answering its own question (2 times 200ms in a row): left the registry");
     let again = log.find("answering its own question again: registering again");
     assert!(left.is_some() && left < again, "{log}");
     let (_, log) = unprobed.terminate();

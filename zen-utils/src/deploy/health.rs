@@ -32,7 +32,12 @@ pub struct Health {
 impl Health {
     /// The probe of a server bound to `bound` that knows part `part`
     /// (`K/N`) of the table; `None` when `interval` is zero (probe off).
-    pub fn of(bound: SocketAddr, part: (usize, usize), interval: Duration, fails: u32) -> Option<Self> {
+    pub fn of(
+        bound: SocketAddr,
+        part: (usize, usize),
+        interval: Duration,
+        fails: u32,
+    ) -> Option<Self> {
         if interval.is_zero() {
             return None;
         }

@@ -356,7 +356,14 @@ impl Registration {
             .name(REGISTRY_THREAD.to_owned())
             .spawn(move || {
                 let probe = health.map(Probe::new);
-                block_on(register(&url, &entry, auth.as_ref(), probe, &leaving, &leave));
+                block_on(register(
+                    &url,
+                    &entry,
+                    auth.as_ref(),
+                    probe,
+                    &leaving,
+                    &leave,
+                ));
                 let (lock, changed) = &*done;
                 *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
                 changed.notify_all();

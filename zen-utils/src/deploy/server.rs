@@ -276,7 +276,12 @@ fn registry_entry(
         port: advertised.port(),
         model: name.to_owned(),
     };
-    let health = Health::of(bound, args.table_part, args.health_interval, args.health_fails);
+    let health = Health::of(
+        bound,
+        args.table_part,
+        args.health_interval,
+        args.health_fails,
+    );
     Ok(Some(Registering {
         url,
         entry,

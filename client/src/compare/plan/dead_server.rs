@@ -148,7 +148,8 @@ pub(crate) fn checks(pairs: &[FailoverRun], timing: Timing) -> Vec<CheckResult> 
             .find(|p| p.kind == kind && p.way == way && p.health_probe == probe)
             .copied()
     };
-    let name = |p: &FailoverRun, figure: &str| format!("{} {}: {figure}", p.kind.label(), p.label());
+    let name =
+        |p: &FailoverRun, figure: &str| format!("{} {}: {figure}", p.kind.label(), p.label());
     let ms = |v: f64| v.round();
     let mut checks = vec![CheckResult::of(
         "nothing lost anywhere: every question got its right answer",
@@ -200,7 +201,11 @@ pub(crate) fn checks(pairs: &[FailoverRun], timing: Timing) -> Vec<CheckResult> 
 
     // How long a stuck backend stayed registered while it was stuck.
     let failing_ms = (timing.recover_at - timing.fail_at).as_secs_f64() * 1000.0;
-    let registered = |p: &FailoverRun| p.left_registry_after_ms.unwrap_or(failing_ms).min(failing_ms);
+    let registered = |p: &FailoverRun| {
+        p.left_registry_after_ms
+            .unwrap_or(failing_ms)
+            .min(failing_ms)
+    };
     let probe_window = HEALTH_INTERVAL * HEALTH_FAILS as u32;
     let mut stuck = Vec::new();
     if let Some(p) = find(Kind::Stuck, Way::Registry, false) {
@@ -212,7 +217,9 @@ pub(crate) fn checks(pairs: &[FailoverRun], timing: Timing) -> Vec<CheckResult> 
         ));
     }
     if let Some(p) = find(Kind::Stuck, Way::Registry, true) {
-        let left = p.left_registry_after_ms.is_some_and(|at| about(at, probe_window));
+        let left = p
+            .left_registry_after_ms
+            .is_some_and(|at| about(at, probe_window));
         stuck.push((
             "probe on: ms registered while stuck".to_owned(),
             ms(registered(p)),

@@ -7,9 +7,7 @@
 use super::charts::DEAD_SERVER_CHART;
 use super::tables::checks_list;
 use crate::compare::format::{group_digits, micros};
-use crate::compare::model::{
-    CheckResult, DeadServerResult, Results, ServersAskServersResult, Way,
-};
+use crate::compare::model::{CheckResult, DeadServerResult, Results, ServersAskServersResult, Way};
 use crate::compare::plan::servers_ask_servers::CLIENTS;
 
 /// An experiment run apart, as the report shows it.
@@ -36,7 +34,10 @@ pub(crate) fn sections(results: &Results) -> Vec<Section<'_>> {
             lesson: dead.lesson,
             table: dead_server_table(dead),
             checks: &dead.checks,
-            chart: Some((DEAD_SERVER_CHART, "answers per 100 ms, a panel per failure kind")),
+            chart: Some((
+                DEAD_SERVER_CHART,
+                "answers per 100 ms, a panel per failure kind",
+            )),
         });
     }
     if let Some(peers) = &results.ask_peers {
@@ -151,6 +152,14 @@ pub(crate) fn servers_ask_servers_table(result: &ServersAskServersResult) -> Str
             out += &format!("| {} | {why} | | | | | {} |\n", row.label, row.note);
             continue;
         }
+        // A row with no answer has no latency to show.
+        let latency = |us: f64| {
+            if row.rps > 0.0 {
+                micros(us)
+            } else {
+                "–".to_owned()
+            }
+        };
         out += &format!(
             "| {} | {} | {} | {}/{} | {} | {} | {} |\n",
             row.label,
@@ -158,8 +167,8 @@ pub(crate) fn servers_ask_servers_table(result: &ServersAskServersResult) -> Str
             row.no_peer_answered,
             row.served,
             2 * CLIENTS,
-            micros(row.p50_us),
-            micros(row.p99_us),
+            latency(row.p50_us),
+            latency(row.p99_us),
             row.note
         );
     }

@@ -2,7 +2,10 @@
 //! row per server, the same colour for a server in every panel.
 //!
 //! - `throughput.svg`: answers per second, a bar per server, each panel on
-//!   its own scale (the experiments differ by a factor of a thousand).
+//!   its own scale (the experiments differ by a factor of a thousand);
+//!   where an experiment's lesson is another figure (C10K: memory per idle
+//!   connection; work stealing: the light connections' p90), its panel
+//!   draws that one.
 //! - `latency.svg`: p50, p99 and p99.9 per server on a log scale, joined by
 //!   a line: where the marks sit is the typical wait, how far they spread
 //!   is the tail.
@@ -207,13 +210,63 @@ fn row_label(run: &RunResult) -> String {
     run.label.trim_end_matches(" (reference)").to_owned()
 }
 
+/// What a panel of the throughput figure draws: answers per second, but
+/// where an experiment's lesson is another figure, that one (C10K's is
+/// the memory an idle connection costs; work stealing's the light
+/// connections' p90, while the answers per second are alike).
+struct Bars {
+    /// The axis' name.
+    desc: &'static str,
+    /// A row's value, if it was measured.
+    value: fn(&RunResult) -> Option<f64>,
+    /// A value as the axis says it.
+    format: fn(f64) -> String,
+    /// A value as the end of its bar says it.
+    label: fn(f64) -> String,
+}
+
+impl Bars {
+    fn of(panel: &ExperimentResult) -> Self {
+        match panel.key.as_str() {
+            "c10k" => Self {
+                desc: "resident memory per idle connection (lower is better)",
+                value: |run| {
+                    run.server_usage
+                        .as_ref()?
+                        .idle
+                        .as_ref()?
+                        .bytes_per_connection
+                },
+                format: |bytes| format!("{} B", group_digits(bytes)),
+                label: |bytes| format!("{} B", group_digits(bytes)),
+            },
+            "work-stealing" => Self {
+                desc: "p90 latency of the light connections (lower is better)",
+                value: |run| {
+                    run.measured()
+                        .filter(|load| load.requests > 0)
+                        .map(|load| load.latency_us.p90)
+                },
+                format: crate::compare::format::micros,
+                label: crate::compare::format::micros,
+            },
+            _ => Self {
+                desc: "answers per second",
+                value: |run| run.measured().map(|load| load.rps),
+                format: per_second,
+                label: group_digits,
+            },
+        }
+    }
+}
+
 fn throughput_panel(area: &Area<'_>, panel: &ExperimentResult) -> Outcome {
     let runs = rows(panel);
     let n = runs.len() as i32;
+    let bars = Bars::of(panel);
     let top = runs
         .iter()
-        .filter_map(|run| run.measured())
-        .map(|load| load.rps)
+        .filter_map(|run| (bars.value)(run))
         .fold(0.0, f64::max)
         .max(1.0);
     let mut chart = ChartBuilder::on(area)
@@ -241,8 +294,8 @@ fn throughput_panel(area: &Area<'_>, panel: &ExperimentResult) -> Outcome {
         .y_labels(runs.len())
         .y_label_formatter(&name_of)
         .x_labels(5)
-        .x_label_formatter(&|value| per_second(*value))
-        .x_desc("answers per second")
+        .x_label_formatter(&|value| (bars.format)(*value))
+        .x_desc(bars.desc)
         .label_style((FONT, 13))
         .axis_desc_style((FONT, 13))
         .light_line_style(RGBColor(235, 235, 235))
@@ -255,23 +308,24 @@ fn throughput_panel(area: &Area<'_>, panel: &ExperimentResult) -> Outcome {
         let y = n - 1 - row as i32;
         let value_style =
             TextStyle::from((FONT, 13).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
-        match run.measured() {
-            Some(load) => {
+        match (bars.value)(run) {
+            Some(value) => {
                 let mut bar = Rectangle::new(
                     [
                         (0.0, SegmentValue::Exact(y)),
-                        (load.rps, SegmentValue::Exact(y + 1)),
+                        (value, SegmentValue::Exact(y + 1)),
                     ],
                     colour(&run.server).filled(),
                 );
                 bar.set_margin(bar_margin, bar_margin, 0, 0);
                 chart.draw_series([bar])?;
-                chart.draw_series([EmptyElement::at((load.rps, SegmentValue::CenterOf(y)))
-                    + Text::new(group_digits(load.rps), (5, 0), value_style.clone())])?;
+                chart.draw_series([EmptyElement::at((value, SegmentValue::CenterOf(y)))
+                    + Text::new((bars.label)(value), (5, 0), value_style.clone())])?;
             }
             None => {
                 let why = match run.status {
                     crate::compare::model::Status::Skipped => "not run",
+                    _ if run.measured().is_some() => "not measured",
                     _ => "failed",
                 };
                 chart.draw_series([EmptyElement::at((0.0, SegmentValue::CenterOf(y)))

@@ -27,7 +27,12 @@ pub(crate) fn run(bin: &Path, timing: Timing, interrupted: &AtomicBool) -> DeadS
     let mut runs = Vec::new();
     for (n, (kind, way, probe)) in pairs().into_iter().enumerate() {
         if interrupted.load(Ordering::Relaxed) {
-            runs.push(FailoverRun::not_run(kind, way, probe, "not run: interrupted".to_owned()));
+            runs.push(FailoverRun::not_run(
+                kind,
+                way,
+                probe,
+                "not run: interrupted".to_owned(),
+            ));
             continue;
         }
         if let Some(why) = missing(way) {
@@ -128,10 +133,7 @@ enum Failed {
 fn haproxy(front: u16, backends: &[u16]) -> String {
     haproxy_config(front, backends).replace(
         "inter 200ms fall 2",
-        &format!(
-            "inter {}ms fall {HAPROXY_FALL}",
-            HAPROXY_INTER.as_millis()
-        ),
+        &format!("inter {}ms fall {HAPROXY_FALL}", HAPROXY_INTER.as_millis()),
     )
 }
 
