@@ -109,7 +109,10 @@ fn render(
         root.fill(&WHITE)?;
         let (header, body) = root.split_vertically(HEADER);
         let title = match figure {
-            Figure::Throughput => "Throughput: answers per second, higher is better",
+            Figure::Throughput => {
+                "Throughput: answers per second, higher is better (a panel whose lesson is \
+                 another figure draws that one, as its axis says)"
+            }
             Figure::Latency => {
                 "Latency: p50, p99, p99.9 and max per server (log scale), lower is better"
             }
@@ -581,7 +584,7 @@ fn dead_server(result: &crate::compare::model::DeadServerResult) -> Result<Strin
                     let label = if pair.health_probe {
                         pair.label()
                     } else {
-                        format!("{} (thin)", pair.label())
+                        format!("{}, probe off (thin)", pair.way.label())
                     };
                     chart
                         .draw_series([PathElement::new(points, style)])?
