@@ -677,3 +677,30 @@ fn a_stuck_server_leaves_the_registry_with_the_health_probe_and_stays_without() 
     let (_, log) = unprobed.terminate();
     assert!(!log.contains("not answering"), "{log}");
 }
+
+/// A server whose every question blocks its loop (`--work block:DUR`):
+/// the probe's own question does, so the server leaves the registry, and
+/// registers again once that question's answer comes, late.
+#[test]
+fn a_server_blocked_on_its_probes_question_leaves_and_comes_back_with_the_answer() {
+    let zk = ZooKeeper::start();
+    let url = zk.url("/blocked");
+    let blocked = registered(
+        &url,
+        &[
+            "--work",
+            "block:1500ms",
+            "--health-interval",
+            "200ms",
+            "--health-fails",
+            "2",
+        ],
+    );
+    zk.wait_for_children("/blocked", 1);
+    zk.wait_for_children("/blocked", 0);
+    zk.wait_for_children("/blocked", 1);
+    let (_, log) = blocked.terminate();
+    let left = log.find("left the registry");
+    let again = log.find("answering its own question again");
+    assert!(left.is_some() && left < again, "{log}");
+}

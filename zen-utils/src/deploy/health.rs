@@ -160,3 +160,28 @@ impl Probe {
         self.read.clear();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wildcard_bind_is_asked_on_loopback_of_its_family_and_port() {
+        let ms = Duration::from_millis(200);
+        let v4 = Health::of("0.0.0.0:7001".parse().unwrap(), (1, 1), ms, 2).unwrap();
+        assert_eq!(v4.addr, "127.0.0.1:7001".parse().unwrap());
+        let v6 = Health::of("[::]:7002".parse().unwrap(), (1, 1), ms, 2).unwrap();
+        assert_eq!(v6.addr, "[::1]:7002".parse().unwrap());
+        let own = Health::of("10.1.2.3:7003".parse().unwrap(), (1, 1), ms, 2).unwrap();
+        assert_eq!(own.addr, "10.1.2.3:7003".parse().unwrap());
+    }
+
+    #[test]
+    fn the_question_is_the_servers_own_and_zero_is_off() {
+        let bound = "127.0.0.1:7001".parse().unwrap();
+        let ms = Duration::from_millis(200);
+        let second = Health::of(bound, (2, 3), ms, 2).unwrap();
+        assert_eq!(second.question, APHORISMS[1].0);
+        assert!(Health::of(bound, (1, 1), Duration::ZERO, 2).is_none());
+    }
+}
