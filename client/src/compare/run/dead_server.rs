@@ -298,11 +298,16 @@ fn run_pair(
         undone?;
         Ok(report)
     });
+    // A backend left frozen by a run that failed midway would hold its
+    // SIGTERM until a SIGCONT: each is sent one first.
     let per_backend = backends
         .into_iter()
         .map(|backend| {
             backend
-                .and_then(|server| server.stop().summary)
+                .and_then(|server| {
+                    server.thaw();
+                    server.stop().summary
+                })
                 .map(|s| s.answered)
         })
         .collect();
