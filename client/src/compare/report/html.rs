@@ -367,6 +367,9 @@ mod tests {
             "| way | answers |\n|---|--:|\n| a | 1 |\n\nSettings: inter 100 ms.\n",
         );
         assert_eq!(html.matches("<tr>").count(), 2, "{html}");
-        assert!(html.ends_with("</table></div>\n<p>Settings: inter 100 ms.</p>\n"), "{html}");
+        assert!(
+            html.ends_with("</table></div>\n<p>Settings: inter 100 ms.</p>\n"),
+            "{html}"
+        );
     }
 }
