@@ -133,7 +133,8 @@ fn lock(series: &Shared) -> std::sync::MutexGuard<'_, Series> {
 
 /// Interval `i` of every thread's series, merged, as the report says it;
 /// `targets` names the targets (by their number); `by_target`: the run
-/// has several.
+/// keeps each target's figures (each target's share is given when there
+/// are several).
 pub(crate) fn interval(
     series: &[Shared],
     i: usize,
@@ -158,7 +159,7 @@ pub(crate) fn interval(
     for cell in &merged {
         total.add(cell);
     }
-    let per_target = if by_target {
+    let per_target = if by_target && targets.len() > 1 {
         targets
             .iter()
             .enumerate()

@@ -4,9 +4,12 @@
 //! serving loop answers nothing (stuck) leaves the registry. A session
 //! proves that a thread of the process runs, not that the server answers.
 //!
-//! The probe keeps one connection and has at most one question of its own
-//! outstanding: a struggling server is never handed a pile of probe
-//! questions to work through once it comes back.
+//! The probe opens a connection for each question and closes it once the
+//! answer came, as HAProxy's check does: a server that serves one
+//! connection at a time (srv-single) is not held by it. A question not
+//! answered within its interval keeps its connection, and no other is
+//! asked until it is answered: a struggling server is never handed a pile
+//! of probe questions to work through once it comes back.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
@@ -60,7 +63,7 @@ impl Health {
     }
 }
 
-/// The probe's kept connection and what it still waits for.
+/// The probe's connection while a question is outstanding.
 pub struct Probe {
     health: Health,
     connection: Option<TcpStream>,
@@ -111,8 +114,8 @@ impl Probe {
                 self.forget();
                 false
             }
-            // The question stays outstanding on the kept connection; a
-            // connect or a write cut short leaves nothing worth keeping.
+            // The question stays outstanding on its connection; a connect
+            // or a write cut short leaves nothing worth keeping.
             Err(_) => {
                 if !self.outstanding {
                     self.forget();
@@ -140,9 +143,9 @@ impl Probe {
         }
         let mut buf = [0; 256];
         loop {
-            if let Some(end) = self.read.iter().position(|&b| b == b'.') {
-                self.read.drain(..=end);
-                self.outstanding = false;
+            if self.read.contains(&b'.') {
+                // Answered: the connection is let go until the next ask.
+                self.forget();
                 return Ok(());
             }
             let n = stream.read(&mut buf).await?;
@@ -153,7 +156,7 @@ impl Probe {
         }
     }
 
-    /// Drops the connection: the next ask starts afresh.
+    /// Drops the connection (a clean close): the next ask starts afresh.
     fn forget(&mut self) {
         self.connection = None;
         self.outstanding = false;
