@@ -29,13 +29,13 @@ enum Command {
     /// server did with them (kept, busy, idle timeout, closed)
     Hold(hold::HoldArgs),
     /// Run every server through the twelve experiments side by side, and
-    /// write a report (--quick: about a minute on 2 cores; full: about four
-    /// and a half minutes)
+    /// write a report (--quick: about a minute and a half on 2 cores; full:
+    /// about five and a half minutes)
     ///
     /// The experiments: one client, many clients, slow backend, CPU-bound,
     /// blocking in the event loop, pipelining, slow clients, C10K, work
     /// stealing vs runtime per core, short connections, then two run
-    /// apart: three ways to survive a dead server, and servers that ask
+    /// apart: three ways to survive a failed server, and servers that ask
     /// servers. Each server binary is started on port 0, loaded in-process
     /// by `client load`'s engine, and stopped with SIGTERM. A table per
     /// experiment is printed, with each server's CPU time and context

@@ -69,6 +69,7 @@
 
 mod budget;
 mod conn;
+mod series;
 mod tally;
 mod worker;
 mod workload;
@@ -89,7 +90,7 @@ use zen_utils::duration::parse_duration;
 
 use crate::event_loop::{connect_all, nanos, now_ns};
 use crate::flags::{positive, positive_duration, positive_rate, positive_u64};
-use crate::report::{ErrorCounts, Fairness, LoadReport, Percentiles, TargetReport};
+use crate::report::{ErrorCounts, Fairness, Interval, LoadReport, Percentiles, TargetReport};
 use crate::servers::Picker;
 use crate::target::Target;
 use budget::Budget;
@@ -125,6 +126,12 @@ const MAX_IN_FLIGHT: u64 = 1 << 24;
 /// Descriptors the client needs besides its connections: standard
 /// streams, an epoll and a timer per thread, and some to spare.
 const SPARE_DESCRIPTORS: u64 = 64;
+/// The shortest `--every`: a line per 10 ms is already more than anyone
+/// reads, and each interval costs the load threads a lock.
+const MIN_EVERY: Duration = Duration::from_millis(10);
+/// How long after an interval's end its line is printed: the load threads
+/// count an answer a batch after it arrived.
+const EVERY_LAG: Duration = Duration::from_millis(20);
 /// How often the progress line is redrawn and the stall check made.
 const TICK: Duration = Duration::from_millis(250);
 
@@ -211,6 +218,13 @@ pub(crate) struct LoadArgs {
     #[arg(long, value_name = "N", value_parser = positive_u64)]
     reconnect_every: Option<u64>,
 
+    /// Print a line per this long of the run (e.g. 200ms) as it goes:
+    /// answers, errors, questions asked again and p99, and each server's
+    /// when there are several; with --json, on stderr, and the report
+    /// carries them as its series
+    #[arg(long, value_name = "DUR", value_parser = every)]
+    every: Option<Duration>,
+
     /// Print the report as one JSON object
     #[arg(long)]
     json: bool,
@@ -267,10 +281,11 @@ pub struct Options {
     /// Event-loop threads (`--threads`); `None` for [`default_threads`].
     /// At most one per connection is used.
     pub threads: Option<usize>,
-    /// Count the answers of each target per this long of the window, for
-    /// a chart over time (each [`TargetReport`]'s `timeline`); `None`
-    /// (the command line's only choice) counts none.
-    pub timeline: Option<Duration>,
+    /// `--every DUR`: count answers, errors, questions asked again and
+    /// latencies per this long of the window, by target (the report's
+    /// `series`; [`Watch::on_interval`] hears each interval as it ends);
+    /// `None` counts none.
+    pub every: Option<Duration>,
     /// `--reconnect-every N`: each connection closes (cleanly: no error, no
     /// back-off) once it has asked N questions and had their answers, and a
     /// new one opens at once in its place, to a server picked as any new
@@ -306,7 +321,7 @@ impl Options {
             warmup: DEFAULT_WARMUP,
             timeout: DEFAULT_TIMEOUT,
             threads: None,
-            timeline: None,
+            every: None,
             reconnect_every: None,
         }
     }
@@ -347,6 +362,11 @@ impl Options {
         }
         ensure!(self.threads != Some(0), "threads must be at least 1");
         ensure!(
+            self.every.is_none_or(|every| every >= MIN_EVERY),
+            "every must be at least {}",
+            zen_utils::duration::format_duration(MIN_EVERY)
+        );
+        ensure!(
             self.reconnect_every != Some(0),
             "reconnect-every must be at least 1"
         );
@@ -365,12 +385,23 @@ impl Options {
 pub(crate) fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
     let options = args.options()?;
     let interrupted = interrupt_flag();
+    // The lines go to stdout before the report, or to stderr when stdout
+    // is one JSON object.
+    let json = args.json;
     let report = measure(
         &options,
         &mut Watch {
             interrupted: &interrupted,
-            progress_line: true,
+            progress_line: options.every.is_none(),
             on_window: &mut |_| {},
+            on_interval: &mut |interval| {
+                if json {
+                    zen_utils::log_line!("{interval}");
+                } else {
+                    use std::io::Write as _;
+                    let _ = writeln!(std::io::stdout(), "{interval}");
+                }
+            },
         },
     )?;
     crate::report::print(&report, args.json)?;
@@ -409,6 +440,9 @@ pub struct Watch<'a> {
     /// fraction of a millisecond: `client compare` reads the server's CPU
     /// time there, so that the warmup is not charged to the answers.
     pub on_window: &'a mut dyn FnMut(Window),
+    /// With [`Options::every`]: called with each interval of the window
+    /// shortly after it ends (the last ones as the run ends).
+    pub on_interval: &'a mut dyn FnMut(&Interval),
 }
 
 impl Default for Watch<'_> {
@@ -420,6 +454,7 @@ impl Default for Watch<'_> {
             // A closure that captures nothing has no size: leaking its box
             // allocates nothing.
             on_window: Box::leak(Box::new(|_| {})),
+            on_interval: Box::leak(Box::new(|_: &Interval| {})),
         }
     }
 }
@@ -505,7 +540,7 @@ pub fn measure(options: &Options, watching: &mut Watch<'_>) -> anyhow::Result<Lo
             Err(error) => {
                 let failure = Failure::of(&error);
                 if options.warmup.is_zero() {
-                    initial_errors.error(failure);
+                    initial_errors.error(failure, target, 0);
                 }
                 if matches!(failure, Failure::Refused | Failure::Timeout) {
                     picker.pass_over(target, options.timeout);
@@ -551,8 +586,14 @@ pub fn measure(options: &Options, watching: &mut Watch<'_>) -> anyhow::Result<Lo
         },
         picker,
         stop: AtomicBool::new(false),
-        timeline: options.timeline.map(nanos),
+        every: options.every.map(nanos),
     });
+    let series: Vec<series::Shared> = match options.every {
+        Some(every) => (0..threads)
+            .map(|_| series::Series::shared(measure_start, nanos(every)))
+            .collect(),
+        None => Vec::new(),
+    };
 
     let mut shares: Vec<Vec<Conn>> = (0..threads).map(|_| Vec::new()).collect();
     for conn in conns {
@@ -566,10 +607,12 @@ pub fn measure(options: &Options, watching: &mut Watch<'_>) -> anyhow::Result<Lo
         progress.push(Arc::clone(&answers));
         let shared = Arc::clone(&shared);
         let done = done_tx.clone();
+        let counting = series.get(t).cloned();
         let handle = std::thread::Builder::new()
             .name(format!("load-{t}"))
             .spawn(move || {
-                let outcome = Worker::new(shared, share, by_target, answers).and_then(Worker::run);
+                let outcome =
+                    Worker::new(shared, share, by_target, answers, counting).and_then(Worker::run);
                 let _ = done.send(());
                 outcome
             })
@@ -578,7 +621,14 @@ pub fn measure(options: &Options, watching: &mut Watch<'_>) -> anyhow::Result<Lo
     }
     drop(done_tx);
 
-    let stopped_early = watch(options, watching, &shared, &progress, &done_rx, threads);
+    let mut lines = Lines {
+        series: &series,
+        by_target,
+        printed: 0,
+    };
+    let stopped_early = watch(
+        options, watching, &shared, &progress, &done_rx, threads, &mut lines,
+    );
 
     let mut tally = initial_errors;
     let mut answers_per_conn = vec![0; options.connections];
@@ -593,23 +643,73 @@ pub fn measure(options: &Options, watching: &mut Watch<'_>) -> anyhow::Result<Lo
         }
     }
     let stopped_at = now_ns();
-    Ok(report(
+    let window = {
+        let ended = match (shared.end, &stopped_early) {
+            (Some(end), None) => end,
+            (Some(end), Some(_)) => stopped_at.min(end),
+            (None, _) if tally.last_answer > 0 => tally.last_answer,
+            (None, _) => stopped_at,
+        };
+        ended.saturating_sub(measure_start)
+    };
+    // The intervals not printed yet, and the whole series for the report.
+    let every = options.every.map(nanos);
+    let count = every.map_or(0, |every| series::intervals(&series, every, window));
+    let targets = shared.picker.known();
+    let all: Vec<Interval> = (0..count)
+        .map(|i| series::interval(&series, i, &targets, by_target))
+        .collect();
+    for interval in all.iter().skip(lines.printed) {
+        (watching.on_interval)(interval);
+    }
+    let mut report = report(
         options,
         &shared,
         &tally,
         &answers_per_conn,
         threads,
-        {
-            let ended = match (shared.end, &stopped_early) {
-                (Some(end), None) => end,
-                (Some(end), Some(_)) => stopped_at.min(end),
-                (None, _) if tally.last_answer > 0 => tally.last_answer,
-                (None, _) => stopped_at,
-            };
-            ended.saturating_sub(measure_start)
-        },
+        window,
         stopped_early,
-    ))
+    );
+    report.every_seconds = options.every.map(|every| every.as_secs_f64());
+    report.series = all;
+    Ok(report)
+}
+
+/// The intervals printed while the run goes on.
+struct Lines<'a> {
+    series: &'a [series::Shared],
+    by_target: bool,
+    /// Intervals already given to `on_interval`.
+    printed: usize,
+}
+
+impl Lines<'_> {
+    /// When the next interval is due to be printed, if one is kept.
+    fn next_due(&self, shared: &Shared) -> Option<u64> {
+        let every = shared.every?;
+        let end = shared.measure_start + every * (self.printed as u64 + 1);
+        Some(end + nanos(EVERY_LAG))
+    }
+
+    /// Gives `on_interval` every interval that ended by `now` (inside the
+    /// window).
+    fn pass(&mut self, now: u64, shared: &Shared, on_interval: &mut dyn FnMut(&Interval)) {
+        while let Some(due) = self.next_due(shared) {
+            let inside = shared.end.is_none_or(|end| due - nanos(EVERY_LAG) <= end);
+            if now < due || !inside {
+                return;
+            }
+            let targets = shared.picker.known();
+            on_interval(&series::interval(
+                self.series,
+                self.printed,
+                &targets,
+                self.by_target,
+            ));
+            self.printed += 1;
+        }
+    }
 }
 
 /// Which thread serves connection `slot`, of `connections` against
@@ -683,6 +783,7 @@ fn watch(
     progress: &[Arc<Progress>],
     done: &mpsc::Receiver<()>,
     threads: usize,
+    lines: &mut Lines<'_>,
 ) -> Option<String> {
     let bar = (watching.progress_line && std::io::stderr().is_terminal()).then(|| {
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(4));
@@ -707,11 +808,14 @@ fn watch(
     let mut finished = 0;
     let mut stopped = None;
     while finished < threads {
-        let wait = window.next().map_or(TICK, |at| {
-            TICK.min(Duration::from_nanos(at.saturating_sub(now_ns())))
-        });
+        let until = |at: u64| Duration::from_nanos(at.saturating_sub(now_ns()));
+        let mut wait = window.next().map_or(TICK, |at| TICK.min(until(at)));
+        if let Some(due) = lines.next_due(shared) {
+            wait = wait.min(until(due));
+        }
         let received = done.recv_timeout(wait);
         window.pass(now_ns(), watching.on_window);
+        lines.pass(now_ns(), shared, watching.on_interval);
         match received {
             Ok(()) => {
                 finished += 1;
@@ -842,7 +946,7 @@ impl LoadArgs {
             warmup: self.warmup,
             timeout: self.timeout,
             threads: self.threads,
-            timeline: None,
+            every: self.every,
             reconnect_every: self.reconnect_every,
         })
     }
@@ -913,12 +1017,13 @@ fn report(
         targets: servers.iter().map(SocketAddr::to_string).collect(),
         registry: options.registry.as_ref().map(RegistryUrl::to_string),
         stopped_early,
+        every_seconds: None,
+        series: Vec::new(),
         per_target: if options.servers.len() == 1 {
             vec![TargetReport {
                 target: servers[0].to_string(),
                 requests: tally.answers,
                 latency_us: latency,
-                timeline: timeline_of(tally, 0),
             }]
         } else {
             servers
@@ -931,7 +1036,6 @@ fn report(
                         requests: share.map_or(0, |share| share.answers),
                         latency_us: share
                             .map_or_else(Percentiles::default, |share| percentiles(&share.latency)),
-                        timeline: timeline_of(tally, target),
                     }
                 })
                 .collect()
@@ -939,13 +1043,15 @@ fn report(
     }
 }
 
-/// Target `target`'s answers per interval, if a timeline was kept.
-fn timeline_of(tally: &Tally, target: usize) -> Vec<u64> {
-    tally
-        .timeline
-        .as_ref()
-        .and_then(|timeline| timeline.counts.get(target).cloned())
-        .unwrap_or_default()
+fn every(text: &str) -> Result<Duration, String> {
+    let every = parse_duration(text).map_err(|error| error.to_string())?;
+    if every < MIN_EVERY {
+        return Err(format!(
+            "must be at least {}",
+            zen_utils::duration::format_duration(MIN_EVERY)
+        ));
+    }
+    Ok(every)
 }
 
 fn pipeline_depth(text: &str) -> Result<usize, String> {

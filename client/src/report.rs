@@ -106,6 +106,82 @@ pub struct LoadReport {
     /// dead server among several shows here, not only at p99.9.
     #[serde(default)]
     pub per_target: Vec<TargetReport>,
+    /// `--every DUR`: the length of one interval of `series`, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every_seconds: Option<f64>,
+    /// `--every DUR`: the measured window, interval by interval, as the
+    /// lines printed during the run said it. Its answers add up to
+    /// `requests`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub series: Vec<Interval>,
+}
+
+/// One interval of a run's `--every` series.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Interval {
+    /// When it ends, seconds into the measured window.
+    pub end_seconds: f64,
+    /// Right answers received in it.
+    pub answers: u64,
+    /// Errors in it, of every kind.
+    pub errors: u64,
+    /// Questions asked again in it, their connection having failed.
+    pub reasked: u64,
+    /// The 99th percentile of its answers' latencies, in microseconds
+    /// (two significant digits); none without an answer.
+    pub p99_us: Option<f64>,
+    /// The same, for each target in `targets` order, when there are
+    /// several.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub per_target: Vec<IntervalShare>,
+}
+
+/// One target's share of an [`Interval`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IntervalShare {
+    /// `HOST:PORT`.
+    pub target: String,
+    /// Right answers from it.
+    pub answers: u64,
+    /// Errors on connections to it.
+    pub errors: u64,
+    /// Questions asked again on connections to it.
+    pub reasked: u64,
+    /// The 99th percentile of its answers' latencies, in microseconds.
+    pub p99_us: Option<f64>,
+}
+
+impl fmt::Display for Interval {
+    /// One line: `  1.2s  answers 3120  errors 0  re-asked 0  p99 410 µs`,
+    /// then each target's share when there are several.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p99 = |p99: Option<f64>| match p99 {
+            None => "–".to_owned(),
+            Some(us) if us < 1000.0 => format!("{us:.0} µs"),
+            Some(us) => format!("{:.1} ms", us / 1000.0),
+        };
+        write!(
+            f,
+            "{:6.1}s  answers {}  errors {}  re-asked {}  p99 {}",
+            self.end_seconds,
+            self.answers,
+            self.errors,
+            self.reasked,
+            p99(self.p99_us)
+        )?;
+        for share in &self.per_target {
+            write!(
+                f,
+                "  | {}: {} answers, {} errors, {} re-asked, p99 {}",
+                share.target,
+                share.answers,
+                share.errors,
+                share.reasked,
+                p99(share.p99_us)
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// One target's share of a load run.
@@ -118,10 +194,6 @@ pub struct TargetReport {
     /// Latency percentiles of those answers, in microseconds (two
     /// significant digits).
     pub latency_us: Percentiles,
-    /// Its answers per interval of the window, when the run kept a
-    /// timeline (a library option; none from the command line).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub timeline: Vec<u64>,
 }
 
 /// Latency percentiles, in microseconds.

@@ -831,12 +831,13 @@ fn short_connections_reconnect_every_three_questions() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Experiment 11 on its own: three srv-poll backends, one load per way,
-/// backend 2 killed and restarted mid-run. Every way ran (this machine has
-/// HAProxy and ZooKeeper), lost no answer, and saw the kill (an error or
-/// a question asked again); the table and the chart are written.
+/// Experiment 11 on its own: three srv-poll backends, one load per failure
+/// kind and way, backend 2 killed, frozen or stuck mid-run and recovered.
+/// Every pair ran (this machine has HAProxy and ZooKeeper), lost no
+/// answer, and saw the failure (an error or a question asked again); its
+/// series adds up to its answers; the table and the chart are written.
 #[test]
-fn survives_a_dead_server_three_ways_losing_nothing() {
+fn survives_a_failed_server_three_kinds_three_ways_losing_nothing() {
     let bin_dir = common::server_binaries(&["srv-poll"]);
     let out = std::env::temp_dir().join(format!("zen-compare-dead-{}", std::process::id()));
     let output = Command::new(env!("CARGO_BIN_EXE_client"))
@@ -858,13 +859,14 @@ fn survives_a_dead_server_three_ways_losing_nothing() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stdout}\n{stderr}");
     assert!(
-        stdout.contains("11. Three ways to survive a dead server"),
+        stdout.contains("11. Three ways to survive a failed server"),
         "{stdout}"
     );
     // Counted before it runs: one experiment, its backends' one model, a
-    // run per way.
+    // run per failure kind and way, and the registry's stuck one again
+    // without the health probe.
     assert!(
-        stderr.contains("client compare: 1 experiment, 1 server, 3 runs;"),
+        stderr.contains("client compare: 1 experiment, 1 server, 10 runs;"),
         "{stderr}"
     );
     let json = std::fs::read_to_string(out.join("results.json")).expect("results.json");
@@ -872,30 +874,51 @@ fn survives_a_dead_server_three_ways_losing_nothing() {
     assert_eq!(results["experiments"].as_array().unwrap().len(), 0);
     let dead = &results["dead_server"];
     assert_eq!(dead["model"], "srv-poll");
-    let ways = dead["ways"].as_array().unwrap();
-    let names: Vec<&str> = ways.iter().map(|w| w["way"].as_str().unwrap()).collect();
-    assert_eq!(names, ["servers", "haproxy", "registry"]);
-    for way in ways {
-        assert!(way["not_run"].is_null(), "{way}");
-        assert!(num(way, "answers") > 0.0, "{way}");
-        assert_eq!(num(way, "lost"), 0.0, "{way}");
+    let pairs = dead["pairs"].as_array().unwrap();
+    let names: Vec<String> = pairs
+        .iter()
+        .map(|p| format!("{} {} {}", p["kind"], p["way"], p["health_probe"]))
+        .collect();
+    let mut expected = Vec::new();
+    for way in ["servers", "haproxy", "registry"] {
+        for kind in ["dead", "frozen", "stuck"] {
+            expected.push(format!("\"{kind}\" \"{way}\" true"));
+        }
+    }
+    expected.push("\"stuck\" \"registry\" false".to_owned());
+    assert_eq!(names, expected);
+    for pair in pairs {
+        assert!(pair["not_run"].is_null(), "{pair}");
+        assert!(num(pair, "answers") > 0.0, "{pair}");
+        assert_eq!(num(pair, "lost"), 0.0, "{pair}");
         assert!(
-            num(way, "errors") + num(way, "reasked") > 0.0,
-            "the kill was seen: {way}"
+            num(pair, "errors") + num(pair, "reasked") > 0.0,
+            "the failure was seen: {pair}"
         );
-        let timeline = way["timeline"].as_array().unwrap();
-        let total: f64 = timeline.iter().map(|n| n.as_f64().unwrap()).sum();
+        let series = pair["series"].as_array().unwrap();
+        let total: f64 = series.iter().map(|n| n.as_f64().unwrap()).sum();
         assert_eq!(
             total,
-            num(way, "answers"),
-            "the chart adds up to the answers: {way}"
+            num(pair, "answers"),
+            "the chart adds up to the answers: {pair}"
         );
-        assert_eq!(way["per_backend"].as_array().unwrap().len(), 3, "{way}");
+        assert_eq!(pair["per_backend"].as_array().unwrap().len(), 3, "{pair}");
     }
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
-    assert!(report.contains("| HAProxy in front |"), "{report}");
+    assert!(report.contains("| frozen | HAProxy in front |"), "{report}");
+    assert!(
+        report.contains("| stuck | ZooKeeper registry, --health-interval 0 |"),
+        "{report}"
+    );
     let chart = std::fs::read_to_string(out.join("dead-server.svg")).unwrap();
-    assert!(chart.contains("backend 2 killed") && chart.contains("ZooKeeper registry"));
+    for panel in [
+        "killed (SIGKILL)",
+        "frozen (SIGSTOP)",
+        "stuck (serving threads stopped)",
+    ] {
+        assert!(chart.contains(panel), "{panel}");
+    }
+    assert!(chart.contains("ZooKeeper registry"));
     let _ = std::fs::remove_dir_all(&out);
 }
 

@@ -505,3 +505,71 @@ fn bad_flags_fail_without_a_panic() {
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
 }
+
+/// `--every`: the series' answers add up to the run's, and to what each
+/// server says it answered; a line per interval goes to stderr beside the
+/// JSON, with each server's share when there are two.
+#[test]
+fn every_series_adds_up_to_each_servers_own_count() {
+    let (one, two) = (srv_single(), srv_single());
+    let (a, b) = (one.addr().to_string(), two.addr().to_string());
+    let output = client(&[
+        "load", "--server", &a, "--server", &b, "-c", "2", "-n", "3000", "--every", "10ms",
+        "--json",
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    let report: Value = serde_json::from_slice(&output.stdout).expect("one JSON report");
+    assert_eq!(num(&report, "requests"), 3000.0);
+    assert_eq!(report["every_seconds"], 0.01);
+    let series = report["series"].as_array().unwrap();
+    let sum = |key: &str| -> f64 { series.iter().map(|i| num(i, key)).sum() };
+    assert_eq!(sum("answers"), 3000.0, "{report}");
+    assert_eq!((sum("errors"), sum("reasked")), (0.0, 0.0), "{report}");
+    let share_of = |target: &str| -> f64 {
+        series
+            .iter()
+            .flat_map(|i| i["per_target"].as_array().unwrap())
+            .filter(|share| share["target"] == target)
+            .map(|share| num(share, "answers"))
+            .sum()
+    };
+    let (answered_a, answered_b) = (one.stop().answered, two.stop().answered);
+    assert_eq!(answered_a + answered_b, 3000);
+    assert_eq!(share_of(&a), answered_a as f64);
+    assert_eq!(share_of(&b), answered_b as f64);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.contains("answers ")).collect();
+    assert_eq!(lines.len(), series.len(), "{stderr}");
+    assert!(lines[0].contains(&format!("| {a}: ")), "{stderr}");
+}
+
+/// Without `--json` the lines come on stdout, before the report.
+#[test]
+fn every_prints_its_lines_before_the_report() {
+    let server = srv_single();
+    let mut args = vec!["load".to_owned()];
+    args.extend(target(server.addr()));
+    args.extend(["-c", "1", "-n", "500", "--every", "10ms"].map(str::to_owned));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = client(&args);
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let first_line = stdout.lines().next().unwrap_or_default();
+    assert!(
+        first_line.contains("answers ") && first_line.contains("p99"),
+        "{stdout}"
+    );
+    let answered: u64 = stdout
+        .lines()
+        .filter_map(|l| {
+            l.split("answers ")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    assert_eq!(answered, 500, "{stdout}");
+    assert_eq!(server.stop().answered, 500);
+}

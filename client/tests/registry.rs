@@ -20,6 +20,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use zen_utils::components::stuck::StuckLoop;
 use zen_utils::protocol::answer;
 use zen_utils::testkit::binary::Running;
 use zen_utils::testkit::components::{free_port, zk, ZooKeeper};
@@ -668,4 +669,67 @@ fn bad_registry_credentials_are_refused_without_repeating_them() {
             assert!(!stderr.contains("secret"), "{stderr}");
         }
     }
+}
+
+#[test]
+fn a_stuck_server_leaves_the_registry_with_the_health_probe_and_stays_without() {
+    let zk = ZooKeeper::start();
+    let probed = registered(
+        &zk.url("/probed"),
+        &["--health-interval", "200ms", "--health-fails", "2"],
+    );
+    let unprobed = registered(&zk.url("/unprobed"), &["--health-interval", "0"]);
+    zk.wait_for_children("/probed", 1);
+    zk.wait_for_children("/unprobed", 1);
+
+    // Stuck: the serving thread stopped alone, the registry's thread (its
+    // session's heartbeat, its probe) running on.
+    let probed_stuck = StuckLoop::stop(probed.pid()).expect("ptrace the server");
+    let unprobed_stuck = StuckLoop::stop(unprobed.pid()).expect("ptrace the server");
+    zk.wait_for_children("/probed", 0);
+    // Stuck as long as the probed one took to leave, and longer: its
+    // session lives, so its znode stays.
+    assert_eq!(zk.children("/unprobed").len(), 1);
+    probed_stuck.resume().unwrap();
+    unprobed_stuck.resume().unwrap();
+    zk.wait_for_children("/probed", 1);
+    assert_eq!(zk.children("/unprobed").len(), 1);
+
+    // Back, and answering through the registry.
+    let asked = common::client(&["ask", "--registry", &zk.url("/probed")]);
+    assert_eq!(asked.status.code(), Some(0), "{asked:?}");
+    let (_, log) = probed.terminate();
+    let left =
+        log.find("not answering its own question (2 times 200ms in a row): left the registry");
+    let again = log.find("answering its own question again: registering again");
+    assert!(left.is_some() && left < again, "{log}");
+    let (_, log) = unprobed.terminate();
+    assert!(!log.contains("not answering"), "{log}");
+}
+
+/// A server whose every question blocks its loop (`--work block:DUR`):
+/// the probe's own question does, so the server leaves the registry, and
+/// registers again once that question's answer comes, late.
+#[test]
+fn a_server_blocked_on_its_probes_question_leaves_and_comes_back_with_the_answer() {
+    let zk = ZooKeeper::start();
+    let url = zk.url("/blocked");
+    let blocked = registered(
+        &url,
+        &[
+            "--work",
+            "block:1500ms",
+            "--health-interval",
+            "200ms",
+            "--health-fails",
+            "2",
+        ],
+    );
+    zk.wait_for_children("/blocked", 1);
+    zk.wait_for_children("/blocked", 0);
+    zk.wait_for_children("/blocked", 1);
+    let (_, log) = blocked.terminate();
+    let left = log.find("left the registry");
+    let again = log.find("answering its own question again");
+    assert!(left.is_some() && left < again, "{log}");
 }

@@ -5,6 +5,8 @@
 //! `client compare` and the tests start them; the `wait_for_*` helpers,
 //! which panic, are the tests'.
 
+pub mod stuck;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;

@@ -160,6 +160,19 @@ pub struct ServerArgs {
         help_heading = "Found through a registry"
     )]
     pub registry_auth: Option<crate::deploy::registry::RegistryAuth>,
+
+    /// With --register: how often the server asks itself a question over
+    /// loopback, each ask bounded by it; 0 turns the probe off
+    #[arg(long, value_name = "DUR", default_value = "1s", value_parser = parse_duration,
+          help_heading = "Found through a registry")]
+    pub health_interval: Duration,
+
+    /// With --register: the misses in a row after which the server leaves
+    /// the registry (it registers again once it answers)
+    #[arg(long, value_name = "N", default_value_t = 2,
+          value_parser = clap::value_parser!(u32).range(1..=1000),
+          help_heading = "Found through a registry")]
+    pub health_fails: u32,
 }
 
 /// What a server needs to know besides its listener: the parsed limits.

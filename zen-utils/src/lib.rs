@@ -18,6 +18,8 @@
 //! - [`config`] and [`duration`]: the shared flags, and `DUR`.
 //! - `components` (feature `components`): private ZooKeeper and HAProxy
 //!   instances, for `client compare` and the tests; no server links it.
+//!   Within it, `stuck`: a server's serving threads stopped, its registry's
+//!   left running.
 //! - `testkit` (feature `testkit`): the one conformance suite, stamped out
 //!   in each server crate by `conformance_suite!`.
 //!

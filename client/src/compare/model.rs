@@ -34,7 +34,7 @@ pub(crate) struct Results {
     pub(crate) experiments: Vec<ExperimentResult>,
     /// One client's round trip, from experiment 1, if it ran.
     pub(crate) round_trip: Option<RoundTrip>,
-    /// Experiment 11, three ways to survive a dead server, if it ran.
+    /// Experiment 11, three ways to survive a failed server, if it ran.
     pub(crate) dead_server: Option<DeadServerResult>,
     /// Experiment 12, servers that ask servers, if it ran.
     pub(crate) ask_peers: Option<ServersAskServersResult>,
@@ -250,7 +250,56 @@ impl Way {
     }
 }
 
-/// Experiment 11, three ways to survive a dead server: a row per way.
+/// How a backend fails in experiment 11.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Kind {
+    /// SIGKILL: its connections reset at once.
+    Dead,
+    /// SIGSTOP for a while, then SIGCONT.
+    Frozen,
+    /// Every thread stopped but its registry's: heartbeating, not answering.
+    Stuck,
+}
+
+impl Kind {
+    pub(crate) const ALL: [Self; 3] = [Self::Dead, Self::Frozen, Self::Stuck];
+
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Self::Dead => "dead",
+            Self::Frozen => "frozen",
+            Self::Stuck => "stuck",
+        }
+    }
+
+    /// What is done to the backend, and what undoes it.
+    pub(crate) fn how(self) -> (&'static str, &'static str) {
+        match self {
+            Self::Dead => ("killed (SIGKILL)", "started again"),
+            Self::Frozen => ("frozen (SIGSTOP)", "thawed (SIGCONT)"),
+            Self::Stuck => ("stuck (serving threads stopped)", "let go"),
+        }
+    }
+}
+
+/// The settings experiment 11's figures follow from.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub(crate) struct FailoverSettings {
+    /// The client's `--timeout`.
+    pub(crate) timeout_ms: u64,
+    /// HAProxy's `inter` and `fall`.
+    pub(crate) haproxy_inter_ms: u64,
+    pub(crate) haproxy_fall: u64,
+    /// The servers' ZooKeeper session timeout.
+    pub(crate) session_timeout_ms: u64,
+    /// The servers' `--health-interval` and `--health-fails`.
+    pub(crate) health_interval_ms: u64,
+    pub(crate) health_fails: u64,
+}
+
+/// Experiment 11, three ways to survive a failed server: a row per
+/// failure kind and way.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct DeadServerResult {
     pub(crate) number: usize,
@@ -259,54 +308,81 @@ pub(crate) struct DeadServerResult {
     pub(crate) lesson: &'static str,
     /// The backends' binary.
     pub(crate) model: String,
+    /// Each run's length.
     pub(crate) seconds: f64,
-    pub(crate) kill_at_seconds: f64,
-    pub(crate) restart_at_seconds: f64,
+    /// When backend 2 fails, and when that is undone, seconds into a run.
+    pub(crate) fail_at_seconds: f64,
+    pub(crate) recover_at_seconds: f64,
     pub(crate) interval_ms: u64,
-    pub(crate) ways: Vec<WayResult>,
+    pub(crate) settings: FailoverSettings,
+    pub(crate) pairs: Vec<FailoverRun>,
     /// What the lesson says the table shows, judged on it.
     pub(crate) checks: Vec<CheckResult>,
 }
 
-/// One way's run.
+/// One failure kind met one way.
 #[derive(Debug, Clone, Serialize)]
-pub(crate) struct WayResult {
+pub(crate) struct FailoverRun {
+    pub(crate) kind: Kind,
     pub(crate) way: Way,
+    /// The servers' health probe was on (`--health-interval`); the
+    /// registry's stuck pair also runs once without it.
+    pub(crate) health_probe: bool,
     /// `None` when it ran; why not, when it did not ("not run: install
     /// haproxy") or failed.
     pub(crate) not_run: Option<String>,
     pub(crate) answers: u64,
-    /// Questions that got a wrong or an error answer, or none: must be 0.
+    /// Questions that got a wrong or an error answer: must be 0 (a broken
+    /// or timed-out connection's questions are asked again).
     pub(crate) lost: u64,
-    /// Errors the client saw (refused connects, resets, closes...).
+    /// Errors the client saw (refused connects, resets, timeouts...).
     pub(crate) errors: u64,
-    /// Questions asked again after their connection broke.
+    /// Questions asked again after their connection broke or timed out.
     pub(crate) reasked: u64,
-    /// From the kill until the rate was back to 90% of what it was before.
+    /// From the failure until the client first saw an error (a reset, a
+    /// refused connect, a timeout): when this way made it notice.
+    pub(crate) noticed_after_ms: Option<f64>,
+    /// From the failure until the rate was back to 90% of what it was.
     pub(crate) recovered_after_ms: Option<f64>,
-    /// From the restart until the restarted backend answered again.
+    /// From the recovery until the failed backend answered again.
     pub(crate) back_after_ms: Option<f64>,
-    /// Each backend's answers, from its own summary (backend 2: its
-    /// second life only; the killed one reports nothing).
+    /// The registry way: from the failure until the backend's znode was
+    /// gone (none: it stayed while it failed).
+    pub(crate) left_registry_after_ms: Option<f64>,
+    /// Each backend's answers, from its own summary (a killed one reports
+    /// nothing: backend 2 then counts its second life only).
     pub(crate) per_backend: Vec<Option<u64>>,
-    /// Answers per `interval_ms` of the run.
-    pub(crate) timeline: Vec<u64>,
+    /// Answers per `interval_ms` of the run, as `client load --every` counts them.
+    pub(crate) series: Vec<u64>,
 }
 
-impl WayResult {
-    /// A way that did not run, and why.
-    pub(crate) fn not_run(way: Way, why: String) -> Self {
+impl FailoverRun {
+    /// A pair that did not run, and why.
+    pub(crate) fn not_run(kind: Kind, way: Way, health_probe: bool, why: String) -> Self {
         Self {
+            kind,
             way,
+            health_probe,
             not_run: Some(why),
             answers: 0,
             lost: 0,
             errors: 0,
             reasked: 0,
+            noticed_after_ms: None,
             recovered_after_ms: None,
             back_after_ms: None,
+            left_registry_after_ms: None,
             per_backend: Vec::new(),
-            timeline: Vec::new(),
+            series: Vec::new(),
+        }
+    }
+
+    /// Its row's name: the way, and the probe when it is off.
+    pub(crate) fn label(&self) -> String {
+        if self.health_probe || self.way != Way::Registry {
+            self.way.label().to_owned()
+        } else {
+            format!("{}, --health-interval 0", self.way.label())
         }
     }
 }

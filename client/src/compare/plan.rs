@@ -159,7 +159,7 @@ impl Plan {
     /// The runs of an experiment run apart.
     pub(crate) fn runs_apart(&self, apart: Apart) -> usize {
         match apart {
-            Apart::DeadServer { .. } => dead_server::WAYS,
+            Apart::DeadServer { .. } => dead_server::pairs().len(),
             Apart::ServersAskServers => self.pairs().count(),
         }
     }
@@ -298,7 +298,7 @@ mod tests {
         let dead = plan_of(Vec::new(), vec![Apart::DeadServer { model: "srv-poll" }]);
         assert_eq!(
             dead.summary(),
-            "client compare: 1 experiment, 1 server, 3 runs; servers from /bin"
+            "client compare: 1 experiment, 1 server, 10 runs; servers from /bin"
         );
         // srv-single, the pool, per-conn, srv-poll, srv-async, both
         // srv-hybrids and srv-uring: a pair each.
@@ -312,11 +312,12 @@ mod tests {
             .filter(|experiment| experiment.key == "one-client")
             .collect();
         // One client: the eight above and srv-poll on raw epoll, then
-        // experiment 11's three ways.
+        // experiment 11's three kinds × three ways and its stuck registry
+        // pair without the health probe.
         let both = plan_of(one_client, vec![Apart::DeadServer { model: "srv-poll" }]);
         assert_eq!(
             both.summary(),
-            "client compare: 2 experiments, 9 servers, 12 runs; servers from /bin"
+            "client compare: 2 experiments, 9 servers, 19 runs; servers from /bin"
         );
     }
 }

@@ -146,14 +146,15 @@ fn run_apart(
 ) {
     match experiment {
         Apart::DeadServer { model } => {
-            let duration = plan::dead_server::duration(plan.quick);
+            let timing = plan::dead_server::timing(plan.quick);
             progress.say(&format!(
-                "client compare: {} with {model} backends, {:.0} s each way",
+                "client compare: {} with {model} backends, {} runs of {:.1} s",
                 plan::dead_server::TITLE,
-                duration.as_secs_f64()
+                plan::dead_server::pairs().len(),
+                timing.seconds.as_secs_f64()
             ));
             let bin = plan.bin_dir.join(model);
-            results.dead_server = Some(dead_server::run(&bin, duration, interrupted));
+            results.dead_server = Some(dead_server::run(&bin, timing, interrupted));
         }
         Apart::ServersAskServers => {
             let duration = plan::servers_ask_servers::duration(plan.quick);

@@ -1,11 +1,14 @@
 //! What one load thread counts: latency histograms, errors by kind,
 //! reconnects. Each thread has its own, so counting costs no
-//! synchronisation; they are merged once, at the end.
+//! synchronisation; they are merged once, at the end. Only `--every`'s
+//! series is shared with the main thread, behind a mutex it takes once an
+//! interval.
 
 use std::io;
 
 use hdrhistogram::Histogram;
 
+use super::series;
 use crate::report::{ErrorCounts, Percentiles};
 
 /// The longest latency a histogram holds; longer ones are recorded as
@@ -71,51 +74,9 @@ pub(crate) struct Tally {
     /// Each target's answers and latencies, by target number; grown by
     /// [`Tally::track`] as connections go to new targets.
     pub(crate) per_target: Vec<TargetTally>,
-    /// Answers per interval of the window, by target (`timeline`).
-    pub(crate) timeline: Option<Timeline>,
-}
-
-/// Answers per interval of the measured window, by target: what a chart
-/// of the run over time is drawn from (`client compare`'s dead server).
-#[derive(Debug, Clone)]
-pub(crate) struct Timeline {
-    /// The window's start (monotonic nanoseconds).
-    pub(crate) origin: u64,
-    /// One interval, nanoseconds.
-    pub(crate) interval: u64,
-    /// `counts[target][i]`: answers from `target` in interval `i`.
-    pub(crate) counts: Vec<Vec<u64>>,
-}
-
-impl Timeline {
-    fn count(&mut self, target: usize, now: u64) {
-        let i = (now.saturating_sub(self.origin) / self.interval) as usize;
-        if self.counts.len() <= target {
-            self.counts.resize(target + 1, Vec::new());
-        }
-        let row = &mut self.counts[target];
-        if row.len() <= i {
-            row.resize(i + 1, 0);
-        }
-        row[i] += 1;
-    }
-
-    fn merge(&mut self, other: &Self) {
-        for (target, row) in other.counts.iter().enumerate() {
-            for (i, n) in row.iter().enumerate() {
-                if *n > 0 {
-                    if self.counts.len() <= target {
-                        self.counts.resize(target + 1, Vec::new());
-                    }
-                    let mine = &mut self.counts[target];
-                    if mine.len() <= i {
-                        mine.resize(i + 1, 0);
-                    }
-                    mine[i] += n;
-                }
-            }
-        }
-    }
+    /// `--every`: counts per interval of the window, by target, shared
+    /// with the main thread (see `series.rs`).
+    pub(crate) series: Option<series::Shared>,
 }
 
 /// One target's share of a thread's counts.
@@ -142,18 +103,13 @@ impl Tally {
             last_answer: 0,
             by_target,
             per_target: Vec::new(),
-            timeline: None,
+            series: None,
         }
     }
 
-    /// Counts answers per `interval` of the window that opens at `origin`
-    /// from now on.
-    pub(crate) fn keep_timeline(&mut self, origin: u64, interval: u64) {
-        self.timeline = Some(Timeline {
-            origin,
-            interval: interval.max(1),
-            counts: Vec::new(),
-        });
+    /// Counts into `series` (`--every`) from now on.
+    pub(crate) fn keep_series(&mut self, series: series::Shared) {
+        self.series = Some(series);
     }
 
     /// Makes room for target `target`'s figures: called as a connection
@@ -190,15 +146,19 @@ impl Tally {
             let from = if open_loop { intended } else { sent };
             share.latency.saturating_record(now.saturating_sub(from));
         }
-        if let Some(timeline) = &mut self.timeline {
-            timeline.count(target, now);
+        if let Some(series) = &self.series {
+            let from = if open_loop { intended } else { sent };
+            lock(series).answer(target, now, now.saturating_sub(from));
         }
         self.answers += 1;
         self.last_answer = now;
     }
 
-    /// Counts one error.
-    pub(crate) fn error(&mut self, failure: Failure) {
+    /// Counts one error, on a connection to `target`, at `now`.
+    pub(crate) fn error(&mut self, failure: Failure, target: usize, now: u64) {
+        if let Some(series) = &self.series {
+            lock(series).error(target, now);
+        }
         let errors = &mut self.errors;
         let count = match failure {
             Failure::WrongAnswer => &mut errors.wrong_answer,
@@ -213,7 +173,17 @@ impl Tally {
         *count += 1;
     }
 
-    /// Adds another thread's counts to these.
+    /// Counts `n` questions asked again, on a connection to `target`, at
+    /// `now`.
+    pub(crate) fn reask(&mut self, n: u64, target: usize, now: u64) {
+        self.reasked += n;
+        if let Some(series) = &self.series {
+            lock(series).reasked(target, now, n);
+        }
+    }
+
+    /// Adds another thread's counts to these (not its series: each
+    /// thread's is read where it is shared).
     pub(crate) fn merge(&mut self, other: &Self) {
         // Both have the same bounds, so adding cannot fail.
         let _ = self.latency.add(&other.latency);
@@ -231,12 +201,13 @@ impl Tally {
             mine.answers += theirs.answers;
             let _ = mine.latency.add(&theirs.latency);
         }
-        match (&mut self.timeline, &other.timeline) {
-            (Some(mine), Some(theirs)) => mine.merge(theirs),
-            (None, Some(theirs)) => self.timeline = Some(theirs.clone()),
-            _ => {}
-        }
     }
+}
+
+/// Locks a thread's series; counts left by a thread that panicked are
+/// still counts.
+fn lock(series: &series::Shared) -> std::sync::MutexGuard<'_, series::Series> {
+    series.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The percentiles of a histogram of nanoseconds, in microseconds.

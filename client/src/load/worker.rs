@@ -80,8 +80,8 @@ pub(crate) struct Shared {
     pub(crate) picker: Picker,
     /// Set by the main thread to end the run early.
     pub(crate) stop: AtomicBool,
-    /// Count answers per this many nanoseconds of the window, by target.
-    pub(crate) timeline: Option<u64>,
+    /// `--every`: count per this many nanoseconds of the window, by target.
+    pub(crate) every: Option<u64>,
 }
 
 impl Shared {
@@ -204,6 +204,7 @@ impl Worker {
         conns: Vec<Conn>,
         by_target: bool,
         progress: Arc<Progress>,
+        series: Option<super::series::Shared>,
     ) -> io::Result<Self> {
         let poller = crate::event_loop::poller(EVENTS)?;
         let timer = match shared.rate {
@@ -219,8 +220,8 @@ impl Worker {
         for conn in &conns {
             tally.track(conn.target);
         }
-        if let Some(interval) = shared.timeline {
-            tally.keep_timeline(shared.measure_start, interval);
+        if let Some(series) = series {
+            tally.keep_series(series);
         }
         Ok(Self {
             shared,
@@ -458,12 +459,16 @@ impl Worker {
                 // every answer), then a new connection.
                 Verdict::Wrong if workload.wrong_loses_framing() => {
                     if counted {
-                        self.tally.error(Failure::WrongAnswer);
+                        self.tally.error(Failure::WrongAnswer, conn.target, now);
                     }
                     return Err(Broken::Counted);
                 }
-                Verdict::Wrong if counted => self.tally.error(Failure::WrongAnswer),
-                Verdict::ErrorAnswer if counted => self.tally.error(Failure::ErrorAnswer),
+                Verdict::Wrong if counted => {
+                    self.tally.error(Failure::WrongAnswer, conn.target, now);
+                }
+                Verdict::ErrorAnswer if counted => {
+                    self.tally.error(Failure::ErrorAnswer, conn.target, now);
+                }
                 Verdict::Wrong | Verdict::ErrorAnswer => {}
             }
         }
@@ -598,7 +603,7 @@ impl Worker {
             }
             Some(budget) if now >= self.shared.measure_start => {
                 let claim = budget.claim(count);
-                self.tally.reasked += claim.again;
+                self.tally.reask(claim.again, self.conns[i].target, now);
                 claim.taken
             }
             _ => count,
@@ -627,7 +632,8 @@ impl Worker {
         }
         let claim = budget.claim(usize::try_from(wanted).unwrap_or(usize::MAX));
         conn.reserved += claim.taken as u64;
-        self.tally.reasked += claim.again;
+        let target = conn.target;
+        self.tally.reask(claim.again, target, now);
     }
 
     /// Writes connection `i`'s unsent questions: one `write` of one slice.
@@ -692,7 +698,7 @@ impl Worker {
     /// that stays down keeps none of them.
     fn fail(&mut self, i: usize, failure: Failure, now: u64) {
         if self.shared.in_window(now) {
-            self.tally.error(failure);
+            self.tally.error(failure, self.conns[i].target, now);
         }
         // Nobody listens there, or nobody answers: no new connection goes
         // there for a timeout's time, while another server can be picked.
@@ -965,7 +971,8 @@ impl Worker {
             // With -d the questions of the connection before are still in
             // its ring (with -n they went back to the budget, and are
             // counted as they are taken again).
-            self.tally.reasked += conn.inflight.len() as u64;
+            let (again, target) = (conn.inflight.len() as u64, conn.target);
+            self.tally.reask(again, target, now);
         }
         conn.phase = Phase::Open;
         conn.writing = false;

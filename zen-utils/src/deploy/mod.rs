@@ -6,7 +6,10 @@
 //! - [`supervisor`]: `--processes N`, pre-forked workers sharing the
 //!   listener.
 //! - [`registry`]: ZooKeeper: a server's registration, a client's watcher.
+//! - [`health`]: a registered server's probe of itself, which takes it
+//!   out of the registry while it answers nothing.
 
+pub mod health;
 pub mod registry;
 pub mod server;
 pub mod started;

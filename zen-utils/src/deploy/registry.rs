@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use zookeeper_client as zk;
 
+use crate::deploy::health::{Health, Probe};
 use crate::Shutdown;
 
 /// How long a ZooKeeper session outlives its holder: a killed server's
@@ -41,6 +42,9 @@ const WARNING_INTERVAL: Duration = Duration::from_secs(60);
 /// How long a server waits for its znode's deletion at shutdown before it
 /// stops accepting anyway.
 pub const DEREGISTER_PATIENCE: Duration = Duration::from_secs(1);
+
+/// The name of the registry's threads.
+pub const REGISTRY_THREAD: &str = "registry";
 
 /// `zk://HOST:PORT[,HOST:PORT...]/PATH`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -265,7 +269,10 @@ fn acls(auth: Option<&RegistryAuth>) -> zk::Acls<'static> {
 
 /// Runs `future` on a fresh current-thread runtime: the registry's thread.
 fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    // Its helper threads (a blocking lookup) are named as it is, so that
+    // a server stopped but for its registry (`stuck`) keeps them too.
     tokio::runtime::Builder::new_current_thread()
+        .thread_name(REGISTRY_THREAD)
         .enable_all()
         .build()
         .expect("a tokio runtime for the registry")
@@ -332,13 +339,15 @@ pub struct Registration {
 impl Registration {
     /// Registers `entry` under `url` from now on, again after every lost
     /// session, until `leave` is triggered: then deletes the znode and
-    /// stops. Never fails: ZooKeeper being away is only warned about.
+    /// stops. With `health`, the znode is kept only while the server
+    /// answers its own question (see [`Health`]). Never fails: ZooKeeper being away is only warned about.
     /// With `auth`, the znode and the path made for it carry a
     /// creator-only write ACL (see [`RegistryAuth`]).
     pub fn start(
         url: RegistryUrl,
         entry: Entry,
         auth: Option<RegistryAuth>,
+        health: Option<Health>,
         leave: Shutdown,
     ) -> Self {
         let gone = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
@@ -347,9 +356,17 @@ impl Registration {
         // the deletion to it: the trigger runs them in that order.
         let leaving = leave_signal(&leave);
         let spawned = thread::Builder::new()
-            .name("registry".to_owned())
+            .name(REGISTRY_THREAD.to_owned())
             .spawn(move || {
-                block_on(register(&url, &entry, auth.as_ref(), &leave, &leaving));
+                let probe = health.map(Probe::new);
+                block_on(register(
+                    &url,
+                    &entry,
+                    auth.as_ref(),
+                    probe,
+                    &leaving,
+                    &leave,
+                ));
                 let (lock, changed) = &*done;
                 *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
                 changed.notify_all();
@@ -374,30 +391,41 @@ impl Registration {
 }
 
 /// The registration loop: connect, make the znode, keep it until the
-/// session is lost (then again) or `leave` (then delete it).
+/// session is lost (then again), the health probe misses `fails` answers
+/// in a row (then delete it, and make it again once answers come back), or
+/// `leave` (then delete it).
 async fn register(
     url: &RegistryUrl,
     entry: &Entry,
     auth: Option<&RegistryAuth>,
-    leave: &Shutdown,
+    mut probe: Option<Probe>,
     leaving: &LeaveSignal,
+    leave: &Shutdown,
 ) {
     let data = serde_json::to_vec(entry).expect("an entry serializes");
     let mut warnings = Warnings { last: None };
     let mut announced = false;
     let mut checked_path = false;
+    let mut answering = true;
     while !leave.is_triggered() {
+        if !answering {
+            // No session is made for a server that answers nothing.
+            tokio::select! {
+                () = answer_again(probe.as_mut()) => {
+                    answering = true;
+                    tracing::info!("answering its own question again: registering again in {url}");
+                }
+                () = leaving.notified() => return,
+            }
+        }
         let attempt = async {
             let client = connect(&url.hosts, auth).await?;
             let directory = zk::CreateMode::Persistent.with_acls(acls(auth));
             timed(client.mkdir(&url.path, &directory)).await?;
-            let ephemeral = zk::CreateMode::EphemeralSequential.with_acls(acls(auth));
-            let prefix = format!("{}/server-", url.path);
-            let (_, sequence) = timed(client.create(&prefix, &data, &ephemeral)).await?;
-            Ok::<_, String>((client, format!("{prefix}{sequence}")))
+            Ok::<_, String>(client)
         };
-        let (client, znode) = match attempt.await {
-            Ok(made) => made,
+        let client = match attempt.await {
+            Ok(client) => client,
             Err(error) => {
                 warnings.warn(format_args!(
                     "cannot register in {url}: {error}; serving anyway, and trying again"
@@ -412,13 +440,6 @@ async fn register(
             checked_path = true;
             warn_if_anyone_may_add(&client, url).await;
         }
-        if announced {
-            tracing::info!("registered again in {url} as {znode}");
-        } else {
-            tracing::info!("registered in {url} as {znode}");
-            announced = true;
-        }
-        warnings.last = None;
         let mut state = client.state_watcher();
         let lost = async {
             loop {
@@ -427,20 +448,90 @@ async fn register(
                 }
             }
         };
-        tokio::select! {
-            () = lost => {
-                warnings.warn(format_args!("lost the registry session in {url}: registering again"));
-            }
-            () = leaving.notified() => {
-                match timed(client.delete(&znode, None)).await {
-                    Ok(()) => tracing::info!("left the registry {url} ({znode} deleted)"),
-                    Err(error) => tracing::warn!(
-                        "warning: cannot delete {znode} from {url}: {error}; it goes when the session expires"
-                    ),
+        tokio::pin!(lost);
+        // One session, in which the znode may come and go with the answers.
+        loop {
+            if !answering {
+                tokio::select! {
+                    () = &mut lost => break,
+                    () = answer_again(probe.as_mut()) => {
+                        answering = true;
+                        tracing::info!("answering its own question again: registering again in {url}");
+                    }
+                    () = leaving.notified() => return,
                 }
-                return;
+            }
+            let ephemeral = zk::CreateMode::EphemeralSequential.with_acls(acls(auth));
+            let prefix = format!("{}/server-", url.path);
+            let znode = match timed(client.create(&prefix, &data, &ephemeral)).await {
+                Ok((_, sequence)) => format!("{prefix}{sequence}"),
+                Err(error) => {
+                    warnings.warn(format_args!(
+                        "cannot register in {url}: {error}; serving anyway, and trying again"
+                    ));
+                    break;
+                }
+            };
+            if announced {
+                tracing::info!("registered again in {url} as {znode}");
+            } else {
+                tracing::info!("registered in {url} as {znode}");
+                announced = true;
+            }
+            warnings.last = None;
+            tokio::select! {
+                () = &mut lost => {
+                    warnings.warn(format_args!("lost the registry session in {url}: registering again"));
+                    break;
+                }
+                () = stop_answering(probe.as_mut()) => {
+                    answering = false;
+                    let health = probe.as_ref().map(|probe| probe.health().clone());
+                    let (fails, interval) = health
+                        .map(|health| (health.fails, health.interval))
+                        .unwrap_or_default();
+                    match timed(client.delete(&znode, None)).await {
+                        Ok(()) => tracing::warn!(
+                            "warning: not answering its own question ({fails} times {} in a row): \
+                             left the registry {url} ({znode} deleted)",
+                            crate::duration::format_duration(interval)
+                        ),
+                        Err(error) => {
+                            tracing::warn!(
+                                "warning: not answering its own question, and cannot delete {znode} \
+                                 from {url}: {error}; trying again"
+                            );
+                            break;
+                        }
+                    }
+                }
+                () = leaving.notified() => {
+                    match timed(client.delete(&znode, None)).await {
+                        Ok(()) => tracing::info!("left the registry {url} ({znode} deleted)"),
+                        Err(error) => tracing::warn!(
+                            "warning: cannot delete {znode} from {url}: {error}; it goes when the session expires"
+                        ),
+                    }
+                    return;
+                }
             }
         }
+    }
+}
+
+/// Returns once the probe has missed `--health-fails` answers in a row;
+/// never without a probe.
+async fn stop_answering(probe: Option<&mut Probe>) {
+    match probe {
+        Some(probe) => probe.until_misses().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Returns once the probe has an answer again (at once without a probe).
+async fn answer_again(probe: Option<&mut Probe>) {
+    if let Some(probe) = probe {
+        probe.until_answer().await;
     }
 }
 
@@ -549,7 +640,7 @@ impl Watcher {
         let stop = Arc::new(tokio::sync::Notify::new());
         let stopped = Arc::clone(&stop);
         thread::Builder::new()
-            .name("registry".to_owned())
+            .name(REGISTRY_THREAD.to_owned())
             .spawn(move || {
                 block_on(async {
                     tokio::select! {

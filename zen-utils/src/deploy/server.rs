@@ -11,6 +11,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+use crate::deploy::health::Health;
 use crate::deploy::registry::{
     Entry, Registration, RegistryAuth, RegistryUrl, DEREGISTER_PATIENCE,
 };
@@ -159,7 +160,7 @@ struct Here<'a> {
     args: &'a ServerArgs,
     config: &'a Config,
     addr: SocketAddr,
-    registry: Option<(RegistryUrl, Entry, Option<RegistryAuth>)>,
+    registry: Option<Registering>,
 }
 
 /// Prepares, announces and serves `listener` in this process.
@@ -242,13 +243,22 @@ fn bind(args: &ServerArgs, reuse_port: bool) -> io::Result<TcpListener> {
     args.bind(reuse_port).map_err(io::Error::other)
 }
 
+/// What `--register` registers, where, as whom, and how the server's
+/// health is probed.
+struct Registering {
+    url: RegistryUrl,
+    entry: Entry,
+    auth: Option<RegistryAuth>,
+    health: Option<Health>,
+}
+
 /// What `--register` registers, if given (a supervisor's workers leave it
 /// to their supervisor: the service is one address).
 fn registry_entry(
     name: &str,
     args: &ServerArgs,
     bound: SocketAddr,
-) -> io::Result<Option<(RegistryUrl, Entry, Option<RegistryAuth>)>> {
+) -> io::Result<Option<Registering>> {
     let Some(url) = args.register.clone() else {
         return Ok(None);
     };
@@ -267,7 +277,18 @@ fn registry_entry(
         port: advertised.port(),
         model: name.to_owned(),
     };
-    Ok(Some((url, entry, args.registry_auth.clone())))
+    let health = Health::of(
+        bound,
+        args.table_part,
+        args.health_interval,
+        args.health_fails,
+    );
+    Ok(Some(Registering {
+        url,
+        entry,
+        auth: args.registry_auth.clone(),
+        health,
+    }))
 }
 
 /// Installs the signal handlers, prints `listening on` (not under
@@ -283,7 +304,7 @@ fn announce(
     addr: SocketAddr,
     inetd: bool,
     config: &Config,
-    registry: Option<(RegistryUrl, Entry, Option<RegistryAuth>)>,
+    registry: Option<Registering>,
 ) -> io::Result<Shutdown> {
     // The signal handlers come before the line: a tool that reads it may
     // send SIGTERM at once, and must get a graceful shutdown, not a death
@@ -305,8 +326,14 @@ fn announce(
     }
     started::notify_ready();
     tracing::info!("{name}: serving on {addr} ({config})");
-    if let Some((url, entry, auth)) = registry {
-        let registration = Registration::start(url, entry, auth, signals.clone());
+    if let Some(registering) = registry {
+        let Registering {
+            url,
+            entry,
+            auth,
+            health,
+        } = registering;
+        let registration = Registration::start(url, entry, auth, health, signals.clone());
         let server = shutdown.clone();
         let name = name.to_owned();
         signals.on_trigger(move || {

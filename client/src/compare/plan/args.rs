@@ -12,8 +12,8 @@ use crate::flags::{positive, positive_duration};
 #[derive(Args, Debug)]
 pub(crate) struct CompareArgs {
     /// Shorter runs (0.3 s each, 2,000 idle connections for C10K): about a
-    /// minute in all on 2 cores. Without it, 2 s runs and 10,000 idle
-    /// connections: about four and a half minutes
+    /// minute and a half in all on 2 cores. Without it, 2 s runs and 10,000
+    /// idle connections: about five and a half minutes
     #[arg(long)]
     pub(crate) quick: bool,
 

@@ -7,7 +7,7 @@
 use super::charts::DEAD_SERVER_CHART;
 use super::tables::checks_list;
 use crate::compare::format::{group_digits, micros};
-use crate::compare::model::{CheckResult, DeadServerResult, Results, ServersAskServersResult};
+use crate::compare::model::{CheckResult, DeadServerResult, Results, ServersAskServersResult, Way};
 use crate::compare::plan::servers_ask_servers::CLIENTS;
 
 /// An experiment run apart, as the report shows it.
@@ -34,7 +34,10 @@ pub(crate) fn sections(results: &Results) -> Vec<Section<'_>> {
             lesson: dead.lesson,
             table: dead_server_table(dead),
             checks: &dead.checks,
-            chart: Some((DEAD_SERVER_CHART, "answers per 100 ms")),
+            chart: Some((
+                DEAD_SERVER_CHART,
+                "answers per 100 ms, a panel per failure kind",
+            )),
         });
     }
     if let Some(peers) = &results.ask_peers {
@@ -87,35 +90,54 @@ impl Section<'_> {
     }
 }
 
-/// Experiment 11's table, as Markdown.
+/// Experiment 11's table, as Markdown: a row per failure kind and way.
 pub(crate) fn dead_server_table(result: &DeadServerResult) -> String {
     let mut out = format!(
-        "| way ({} ×3, {:.0} s, killed at {:.1} s, back at {:.1} s) | answers | lost | errors seen | re-asked | rate back after | restarted one back after | answers per backend |\n|---|---|---|---|---|---|---|---|\n",
-        result.model, result.seconds, result.kill_at_seconds, result.restart_at_seconds
+        "| backend 2 ({} ×3, {:.1} s runs, failing at {:.1} s, recovering at {:.1} s) | way | answers | lost | errors seen | re-asked | noticed after | rate back to 90% after | serving again after | left the registry after | answers per backend |\n|---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|\n",
+        result.model, result.seconds, result.fail_at_seconds, result.recover_at_seconds
     );
-    for way in &result.ways {
-        if let Some(why) = &way.not_run {
-            out += &format!("| {} | {why} | | | | | | |\n", way.way.label());
+    for pair in &result.pairs {
+        let kind = pair.kind.label();
+        if let Some(why) = &pair.not_run {
+            out += &format!("| {kind} | {} | {why} | | | | | | | | |\n", pair.label());
             continue;
         }
         let ms = |v: Option<f64>| v.map_or("–".to_owned(), |ms| format!("{ms:.0} ms"));
-        let backends: Vec<String> = way
+        let left = match pair.way {
+            Way::Registry => pair
+                .left_registry_after_ms
+                .map_or("stayed".to_owned(), |ms| format!("{ms:.0} ms")),
+            _ => String::new(),
+        };
+        let backends: Vec<String> = pair
             .per_backend
             .iter()
             .map(|n| n.map_or("?".to_owned(), |n| group_digits(n as f64)))
             .collect();
         out += &format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
-            way.way.label(),
-            group_digits(way.answers as f64),
-            way.lost,
-            way.errors,
-            way.reasked,
-            ms(way.recovered_after_ms),
-            ms(way.back_after_ms),
+            "| {kind} | {} | {} | {} | {} | {} | {} | {} | {} | {left} | {} |\n",
+            pair.label(),
+            group_digits(pair.answers as f64),
+            pair.lost,
+            pair.errors,
+            pair.reasked,
+            ms(pair.noticed_after_ms),
+            ms(pair.recovered_after_ms),
+            ms(pair.back_after_ms),
             backends.join(" / ")
         );
     }
+    let s = &result.settings;
+    out += &format!(
+        "\nSettings: client --timeout {} ms; HAProxy inter {} ms, fall {}; ZooKeeper session \
+         {} ms; --health-interval {} ms, --health-fails {}.\n",
+        s.timeout_ms,
+        s.haproxy_inter_ms,
+        s.haproxy_fall,
+        s.session_timeout_ms,
+        s.health_interval_ms,
+        s.health_fails
+    );
     out
 }
 
@@ -130,6 +152,14 @@ pub(crate) fn servers_ask_servers_table(result: &ServersAskServersResult) -> Str
             out += &format!("| {} | {why} | | | | | {} |\n", row.label, row.note);
             continue;
         }
+        // A row with no answer has no latency to show.
+        let latency = |us: f64| {
+            if row.rps > 0.0 {
+                micros(us)
+            } else {
+                "–".to_owned()
+            }
+        };
         out += &format!(
             "| {} | {} | {} | {}/{} | {} | {} | {} |\n",
             row.label,
@@ -137,8 +167,8 @@ pub(crate) fn servers_ask_servers_table(result: &ServersAskServersResult) -> Str
             row.no_peer_answered,
             row.served,
             2 * CLIENTS,
-            micros(row.p50_us),
-            micros(row.p99_us),
+            latency(row.p50_us),
+            latency(row.p99_us),
             row.note
         );
     }

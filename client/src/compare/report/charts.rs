@@ -2,7 +2,10 @@
 //! row per server, the same colour for a server in every panel.
 //!
 //! - `throughput.svg`: answers per second, a bar per server, each panel on
-//!   its own scale (the experiments differ by a factor of a thousand).
+//!   its own scale (the experiments differ by a factor of a thousand);
+//!   where an experiment's lesson is another figure (C10K: memory per idle
+//!   connection; work stealing: the light connections' p90), its panel
+//!   draws that one.
 //! - `latency.svg`: p50, p99 and p99.9 per server on a log scale, joined by
 //!   a line: where the marks sit is the typical wait, how far they spread
 //!   is the tail.
@@ -106,7 +109,10 @@ fn render(
         root.fill(&WHITE)?;
         let (header, body) = root.split_vertically(HEADER);
         let title = match figure {
-            Figure::Throughput => "Throughput: answers per second, higher is better",
+            Figure::Throughput => {
+                "Throughput: answers per second, higher is better (a panel whose lesson is \
+                 another figure draws that one, as its axis says)"
+            }
             Figure::Latency => {
                 "Latency: p50, p99, p99.9 and max per server (log scale), lower is better"
             }
@@ -207,13 +213,63 @@ fn row_label(run: &RunResult) -> String {
     run.label.trim_end_matches(" (reference)").to_owned()
 }
 
+/// What a panel of the throughput figure draws: answers per second, but
+/// where an experiment's lesson is another figure, that one (C10K's is
+/// the memory an idle connection costs; work stealing's the light
+/// connections' p90, while the answers per second are alike).
+struct Bars {
+    /// The axis' name.
+    desc: &'static str,
+    /// A row's value, if it was measured.
+    value: fn(&RunResult) -> Option<f64>,
+    /// A value as the axis says it.
+    format: fn(f64) -> String,
+    /// A value as the end of its bar says it.
+    label: fn(f64) -> String,
+}
+
+impl Bars {
+    fn of(panel: &ExperimentResult) -> Self {
+        match panel.key.as_str() {
+            "c10k" => Self {
+                desc: "resident memory per idle connection (lower is better)",
+                value: |run| {
+                    run.server_usage
+                        .as_ref()?
+                        .idle
+                        .as_ref()?
+                        .bytes_per_connection
+                },
+                format: |bytes| format!("{} B", group_digits(bytes)),
+                label: |bytes| format!("{} B", group_digits(bytes)),
+            },
+            "work-stealing" => Self {
+                desc: "p90 latency of the light connections (lower is better)",
+                value: |run| {
+                    run.measured()
+                        .filter(|load| load.requests > 0)
+                        .map(|load| load.latency_us.p90)
+                },
+                format: crate::compare::format::micros,
+                label: crate::compare::format::micros,
+            },
+            _ => Self {
+                desc: "answers per second",
+                value: |run| run.measured().map(|load| load.rps),
+                format: per_second,
+                label: group_digits,
+            },
+        }
+    }
+}
+
 fn throughput_panel(area: &Area<'_>, panel: &ExperimentResult) -> Outcome {
     let runs = rows(panel);
     let n = runs.len() as i32;
+    let bars = Bars::of(panel);
     let top = runs
         .iter()
-        .filter_map(|run| run.measured())
-        .map(|load| load.rps)
+        .filter_map(|run| (bars.value)(run))
         .fold(0.0, f64::max)
         .max(1.0);
     let mut chart = ChartBuilder::on(area)
@@ -241,8 +297,8 @@ fn throughput_panel(area: &Area<'_>, panel: &ExperimentResult) -> Outcome {
         .y_labels(runs.len())
         .y_label_formatter(&name_of)
         .x_labels(5)
-        .x_label_formatter(&|value| per_second(*value))
-        .x_desc("answers per second")
+        .x_label_formatter(&|value| (bars.format)(*value))
+        .x_desc(bars.desc)
         .label_style((FONT, 13))
         .axis_desc_style((FONT, 13))
         .light_line_style(RGBColor(235, 235, 235))
@@ -255,23 +311,24 @@ fn throughput_panel(area: &Area<'_>, panel: &ExperimentResult) -> Outcome {
         let y = n - 1 - row as i32;
         let value_style =
             TextStyle::from((FONT, 13).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
-        match run.measured() {
-            Some(load) => {
+        match (bars.value)(run) {
+            Some(value) => {
                 let mut bar = Rectangle::new(
                     [
                         (0.0, SegmentValue::Exact(y)),
-                        (load.rps, SegmentValue::Exact(y + 1)),
+                        (value, SegmentValue::Exact(y + 1)),
                     ],
                     colour(&run.server).filled(),
                 );
                 bar.set_margin(bar_margin, bar_margin, 0, 0);
                 chart.draw_series([bar])?;
-                chart.draw_series([EmptyElement::at((load.rps, SegmentValue::CenterOf(y)))
-                    + Text::new(group_digits(load.rps), (5, 0), value_style.clone())])?;
+                chart.draw_series([EmptyElement::at((value, SegmentValue::CenterOf(y)))
+                    + Text::new((bars.label)(value), (5, 0), value_style.clone())])?;
             }
             None => {
                 let why = match run.status {
                     crate::compare::model::Status::Skipped => "not run",
+                    _ if run.measured().is_some() => "not measured",
                     _ => "failed",
                 };
                 chart.draw_series([EmptyElement::at((0.0, SegmentValue::CenterOf(y)))
@@ -442,85 +499,106 @@ pub(crate) fn apart(results: &Results) -> Vec<(String, String)> {
     charts
 }
 
-/// Experiment 11's chart: answers per 100 ms over the run, a line per way,
-/// the kill and the restart marked. The dip after the kill, and how soon
-/// each line climbs back, is the lesson.
+/// Experiment 11's chart: answers per 100 ms over a run, a panel per
+/// failure kind, a line per way in each (the registry's stuck pair without
+/// its health probe dashed), the failure and the recovery marked. The dip
+/// after the failure, and how soon each line climbs back, is the lesson.
 fn dead_server(result: &crate::compare::model::DeadServerResult) -> Result<String, String> {
+    use crate::compare::model::{Kind, Way};
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, (960, 480)).into_drawing_area();
+        let root = SVGBackend::with_string(&mut svg, (960, 900)).into_drawing_area();
         let drawn: Outcome = (|| {
             root.fill(&WHITE)?;
+            let root = root.titled(
+                &format!(
+                    "{}. {}: {} ×3, answers per {} ms",
+                    result.number, result.title, result.model, result.interval_ms
+                ),
+                (FONT, 20),
+            )?;
             let interval = result.interval_ms as f64 / 1000.0;
             let top = result
-                .ways
+                .pairs
                 .iter()
-                .flat_map(|way| way.timeline.iter().copied())
+                .flat_map(|pair| pair.series.iter().copied())
                 .max()
                 .unwrap_or(1)
                 .max(1) as f64;
-            let mut chart = ChartBuilder::on(&root)
-                .caption(
-                    format!(
-                        "{}. {}: {} ×3, answers per {} ms",
-                        result.number, result.title, result.model, result.interval_ms
-                    ),
-                    (FONT, 20),
-                )
-                .margin(16)
-                .x_label_area_size(40)
-                .y_label_area_size(70)
-                .build_cartesian_2d(0.0..result.seconds, 0.0..top * 1.15)?;
-            chart
-                .configure_mesh()
-                .x_desc("seconds into the run")
-                .y_desc("answers")
-                .y_label_formatter(&|v| format!("{v:.0}"))
-                .disable_x_mesh()
-                .draw()?;
-            for (at, what) in [
-                (result.kill_at_seconds, "backend 2 killed"),
-                (result.restart_at_seconds, "backend 2 restarted"),
-            ] {
-                chart.draw_series([PathElement::new(
-                    vec![(at, 0.0), (at, top * 1.15)],
-                    BLACK.mix(0.5).stroke_width(2),
-                )])?;
-                chart.draw_series([Text::new(
-                    what.to_owned(),
-                    (at + 0.05, top * 1.1),
-                    (FONT, 14),
-                )])?;
-            }
-            let colours = [
-                RGBColor(31, 119, 180),
-                RGBColor(255, 127, 14),
-                RGBColor(44, 160, 44),
-            ];
-            for (way, colour) in result.ways.iter().zip(colours) {
-                if way.not_run.is_some() || way.timeline.is_empty() {
-                    continue;
-                }
-                let points: Vec<(f64, f64)> = way
-                    .timeline
-                    .iter()
-                    .enumerate()
-                    .map(|(i, n)| ((i as f64 + 0.5) * interval, *n as f64))
-                    .collect();
+            let panels = root.split_evenly((Kind::ALL.len(), 1));
+            for (kind, panel) in Kind::ALL.into_iter().zip(&panels) {
+                let (failed, recovered) = kind.how();
+                let mut chart = ChartBuilder::on(panel)
+                    .caption(format!("backend 2 {failed}"), (FONT, 16))
+                    .margin(10)
+                    .x_label_area_size(36)
+                    .y_label_area_size(60)
+                    .build_cartesian_2d(0.0..result.seconds, 0.0..top * 1.6)?;
                 chart
-                    .draw_series([PathElement::new(points, colour.stroke_width(2))])?
-                    .label(way.way.label())
-                    .legend(move |(x, y)| {
-                        PathElement::new([(x, y), (x + 20, y)], colour.stroke_width(3))
-                    });
+                    .configure_mesh()
+                    .x_desc("seconds into the run")
+                    .y_desc("answers")
+                    .y_label_formatter(&|v| format!("{v:.0}"))
+                    .disable_x_mesh()
+                    .draw()?;
+                // The failure's label right of its mark, the recovery's
+                // left of its own: the legend takes the top right corner.
+                let gap = 0.01 * result.seconds;
+                for (at, what, right) in [
+                    (result.fail_at_seconds, "fails", true),
+                    (result.recover_at_seconds, recovered, false),
+                ] {
+                    chart.draw_series([PathElement::new(
+                        vec![(at, 0.0), (at, top * 1.6)],
+                        BLACK.mix(0.5).stroke_width(2),
+                    )])?;
+                    let (x, side) = if right {
+                        (at + gap, HPos::Left)
+                    } else {
+                        (at - gap, HPos::Right)
+                    };
+                    let style =
+                        TextStyle::from((FONT, 13).into_font()).pos(Pos::new(side, VPos::Top));
+                    chart.draw_series([Text::new(what.to_owned(), (x, top * 1.55), style)])?;
+                }
+                let colour = |way: Way| match way {
+                    Way::Servers => RGBColor(31, 119, 180),
+                    Way::Haproxy => RGBColor(255, 127, 14),
+                    Way::Registry => RGBColor(44, 160, 44),
+                };
+                for pair in result.pairs.iter().filter(|pair| pair.kind == kind) {
+                    if pair.not_run.is_some() || pair.series.is_empty() {
+                        continue;
+                    }
+                    let points: Vec<(f64, f64)> = pair
+                        .series
+                        .iter()
+                        .enumerate()
+                        .map(|(i, n)| ((i as f64 + 0.5) * interval, *n as f64))
+                        .collect();
+                    let style = if pair.health_probe {
+                        colour(pair.way).stroke_width(2)
+                    } else {
+                        colour(pair.way).mix(0.6).stroke_width(1)
+                    };
+                    let label = if pair.health_probe {
+                        pair.label()
+                    } else {
+                        format!("{}, probe off (thin)", pair.way.label())
+                    };
+                    chart
+                        .draw_series([PathElement::new(points, style)])?
+                        .label(label)
+                        .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], style));
+                }
+                chart
+                    .configure_series_labels()
+                    .position(SeriesLabelPosition::UpperRight)
+                    .background_style(WHITE.mix(0.9))
+                    .border_style(BLACK.mix(0.3))
+                    .label_font((FONT, 13))
+                    .draw()?;
             }
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::LowerRight)
-                .background_style(WHITE.mix(0.9))
-                .border_style(BLACK.mix(0.3))
-                .label_font((FONT, 14))
-                .draw()?;
             root.present()?;
             Ok(())
         })();

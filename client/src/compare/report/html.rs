@@ -304,7 +304,17 @@ fn pipe_table(html: &mut String, markdown: &str) {
     let mut lines = markdown.lines().filter(|line| !line.trim().is_empty());
     let header = lines.next().map(cells).unwrap_or_default();
     let separator = lines.next().map(cells).unwrap_or_default();
-    let rows: Vec<Vec<String>> = lines.map(cells).collect();
+    // The table ends at its first line that is not a row; what follows is
+    // a note under it (experiment 11's settings).
+    let mut after = Vec::new();
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for line in lines {
+        if after.is_empty() && line.trim_start().starts_with('|') {
+            rows.push(cells(line));
+        } else {
+            after.push(line.trim());
+        }
+    }
     let is_figure = |cell: &str| {
         cell.is_empty() || cell.starts_with(|c: char| c.is_ascii_digit() || c == '–' || c == '?')
     };
@@ -318,6 +328,9 @@ fn pipe_table(html: &mut String, markdown: &str) {
         })
         .collect();
     write_table(html, &header, &rows, &numeric);
+    if !after.is_empty() {
+        let _ = writeln!(html, "<p>{}</p>", escape(&after.join(" ")));
+    }
 }
 
 #[cfg(test)]
@@ -355,5 +368,19 @@ mod tests {
         );
         assert!(html.contains("<th>way</th><th class=\"num\">answers</th><th>note</th>"));
         assert!(html.contains("<td>a &amp; b</td><td class=\"num\">1,200</td><td>x&lt;y</td>"));
+    }
+
+    #[test]
+    fn a_note_under_a_pipe_table_is_a_paragraph_not_a_row() {
+        let mut html = String::new();
+        pipe_table(
+            &mut html,
+            "| way | answers |\n|---|--:|\n| a | 1 |\n\nSettings: inter 100 ms.\n",
+        );
+        assert_eq!(html.matches("<tr>").count(), 2, "{html}");
+        assert!(
+            html.ends_with("</table></div>\n<p>Settings: inter 100 ms.</p>\n"),
+            "{html}"
+        );
     }
 }

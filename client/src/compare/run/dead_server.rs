@@ -1,39 +1,72 @@
-//! Runs experiment 11 (what it is: `plan/dead_server.rs`): for each way,
-//! three backends, one load, backend 2 killed at a third of the run and
-//! started again at two thirds.
+//! Runs experiment 11 (what it is: `plan/dead_server.rs`): for each way
+//! and each failure kind, three backends, one load, backend 2 failing at
+//! `fail_at` and recovering at `recover_at`.
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use zen_utils::components::stuck::StuckLoop;
 use zen_utils::components::{free_port, haproxy_config, HaProxy, ZooKeeper, ZK_SERVER};
 
 use super::process::Server;
-use crate::compare::model::{DeadServerResult, Way, WayResult};
+use crate::compare::model::{DeadServerResult, FailoverRun, Kind, Way};
 use crate::compare::plan::dead_server::{
-    checks, BACKEND_WORK, CONNECTIONS, INTERVAL, KEY, LESSON, NUMBER, RECONNECT_EVERY, TITLE,
+    checks, pairs, settings, Timing, BACKEND_WORK, CONNECTIONS, HAPROXY_FALL, HAPROXY_INTER,
+    HEALTH_FAILS, HEALTH_INTERVAL, INTERVAL, KEY, LESSON, NUMBER, RECONNECT_EVERY, TIMEOUT, TITLE,
 };
-use crate::load::{self, Length, Options, Watch};
+use crate::load::{self, Length, Options, Watch, Window};
 use crate::report::LoadReport;
 
-/// Runs every way for `duration` with backends of `bin`.
-pub(crate) fn run(bin: &Path, duration: Duration, interrupted: &AtomicBool) -> DeadServerResult {
-    let ways = Way::ALL
-        .iter()
-        .map(|way| {
-            if interrupted.load(std::sync::atomic::Ordering::Relaxed) {
-                return WayResult::not_run(*way, "not run: interrupted".to_owned());
+/// Runs every pair with backends of `bin`.
+pub(crate) fn run(bin: &Path, timing: Timing, interrupted: &AtomicBool) -> DeadServerResult {
+    // One ZooKeeper for every registry pair, each under a path of its own.
+    let mut zookeeper: Option<Result<ZooKeeper, String>> = None;
+    let mut runs = Vec::new();
+    for (n, (kind, way, probe)) in pairs().into_iter().enumerate() {
+        if interrupted.load(Ordering::Relaxed) {
+            runs.push(FailoverRun::not_run(
+                kind,
+                way,
+                probe,
+                "not run: interrupted".to_owned(),
+            ));
+            continue;
+        }
+        if let Some(why) = missing(way) {
+            runs.push(FailoverRun::not_run(kind, way, probe, why));
+            continue;
+        }
+        let zk = match way {
+            Way::Registry => {
+                let started = zookeeper.get_or_insert_with(|| {
+                    ZooKeeper::try_start_on(free_port()).map_err(|e| format!("failed: {e}"))
+                });
+                match started {
+                    Ok(zk) => Some(&*zk),
+                    Err(why) => {
+                        runs.push(FailoverRun::not_run(kind, way, probe, why.clone()));
+                        continue;
+                    }
+                }
             }
-            match missing(*way) {
-                Some(why) => WayResult::not_run(*way, why),
-                None => run_way(*way, bin, duration, interrupted)
-                    .unwrap_or_else(|error| WayResult::not_run(*way, format!("failed: {error:#}"))),
-            }
-        })
-        .collect::<Vec<_>>();
-    let checks = checks(&ways);
+            _ => None,
+        };
+        let pair = Pair {
+            kind,
+            way,
+            probe,
+            path: format!("/zen/failover-{n}"),
+        };
+        runs.push(
+            run_pair(&pair, bin, timing, zk, interrupted).unwrap_or_else(|error| {
+                FailoverRun::not_run(kind, way, probe, format!("failed: {error:#}"))
+            }),
+        );
+    }
+    let checks = checks(&runs, timing);
     DeadServerResult {
         number: NUMBER,
         key: KEY,
@@ -43,11 +76,12 @@ pub(crate) fn run(bin: &Path, duration: Duration, interrupted: &AtomicBool) -> D
             .file_name()
             .map(|name| name.to_string_lossy().into_owned())
             .unwrap_or_default(),
-        seconds: duration.as_secs_f64(),
-        kill_at_seconds: duration.as_secs_f64() / 3.0,
-        restart_at_seconds: duration.as_secs_f64() * 2.0 / 3.0,
+        seconds: timing.seconds.as_secs_f64(),
+        fail_at_seconds: timing.fail_at.as_secs_f64(),
+        recover_at_seconds: timing.recover_at.as_secs_f64(),
         interval_ms: INTERVAL.as_millis() as u64,
-        ways,
+        settings: settings(),
+        pairs: runs,
         checks,
     }
 }
@@ -69,42 +103,73 @@ fn on_path(program: &str) -> bool {
         || Path::new("/usr/sbin").join(program).is_file()
 }
 
-/// What a way needs beside its backends, kept alive for its run.
-enum Front {
-    Servers,
-    Haproxy(HaProxy, SocketAddr),
-    /// The ZooKeeper is held only to keep it running.
-    Registry {
-        _zookeeper: ZooKeeper,
-        url: String,
-    },
+/// One pair to run.
+struct Pair {
+    kind: Kind,
+    way: Way,
+    /// The servers' health probe is on.
+    probe: bool,
+    /// The registry path of its servers.
+    path: String,
 }
 
-fn run_way(
-    way: Way,
+/// What a way needs beside its backends, kept alive for its run.
+enum Front<'a> {
+    Servers,
+    Haproxy(HaProxy, SocketAddr),
+    Registry(&'a ZooKeeper, String),
+}
+
+/// Backend 2 failed, until it is undone (on the thread that failed it:
+/// a stuck server's tracer is that thread).
+enum Failed {
+    Dead,
+    Frozen,
+    Stuck(StuckLoop),
+}
+
+/// The experiment's HAProxy: deploy/haproxy's, checking every
+/// [`HAPROXY_INTER`].
+fn haproxy(front: u16, backends: &[u16]) -> String {
+    haproxy_config(front, backends).replace(
+        "inter 200ms fall 2",
+        &format!("inter {}ms fall {HAPROXY_FALL}", HAPROXY_INTER.as_millis()),
+    )
+}
+
+fn run_pair(
+    pair: &Pair,
     bin: &Path,
-    duration: Duration,
+    timing: Timing,
+    zookeeper: Option<&ZooKeeper>,
     interrupted: &AtomicBool,
-) -> anyhow::Result<WayResult> {
+) -> anyhow::Result<FailoverRun> {
     let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let zookeeper = match way {
-        Way::Registry => Some(ZooKeeper::try_start_on(free_port())?),
-        _ => None,
-    };
     let mut flags = vec!["--work".to_owned(), BACKEND_WORK.to_owned()];
-    if let Some(zk) = &zookeeper {
-        flags.extend(["--register".to_owned(), zk.url("/zen/dead-server")]);
+    if let Some(zk) = zookeeper {
+        flags.extend(["--register".to_owned(), zk.url(&pair.path)]);
+        let interval = if pair.probe {
+            format!("{}ms", HEALTH_INTERVAL.as_millis())
+        } else {
+            "0".to_owned()
+        };
+        flags.extend([
+            "--health-interval".to_owned(),
+            interval,
+            "--health-fails".to_owned(),
+            HEALTH_FAILS.to_string(),
+        ]);
     }
     let start = |port: u16| Server::start_zen_on(bin, port, &flags);
     let mut backends: Vec<Option<Server>> = Vec::new();
     for port in &ports {
         backends.push(Some(start(*port)?));
     }
-    let front = match (way, zookeeper) {
+    let front = match (pair.way, zookeeper) {
         (Way::Servers, _) => Front::Servers,
         (Way::Haproxy, _) => {
             let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
-            let haproxy = HaProxy::try_start(&haproxy_config(listen.port(), &ports), listen)?;
+            let haproxy = HaProxy::try_start(&haproxy(listen.port(), &ports), listen)?;
             wait_until(|| {
                 haproxy
                     .statuses("zen_servers")
@@ -114,15 +179,10 @@ fn run_way(
             Front::Haproxy(haproxy, listen)
         }
         (Way::Registry, Some(zookeeper)) => {
-            let path = "/zen/dead-server";
-            wait_until(|| zookeeper.children(path).len() == 3)?;
-            let url = zookeeper.url(path);
-            Front::Registry {
-                _zookeeper: zookeeper,
-                url,
-            }
+            wait_until(|| zookeeper.children(&pair.path).len() == 3)?;
+            Front::Registry(zookeeper, zookeeper.url(&pair.path))
         }
-        (Way::Registry, None) => unreachable!("started above"),
+        (Way::Registry, None) => anyhow::bail!("no ZooKeeper"),
     };
     let addrs: Vec<SocketAddr> = ports
         .iter()
@@ -134,96 +194,155 @@ fn run_way(
             ..Options::new(addrs[0])
         },
         Front::Haproxy(_, listen) => Options::new(*listen),
-        Front::Registry { url, .. } => Options {
+        Front::Registry(_, url) => Options {
             servers: Vec::new(),
             registry: Some(url.parse().map_err(anyhow::Error::msg)?),
             ..Options::new(addrs[0])
         },
     };
     options.connections = CONNECTIONS;
-    options.length = Length::Duration(duration);
+    options.length = Length::Duration(timing.seconds);
     options.warmup = Duration::ZERO;
     // Also how long a client passes over a server that refused it.
-    options.timeout = Duration::from_secs(1);
+    options.timeout = TIMEOUT;
     options.threads = Some(1);
-    options.timeline = Some(INTERVAL);
-    // Connections are remade now and then (each is about a second old at
-    // most): a balancer and a registry choose a server per connection, so
-    // without new connections a backend that comes back would get none.
+    options.every = Some(INTERVAL);
     options.reconnect_every = Some(RECONNECT_EVERY);
 
-    let started = Instant::now();
-    let load = thread::scope(|scope| -> anyhow::Result<(LoadReport, Option<f64>)> {
+    let mut left_registry = None;
+    let mut haproxy_back = None;
+    // The run's times count from the load's window, as its series does.
+    let opened = std::sync::OnceLock::new();
+    let load = thread::scope(|scope| -> anyhow::Result<LoadReport> {
         let measuring = scope.spawn(|| {
             let mut watch = Watch {
                 interrupted,
+                on_window: &mut |edge| {
+                    if edge == Window::Open {
+                        let _ = opened.set(Instant::now());
+                    }
+                },
                 ..Watch::default()
             };
-            load::measure(&options, &mut watch)
+            let report = load::measure(&options, &mut watch);
+            let _ = opened.set(Instant::now());
+            report
         });
-        sleep_until(started + duration / 3);
-        if let Some(victim) = backends[1].take() {
-            victim.kill();
-        }
-        sleep_until(started + duration * 2 / 3);
-        let restarted_at = Instant::now();
-        backends[1] = Some(start(ports[1])?);
-        // Behind HAProxy the client cannot tell its backends apart: the
-        // restarted one's first session is read from HAProxy's counters.
-        let back = match &front {
-            Front::Haproxy(haproxy, _) => {
-                let before = haproxy_sessions(haproxy, "zen2");
-                let deadline = started + duration;
-                let mut back = None;
-                while Instant::now() < deadline {
-                    if haproxy_sessions(haproxy, "zen2") > before {
-                        back = Some(restarted_at.elapsed().as_secs_f64() * 1000.0);
-                        break;
-                    }
-                    thread::sleep(Duration::from_millis(10));
-                }
-                back
+        let started = loop {
+            if let Some(at) = opened.get() {
+                break *at;
             }
-            _ => None,
+            thread::sleep(Duration::from_millis(1));
         };
+        sleep_until(started + timing.fail_at);
+        let failed_at = Instant::now();
+        let failed = match pair.kind {
+            Kind::Dead => {
+                if let Some(victim) = backends[1].take() {
+                    victim.kill();
+                }
+                Ok(Failed::Dead)
+            }
+            Kind::Frozen => {
+                if let Some(victim) = &backends[1] {
+                    victim.freeze();
+                }
+                Ok(Failed::Frozen)
+            }
+            Kind::Stuck => match &backends[1] {
+                Some(victim) => StuckLoop::stop(victim.pid()).map(Failed::Stuck),
+                None => Ok(Failed::Dead),
+            },
+        };
+        // While it fails: when (if) the registry lets it go.
+        let recover_at = started + timing.recover_at;
+        if let Front::Registry(zookeeper, _) = &front {
+            while Instant::now() < recover_at {
+                if zookeeper.children(&pair.path).len() < 3 {
+                    left_registry = Some(failed_at.elapsed().as_secs_f64() * 1000.0);
+                    break;
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+        }
+        sleep_until(recover_at);
+        let recovered_at = Instant::now();
+        let undone = match failed {
+            Ok(Failed::Dead) => start(ports[1]).map(|server| backends[1] = Some(server)),
+            Ok(Failed::Frozen) => {
+                if let Some(victim) = &backends[1] {
+                    victim.thaw();
+                }
+                Ok(())
+            }
+            Ok(Failed::Stuck(stuck)) => stuck.resume().map_err(anyhow::Error::from),
+            Err(error) => Err(anyhow::Error::from(error)),
+        };
+        // Behind HAProxy the client cannot tell its backends apart: the
+        // failed one's first bytes out again are read from HAProxy's
+        // counters.
+        if let Front::Haproxy(haproxy, _) = &front {
+            let before = haproxy_bytes_out(haproxy, "zen2");
+            let deadline = started + timing.seconds;
+            while Instant::now() < deadline {
+                if haproxy_bytes_out(haproxy, "zen2") > before {
+                    haproxy_back = Some(recovered_at.elapsed().as_secs_f64() * 1000.0);
+                    break;
+                }
+                thread::sleep(Duration::from_millis(10));
+            }
+        }
         let report = measuring
             .join()
             .map_err(|_| anyhow::anyhow!("the load panicked"))??;
-        Ok((report, back))
+        undone?;
+        Ok(report)
     });
-    let (report, haproxy_back) = load?;
+    // A backend left frozen by a run that failed midway would hold its
+    // SIGTERM until a SIGCONT: each is sent one first.
     let per_backend = backends
         .into_iter()
         .map(|backend| {
             backend
-                .and_then(|server| server.stop().summary)
+                .and_then(|server| {
+                    server.thaw();
+                    server.stop().summary
+                })
                 .map(|s| s.answered)
         })
         .collect();
-    let timeline = total_timeline(&report);
-    let kill_at = duration.as_secs_f64() / 3.0;
-    let restart_at = duration.as_secs_f64() * 2.0 / 3.0;
-    let back_after_ms = match way {
+    let report = load?;
+    let series: Vec<u64> = report.series.iter().map(|i| i.answers).collect();
+    let error_series: Vec<u64> = report.series.iter().map(|i| i.errors).collect();
+    let fail_at = timing.fail_at.as_secs_f64();
+    let recover_at = timing.recover_at.as_secs_f64();
+    let back_after_ms = match pair.way {
         Way::Haproxy => haproxy_back,
-        _ => first_answer_after(&report, addrs[1], restart_at).map(|at| (at - restart_at) * 1000.0),
+        _ => first_answer_after(&report, addrs[1], recover_at).map(|at| (at - recover_at) * 1000.0),
     };
     let errors = report.errors_by_kind;
-    Ok(WayResult {
-        way,
+    Ok(FailoverRun {
+        kind: pair.kind,
+        way: pair.way,
+        health_probe: pair.probe,
         not_run: None,
         answers: report.requests,
         lost: errors.wrong_answer + errors.error_answer + errors.unasked_answer,
         errors: report.errors,
         reasked: report.reasked,
-        recovered_after_ms: recovered_after(&timeline, kill_at).map(|at| (at - kill_at) * 1000.0),
+        noticed_after_ms: noticed_after(&error_series, fail_at).map(|at| (at - fail_at) * 1000.0),
+        recovered_after_ms: recovered_after(&series, fail_at).map(|at| (at - fail_at) * 1000.0),
         back_after_ms,
+        left_registry_after_ms: left_registry,
         per_backend,
-        timeline,
+        series,
     })
 }
 
-fn haproxy_sessions(haproxy: &HaProxy, server: &str) -> u64 {
-    haproxy.counter("zen_servers", server, "stot").unwrap_or(0)
+/// Bytes HAProxy passed from `server` to its clients: they grow only when
+/// it answers.
+fn haproxy_bytes_out(haproxy: &HaProxy, server: &str) -> u64 {
+    haproxy.counter("zen_servers", server, "bout").unwrap_or(0)
 }
 
 fn sleep_until(at: Instant) {
@@ -243,51 +362,53 @@ fn wait_until(mut ready: impl FnMut() -> bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Every target's answers per interval, added up.
-fn total_timeline(report: &LoadReport) -> Vec<u64> {
-    let mut total: Vec<u64> = Vec::new();
-    for target in &report.per_target {
-        if total.len() < target.timeline.len() {
-            total.resize(target.timeline.len(), 0);
-        }
-        for (sum, n) in total.iter_mut().zip(&target.timeline) {
-            *sum += n;
-        }
-    }
-    total
-}
-
-/// When (seconds into the run) the rate was first back to 90% of its
-/// median before `kill_at`, after `kill_at`.
-fn recovered_after(timeline: &[u64], kill_at: f64) -> Option<f64> {
+/// When (seconds into the run) the rate was back to 90% of its median
+/// before `fail_at`: the end of the first interval after the one the
+/// failure fell in that had as many answers.
+fn recovered_after(series: &[u64], fail_at: f64) -> Option<f64> {
     let interval = INTERVAL.as_secs_f64();
-    let kill = (kill_at / interval) as usize;
-    let mut before: Vec<u64> = timeline.get(1..kill)?.to_vec();
+    let failed = (fail_at / interval) as usize;
+    // The first interval is left out: connections are still starting.
+    let mut before: Vec<u64> = series.get(1..failed)?.to_vec();
     if before.is_empty() {
         return None;
     }
     before.sort_unstable();
     let normal = before[before.len() / 2] as f64;
-    timeline
+    series
         .iter()
         .enumerate()
-        .skip(kill + 1)
+        .skip(failed + 1)
         .find(|(_, n)| **n as f64 >= 0.9 * normal)
-        .map(|(i, _)| i as f64 * interval)
+        .map(|(i, _)| (i + 1) as f64 * interval)
 }
 
-/// When (seconds into the run) `backend` first answered after `after`.
+/// When (seconds into the run) the first error after `fail_at` was seen:
+/// the end of its interval.
+fn noticed_after(errors: &[u64], fail_at: f64) -> Option<f64> {
+    let interval = INTERVAL.as_secs_f64();
+    errors
+        .iter()
+        .enumerate()
+        .skip((fail_at / interval) as usize)
+        .find(|(_, n)| **n > 0)
+        .map(|(i, _)| (i + 1) as f64 * interval)
+}
+
+/// When (seconds into the run) `backend` first answered after `after`:
+/// the end of the interval it answered in.
 fn first_answer_after(report: &LoadReport, backend: SocketAddr, after: f64) -> Option<f64> {
     let interval = INTERVAL.as_secs_f64();
-    let target = report
-        .per_target
-        .iter()
-        .find(|t| t.target == backend.to_string())?;
-    target
-        .timeline
+    let name = backend.to_string();
+    report
+        .series
         .iter()
         .enumerate()
         .skip((after / interval) as usize)
-        .find(|(_, n)| **n > 0)
-        .map(|(i, _)| i as f64 * interval)
+        .find(|(_, i)| {
+            i.per_target
+                .iter()
+                .any(|share| share.target == name && share.answers > 0)
+        })
+        .map(|(i, _)| (i + 1) as f64 * interval)
 }

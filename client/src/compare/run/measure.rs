@@ -197,6 +197,7 @@ fn measure(
                     Window::Close => closed = usage,
                 }
             },
+            on_interval: &mut |_| {},
         },
     );
     let hold = match holder {

@@ -257,6 +257,22 @@ impl Server {
         std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
     }
 
+    /// Its process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.pid.as_raw_nonzero().get().unsigned_abs()
+    }
+
+    /// Freezes it (SIGSTOP): every thread stops, the kernel still takes
+    /// connections and bytes for it.
+    pub(crate) fn freeze(&self) {
+        let _ = kill_process(self.pid, Signal::STOP);
+    }
+
+    /// Lets a frozen server go on (SIGCONT).
+    pub(crate) fn thaw(&self) {
+        let _ = kill_process(self.pid, Signal::CONT);
+    }
+
     /// Kills it with SIGKILL: no shutdown, no summary, its connections cut.
     pub(crate) fn kill(mut self) {
         let _ = self.child.kill();
