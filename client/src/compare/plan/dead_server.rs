@@ -170,7 +170,7 @@ pub(crate) fn checks(pairs: &[FailoverRun], timing: Timing) -> Vec<CheckResult> 
         };
         let held = dead <= frozen.min(stuck);
         let label = way.label();
-        fastest.push((format!("{label} dead: noticed after ms"), ms(dead), held));
+        fastest.push((format!("{label} dead: ms to notice"), ms(dead), held));
         fastest.push((format!("{label} frozen"), ms(frozen), held));
         fastest.push((format!("{label} stuck"), ms(stuck), held));
     }
@@ -182,11 +182,11 @@ pub(crate) fn checks(pairs: &[FailoverRun], timing: Timing) -> Vec<CheckResult> 
     let inter_fall = HAPROXY_INTER * HAPROXY_FALL as u32;
     let mut frozen = Vec::new();
     if let Some(at) = noticed(Kind::Frozen, Way::Servers) {
-        let label = "--server ×3 frozen: noticed after ms".to_owned();
+        let label = "--server ×3 frozen: ms to notice".to_owned();
         frozen.push((label, ms(at), about(at, TIMEOUT)));
     }
     if let Some(at) = noticed(Kind::Frozen, Way::Haproxy) {
-        let label = "HAProxy frozen: noticed after ms".to_owned();
+        let label = "HAProxy frozen: ms to notice".to_owned();
         frozen.push((label, ms(at), about(at, inter_fall)));
     }
     checks.push(CheckResult::of(
