@@ -37,7 +37,8 @@ pub(crate) struct AskArgs {
     cause_error: bool,
 
     /// Give up when the server is silent this long (e.g. 500ms, 10s); with
-    /// --registry, when no server has answered for this long
+    /// --registry, a server silent for half of it is left for another, and
+    /// the client gives up when no server has answered for this long
     #[arg(long, value_name = "DUR", default_value = "10s", value_parser = positive_duration)]
     timeout: Duration,
 }
@@ -46,11 +47,16 @@ pub(crate) fn run(args: &AskArgs) -> anyhow::Result<()> {
     let mut questions = random_questions(args.count).peekable();
     let Some(url) = &args.target.registry else {
         let stream = args.target.connect(args.timeout)?;
-        return converse(stream, args, &mut questions, &mut Instant::now()).map_err(Stop::error);
+        let silence = args.timeout;
+        return converse(stream, args, silence, &mut questions, &mut Instant::now())
+            .map_err(Stop::error);
     };
     // Found through a registry: a refused connect or a broken connection
     // is one server gone; the questions not yet answered are asked of
-    // another, until none has answered for --timeout.
+    // another, until none has answered for --timeout. A silent server is
+    // one gone too, but only if it is left before the whole --timeout is
+    // spent on it: it is given half, so that another can still answer.
+    let silence = (args.timeout / 2).max(Duration::from_millis(1));
     let picker = Picker::registry(url, args.target.registry_auth.as_ref(), args.timeout)?;
     let mut progress = Instant::now();
     let mut avoid = None;
@@ -64,9 +70,9 @@ pub(crate) fn run(args: &AskArgs) -> anyhow::Result<()> {
             continue;
         };
         picker.leave(target); // One connection at a time: nothing to balance.
-        let result = TcpStream::connect_timeout(&addr, args.timeout)
+        let result = TcpStream::connect_timeout(&addr, silence)
             .map_err(|error| Stop::Broken(anyhow!("cannot connect to {addr}: {error}")))
-            .and_then(|stream| converse(stream, args, &mut questions, &mut progress));
+            .and_then(|stream| converse(stream, args, silence, &mut questions, &mut progress));
         match result {
             Ok(()) => return Ok(()),
             Err(Stop::Broken(error)) if progress.elapsed() <= args.timeout => {
@@ -99,17 +105,18 @@ impl Stop {
 
 /// Asks `questions` on `stream` one at a time, printing each with its
 /// answer and taking it off `questions` once answered; `progress` is when
-/// the last answer came.
+/// the last answer came. A server silent for `silence` is given up on.
 fn converse(
     mut stream: TcpStream,
     args: &AskArgs,
+    silence: Duration,
     questions: &mut Peekable<impl Iterator<Item = &'static [u8]>>,
     progress: &mut Instant,
 ) -> Result<(), Stop> {
     let broken = |error: anyhow::Error| Stop::Broken(error);
     stream.set_nodelay(true).map_err(|e| broken(e.into()))?;
     stream
-        .set_read_timeout(Some(args.timeout))
+        .set_read_timeout(Some(silence))
         .map_err(|e| broken(e.into()))?;
     if args.cause_error {
         let (question, _) = APHORISMS[0];
@@ -129,7 +136,7 @@ fn converse(
             .write_all(question)
             .context("cannot send")
             .map_err(broken)?;
-        let reply = read_answer(&mut stream, question, args.timeout)?;
+        let reply = read_answer(&mut stream, question, silence)?;
         let expected = protocol::answer(question);
         if reply != expected {
             if protocol::is_error(&reply) {

@@ -466,6 +466,33 @@ fn ask_goes_past_a_registered_server_that_is_gone() {
 }
 
 #[test]
+fn ask_goes_past_a_registered_server_that_never_answers() {
+    // A registered listener that nobody serves: the kernel completes the
+    // handshake and takes the question, nothing answers (a frozen or
+    // stuck server). Whichever ask picks first, it leaves the silent one
+    // after half its --timeout and asks every question of the live one.
+    let zk = ZooKeeper::start();
+    let url = zk.url("/zen");
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let silent_addr = silent.local_addr().expect("local address");
+    zk.create("/zen/silent", &entry(silent_addr));
+    let _server = registered(&url, &[]);
+    zk.wait_for_children("/zen", 2);
+    for _ in 0..6 {
+        let output = common::client(&["ask", "--registry", &url, "-n", "7", "--timeout", "2s"]);
+        assert!(output.status.success(), "{output:?}");
+        assert_eq!(String::from_utf8_lossy(&output.stdout).lines().count(), 7);
+        for line in stderr_lines(&output) {
+            assert!(line.starts_with("client: warning: no answer to "), "{line}");
+            assert!(
+                line.ends_with(" within 1s; asking another server"),
+                "{line}"
+            );
+        }
+    }
+}
+
+#[test]
 fn entries_that_name_no_one_server_are_skipped_with_one_warning_each() {
     // Each of these points at the live server's port (or at port 0): an
     // unspecified address even reaches it, on Linux. None is dialled.
