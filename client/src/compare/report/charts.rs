@@ -284,13 +284,7 @@ fn throughput_panel(area: &Area<'_>, panel: &ExperimentResult) -> Outcome {
         // Room right of the longest bar for its number.
         .build_cartesian_2d(0.0..top * 1.3, segments(n))?;
     let names: Vec<String> = runs.iter().map(|run| row_label(run)).collect();
-    let name_of = |value: &SegmentValue<i32>| match value {
-        SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => usize::try_from(n - 1 - i)
-            .ok()
-            .and_then(|row| names.get(row).cloned())
-            .unwrap_or_default(),
-        SegmentValue::Last => String::new(),
-    };
+    let name_of = |value: &SegmentValue<i32>| row_name(&names, value);
     chart
         .configure_mesh()
         .disable_y_mesh()
@@ -374,13 +368,7 @@ fn latency_panel(area: &Area<'_>, panel: &ExperimentResult) -> Outcome {
         .y_label_area_size(NAMES)
         .build_cartesian_2d((low..high).log_scale(), segments(n))?;
     let names: Vec<String> = runs.iter().map(|run| row_label(run)).collect();
-    let name_of = |value: &SegmentValue<i32>| match value {
-        SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => usize::try_from(n - 1 - i)
-            .ok()
-            .and_then(|row| names.get(row).cloned())
-            .unwrap_or_default(),
-        SegmentValue::Last => String::new(),
-    };
+    let name_of = |value: &SegmentValue<i32>| row_name(&names, value);
     chart
         .configure_mesh()
         .y_labels(runs.len())
@@ -440,6 +428,21 @@ fn latency_panel(area: &Area<'_>, panel: &ExperimentResult) -> Outcome {
                 + Cross::new((0, 0), 4, colour.stroke_width(2))])?;
     }
     Ok(())
+}
+
+/// The name of the row a segment of the bars' axis stands for: rows are
+/// drawn from the bottom up, so the first run is the top segment.
+fn row_name(names: &[String], value: &SegmentValue<i32>) -> String {
+    match value {
+        SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
+            let n = i32::try_from(names.len()).unwrap_or(i32::MAX);
+            usize::try_from(n - 1 - i)
+                .ok()
+                .and_then(|row| names.get(row).cloned())
+                .unwrap_or_default()
+        }
+        SegmentValue::Last => String::new(),
+    }
 }
 
 /// One band per row: plotters' integer ranges include their end, so
