@@ -90,17 +90,19 @@
 //!   rather than spin, and goes on serving), and one CPU. Per connection,
 //!   output is bounded by [`OUTPUT_LIMIT`](zen_utils::protocol::OUTPUT_LIMIT):
 //!   past it, the loop stops reading from that client until it drains.
-//! - **Timers:** a binary heap of `(instant, task)` (zen-utils' `raw_loop`:
-//!   `timers`, the tasks its `Deadline`s, shared with srv-uring), the BitTorrent
-//!   RawServer's `add_task`: a `--work wait` answer, the periodic idle scan
+//! - **Timers:** a binary heap of `(instant, task)`, the BitTorrent
+//!   RawServer's `add_task` (zen-utils' `raw_loop::timers`, its tasks the
+//!   `Deadline`s of `raw_loop::deadline`, both shared with srv-uring): a
+//!   `--work wait` answer, the periodic idle scan
 //!   (RawServer's `scan_for_timeouts`: one timer for all connections), the
 //!   end of an accept backoff, a peer's deadline. A task carries the
 //!   connection's (or the peer call attempt's) generation, so one left by
 //!   a closed connection whose slab slot was reused, or by an attempt that
-//!   is over, is ignored. The earliest task is the poller's deadline: it
-//!   wakes the wait (`poller.rs`).
-//! - **Shutdown:** [`Shutdown::on_trigger`] uses the poller's waker,
-//!   which wakes the wait at once. The loop closes the listener,
+//!   is over, is ignored. The earliest task (or the end of the shutdown's
+//!   grace) is the poller's deadline: it wakes the wait (`poller.rs`).
+//! - **Shutdown:** [`Shutdown::on_trigger`] (through zen-utils'
+//!   `wake_on_shutdown`) uses the poller's waker, which wakes the wait at
+//!   once. The loop closes the listener,
 //!   reads from every connection what has already arrived, answers every
 //!   complete question it holds (waiting out `--work wait` timers and peer
 //!   calls, each within its timeouts), closes each connection as soon as
@@ -115,9 +117,10 @@
 //!
 //! Performance devices, each in a module of its own: `poll_mode`
 //! (`--poll-mode`: level-triggered registration saves a system call per
-//! answer; `registered` keeps what each source is registered for) and `poller` (`--poller`: the portable `polling` crate, whose
-//! wait costs five system calls, or zen-utils' raw `epoll`, whose wait is
-//! one).
+//! answer; `registered` keeps what each source is registered for, so that
+//! `epoll_ctl` is called only when that changes) and `poller` (`--poller`:
+//! the portable `polling` crate, whose wait costs five system calls, or
+//! zen-utils' raw `epoll`, whose wait is one).
 //!
 //! ```text
 //! cargo run --release -p srv-poll -- -p 1060

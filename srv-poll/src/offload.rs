@@ -2,8 +2,8 @@
 //! `offload`). This is libuv's design, the one behind Node.js's file I/O:
 //! the loop hands `--work cpu|block` to a pool of plain threads through a
 //! queue, and goes back to its other clients; a helper that is done
-//! queues the completion and wakes the loop's poller (`poller.rs`), which ends the
-//! wait, and the loop gives the connection its answer.
+//! queues the completion and wakes the loop's poller (`poller.rs`), which
+//! ends the wait, and the loop gives the connection its answer.
 //!
 //! A connection has at most one job, since its conversation reads nothing
 //! while it owes an answer. When the pool's queue is full, the work is

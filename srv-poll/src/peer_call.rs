@@ -66,8 +66,8 @@ pub(crate) fn attempt_of_poll_key(poll_key: u64) -> Option<AttemptId> {
     })
 }
 
-/// What an attempt needs from the loop: its poller, its timer queue, the
-/// timeout, and the generation counter.
+/// What an attempt needs from the loop: its poller and `--poll-mode`, its
+/// timer queue, the timeout, and the generation counter.
 pub(crate) struct CallContext<'a> {
     pub(crate) poller: &'a Poller,
     pub(crate) mode: PollMode,
@@ -137,8 +137,9 @@ impl PeerCall {
         (call, answer)
     }
 
-    /// The socket of attempt `generation` (low bits, from its poll key) is
-    /// ready: it goes as far as it can. The answer, once it is decided.
+    /// The socket of attempt `id` (its generation's low bits only, from its
+    /// poll key) is ready: it goes as far as it can. The answer, once it is
+    /// decided.
     pub(crate) fn on_ready(
         &mut self,
         id: AttemptId,

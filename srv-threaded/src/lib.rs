@@ -48,12 +48,11 @@
 //!   waits, the question's connection holds a thread of the peer, so a
 //!   pool smaller than its clients plus its peers' questions starves
 //!   (experiment 12).
-//! - **Shutdown:** every blocking call waits at most a
-//!   [`TICK`]: `accept()` through the listener's
-//!   `SO_RCVTIMEO`, `read()` and `write()` inside `converse`. So every
-//!   thread sees the shutdown flag within a tick, wherever it is blocked
-//!   (the price: each idle thread wakes once a tick, a few microseconds
-//!   of CPU each time);
+//! - **Shutdown:** every blocking call waits at most a [`TICK`]:
+//!   `accept()` through the listener's `SO_RCVTIMEO`, `read()` and
+//!   `write()` inside `converse`. So every thread sees the shutdown flag
+//!   within a tick, wherever it is blocked (the price: each idle thread
+//!   wakes once a tick, a few microseconds of CPU each time);
 //!   conversations answer what they have already received and close, the
 //!   accept loops stop, [`serve`] joins every thread and returns the
 //!   summary. Clients still waiting in the backlog are reset when the

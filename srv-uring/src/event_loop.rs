@@ -75,11 +75,11 @@ pub(crate) struct EventLoop {
     /// Out of descriptors: accepting resumes when the backoff timer is due.
     accept_paused: bool,
     connections: Slab<Connection>,
-    /// The open connections, against `--max-conns`: each holds a permit
-    /// until it closes. One thread accepts, so a count would do;
-    /// zen-utils' `Admission` is the same rule every model uses, srv-poll's
-    /// loop included. And the generations that tell a reused slab key
-    /// apart.
+    /// `--max-conns` (each connection holds a permit until it closes, not
+    /// until it is freed) and the generations that tell a reused slab key
+    /// apart. One thread accepts, so a plain count would do; zen-utils'
+    /// `Admission` is the same rule every model uses, srv-poll's loop
+    /// included.
     admitter: Admitter,
     timers: Timers<Deadline>,
     /// Questions connections need their peers to answer, as their turns

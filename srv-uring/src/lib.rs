@@ -55,12 +55,12 @@
 //!   `DEFER_TASKRUN`, completion work runs only then, in a batch, not as
 //!   each packet arrives).
 //! - **What blocks:** only `io_uring_enter`, and only until a completion
-//!   comes (the alarm's, when the next timer is due). `--work cpu` and `--work block` run
-//!   inline on the loop, as in srv-poll: while one answer computes or
-//!   sleeps *every* client waits, and so does every completion (the
-//!   answers made before it are submitted first). `--work wait` is a
-//!   timer, which the alarm turns into a completion. Nor does the loop
-//!   ever wait on a peer.
+//!   comes (the alarm's, when the next timer is due). `--work cpu` and
+//!   `--work block` run inline on the loop, as in srv-poll: while one
+//!   answer computes or sleeps *every* client waits, and so does every
+//!   completion (the answers made before it are submitted first).
+//!   `--work wait` is a timer, which the alarm turns into a completion.
+//!   Nor does the loop ever wait on a peer.
 //! - **What is in flight, per connection:** at most one multishot receive
 //!   and one send. The receive names no buffer: it draws one from the
 //!   shared pool (a provided-buffer ring, `buf_ring.rs`) only when bytes
@@ -91,29 +91,30 @@
 //!   connection holds no buffer: its slab entry and the kernel's socket
 //!   and pending receive.
 //! - **What limits concurrency:** `--max-conns` (zen-utils' `Admission`,
-//!   a permit per connection until it closes;
-//!   beyond it, `Error: server busy.` and close), the descriptor limit (on
-//!   EMFILE the accept is cancelled for
-//!   [`ACCEPT_BACKOFF`](zen_utils::serve::listener::ACCEPT_BACKOFF), and the loop
-//!   goes on serving), the pool (a turn with more arrivals than buffers
-//!   ends some receives with `ENOBUFS`; they are armed again), and one
-//!   CPU. Per connection, output is bounded by
+//!   a permit per connection until it closes; beyond it, `Error: server
+//!   busy.` and close), the descriptor limit (on EMFILE the accept is
+//!   cancelled for
+//!   [`ACCEPT_BACKOFF`](zen_utils::serve::listener::ACCEPT_BACKOFF), and
+//!   the loop goes on serving), the pool (a turn with more arrivals than
+//!   buffers ends some receives with `ENOBUFS`; they are armed again), and
+//!   one CPU. Per connection, output is bounded by
 //!   [`OUTPUT_LIMIT`](zen_utils::protocol::OUTPUT_LIMIT): past it, the
 //!   connection's receive is cancelled, and the client's bytes wait in the
 //!   kernel's socket buffer until its answers drain.
-//! - **Timers:** srv-poll's binary heap of `(instant, task)` (zen-utils'
-//!   `timers`, RawServer's
-//!   `add_task`), and one io_uring `Timeout` operation armed for the
-//!   earliest task (`alarm.rs`), moved only when that changes: its
-//!   completion wakes the loop's wait like any other.
-//! - **Shutdown:** [`Shutdown::on_trigger`] writes to an eventfd whose
-//!   read is always in flight: it completes, and the wait returns. The
-//!   loop cancels the accept and closes the listener, cancels every
-//!   receive (after its last completion, a connection reads with
-//!   non-blocking `recv` what arrived since, once), answers every complete
-//!   question it holds (waiting out `--work wait` timers and peer calls),
-//!   closes each connection once its answers are sent, and closes
-//!   whatever is left after
+//! - **Timers:** the binary heap of `(instant, task)` srv-poll uses too,
+//!   RawServer's `add_task` (zen-utils' `raw_loop::timers`, its tasks the
+//!   `Deadline`s of `raw_loop::deadline`), and one io_uring `Timeout`
+//!   operation armed for the earliest task (`alarm.rs`), moved only when
+//!   that changes: its completion wakes the loop's wait like any other.
+//! - **Shutdown:** [`Shutdown::on_trigger`] (through zen-utils'
+//!   `wake_on_shutdown`) writes to an eventfd, zen-utils' `EventfdWaker`
+//!   in blocking mode, whose read is always in flight: it completes, and
+//!   the wait returns. The loop cancels the accept and closes the
+//!   listener, cancels every receive (after its last completion, a
+//!   connection reads with non-blocking `recv` what arrived since, once),
+//!   answers every complete question it holds (waiting out `--work wait`
+//!   timers and peer calls), closes each connection once its answers are
+//!   sent, and closes whatever is left after
 //!   [`SHUTDOWN_GRACE`](zen_utils::serve::shutdown::SHUTDOWN_GRACE). Then it
 //!   cancels its own operations and reaps until the kernel has handed
 //!   back every buffer, and only then drops the ring and the pool.

@@ -2,9 +2,11 @@
 //! (`--table-part K/N`) forwards a question of another part to its
 //! configured peers (`--peer`), one after another, and relays the first
 //! answer. A question in no part of the table is unknown at once: every
-//! server holds the whole table, and answers only its part. This module is the rule, written once and with no I/O: which
-//! questions are local, what is forwarded to whom, and what a peer's reply
-//! means. Each model does the asking its own way (that is the lesson).
+//! server holds the whole table, and answers only its part. This module is
+//! the rule, written once and with no I/O: which questions are local, what
+//! is forwarded to whom, where a peer's reply ends ([`ReplyReader`]) and
+//! what it means. Each model does the asking its own way (that is the
+//! lesson).
 //!
 //! A forwarded question carries the servers that already handled it:
 //! `[127.0.0.1:7001,[::1]:7002]Flat is better than?` (each address as

@@ -14,8 +14,8 @@
 //! - [`connect`]: a non-blocking connect, for the peers and the client.
 //! - [`offload`]: `--offload N`'s helper threads.
 //! - [`raw_loop`]: what the hand-written loops share: epoll, the waker,
-//!   the timer queue and its deadlines, connection ids, how a connection
-//!   ends.
+//!   the timer queue and its deadlines, connection and attempt ids,
+//!   admission into a loop, how a connection ends.
 
 pub mod admission;
 pub mod blocking;

@@ -1,6 +1,7 @@
 //! What a raw loop's timer queue holds ([`Deadline`]), when its next wait
-//! ends or the loop does ([`next_turn`]), and the idle scan:
-//! RawServer's `scan_for_timeouts`, one timer for all connections rather
+//! ends or the loop does ([`next_turn`]), and when the idle scan runs
+//! ([`schedule_idle_scan`]; the scan itself is each loop's
+//! `scan_for_timeouts`, RawServer's): one timer for all connections rather
 //! than one per connection, so that the queue does not grow with
 //! connections that come and go, and a scan of even 10,000 connections
 //! costs well under a millisecond.

@@ -22,7 +22,7 @@ use rustix::time::{
 };
 
 /// Nanoseconds on the monotonic clock (the one `Instant` uses), read
-/// through the vDSO: no system call.
+/// through the vDSO: no system call. srv-uring's alarm reads it too.
 pub fn now_ns() -> u64 {
     let now = clock_gettime(ClockId::Monotonic);
     // The monotonic clock starts at boot: never negative.

@@ -12,7 +12,8 @@
 pub struct ConnId {
     /// Its key in the loop's slab of connections.
     pub key: usize,
-    /// The loop's count of accepted connections when it was accepted.
+    /// The loop's count of admitted connections when it was admitted
+    /// (see [`Admitter`](super::admitted::Admitter)).
     pub generation: u64,
 }
 

@@ -6,10 +6,11 @@
 //! - [`waker`]: the eventfd another thread wakes a loop's wait with (the
 //!   shutdown, `--offload`'s helpers).
 //! - [`timers`]: an event loop's timer queue on a binary heap.
-//! - [`deadline`]: what srv-poll's and srv-uring's timer queues hold, and
-//!   the idle scan.
+//! - [`deadline`]: what srv-poll's and srv-uring's timer queues hold, the
+//!   idle scan's period, and the top of a turn (until when it waits, or
+//!   that the loop is over).
 //! - [`ids`]: a connection's and a peer attempt's names in a loop's slab,
-//!   and [`admitted`]: what the loop hands a connection it admitted.
+//!   and [`admitted`]: how a loop takes in a connection it accepted.
 //! - [`ending`]: a connection's last word, then why it ended.
 
 pub mod admitted;

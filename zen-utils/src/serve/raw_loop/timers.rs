@@ -3,8 +3,9 @@
 //! loops share it.
 //!
 //! A loop never sleeps on a timer: it arms one kernel timer for the
-//! earliest task (srv-poll a timerfd registered with its poller, srv-uring
-//! one io_uring Timeout operation), so an event and a timer wake the same
+//! earliest task (srv-poll a timerfd in its epoll set, its own with
+//! `--poller epoll`, the `polling` crate's otherwise; srv-uring one
+//! io_uring Timeout operation), so an event and a timer wake the same
 //! single thread in the same wait.
 
 use std::cmp::Reverse;

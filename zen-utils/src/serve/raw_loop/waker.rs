@@ -1,6 +1,8 @@
 //! Another thread's way into a loop's one wait: an eventfd that the
-//! shutdown trigger (or an `--offload` helper) writes to. srv-poll's epoll
-//! set watches it readable; srv-uring always has a read of it in flight.
+//! shutdown trigger (or an `--offload` helper) writes to. srv-poll's
+//! `--poller epoll` watches it readable (its default poller, the `polling`
+//! crate, has a notifier of its own); srv-uring always has a read of it in
+//! flight.
 
 use std::io;
 use std::os::fd::OwnedFd;
@@ -42,9 +44,9 @@ impl EventfdWaker {
         &self.fd
     }
 
-    /// Wakes the loop's current or next wait. Safe from any thread; never
-    /// blocks (only a counter at its maximum refuses a write, and it then
-    /// wakes the loop anyway).
+    /// Wakes the loop's current or next wait. Safe from any thread. Only a
+    /// counter at its maximum (2^64 - 2 wake-ups unread) refuses the write,
+    /// or, in blocking mode, makes it wait: the loop reads long before.
     pub fn wake(&self) {
         let _ = rustix::io::write(&self.fd, &1u64.to_ne_bytes());
     }
