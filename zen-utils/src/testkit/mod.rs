@@ -333,7 +333,21 @@ macro_rules! conformance_suite {
         fn start(config: $crate::Config) -> $crate::testkit::TestServer {
             $crate::testkit::TestServer::start($serve, config)
         }
+        $crate::conformance_suite!(@shared $model, [$($requires)?]);
+        // The cases that only an in-process server needs run here alone:
+        // they test the model, not the way it was started.
         $crate::conformance_suite!(@cases $model, [$($requires)?];
+            bounds_the_memory_of_clients_that_never_read,
+            survives_a_client_killed_in_the_middle_of_a_write,
+            keeps_serving_through_a_burst_of_connections,
+            serves_others_while_a_client_floods_a_pipeline,
+            answers_random_byte_streams_as_the_spec_frames_them,
+        );
+    };
+    // The cases every start mode runs (`started_suite!` runs them on a
+    // socket-activated binary too).
+    (@shared $model:expr, $requires:tt) => {
+        $crate::conformance_suite!(@cases $model, $requires;
             answers_every_aphorism,
             answers_a_question_split_byte_by_byte,
             answers_many_questions_in_one_write_in_order,
@@ -357,13 +371,8 @@ macro_rules! conformance_suite {
             drops_work_that_outlasts_the_shutdown_grace,
             closes_idle_clients_on_graceful_shutdown,
             counts_answers_and_errors_in_the_summary,
-            bounds_the_memory_of_clients_that_never_read,
-            survives_a_client_killed_in_the_middle_of_a_write,
-            keeps_serving_through_a_burst_of_connections,
             closes_a_request_of_many_megabytes_without_a_question_mark,
             answers_in_order_until_shut_down_under_pipelined_load,
-            serves_others_while_a_client_floods_a_pipeline,
-            answers_random_byte_streams_as_the_spec_frames_them,
         );
     };
     (@cases $model:expr, $requires:tt; $($case:ident),* $(,)?) => {

@@ -1015,8 +1015,8 @@ fn server_inode(server: SocketAddr, client: SocketAddr) -> Option<u64> {
 
 /// Stamps out the tests of starting a server binary the ways of
 /// docs/protocol.md's "Started by someone else": the conformance suite on
-/// a socket-activated server (all but its in-process memory case), inetd's
-/// two modes, and the `--processes` supervisor.
+/// a socket-activated server (its `@shared` cases: the in-process ones
+/// stay in-process), inetd's two modes, and the `--processes` supervisor.
 #[macro_export]
 macro_rules! started_suite {
     (bin: $bin:expr, model: $model:expr $(, args: [$($arg:expr),* $(,)?])? $(, requires: $requires:expr)? $(,)?) => {
@@ -1025,33 +1025,7 @@ macro_rules! started_suite {
             fn start(config: $crate::Config) -> $crate::testkit::TestServer {
                 $crate::testkit::TestServer::activated($bin, &[$($($arg),*)?], &config)
             }
-            $crate::conformance_suite!(@cases $model, [$($requires)?];
-                answers_every_aphorism,
-                answers_a_question_split_byte_by_byte,
-                answers_many_questions_in_one_write_in_order,
-                skips_whitespace_between_questions,
-                answers_unknown_questions_and_keeps_the_connection,
-                closes_a_request_that_is_too_long_after_answering_what_came_before,
-                accepts_a_question_of_exactly_max_request_bytes,
-                survives_a_half_question_and_a_hang_up,
-                answers_everything_before_closing_on_half_close,
-                survives_a_reset_in_the_middle_of_a_stream,
-                a_reset_after_every_answer_is_an_ordinary_close,
-                loses_nothing_when_a_huge_pipeline_is_sent_without_reading,
-                limits_the_connections_it_serves,
-            max_conns_holds_through_bursts_of_refusals,
-                closes_an_idle_connection,
-                keeps_a_connection_that_keeps_asking,
-                closes_a_connection_that_trickles_bytes_without_a_question,
-                serves_others_while_slowloris_clients_trickle,
-                overlaps_waiting_work_across_clients_when_concurrent,
-                answers_in_flight_questions_on_graceful_shutdown,
-                drops_work_that_outlasts_the_shutdown_grace,
-                closes_idle_clients_on_graceful_shutdown,
-                counts_answers_and_errors_in_the_summary,
-                closes_a_request_of_many_megabytes_without_a_question_mark,
-                answers_in_order_until_shut_down_under_pipelined_load,
-            );
+            $crate::conformance_suite!(@shared $model, [$($requires)?]);
         }
         $crate::started_suite!(@cases $bin, &[$($($arg),*)?], [$($requires)?];
             inetd_nowait_serves_one_conversation_and_exits,
