@@ -73,20 +73,33 @@ pub fn leaves_a_handed_down_listener_s_blocking_mode_as_it_came(bin: &str, args:
     );
 }
 
-/// `LISTEN_FDS=2` with one socket handed down and `--log-file`: the log is
-/// not taken for the second socket and closed. It holds the warning about
-/// the second socket, and the summary.
-pub fn an_extra_listen_fd_does_not_close_the_log_file(bin: &str, args: &[&str]) {
-    let log = temp_path("listen-fds.log");
+/// Starts `bin` socket-activated with one socket and `LISTEN_FDS=fds`,
+/// logging to a file named `log_name`, asks it one question and stops it:
+/// what it logged, and its stderr.
+fn one_answer_with_listen_fds(
+    bin: &str,
+    args: &[&str],
+    log_name: &str,
+    fds: usize,
+) -> (String, String) {
+    let log = temp_path(log_name);
     let _ = std::fs::remove_file(&log);
     let flags = [&["--log-file", log.to_str().unwrap()], args].concat();
-    let mut server = Activated::start_on(bin, &flags, bind(), NotifySocket::new(), 2);
+    let mut server = Activated::start_on(bin, &flags, bind(), NotifySocket::new(), fds);
     let mut client = Client::connect(server.addr());
     assert_eq!(text(&client.ask(b"Now is better than?")), "never.");
     drop(client);
     let stderr = server.stop_for_stderr();
     let logged = std::fs::read_to_string(&log).unwrap_or_default();
     let _ = std::fs::remove_file(&log);
+    (logged, stderr)
+}
+
+/// `LISTEN_FDS=2` with one socket handed down and `--log-file`: the log is
+/// not taken for the second socket and closed. It holds the warning about
+/// the second socket, and the summary.
+pub fn an_extra_listen_fd_does_not_close_the_log_file(bin: &str, args: &[&str]) {
+    let (logged, stderr) = one_answer_with_listen_fds(bin, args, "listen-fds.log", 2);
     assert!(
         logged.contains("LISTEN_FDS: serving only the first socket"),
         "log {logged:?}, stderr {stderr:?}"
@@ -98,16 +111,7 @@ pub fn an_extra_listen_fd_does_not_close_the_log_file(bin: &str, args: &[&str]) 
 /// and says what it did with the other 999 descriptors in at most two log
 /// lines, not one each.
 pub fn an_absurd_listen_fds_is_said_in_a_line_or_two(bin: &str, args: &[&str]) {
-    let log = temp_path("listen-fds-absurd.log");
-    let _ = std::fs::remove_file(&log);
-    let flags = [&["--log-file", log.to_str().unwrap()], args].concat();
-    let mut server = Activated::start_on(bin, &flags, bind(), NotifySocket::new(), 1000);
-    let mut client = Client::connect(server.addr());
-    assert_eq!(text(&client.ask(b"Now is better than?")), "never.");
-    drop(client);
-    let stderr = server.stop_for_stderr();
-    let logged = std::fs::read_to_string(&log).unwrap_or_default();
-    let _ = std::fs::remove_file(&log);
+    let (logged, stderr) = one_answer_with_listen_fds(bin, args, "listen-fds-absurd.log", 1000);
     let warnings = logged
         .matches("LISTEN_FDS: serving only the first socket")
         .count();
