@@ -272,15 +272,7 @@ fn throughput_panel(area: &Area<'_>, panel: &ExperimentResult) -> Outcome {
         .filter_map(|run| (bars.value)(run))
         .fold(0.0, f64::max)
         .max(1.0);
-    let mut chart = ChartBuilder::on(area)
-        .caption(
-            format!("{}. {}", panel.number, panel.title),
-            (FONT, 17).into_font().style(FontStyle::Bold),
-        )
-        .margin(10)
-        .margin_right(24)
-        .x_label_area_size(42)
-        .y_label_area_size(NAMES)
+    let mut chart = bars_chart(area, panel)
         // Room right of the longest bar for its number.
         .build_cartesian_2d(0.0..top * 1.3, segments(n))?;
     let names: Vec<String> = runs.iter().map(|run| row_label(run)).collect();
@@ -357,16 +349,8 @@ fn latency_panel(area: &Area<'_>, panel: &ExperimentResult) -> Outcome {
             decade_above(high.max(low * 10.0)),
         )
     };
-    let mut chart = ChartBuilder::on(area)
-        .caption(
-            format!("{}. {}", panel.number, panel.title),
-            (FONT, 17).into_font().style(FontStyle::Bold),
-        )
-        .margin(10)
-        .margin_right(24)
-        .x_label_area_size(42)
-        .y_label_area_size(NAMES)
-        .build_cartesian_2d((low..high).log_scale(), segments(n))?;
+    let mut chart =
+        bars_chart(area, panel).build_cartesian_2d((low..high).log_scale(), segments(n))?;
     let names: Vec<String> = runs.iter().map(|run| row_label(run)).collect();
     let name_of = |value: &SegmentValue<i32>| row_name(&names, value);
     chart
@@ -428,6 +412,25 @@ fn latency_panel(area: &Area<'_>, panel: &ExperimentResult) -> Outcome {
                 + Cross::new((0, 0), 4, colour.stroke_width(2))])?;
     }
     Ok(())
+}
+
+/// A panel of one bar (or marks) per server: its experiment as the caption,
+/// the servers' names on the left, the figure along the bottom.
+fn bars_chart<'a, 'b>(
+    area: &'a Area<'b>,
+    panel: &ExperimentResult,
+) -> ChartBuilder<'a, 'b, SVGBackend<'b>> {
+    let mut chart = ChartBuilder::on(area);
+    chart
+        .caption(
+            format!("{}. {}", panel.number, panel.title),
+            (FONT, 17).into_font().style(FontStyle::Bold),
+        )
+        .margin(10)
+        .margin_right(24)
+        .x_label_area_size(42)
+        .y_label_area_size(NAMES);
+    chart
 }
 
 /// The name of the row a segment of the bars' axis stands for: rows are
