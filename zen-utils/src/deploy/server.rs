@@ -266,17 +266,19 @@ fn registry_entry(
         return Ok(None);
     }
     let advertised = args.advertise.unwrap_or(bound);
-    if advertised.ip().is_unspecified() || advertised.port() == 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("--register: cannot register {advertised}: give --advertise IP:PORT"),
-        ));
-    }
     let entry = Entry {
         host: advertised.ip(),
         port: advertised.port(),
         model: name.to_owned(),
     };
+    // Judged as the clients judge it: an entry they would skip is refused
+    // here, in one line, rather than registered for nobody.
+    if let Some(why) = entry.undialable() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("--register: cannot register {advertised} ({why}): give --advertise IP:PORT"),
+        ));
+    }
     let health = Health::of(
         bound,
         args.table_part,

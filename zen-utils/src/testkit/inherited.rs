@@ -157,7 +157,8 @@ pub fn inetd_nowait_asks_its_peers_as_itself(bin: &str, args: &[&str]) {
 
 /// A server bound to the wildcard address asks its peers with
 /// `--advertise` (no `--register` needed) as its address in the history;
-/// without `--advertise` it refuses to start, in one line.
+/// without `--advertise` it refuses to start, in one line, and so it does
+/// when asked to register an address no client would dial.
 pub fn a_wildcard_bound_server_asks_peers_as_it_advertises(bin: &str, args: &[&str]) {
     let (peer, asked) = fake_peer();
     let peer = peer.to_string();
@@ -204,6 +205,38 @@ pub fn a_wildcard_bound_server_asks_peers_as_it_advertises(bin: &str, args: &[&s
         assert_eq!(out.status.code(), Some(1), "{nobody}: {stderr}");
         assert!(
             stderr.contains("not an address others can reach"),
+            "{nobody}: {stderr}"
+        );
+    }
+    // Nor is one registered: the server judges its entry as the clients
+    // would, and refuses it before it reaches for the registry.
+    for nobody in [
+        "0.0.0.0:7",
+        "[::ffff:0.0.0.0]:7",
+        "224.0.0.1:7",
+        "127.0.0.1:0",
+    ] {
+        // Bounded: a server that registered it instead would serve on.
+        let mut child = std::process::Command::new(bin)
+            .args(["-p", "0", "--register", "zk://127.0.0.1:1/zen"])
+            .args(["--advertise", nobody])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let status = wait_bounded(&mut child);
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        assert_eq!(status.code(), Some(1), "{nobody}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{nobody}: {stderr}");
+        assert!(
+            stderr.contains("give --advertise IP:PORT"),
             "{nobody}: {stderr}"
         );
     }
