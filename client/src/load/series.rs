@@ -3,24 +3,21 @@
 //! A failing server shows in it as it happens: the answers drop, the
 //! errors and the questions asked again come, and the rate comes back.
 //!
-//! Each load thread counts into its own [`Series`] behind a mutex that
-//! only the main thread also takes, once per interval, to print the
-//! interval that just ended; the report's series is all of them merged
-//! at the end, so the lines printed and the report's figures are the same
-//! counts.
+//! Each load thread counts the interval it is in with no lock (its
+//! [`Counter`]), and hands that interval to its own [`Series`], behind a
+//! mutex, once the interval is over (the thread's loop looks at least
+//! every few milliseconds): one lock per interval, not per answer. The
+//! main thread takes the same mutex once per interval to print the
+//! interval that just ended; the report's series is all of them merged at
+//! the end.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use hdrhistogram::Histogram;
 
+use super::tally;
 use crate::report::{Interval, IntervalShare};
-
-/// Latencies of one interval of one target: two significant digits (only
-/// the p99 is reported).
-const DIGITS: u8 = 2;
-/// The longest latency recorded, as the run's histograms.
-const MAX_NS: u64 = 60_000_000_000;
 
 /// One thread's counts per interval, by target.
 pub(crate) struct Series {
@@ -54,9 +51,19 @@ impl Cell {
         self.answers += other.answers;
         self.errors += other.errors;
         self.reasked += other.reasked;
-        if let Some(theirs) = &other.latency {
+        if let Some(theirs) = other.latency.as_ref().filter(|h| !h.is_empty()) {
             let mine = self.latency.get_or_insert_with(histogram);
             let _ = mine.add(theirs);
+        }
+    }
+
+    /// Zero again, its histogram's memory kept for the next interval.
+    fn clear(&mut self) {
+        self.answers = 0;
+        self.errors = 0;
+        self.reasked = 0;
+        if let Some(latency) = &mut self.latency {
+            latency.reset();
         }
     }
 
@@ -66,8 +73,10 @@ impl Cell {
     }
 }
 
+/// Latencies of one interval of one target: as a target's own histogram
+/// (only the p99 is reported).
 fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, MAX_NS, DIGITS).expect("valid histogram bounds")
+    tally::histogram(tally::TARGET_HISTOGRAM_DIGITS)
 }
 
 /// A thread's series, shared with the main thread.
@@ -83,10 +92,9 @@ impl Series {
         }))
     }
 
-    /// The cell of `target` at `now`. A new interval makes its cells
-    /// (an allocation once per interval, not per answer).
-    fn cell(&mut self, target: usize, now: u64) -> &mut Cell {
-        let i = usize::try_from(now.saturating_sub(self.origin) / self.interval).unwrap_or(0);
+    /// The cell of `target` in interval `i`. A new interval makes its
+    /// cells (an allocation once per interval, not per answer).
+    fn cell(&mut self, i: usize, target: usize) -> &mut Cell {
         if self.cells.len() <= i {
             self.cells.resize_with(i + 1, Vec::new);
         }
@@ -95,6 +103,78 @@ impl Series {
             row.resize_with(target + 1, Cell::new);
         }
         &mut row[target]
+    }
+
+    /// The intervals counted so far.
+    fn len(&self) -> usize {
+        self.cells.len()
+    }
+}
+
+/// A load thread's counts of the interval it is in, kept with no lock and
+/// handed to its shared [`Series`] in one lock when the interval changes
+/// (or the run ends).
+pub(crate) struct Counter {
+    shared: Shared,
+    origin: u64,
+    interval: u64,
+    /// The interval `row` counts.
+    current: usize,
+    /// `row[target]`.
+    row: Vec<Cell>,
+    /// Whether `row` holds anything not handed over yet.
+    counted: bool,
+}
+
+impl Counter {
+    /// Counts into `shared`.
+    pub(crate) fn new(shared: Shared) -> Self {
+        let (origin, interval) = {
+            let series = lock(&shared);
+            (series.origin, series.interval)
+        };
+        Self {
+            shared,
+            origin,
+            interval,
+            current: 0,
+            row: Vec::new(),
+            counted: false,
+        }
+    }
+
+    /// The cell of `target` at `now`, handing over the interval before
+    /// if `now` is in another.
+    fn cell(&mut self, target: usize, now: u64) -> &mut Cell {
+        self.turn(now);
+        self.counted = true;
+        if self.row.len() <= target {
+            self.row.resize_with(target + 1, Cell::new);
+        }
+        &mut self.row[target]
+    }
+
+    /// Called as time goes by (each turn of the thread's loop): once `now`
+    /// is in another interval, the one counted so far is handed over.
+    pub(crate) fn turn(&mut self, now: u64) {
+        let i = usize::try_from(now.saturating_sub(self.origin) / self.interval).unwrap_or(0);
+        if i != self.current {
+            self.hand_over();
+            self.current = i;
+        }
+    }
+
+    /// Adds the interval counted so far to the shared series, in one lock.
+    pub(crate) fn hand_over(&mut self) {
+        if !self.counted {
+            return;
+        }
+        let mut series = lock(&self.shared);
+        for (target, cell) in self.row.iter_mut().enumerate() {
+            series.cell(self.current, target).add(cell);
+            cell.clear();
+        }
+        self.counted = false;
     }
 
     /// A right answer from `target` at `now`, `latency_ns` after its
@@ -117,11 +197,6 @@ impl Series {
         if n > 0 {
             self.cell(target, now).reasked += n;
         }
-    }
-
-    /// The intervals counted so far.
-    fn len(&self) -> usize {
-        self.cells.len()
     }
 }
 

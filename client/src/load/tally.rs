@@ -1,8 +1,8 @@
 //! What one load thread counts: latency histograms, errors by kind,
 //! reconnects. Each thread has its own, so counting costs no
 //! synchronisation; they are merged once, at the end. Only `--every`'s
-//! series is shared with the main thread, behind a mutex it takes once an
-//! interval.
+//! series is shared with the main thread, handed over once an interval
+//! (see `series.rs`).
 
 use std::io;
 
@@ -19,7 +19,7 @@ const HISTOGRAM_MAX_NS: u64 = 60_000_000_000;
 const HISTOGRAM_DIGITS: u8 = 3;
 /// Two significant digits for each target's own histogram (only its p99
 /// and its median are reported), so that many `--server`s stay cheap.
-const TARGET_HISTOGRAM_DIGITS: u8 = 2;
+pub(super) const TARGET_HISTOGRAM_DIGITS: u8 = 2;
 
 /// Why a connection failed, or what was wrong with an answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,9 +74,9 @@ pub(crate) struct Tally {
     /// Each target's answers and latencies, by target number; grown by
     /// [`Tally::track`] as connections go to new targets.
     pub(crate) per_target: Vec<TargetTally>,
-    /// `--every`: counts per interval of the window, by target, shared
-    /// with the main thread (see `series.rs`).
-    pub(crate) series: Option<series::Shared>,
+    /// `--every`: counts per interval of the window, by target, handed to
+    /// the main thread interval by interval (see `series.rs`).
+    pub(crate) series: Option<series::Counter>,
 }
 
 /// One target's share of a thread's counts.
@@ -85,7 +85,7 @@ pub(crate) struct TargetTally {
     pub(crate) latency: Histogram<u64>,
 }
 
-fn histogram(digits: u8) -> Histogram<u64> {
+pub(super) fn histogram(digits: u8) -> Histogram<u64> {
     Histogram::new_with_bounds(1, HISTOGRAM_MAX_NS, digits).expect("valid histogram bounds")
 }
 
@@ -109,7 +109,7 @@ impl Tally {
 
     /// Counts into `series` (`--every`) from now on.
     pub(crate) fn keep_series(&mut self, series: series::Shared) {
-        self.series = Some(series);
+        self.series = Some(series::Counter::new(series));
     }
 
     /// Makes room for target `target`'s figures: called as a connection
@@ -146,9 +146,9 @@ impl Tally {
             let from = if open_loop { intended } else { sent };
             share.latency.saturating_record(now.saturating_sub(from));
         }
-        if let Some(series) = &self.series {
+        if let Some(series) = &mut self.series {
             let from = if open_loop { intended } else { sent };
-            lock(series).answer(target, now, now.saturating_sub(from));
+            series.answer(target, now, now.saturating_sub(from));
         }
         self.answers += 1;
         self.last_answer = now;
@@ -156,8 +156,8 @@ impl Tally {
 
     /// Counts one error, on a connection to `target`, at `now`.
     pub(crate) fn error(&mut self, failure: Failure, target: usize, now: u64) {
-        if let Some(series) = &self.series {
-            lock(series).error(target, now);
+        if let Some(series) = &mut self.series {
+            series.error(target, now);
         }
         let errors = &mut self.errors;
         let count = match failure {
@@ -177,8 +177,8 @@ impl Tally {
     /// `now`.
     pub(crate) fn reask(&mut self, n: u64, target: usize, now: u64) {
         self.reasked += n;
-        if let Some(series) = &self.series {
-            lock(series).reasked(target, now, n);
+        if let Some(series) = &mut self.series {
+            series.reasked(target, now, n);
         }
     }
 
@@ -202,12 +202,6 @@ impl Tally {
             let _ = mine.latency.add(&theirs.latency);
         }
     }
-}
-
-/// Locks a thread's series; counts left by a thread that panicked are
-/// still counts.
-fn lock(series: &series::Shared) -> std::sync::MutexGuard<'_, series::Series> {
-    series.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The percentiles of a histogram of nanoseconds, in microseconds.

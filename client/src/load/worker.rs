@@ -267,6 +267,11 @@ impl Worker {
             {
                 break;
             }
+            if let Some(series) = &mut self.tally.series {
+                // An interval over is handed to the main thread (the loop
+                // wakes at least every scan, well within `--every`'s lag).
+                series.turn(now);
+            }
             if now >= self.next_scan {
                 self.scan(now);
                 self.next_scan = now + SCAN_INTERVAL;
@@ -301,6 +306,9 @@ impl Worker {
             }
         }
         self.close_all()?;
+        if let Some(series) = &mut self.tally.series {
+            series.hand_over();
+        }
         let answers_per_conn = self
             .conns
             .iter()
