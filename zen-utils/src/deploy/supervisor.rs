@@ -25,7 +25,7 @@
 //! Workers are started from the executable the supervisor is running, not
 //! from the path it was started by: a rebuild or an upgrade that renames a
 //! new file over that path must not leave the supervisor unable to restart
-//! a worker (see [`Executable`]). When no worker can be started at all, the
+//! a worker (see `Executable`). When no worker can be started at all, the
 //! supervisor says so once and exits with an error, rather than hold a
 //! listener whose connections nobody would ever accept.
 
@@ -83,7 +83,7 @@ struct WorkerSlot {
 /// exec, and that is why `fexecve` has the same limit). `fexecve` itself
 /// would need a hand-written fork and exec in place of `Command`, with its
 /// pipes and error reporting, for no gain.
-pub struct Executable {
+struct Executable {
     /// What workers exec: `/proc/self/fd/N`.
     path: OsString,
     /// The held file (the number in `path`); `None` for a plain path.
@@ -92,7 +92,7 @@ pub struct Executable {
 
 impl Executable {
     /// The executable this process is running.
-    pub fn running() -> io::Result<Self> {
+    fn running() -> io::Result<Self> {
         let file = std::fs::File::open("/proc/self/exe")?;
         // Never fds 0 to 3: a worker gets the listener put at fd 3 before
         // the exec, which would replace the executable's descriptor.
@@ -110,7 +110,8 @@ impl Executable {
     }
 
     /// A program at `path`, for tests.
-    pub fn at(path: impl Into<OsString>) -> Self {
+    #[cfg(test)]
+    fn at(path: impl Into<OsString>) -> Self {
         Self {
             path: path.into(),
             _file: None,
@@ -120,7 +121,7 @@ impl Executable {
 
 /// Runs `processes` workers on `listener` until `shutdown`, restarting
 /// those that die; returns the total of the summaries the workers
-/// reported. Workers are this very executable ([`Executable::running`]).
+/// reported. Workers are this very executable (`Executable::running`).
 pub fn supervise(
     name: &str,
     listener: TcpListener,
@@ -132,7 +133,7 @@ pub fn supervise(
 
 /// [`supervise`], with workers started from `executable`. Fails, once
 /// every worker it had has exited, if none can be started.
-pub fn supervise_with(
+fn supervise_with(
     name: &str,
     executable: &Executable,
     listener: TcpListener,
