@@ -17,6 +17,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::protocol::peers::{ReplyRead, ReplyReader};
 use crate::protocol::table::APHORISMS;
 
 /// `--health-interval` and `--health-fails`, and whom to ask.
@@ -25,7 +26,7 @@ pub struct Health {
     /// Where the server listens, as reached from inside its own host.
     pub addr: SocketAddr,
     /// The question asked (one the server knows itself: never forwarded).
-    pub question: Vec<u8>,
+    pub question: &'static [u8],
     /// How often it is asked; each ask is bounded by it.
     pub interval: Duration,
     /// Misses in a row that take the server out of the registry.
@@ -53,7 +54,7 @@ impl Health {
         // Position K of the table is in part K/N: asked, it is answered
         // here and never forwarded to a peer.
         let (first, _) = part;
-        let question = APHORISMS[(first - 1) % APHORISMS.len()].0.to_vec();
+        let question = APHORISMS[(first - 1) % APHORISMS.len()].0;
         Some(Self {
             addr: SocketAddr::new(ip, bound.port()),
             question,
@@ -69,8 +70,9 @@ pub struct Probe {
     connection: Option<TcpStream>,
     /// A question was sent and its answer has not come yet.
     outstanding: bool,
-    /// Bytes of an answer read so far.
-    read: Vec<u8>,
+    /// The answer read so far: read as a peer's reply is (any complete
+    /// answer, error or not, is one).
+    reply: ReplyReader,
 }
 
 impl Probe {
@@ -80,7 +82,7 @@ impl Probe {
             health,
             connection: None,
             outstanding: false,
-            read: Vec::new(),
+            reply: ReplyReader::new(),
         }
     }
 
@@ -138,21 +140,21 @@ impl Probe {
         }
         let stream = self.connection.as_mut().expect("connected above");
         if !self.outstanding {
-            stream.write_all(&self.health.question).await?;
+            stream.write_all(self.health.question).await?;
             self.outstanding = true;
         }
-        let mut buf = [0; 256];
         loop {
-            if self.read.contains(&b'.') {
-                // Answered: the connection is let go until the next ask.
-                self.forget();
-                return Ok(());
+            let n = stream.read(self.reply.room()).await?;
+            match self.reply.received(n) {
+                ReplyRead::NeedMore => {}
+                ReplyRead::Complete(_) => {
+                    // Answered: the connection is let go until the next ask.
+                    self.forget();
+                    return Ok(());
+                }
+                ReplyRead::ClosedEarly => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+                ReplyRead::TooLong => return Err(std::io::ErrorKind::InvalidData.into()),
             }
-            let n = stream.read(&mut buf).await?;
-            if n == 0 {
-                return Err(std::io::ErrorKind::UnexpectedEof.into());
-            }
-            self.read.extend_from_slice(&buf[..n]);
         }
     }
 
@@ -160,7 +162,7 @@ impl Probe {
     fn forget(&mut self) {
         self.connection = None;
         self.outstanding = false;
-        self.read.clear();
+        self.reply = ReplyReader::new();
     }
 }
 

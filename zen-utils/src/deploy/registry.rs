@@ -486,9 +486,9 @@ async fn register(
                 }
                 () = stop_answering(probe.as_mut()) => {
                     answering = false;
-                    let health = probe.as_ref().map(|probe| probe.health().clone());
-                    let (fails, interval) = health
-                        .map(|health| (health.fails, health.interval))
+                    let (fails, interval) = probe
+                        .as_ref()
+                        .map(|probe| (probe.health().fails, probe.health().interval))
                         .unwrap_or_default();
                     match timed(client.delete(&znode, None)).await {
                         Ok(()) => tracing::warn!(
