@@ -222,10 +222,18 @@ impl Blocking {
 
 /// Sorts a read or write error: a timeout is a tick, not a failure.
 fn stalled(error: io::Error) -> Stalled {
-    match error.kind() {
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted => {
-            Stalled::Tick
-        }
-        _ => Stalled::Failed(error),
+    if is_tick(&error) {
+        Stalled::Tick
+    } else {
+        Stalled::Failed(error)
     }
+}
+
+/// A read or write that came back because its tick passed (or a signal
+/// came), not because it failed.
+fn is_tick(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
 }

@@ -68,15 +68,22 @@ pub fn turn_away(stream: &impl AsFd, peer: SocketAddr, config: &Config, stats: &
 /// workers. Its `accept` then returns `WouldBlock` at once, and without
 /// this wait the accept loop would spin.
 pub fn wait_for_connection(listener: &impl AsFd, patience: Duration) {
-    let mut fds = [rustix::event::PollFd::new(
-        listener,
-        rustix::event::PollFlags::IN,
-    )];
+    ready_within(listener, rustix::event::PollFlags::IN, patience);
+}
+
+/// Whether `socket` became ready for `flags` (or failed) within `wait`:
+/// one `poll`, for a thread that blocks.
+pub(crate) fn ready_within(
+    socket: &impl AsFd,
+    flags: rustix::event::PollFlags,
+    wait: Duration,
+) -> bool {
+    let mut fds = [rustix::event::PollFd::new(socket, flags)];
     let timeout = rustix::time::Timespec {
-        tv_sec: patience.as_secs() as _,
-        tv_nsec: patience.subsec_nanos() as _,
+        tv_sec: wait.as_secs() as _,
+        tv_nsec: wait.subsec_nanos() as _,
     };
-    let _ = rustix::event::poll(&mut fds, Some(&timeout));
+    matches!(rustix::event::poll(&mut fds, Some(&timeout)), Ok(n) if n > 0)
 }
 
 /// Sets the `SO_LINGER` of a socket; `Some(ZERO)` makes close send a reset.

@@ -15,14 +15,14 @@
 //! of the shutdown grace ends it, as it ends `--work wait`: no server
 //! outlives the grace because a peer is slow.
 
-use std::io::{self, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use crate::protocol::peers::{Asking, Forward, Reply, ReplyRead, ReplyReader};
 use crate::protocol::UNKNOWN_APHORISM;
 use crate::serve::connect::{self, Connecting};
+use crate::serve::listener;
 use crate::serve::shutdown::TICK;
 use crate::Shutdown;
 
@@ -88,7 +88,7 @@ fn connect(peer: SocketAddr, waiting: &Waiting<'_>) -> Result<Option<TcpStream>,
                 let Some(wait) = waiting.next()? else {
                     return Ok(None);
                 };
-                if writable_within(&stream, wait) {
+                if listener::ready_within(&stream, rustix::event::PollFlags::OUT, wait) {
                     break;
                 }
             }
@@ -104,19 +104,6 @@ fn connect(peer: SocketAddr, waiting: &Waiting<'_>) -> Result<Option<TcpStream>,
         return Ok(None);
     }
     Ok(Some(stream))
-}
-
-/// Whether `socket` became writable (or failed) within `wait`.
-fn writable_within(socket: &impl AsFd, wait: Duration) -> bool {
-    let mut fds = [rustix::event::PollFd::new(
-        socket,
-        rustix::event::PollFlags::OUT,
-    )];
-    let timeout = rustix::time::Timespec {
-        tv_sec: wait.as_secs() as _,
-        tv_nsec: wait.subsec_nanos() as _,
-    };
-    matches!(rustix::event::poll(&mut fds, Some(&timeout)), Ok(n) if n > 0)
 }
 
 /// Writes `request` and reads one reply.
@@ -142,7 +129,7 @@ fn exchange(
         let _ = stream.set_read_timeout(Some(wait));
         let read = match stream.read(reader.room()) {
             Ok(n) => reader.received(n),
-            Err(error) if is_tick(&error) => continue,
+            Err(error) if super::is_tick(&error) => continue,
             Err(_) => return Ok(Reply::Failed),
         };
         match read {
@@ -151,12 +138,4 @@ fn exchange(
             ReplyRead::TooLong | ReplyRead::ClosedEarly => return Ok(Reply::Failed),
         }
     }
-}
-
-/// A read that came back because its tick passed, not because it failed.
-fn is_tick(error: &io::Error) -> bool {
-    matches!(
-        error.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
-    )
 }
