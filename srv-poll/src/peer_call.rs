@@ -25,7 +25,7 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use zen_utils::protocol::peers::{Asking, Forward, Reply, ReplyRead, ReplyReader};
+use zen_utils::protocol::peers::{Asking, Forward, Reply, ReplyReader};
 use zen_utils::protocol::UNKNOWN_APHORISM;
 use zen_utils::serve::connect::{self, Connecting};
 use zen_utils::serve::raw_loop::deadline::Deadline;
@@ -325,13 +325,8 @@ impl Attempt {
                         Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
                         Err(error) => return Err(error),
                     };
-                    match read {
-                        ReplyRead::NeedMore => {}
-                        ReplyRead::Complete(reply) => return Ok(Progress::Heard(reply)),
-                        ReplyRead::TooLong => {
-                            return Err(io::Error::new(io::ErrorKind::InvalidData, "not a reply"))
-                        }
-                        ReplyRead::ClosedEarly => return Err(io::ErrorKind::UnexpectedEof.into()),
+                    if let Some(reply) = read.into_result()? {
+                        return Ok(Progress::Heard(reply));
                     }
                 }
             }

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use io_uring::{opcode, types};
 use slab::Slab;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
-use zen_utils::protocol::peers::{Asking, Forward, Reply, ReplyRead, ReplyReader};
+use zen_utils::protocol::peers::{Asking, Forward, Reply, ReplyReader};
 use zen_utils::protocol::UNKNOWN_APHORISM;
 use zen_utils::serve::raw_loop::deadline::Deadline;
 use zen_utils::serve::raw_loop::ids::{AttemptId, ConnId};
@@ -296,14 +296,7 @@ impl Attempt {
             Step::Receiving => {
                 // One reply, and nothing after it: the peer answers one
                 // question, the one it was asked.
-                return match self.reply.received(n) {
-                    ReplyRead::NeedMore => Ok(None),
-                    ReplyRead::Complete(reply) => Ok(Some(reply)),
-                    ReplyRead::TooLong => {
-                        Err(io::Error::new(io::ErrorKind::InvalidData, "not a reply"))
-                    }
-                    ReplyRead::ClosedEarly => Err(io::ErrorKind::UnexpectedEof.into()),
-                };
+                return self.reply.received(n).into_result();
             }
         }
         Ok(None)

@@ -267,6 +267,22 @@ pub enum ReplyRead {
     ClosedEarly,
 }
 
+impl ReplyRead {
+    /// As a driver whose failures are I/O errors reads it: `None` to read
+    /// again, the reply, or why the peer failed.
+    pub fn into_result(self) -> std::io::Result<Option<Reply>> {
+        match self {
+            Self::NeedMore => Ok(None),
+            Self::Complete(reply) => Ok(Some(reply)),
+            Self::TooLong => Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "not a reply",
+            )),
+            Self::ClosedEarly => Err(std::io::ErrorKind::UnexpectedEof.into()),
+        }
+    }
+}
+
 /// The reading of one peer's reply, with no I/O: every driver reads the
 /// socket its own way (a blocking read, an await, a read on readiness, a
 /// receive operation) into [`room`](Self::room), and tells
