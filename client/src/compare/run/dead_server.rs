@@ -412,3 +412,19 @@ fn first_answer_after(report: &LoadReport, backend: SocketAddr, after: f64) -> O
         })
         .map(|(i, _)| (i + 1) as f64 * interval)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn haproxy_checks_at_the_experiments_pace() {
+        // The pace is set by rewriting deploy/haproxy's check line: if
+        // that line changes, this says so, rather than the experiment
+        // running at another pace than results.json records.
+        let config = haproxy(1060, &[1061, 1062, 1063]);
+        let line = format!("inter {}ms fall {HAPROXY_FALL}", HAPROXY_INTER.as_millis());
+        assert_eq!(config.matches(&line).count(), 1, "{config}");
+        assert!(!config.contains("inter 200ms"), "{config}");
+    }
+}
