@@ -18,6 +18,9 @@ pub(crate) struct Section<'a> {
     pub(crate) lesson: &'static str,
     /// Its table, as Markdown.
     pub(crate) table: String,
+    /// A paragraph under the table, if it has one (the settings its
+    /// figures came from).
+    pub(crate) note: Option<String>,
     pub(crate) checks: &'a [CheckResult],
     /// Its chart, if it has one: the file's name, and what it draws.
     pub(crate) chart: Option<(&'static str, &'static str)>,
@@ -33,6 +36,7 @@ pub(crate) fn sections(results: &Results) -> Vec<Section<'_>> {
             title: dead.title,
             lesson: dead.lesson,
             table: dead_server_table(dead),
+            note: Some(dead_server_settings(dead)),
             checks: &dead.checks,
             chart: Some((
                 DEAD_SERVER_CHART,
@@ -47,6 +51,7 @@ pub(crate) fn sections(results: &Results) -> Vec<Section<'_>> {
             title: peers.title,
             lesson: peers.lesson,
             table: servers_ask_servers_table(peers),
+            note: None,
             checks: &peers.checks,
             chart: None,
         });
@@ -65,12 +70,20 @@ impl Section<'_> {
     /// Its title, table and checks, for the terminal.
     pub(crate) fn for_terminal(&self) -> String {
         format!(
-            "{}. {}\n{}{}",
+            "{}. {}\n{}{}{}",
             self.number,
             self.title,
             self.table,
+            self.note_below(),
             checks_list(self.checks)
         )
+    }
+
+    /// The note as Markdown under the table: a paragraph of its own.
+    fn note_below(&self) -> String {
+        self.note
+            .as_ref()
+            .map_or_else(String::new, |note| format!("\n{note}\n"))
     }
 
     /// Its part of report.md; `drawn` are the charts that could be drawn,
@@ -80,6 +93,7 @@ impl Section<'_> {
             "\n## {}. {}\n\n{}\n\n{}",
             self.number, self.title, self.lesson, self.table
         );
+        md += &self.note_below();
         md += &checks_list(self.checks);
         if let Some((chart, what)) = self.chart {
             if drawn.iter().any(|(drawn, _)| drawn == chart) {
@@ -127,18 +141,22 @@ pub(crate) fn dead_server_table(result: &DeadServerResult) -> String {
             backends.join(" / ")
         );
     }
+    out
+}
+
+/// The settings experiment 11's figures came from, a line under its table.
+fn dead_server_settings(result: &DeadServerResult) -> String {
     let s = &result.settings;
-    out += &format!(
-        "\nSettings: client --timeout {} ms; HAProxy inter {} ms, fall {}; ZooKeeper session \
-         {} ms; --health-interval {} ms, --health-fails {}.\n",
+    format!(
+        "Settings: client --timeout {} ms; HAProxy inter {} ms, fall {}; ZooKeeper session \
+         {} ms; --health-interval {} ms, --health-fails {}.",
         s.timeout_ms,
         s.haproxy_inter_ms,
         s.haproxy_fall,
         s.session_timeout_ms,
         s.health_interval_ms,
         s.health_fails
-    );
-    out
+    )
 }
 
 /// Experiment 12's table, as Markdown.

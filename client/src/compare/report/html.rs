@@ -282,6 +282,9 @@ fn apart_section(html: &mut String, section: &Section<'_>, drawn: &[(String, Str
     heading(html, section.number, section.key, section.title);
     let _ = writeln!(html, "<p>{}</p>", inline(section.lesson));
     pipe_table(html, &section.table);
+    if let Some(note) = &section.note {
+        let _ = writeln!(html, "<p>{}</p>", escape(note));
+    }
     checks(html, section.checks);
     if let Some((name, _)) = section.chart {
         if let Some((_, svg)) = drawn.iter().find(|(drawn, _)| drawn == name) {
@@ -304,17 +307,7 @@ fn pipe_table(html: &mut String, markdown: &str) {
     let mut lines = markdown.lines().filter(|line| !line.trim().is_empty());
     let header = lines.next().map(cells).unwrap_or_default();
     let separator = lines.next().map(cells).unwrap_or_default();
-    // The table ends at its first line that is not a row; what follows is
-    // a note under it (experiment 11's settings).
-    let mut after = Vec::new();
-    let mut rows: Vec<Vec<String>> = Vec::new();
-    for line in lines {
-        if after.is_empty() && line.trim_start().starts_with('|') {
-            rows.push(cells(line));
-        } else {
-            after.push(line.trim());
-        }
-    }
+    let rows: Vec<Vec<String>> = lines.map(cells).collect();
     let is_figure = |cell: &str| {
         cell.is_empty() || cell.starts_with(|c: char| c.is_ascii_digit() || c == '–' || c == '?')
     };
@@ -328,9 +321,6 @@ fn pipe_table(html: &mut String, markdown: &str) {
         })
         .collect();
     write_table(html, &header, &rows, &numeric);
-    if !after.is_empty() {
-        let _ = writeln!(html, "<p>{}</p>", escape(&after.join(" ")));
-    }
 }
 
 #[cfg(test)]
@@ -372,14 +362,21 @@ mod tests {
 
     #[test]
     fn a_note_under_a_pipe_table_is_a_paragraph_not_a_row() {
+        let section = Section {
+            number: 11,
+            key: "dead-server",
+            title: "a title",
+            lesson: "a lesson",
+            table: "| way | answers |\n|---|--:|\n| a | 1 |\n".to_owned(),
+            note: Some("Settings: inter 100 ms.".to_owned()),
+            checks: &[],
+            chart: None,
+        };
         let mut html = String::new();
-        pipe_table(
-            &mut html,
-            "| way | answers |\n|---|--:|\n| a | 1 |\n\nSettings: inter 100 ms.\n",
-        );
+        apart_section(&mut html, &section, &[]);
         assert_eq!(html.matches("<tr>").count(), 2, "{html}");
         assert!(
-            html.ends_with("</table></div>\n<p>Settings: inter 100 ms.</p>\n"),
+            html.contains("</table></div>\n<p>Settings: inter 100 ms.</p>\n"),
             "{html}"
         );
     }
