@@ -18,7 +18,7 @@ use crate::compare::plan::dead_server::{
     HEALTH_FAILS, HEALTH_INTERVAL, INTERVAL, KEY, LESSON, NUMBER, RECONNECT_EVERY, TIMEOUT, TITLE,
 };
 use crate::load::{self, Length, Options, Watch, Window};
-use crate::report::LoadReport;
+use crate::report::{Interval, LoadReport};
 
 /// Runs every pair with backends of `bin`.
 pub(crate) fn run(bin: &Path, timing: Timing, interrupted: &AtomicBool) -> DeadServerResult {
@@ -313,12 +313,20 @@ fn run_pair(
         .collect();
     let report = load?;
     let series: Vec<u64> = report.series.iter().map(|i| i.answers).collect();
-    let error_series: Vec<u64> = report.series.iter().map(|i| i.errors).collect();
     let fail_at = timing.fail_at.as_secs_f64();
     let recover_at = timing.recover_at.as_secs_f64();
     let back_after_ms = match pair.way {
         Way::Haproxy => haproxy_back,
-        _ => first_answer_after(&report, addrs[1], recover_at).map(|at| (at - recover_at) * 1000.0),
+        _ => {
+            let backend = addrs[1].to_string();
+            let answered = |i: &Interval| {
+                i.per_target
+                    .iter()
+                    .any(|share| share.target == backend && share.answers > 0)
+            };
+            first_interval_after(&report.series, recover_at, answered)
+                .map(|at| (at - recover_at) * 1000.0)
+        }
     };
     let errors = report.errors_by_kind;
     Ok(FailoverRun {
@@ -330,7 +338,8 @@ fn run_pair(
         lost: errors.wrong_answer + errors.error_answer + errors.unasked_answer,
         errors: report.errors,
         reasked: report.reasked,
-        noticed_after_ms: noticed_after(&error_series, fail_at).map(|at| (at - fail_at) * 1000.0),
+        noticed_after_ms: first_interval_after(&report.series, fail_at, |i| i.errors > 0)
+            .map(|at| (at - fail_at) * 1000.0),
         recovered_after_ms: recovered_after(&series, fail_at).map(|at| (at - fail_at) * 1000.0),
         back_after_ms,
         left_registry_after_ms: left_registry,
@@ -383,33 +392,20 @@ fn recovered_after(series: &[u64], fail_at: f64) -> Option<f64> {
         .map(|(i, _)| (i + 1) as f64 * interval)
 }
 
-/// When (seconds into the run) the first error after `fail_at` was seen:
-/// the end of its interval.
-fn noticed_after(errors: &[u64], fail_at: f64) -> Option<f64> {
+/// The end (seconds into the run) of the first interval from the one
+/// `after` falls in where `found` holds: when the first error after the
+/// failure was seen, when the failed backend first answered again.
+fn first_interval_after(
+    series: &[Interval],
+    after: f64,
+    found: impl Fn(&Interval) -> bool,
+) -> Option<f64> {
     let interval = INTERVAL.as_secs_f64();
-    errors
-        .iter()
-        .enumerate()
-        .skip((fail_at / interval) as usize)
-        .find(|(_, n)| **n > 0)
-        .map(|(i, _)| (i + 1) as f64 * interval)
-}
-
-/// When (seconds into the run) `backend` first answered after `after`:
-/// the end of the interval it answered in.
-fn first_answer_after(report: &LoadReport, backend: SocketAddr, after: f64) -> Option<f64> {
-    let interval = INTERVAL.as_secs_f64();
-    let name = backend.to_string();
-    report
-        .series
+    series
         .iter()
         .enumerate()
         .skip((after / interval) as usize)
-        .find(|(_, i)| {
-            i.per_target
-                .iter()
-                .any(|share| share.target == name && share.answers > 0)
-        })
+        .find(|(_, i)| found(i))
         .map(|(i, _)| (i + 1) as f64 * interval)
 }
 
