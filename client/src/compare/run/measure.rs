@@ -184,14 +184,19 @@ fn measure(
         }
         None => None,
     };
-    let (mut opened, mut closed): (Option<Usage>, Option<Usage>) = (None, None);
+    // The server's usage at the window's edges, with its context switches.
+    type Edge = Option<(Usage, u64)>;
+    let (mut opened, mut closed): (Edge, Edge) = (None, None);
     let report = load::measure(
         &load_options,
         &mut Watch {
             interrupted,
             progress_line: false,
             on_window: &mut |edge| {
-                let usage = server.usage().ok();
+                let usage = server
+                    .usage()
+                    .ok()
+                    .map(|usage| (usage, server.context_switches()));
                 match edge {
                     Window::Open => opened = usage,
                     Window::Close => closed = usage,
@@ -224,20 +229,15 @@ fn measure(
     };
     let report = report?;
     let end = server.usage()?;
-    let context_switches = match (opened, closed) {
-        (Some(opened), Some(closed)) => closed
-            .context_switches
-            .saturating_sub(opened.context_switches),
-        _ => 0,
-    };
-    let (cpu_seconds, others_cpu_seconds) = match (opened, closed) {
-        (Some(opened), Some(closed)) => {
+    let (cpu_seconds, others_cpu_seconds, context_switches) = match (opened, closed) {
+        (Some((opened, switches_opened)), Some((closed, switches_closed))) => {
             let server = (closed.cpu_seconds - opened.cpu_seconds).max(0.0);
             let client = closed.client_cpu_seconds - opened.client_cpu_seconds;
             let machine = closed.machine_cpu_seconds - opened.machine_cpu_seconds;
-            (server, (machine - server - client).max(0.0))
+            let switches = switches_closed.saturating_sub(switches_opened);
+            (server, (machine - server - client).max(0.0), switches)
         }
-        _ => (0.0, 0.0),
+        _ => (0.0, 0.0, 0),
     };
     let usage = ServerUsage {
         cpu_seconds,

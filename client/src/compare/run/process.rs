@@ -60,13 +60,6 @@ pub(crate) struct Usage {
     pub(crate) rss_kib: u64,
     /// The most resident memory it ever had (`VmHWM`), KiB.
     pub(crate) peak_rss_kib: u64,
-    /// Context switches of its live threads so far, voluntary (it waited:
-    /// a read with nothing to read, a lock, `epoll_wait`) plus involuntary
-    /// (the kernel took its core), summed over /proc/PID/task/*/status.
-    /// A thread that has ended takes its counts with it, so a window in
-    /// which threads come and go (a thread per short connection) counts
-    /// only those alive at its end.
-    pub(crate) context_switches: u64,
 }
 
 /// Spawns a server at [`SERVER_NICE`] with no stdin and its stdout and
@@ -244,10 +237,20 @@ impl Server {
             cpu_seconds: seconds(ticks),
             machine_cpu_seconds: seconds(machine),
             client_cpu_seconds: seconds(client),
-            rss_kib: status_kib(&status, "VmRSS:").unwrap_or(0),
-            peak_rss_kib: status_kib(&status, "VmHWM:").unwrap_or(0),
-            context_switches: context_switches(pid),
+            rss_kib: status_number(&status, "VmRSS:").unwrap_or(0),
+            peak_rss_kib: status_number(&status, "VmHWM:").unwrap_or(0),
         })
+    }
+
+    /// Context switches of its live threads so far, voluntary (it waited:
+    /// a read with nothing to read, a lock, `epoll_wait`) plus involuntary
+    /// (the kernel took its core), summed over /proc/PID/task/*/status: a
+    /// file per thread, so read only at the window's edges. A thread that
+    /// has ended takes its counts with it, so a window in which threads
+    /// come and go (a thread per short connection) counts only those alive
+    /// at its end.
+    pub(crate) fn context_switches(&self) -> u64 {
+        context_switches(self.pid.as_raw_nonzero().get())
     }
 
     /// How many file descriptors it has open: a listener, a few of its
@@ -415,8 +418,9 @@ fn machine_ticks(stat: &str) -> Option<u64> {
     Some(fields.first()? + fields.get(1)? + fields.get(2)?)
 }
 
-/// A `Key:   1234 kB` line of `/proc/PID/status`, in KiB.
-fn status_kib(status: &str, key: &str) -> Option<u64> {
+/// The number of a `Key:   1234 kB` (in KiB) or `Key:   1234` line of
+/// `/proc/PID/status`.
+fn status_number(status: &str, key: &str) -> Option<u64> {
     status
         .lines()
         .find_map(|line| line.strip_prefix(key))
@@ -442,17 +446,8 @@ fn context_switches(pid: i32) -> u64 {
 /// The `voluntary_ctxt_switches` and `nonvoluntary_ctxt_switches` lines
 /// of one `/proc/PID/task/TID/status`, added.
 fn switches_in(status: &str) -> u64 {
-    status
-        .lines()
-        .filter_map(|line| {
-            let (key, value) = line.split_once(':')?;
-            matches!(
-                key,
-                "voluntary_ctxt_switches" | "nonvoluntary_ctxt_switches"
-            )
-            .then(|| value.trim().parse::<u64>().ok())?
-        })
-        .sum()
+    let count = |key| status_number(status, key).unwrap_or(0);
+    count("voluntary_ctxt_switches:") + count("nonvoluntary_ctxt_switches:")
 }
 
 /// The numbers of `...summary: 3 connections, 120 questions answered, 0
@@ -536,9 +531,9 @@ mod tests {
     #[test]
     fn reads_memory_lines_in_kib() {
         let status = "Name:\tsrv-poll\nVmHWM:\t    5120 kB\nVmRSS:\t    4096 kB\n";
-        assert_eq!(status_kib(status, "VmRSS:"), Some(4096));
-        assert_eq!(status_kib(status, "VmHWM:"), Some(5120));
-        assert_eq!(status_kib(status, "VmSwap:"), None);
+        assert_eq!(status_number(status, "VmRSS:"), Some(4096));
+        assert_eq!(status_number(status, "VmHWM:"), Some(5120));
+        assert_eq!(status_number(status, "VmSwap:"), None);
     }
 
     #[test]
