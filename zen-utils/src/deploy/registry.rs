@@ -403,6 +403,8 @@ async fn register(
     leave: &Shutdown,
 ) {
     let data = serde_json::to_vec(entry).expect("an entry serializes");
+    let ephemeral = zk::CreateMode::EphemeralSequential.with_acls(acls(auth));
+    let prefix = format!("{}/server-", url.path);
     let mut warnings = Warnings { last: None };
     let mut announced = false;
     let mut checked_path = false;
@@ -461,8 +463,6 @@ async fn register(
                     () = leaving.notified() => return,
                 }
             }
-            let ephemeral = zk::CreateMode::EphemeralSequential.with_acls(acls(auth));
-            let prefix = format!("{}/server-", url.path);
             let znode = match timed(client.create(&prefix, &data, &ephemeral)).await {
                 Ok((_, sequence)) => format!("{prefix}{sequence}"),
                 Err(error) => {
