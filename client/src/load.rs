@@ -586,7 +586,6 @@ pub fn measure(options: &Options, watching: &mut Watch<'_>) -> anyhow::Result<Lo
         },
         picker,
         stop: AtomicBool::new(false),
-        every: options.every.map(nanos),
     });
     let series: Vec<series::Shared> = match options.every {
         Some(every) => (0..threads)
@@ -623,6 +622,7 @@ pub fn measure(options: &Options, watching: &mut Watch<'_>) -> anyhow::Result<Lo
 
     let mut lines = Lines {
         series: &series,
+        every: options.every.map(nanos),
         by_target,
         printed: 0,
     };
@@ -653,8 +653,9 @@ pub fn measure(options: &Options, watching: &mut Watch<'_>) -> anyhow::Result<Lo
         ended.saturating_sub(measure_start)
     };
     // The intervals not printed yet, and the whole series for the report.
-    let every = options.every.map(nanos);
-    let count = every.map_or(0, |every| series::intervals(&series, every, window));
+    let count = lines
+        .every
+        .map_or(0, |every| series::intervals(&series, every, window));
     let targets = shared.picker.known();
     let all: Vec<Interval> = (0..count)
         .map(|i| series::interval(&series, i, &targets, by_target))
@@ -679,25 +680,32 @@ pub fn measure(options: &Options, watching: &mut Watch<'_>) -> anyhow::Result<Lo
 /// The intervals printed while the run goes on.
 struct Lines<'a> {
     series: &'a [series::Shared],
+    /// `--every`, nanoseconds.
+    every: Option<u64>,
     by_target: bool,
     /// Intervals already given to `on_interval`.
     printed: usize,
 }
 
 impl Lines<'_> {
-    /// When the next interval is due to be printed, if one is kept.
+    /// When the next interval to print ends, if intervals are kept.
+    fn next_end(&self, shared: &Shared) -> Option<u64> {
+        let every = self.every?;
+        Some(shared.measure_start + every * (self.printed as u64 + 1))
+    }
+
+    /// When the next interval is due to be printed: `EVERY_LAG` after its
+    /// end, so that every thread has handed it over.
     fn next_due(&self, shared: &Shared) -> Option<u64> {
-        let every = shared.every?;
-        let end = shared.measure_start + every * (self.printed as u64 + 1);
-        Some(end + nanos(EVERY_LAG))
+        Some(self.next_end(shared)? + nanos(EVERY_LAG))
     }
 
     /// Gives `on_interval` every interval that ended by `now` (inside the
     /// window).
     fn pass(&mut self, now: u64, shared: &Shared, on_interval: &mut dyn FnMut(&Interval)) {
-        while let Some(due) = self.next_due(shared) {
-            let inside = shared.end.is_none_or(|end| due - nanos(EVERY_LAG) <= end);
-            if now < due || !inside {
+        while let Some(end) = self.next_end(shared) {
+            let inside = shared.end.is_none_or(|window_end| end <= window_end);
+            if now < end + nanos(EVERY_LAG) || !inside {
                 return;
             }
             let targets = shared.picker.known();

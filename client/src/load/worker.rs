@@ -80,8 +80,6 @@ pub(crate) struct Shared {
     pub(crate) picker: Picker,
     /// Set by the main thread to end the run early.
     pub(crate) stop: AtomicBool,
-    /// `--every`: count per this many nanoseconds of the window, by target.
-    pub(crate) every: Option<u64>,
 }
 
 impl Shared {
