@@ -113,7 +113,7 @@ impl Plan {
             .collect();
         // Experiments 11 and 12 run apart: their rows are ways to reach
         // three backends, and pairs of servers, not one server each.
-        let wanted = |key: &str| args.only.is_empty() || args.only.iter().any(|name| name == key);
+        let wanted = |key: &str| wanted(&args.only, key);
         let mut apart = Vec::new();
         if wanted(dead_server::KEY) {
             // The backends are one model: the first server named, srv-poll
@@ -238,8 +238,13 @@ fn select_experiments(all: Vec<Experiment>, only: &[String]) -> anyhow::Result<V
     }
     Ok(all
         .into_iter()
-        .filter(|experiment| only.is_empty() || only.iter().any(|name| name == experiment.key))
+        .filter(|experiment| wanted(only, experiment.key))
         .collect())
+}
+
+/// Whether `--only` (empty: everything) asks for the experiment `key`.
+fn wanted(only: &[String], key: &str) -> bool {
+    only.is_empty() || only.iter().any(|name| name == key)
 }
 
 /// Creates `out` and makes sure a file can be written there, before any

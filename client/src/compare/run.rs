@@ -165,7 +165,7 @@ fn run_apart(
             ));
             results.ask_peers = Some(servers_ask_servers::run(
                 &plan.bin_dir,
-                &plan.contenders,
+                plan.pairs(),
                 duration,
                 interrupted,
             ));

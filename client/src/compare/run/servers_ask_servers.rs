@@ -13,21 +13,19 @@ use super::process::Server;
 use crate::compare::model::{PairRow, ServersAskServersResult};
 use crate::compare::plan::lineup::{Contender, Kind};
 use crate::compare::plan::servers_ask_servers::{
-    checks, label, note, takes_part, CLIENTS, KEY, LESSON, NUMBER, PEER_TIMEOUT, POOL, TITLE,
+    checks, label, note, CLIENTS, KEY, LESSON, NUMBER, PEER_TIMEOUT, POOL, TITLE,
 };
 use crate::load::{self, Length, Options, Watch, Workload};
 use crate::report::LoadReport;
 
-/// Runs every zen contender's pair for `duration`.
-pub(crate) fn run(
+/// Runs a pair of each of `contenders` (the plan's pairs) for `duration`.
+pub(crate) fn run<'a>(
     bin_dir: &Path,
-    contenders: &[Contender],
+    contenders: impl Iterator<Item = &'a Contender>,
     duration: Duration,
     interrupted: &AtomicBool,
 ) -> ServersAskServersResult {
     let rows = contenders
-        .iter()
-        .filter(|contender| takes_part(contender))
         .map(|contender| {
             if interrupted.load(std::sync::atomic::Ordering::Relaxed) {
                 return (
